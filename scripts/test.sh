@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The one test command: makes sure a real Docker engine, the offline test base images and a
+# loopback registry are there, then runs the whole cargo test suite against them.
+#
+# Idempotent and safe when everything already runs. There is no mock engine: without a daemon
+# the engine tests fail, they are never skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/ensure-docker.sh
+scripts/base-images.sh
+scripts/registry.sh
+
+export CTXBUILD_TEST_BUSYBOX="${CTXBUILD_TEST_BUSYBOX:-ctxbuild-test/busybox:1}"
+export CTXBUILD_TEST_PYTHON="${CTXBUILD_TEST_PYTHON:-ctxbuild-test/python:3-bookworm}"
+export CTXBUILD_TEST_REGISTRY="${CTXBUILD_TEST_REGISTRY:-127.0.0.1:5000}"
+# Engine tests must run: a missing daemon is a failure, not a skip.
+export CTXBUILD_REQUIRE_ENGINE=1
+
+cargo test --locked "$@"

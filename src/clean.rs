@@ -1,0 +1,1 @@
+//! Removal of Python bytecode pollution. Not implemented yet.

@@ -1,0 +1,18 @@
+//! ctxbuild: Docker build contexts done right.
+//!
+//! The library does the work and returns data; the binary (`main.rs` and `commands/`) parses,
+//! prints and maps results to exit codes. Data flows one way:
+//! walk → filter → clean | key → tar → engine → report.
+//!
+//! Module map (one concern per file):
+//! - [`context`]: the Docker-faithful model of a build context (`.dockerignore`, walk, entries).
+//! - [`clean`]: removal of bytecode pollution.
+//! - [`exit`], [`diagnostics`]: exit statuses and `error:` / `caused by:` / `hint:` rendering.
+//! - [`config`]: global settings resolved once from the CLI and the environment.
+
+pub mod clean;
+pub mod config;
+pub mod context;
+pub mod diagnostics;
+pub mod exit;
+pub mod printer;

@@ -1,0 +1,32 @@
+//! Basic CLI behaviour: help, version, completions, usage errors.
+
+mod common;
+
+#[test]
+fn help_lists_every_command_with_examples() {
+    let o = common::bin().arg("--help").output().unwrap();
+    assert!(o.status.success());
+    let text = common::stdout(&o);
+    for cmd in [
+        "clean", "ls", "plan", "explain", "context", "render", "check", "image",
+    ] {
+        assert!(text.contains(cmd), "help lacks {cmd}:\n{text}");
+    }
+    assert!(text.contains("Examples:"));
+}
+
+#[test]
+fn completions_are_generated() {
+    let o = common::bin()
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    assert!(common::stdout(&o).contains("ctxbuild"));
+}
+
+#[test]
+fn usage_error_exits_2() {
+    let o = common::bin().arg("--no-such-flag").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
