@@ -15,4 +15,5 @@ pub mod config;
 pub mod context;
 pub mod diagnostics;
 pub mod exit;
+pub mod pollution;
 pub mod printer;
