@@ -16,5 +16,6 @@ pub mod context;
 pub mod diagnostics;
 pub mod dockerfile;
 pub mod exit;
+pub mod key;
 pub mod pollution;
 pub mod printer;
