@@ -19,3 +19,4 @@ pub mod exit;
 pub mod key;
 pub mod pollution;
 pub mod printer;
+pub mod tarball;
