@@ -103,7 +103,9 @@ pub(super) fn manifest(
 /// Scan, key and plan.
 pub(super) fn compute(req: &Request, printer: &Printer) -> anyhow::Result<(Plan, Manifest)> {
     let started = now_ns();
+    let clock = std::time::Instant::now();
     let ctx = scan(req.dir, req.file, printer)?;
+    printer.verbose(&format!("scanned {} entries in {:.0?}", ctx.entries.len(), clock.elapsed()));
     let (df_path, df_name) = match (req.file, &ctx.dockerfile) {
         (_, Some(rel)) => (ctx.root.join(rel), rel.to_string_lossy().into_owned()),
         (Some(f), None) => (f.to_path_buf(), f.to_string_lossy().into_owned()),
@@ -118,12 +120,16 @@ pub(super) fn compute(req: &Request, printer: &Printer) -> anyhow::Result<(Plan,
     for w in &df.warnings {
         printer.warn(&format!("{df_name}:{}: {}", w.line, w.message));
     }
+    let clock = std::time::Instant::now();
     let (m, _) = manifest(&ctx, req.stat_cache, started, printer)?;
+    printer.verbose(&format!("keyed the context in {:.0?}", clock.elapsed()));
+    let clock = std::time::Instant::now();
     let opts = PlanOptions {
         build_args: parse_build_args(req.build_args),
         target: req.target.clone(),
     };
     let plan = key::plan(&df, &m, &opts).map_err(diagnose)?;
+    printer.verbose(&format!("planned {} steps in {:.0?}", plan.steps.len(), clock.elapsed()));
     Ok((plan, m))
 }
 

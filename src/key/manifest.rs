@@ -176,17 +176,23 @@ pub fn hash_file(root: &Path, rel: &Path, size_hint: u64) -> Result<Hash, KeyErr
     };
     let mut f = std::fs::File::open(&full).map_err(err)?;
     let mut h = blake3::Hasher::new();
-    if size_hint < CHUNK as u64 {
-        // Small files: one read into a stack-sized buffer is the common case.
-        let mut buf = Vec::with_capacity(size_hint as usize + 1);
-        f.read_to_end(&mut buf).map_err(err)?;
-        h.update(&buf);
-    } else {
-        let mut buf = vec![0u8; CHUNK];
+    // One reusable chunk buffer per worker thread: bounded memory, no allocation per file.
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|b| -> Result<(), KeyError> {
+        let mut buf = b.borrow_mut();
+        if buf.len() < CHUNK {
+            buf.resize(CHUNK, 0);
+        }
         loop {
-            let n = f.read(&mut buf).map_err(err)?;
+            let n = match f.read(&mut buf[..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(err(e)),
+            };
             if n == 0 {
-                break;
+                return Ok(());
             }
             if size_hint >= LARGE {
                 h.update_rayon(&buf[..n]);
@@ -194,7 +200,7 @@ pub fn hash_file(root: &Path, rel: &Path, size_hint: u64) -> Result<Hash, KeyErr
                 h.update(&buf[..n]);
             }
         }
-    }
+    })?;
     Ok(*h.finalize().as_bytes())
 }
 

@@ -182,7 +182,12 @@ impl StatCache {
                 && r.matches(e)
                 && now_ns - i128::from(r.mtime_ns) > RACY_NS
         });
+        // Nothing learnt and nothing dropped: the file on disk is already right.
+        let unchanged = fresh.is_empty() && merged.len() == old.len() && self.state == LoadState::Valid;
         self.records = merged;
+        if unchanged {
+            return Ok(());
+        }
 
         let bytes = encode(&self.root, &self.records);
         let err = |source| SaveError {
