@@ -105,7 +105,11 @@ pub(super) fn compute(req: &Request, printer: &Printer) -> anyhow::Result<(Plan,
     let started = now_ns();
     let clock = std::time::Instant::now();
     let ctx = scan(req.dir, req.file, printer)?;
-    printer.verbose(&format!("scanned {} entries in {:.0?}", ctx.entries.len(), clock.elapsed()));
+    printer.verbose(&format!(
+        "scanned {} entries in {:.0?}",
+        ctx.entries.len(),
+        clock.elapsed()
+    ));
     let (df_path, df_name) = match (req.file, &ctx.dockerfile) {
         (_, Some(rel)) => (ctx.root.join(rel), rel.to_string_lossy().into_owned()),
         (Some(f), None) => (f.to_path_buf(), f.to_string_lossy().into_owned()),
@@ -129,7 +133,11 @@ pub(super) fn compute(req: &Request, printer: &Printer) -> anyhow::Result<(Plan,
         target: req.target.clone(),
     };
     let plan = key::plan(&df, &m, &opts).map_err(diagnose)?;
-    printer.verbose(&format!("planned {} steps in {:.0?}", plan.steps.len(), clock.elapsed()));
+    printer.verbose(&format!(
+        "planned {} steps in {:.0?}",
+        plan.steps.len(),
+        clock.elapsed()
+    ));
     Ok((plan, m))
 }
 

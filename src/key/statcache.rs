@@ -183,7 +183,8 @@ impl StatCache {
                 && now_ns - i128::from(r.mtime_ns) > RACY_NS
         });
         // Nothing learnt and nothing dropped: the file on disk is already right.
-        let unchanged = fresh.is_empty() && merged.len() == old.len() && self.state == LoadState::Valid;
+        let unchanged =
+            fresh.is_empty() && merged.len() == old.len() && self.state == LoadState::Valid;
         self.records = merged;
         if unchanged {
             return Ok(());
