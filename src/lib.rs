@@ -15,6 +15,7 @@ pub mod clean;
 pub mod config;
 pub mod context;
 pub mod diagnostics;
+pub mod dockerfile;
 pub mod exit;
 pub mod pollution;
 pub mod printer;
