@@ -4,6 +4,7 @@
 //! classic builder would see in `COPY . /dst/`, applying `.dockerignore` exactly as the Docker CLI
 //! does. This module never removes, hashes or prints anything.
 
+pub mod dockerignore;
 pub mod entry;
 
 pub use entry::{Entry, EntryKind, StatInfo};
