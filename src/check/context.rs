@@ -6,6 +6,7 @@
 //! excluding anything is `clean`'s and `image`'s job, not this module's.
 
 use super::{Finding, ServiceCtx};
+use crate::context::dockerignore::{Matcher, PatternError};
 use crate::pollution;
 use std::io::Read;
 use std::path::Path;
@@ -14,12 +15,21 @@ use std::path::Path;
 const SCAN_LIMIT: u64 = 64 * 1024;
 
 /// A `.dockerignore` predicate for the context at `dir`: relative `/`-separated path and whether
-/// it is a directory → excluded.
+/// it is a directory → left out of what Docker sends. A directory counts as left out only when
+/// Docker would not even enter it (no `!exception` below it), so callers may skip its subtree.
 ///
-/// The Docker-faithful matcher is `context::dockerignore`'s; until it is wired here this reads
-/// nothing and excludes nothing, which can only over-report.
-pub fn dockerignore_matcher(_dir: &Path) -> Box<dyn Fn(&str, bool) -> bool> {
-    Box::new(|_, _| false)
+/// Matching is `context::dockerignore`'s, with the Docker CLI's semantics. A missing
+/// `.dockerignore` excludes nothing; one with a bad pattern makes `docker build` fail, so it is
+/// returned as the error and the caller reports it.
+pub fn dockerignore_matcher(dir: &Path) -> Result<Box<dyn Fn(&str, bool) -> bool>, PatternError> {
+    let m = match std::fs::read(dir.join(".dockerignore")) {
+        Ok(bytes) => Matcher::parse(&bytes, ".dockerignore")?,
+        Err(_) => Matcher::empty(),
+    };
+    Ok(Box::new(move |path: &str, is_dir: bool| {
+        let p = path.as_bytes();
+        m.is_excluded(p) && !(is_dir && m.must_descend(p))
+    }))
 }
 
 /// Why a file is a secret.
