@@ -14,6 +14,9 @@ use std::path::Path;
 /// Files larger than this are not searched for key material.
 const SCAN_LIMIT: u64 = 64 * 1024;
 
+/// Relative `/`-separated path and is-directory → left out of the context.
+pub type Excluded = Box<dyn Fn(&str, bool) -> bool>;
+
 /// A `.dockerignore` predicate for the context at `dir`: relative `/`-separated path and whether
 /// it is a directory → left out of what Docker sends. A directory counts as left out only when
 /// Docker would not even enter it (no `!exception` below it), so callers may skip its subtree.
@@ -21,7 +24,7 @@ const SCAN_LIMIT: u64 = 64 * 1024;
 /// Matching is `context::dockerignore`'s, with the Docker CLI's semantics. A missing
 /// `.dockerignore` excludes nothing; one with a bad pattern makes `docker build` fail, so it is
 /// returned as the error and the caller reports it.
-pub fn dockerignore_matcher(dir: &Path) -> Result<Box<dyn Fn(&str, bool) -> bool>, PatternError> {
+pub fn dockerignore_matcher(dir: &Path) -> Result<Excluded, PatternError> {
     let m = match std::fs::read(dir.join(".dockerignore")) {
         Ok(bytes) => Matcher::parse(&bytes, ".dockerignore")?,
         Err(_) => Matcher::empty(),
@@ -46,7 +49,10 @@ pub fn is_dotenv(name: &str) -> bool {
         return true;
     }
     match name.strip_prefix(".env.") {
-        Some(suffix) => !matches!(suffix, "example" | "sample" | "template" | "dist" | "defaults"),
+        Some(suffix) => !matches!(
+            suffix,
+            "example" | "sample" | "template" | "dist" | "defaults"
+        ),
         None => false,
     }
 }
@@ -76,10 +82,15 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
     let mut pyc_bytes = 0u64;
     let mut first_pyc: Option<String> = None;
     let root = &cx.context_dir;
-    let mut walk = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter();
+    let mut walk = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter();
     while let Some(entry) = walk.next() {
         let Ok(entry) = entry else { continue };
-        let Ok(rel) = entry.path().strip_prefix(root) else { continue };
+        let Ok(rel) = entry.path().strip_prefix(root) else {
+            continue;
+        };
         if rel.as_os_str().is_empty() {
             continue;
         }
