@@ -657,3 +657,13 @@ fn every_rule_has_a_case() {
         "rules without a failing/passing case: {untested:?}"
     );
 }
+
+#[test]
+fn readme_documents_every_rule() {
+    let readme = std::fs::read_to_string(common::repo_root().join("README.md")).unwrap();
+    let section = readme.split("## check").nth(1).expect("a check section");
+    for r in RULES {
+        let row = format!("| `{}` | {} |", r.id, r.severity.as_str());
+        assert!(section.contains(&row), "README's check table lacks {row}");
+    }
+}
