@@ -10,6 +10,7 @@
 //! - [`exit`], [`diagnostics`]: exit statuses and `error:` / `caused by:` / `hint:` rendering.
 //! - [`config`]: global settings resolved once from the CLI and the environment.
 
+pub mod check;
 pub mod clean;
 pub mod config;
 pub mod context;
@@ -19,4 +20,5 @@ pub mod exit;
 pub mod key;
 pub mod pollution;
 pub mod printer;
+pub mod service;
 pub mod tarball;
