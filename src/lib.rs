@@ -14,6 +14,7 @@ pub mod clean;
 pub mod config;
 pub mod context;
 pub mod diagnostics;
+pub mod engine;
 pub mod exit;
 pub mod pollution;
 pub mod printer;
