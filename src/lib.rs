@@ -18,3 +18,5 @@ pub mod engine;
 pub mod exit;
 pub mod pollution;
 pub mod printer;
+pub mod progress;
+pub mod report;
