@@ -309,3 +309,40 @@ fn push_to_a_dead_registry_is_a_network_failure() {
     assert_eq!(err.status(), ExitStatus::PushFailed);
     rmi(&[&tag]);
 }
+
+#[test]
+fn an_injected_dockerfile_is_not_visible_to_copy() {
+    use ctxbuild::engine::inject::{Injection, INJECTED_DOCKERFILE};
+    let e = engine();
+    let tag = format!("ctxbuild-e2e/{}:1", common::unique("inject"));
+    let inj = Injection {
+        dockerfile: format!(
+            "FROM {}\nCOPY . /x/\nRUN find /x | sort\n",
+            common::busybox_image()
+        )
+        .into_bytes(),
+        dockerignore: None,
+        mtime: 0,
+    };
+    let ctx = tar_of(files(&[("app.py", "print(1)\n")]));
+    let mut out = Vec::new();
+    e.build(
+        &BuildOptions {
+            dockerfile: Some(INJECTED_DOCKERFILE.into()),
+            tags: vec![tag.clone()],
+            ..Default::default()
+        },
+        move |w: &mut dyn std::io::Write| {
+            inj.write(w)?;
+            ctx(w)
+        },
+        &mut |ev| {
+            if let BuildEvent::Output { line, .. } = ev {
+                out.push(line.clone())
+            }
+        },
+    )
+    .expect("build with an injected Dockerfile");
+    assert_eq!(out, vec!["/x", "/x/app.py"]);
+    rmi(&[&tag]);
+}

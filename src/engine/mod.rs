@@ -15,6 +15,7 @@ mod build;
 pub mod error;
 pub mod events;
 pub mod host;
+pub mod inject;
 mod push;
 pub mod steps;
 pub mod upload;
