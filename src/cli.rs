@@ -93,11 +93,14 @@ pub struct CleanArgs {
     #[arg(long, value_delimiter = ',', value_name = "TOPIC")]
     pub debris: Vec<String>,
 
-    /// Also remove paths matching this glob (relative to the root; repeatable).
+    /// Also remove paths matching this glob (repeatable). Without `/` it matches names at any
+    /// depth (`*.log`); with `/` the path from the root (`docs/_build`); `**` crosses
+    /// directories; a trailing `/` matches directories only.
     #[arg(long, value_name = "GLOB")]
     pub erase: Vec<String>,
 
-    /// Never remove paths matching this glob (repeatable).
+    /// Never remove paths matching this glob, nor anything below a matching directory
+    /// (relative to the root; repeatable).
     #[arg(long, value_name = "GLOB")]
     pub keep: Vec<String>,
 
@@ -105,9 +108,14 @@ pub struct CleanArgs {
     #[arg(long)]
     pub context_only: bool,
 
-    /// Also descend into virtualenvs (folders with pyvenv.cfg, .venv, venv).
+    /// Also descend into virtualenvs (directories holding a pyvenv.cfg).
     #[arg(long)]
     pub include_venv: bool,
+
+    /// Threads removing files (default: twice the walk threads, at most 16). Removal waits on
+    /// the filesystem, not the CPU, so more threads than cores can help.
+    #[arg(long, value_name = "N")]
+    pub remove_threads: Option<usize>,
 }
 
 /// List the files and symlinks visible to `COPY . /dst/`, exactly as Docker sees the context.

@@ -207,6 +207,12 @@ impl Matcher {
         Ok(())
     }
 
+    /// Appends one pattern the way `patternmatcher.New` receives it (trimmed and cleaned, but
+    /// not read as a file line): how the CLI appends `!Dockerfile`.
+    pub fn add_pattern(&mut self, pattern: &[u8]) -> Result<(), PatternError> {
+        self.push(pattern, 0)
+    }
+
     /// The ignore file's name as given to [`Matcher::parse`].
     pub fn file(&self) -> &str {
         &self.file

@@ -1,1 +1,0 @@
-//! Removal of Python bytecode pollution. Not implemented yet.

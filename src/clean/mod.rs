@@ -1,0 +1,301 @@
+//! Removal of Python bytecode pollution (and opt-in debris) from a tree, in parallel.
+//!
+//! [`clean`] resolves the root, finds what the [`Rules`] name (a parallel walk, or the entries
+//! Docker would send with [`Scope::Context`]), removes it with a pool of deleting threads and
+//! returns a [`CleanReport`]. It never prints: the command renders the report, and `--json` is
+//! the same report serialised.
+//!
+//! Safety contract:
+//! - The root is canonicalised once (a root given through a symlink is resolved, like `cd`);
+//!   the filesystem root `/` is refused. Below the root nothing is followed: a symlink is an
+//!   entry in its own right. A link named `x.pyc` is removed as a link (its target is never
+//!   touched); a link named `__pycache__` is neither entered nor removed, and is reported kept.
+//! - Every path acted on is the canonical root joined with names read from directories under
+//!   it, so nothing outside the root is named. (Like `pyclean` and unlike GNU `find -delete`,
+//!   removal is by path: a directory swapped for a symlink by another process *during* the run
+//!   is not defended against.)
+//! - A `__pycache__` directory, or a debris/`--erase` directory, is removed only once the rules
+//!   have emptied it; the root itself is never removed.
+//! - A failure to remove or read one path is recorded with its path and the run goes on; the
+//!   caller maps [`CleanReport::failures`] to a non-zero exit.
+//! - `.git`, `.hg` and `.svn` are never entered. Virtualenvs are skipped unless
+//!   `include_venv`: a directory is a virtualenv when it holds a `pyvenv.cfg` (PEP 405; venv,
+//!   virtualenv, uv and poetry all write one). Names alone are not trusted — the standard
+//!   library itself ships a `venv` package with a `__pycache__`.
+
+mod remove;
+pub mod rules;
+mod walk;
+
+pub use rules::{KeptReason, Rule, Rules, RulesError, TOPICS};
+
+use crate::context::EntryKind;
+use crate::diagnostics::Diagnose;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Whether to remove, or only to say what would be removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Remove,
+    /// `--dry-run`: remove nothing, list what would go.
+    DryRun,
+    /// `--check`: remove nothing; the caller exits 1 when anything would go.
+    Check,
+}
+
+impl Mode {
+    pub fn removes(self) -> bool {
+        self == Mode::Remove
+    }
+}
+
+/// Which part of the tree to clean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything below the root (minus `.git` and virtualenvs).
+    Tree,
+    /// Only what Docker would send as the build context (the root's `.dockerignore` applies).
+    Context,
+}
+
+/// What to clean and how.
+#[derive(Debug, Clone)]
+pub struct CleanOptions {
+    /// The root as the user gave it.
+    pub root: PathBuf,
+    pub rules: Rules,
+    pub mode: Mode,
+    pub scope: Scope,
+    /// Threads walking the tree.
+    pub walk_threads: usize,
+    /// Threads unlinking files. Removal waits on the filesystem's journal and directory locks,
+    /// not the CPU, so more threads than cores can pay off (see `scripts/bench-clean.sh`).
+    pub remove_threads: usize,
+}
+
+/// The default number of removal threads for `cpus` CPUs: measured, not guessed (README).
+pub fn default_remove_threads(cpus: usize) -> usize {
+    (cpus * 2).clamp(2, 16)
+}
+
+/// Receives progress from worker threads. The library never draws; the command decides how.
+pub trait Progress: Sync {
+    /// `entries` entries have been walked so far.
+    fn walking(&self, _entries: u64) {}
+    /// `done` of `total` removals have been attempted.
+    fn removing(&self, _done: u64, _total: u64) {}
+}
+
+/// Progress that goes nowhere.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// One path removed (or, without [`Mode::Remove`], that would be removed).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Removed {
+    /// Relative to the root.
+    #[serde(serialize_with = "lossy")]
+    pub path: PathBuf,
+    pub kind: EntryKind,
+    pub rule: Rule,
+    /// Apparent size (`lstat`) of a file or symlink; 0 for directories.
+    pub bytes: u64,
+}
+
+/// A path a rule names that stays, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Kept {
+    #[serde(serialize_with = "lossy")]
+    pub path: PathBuf,
+    pub reason: KeptReason,
+}
+
+/// A directory not entered.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    #[serde(serialize_with = "lossy")]
+    pub path: PathBuf,
+    pub reason: SkipReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SkipReason {
+    /// Holds a `pyvenv.cfg`; pass `--include-venv` to clean it.
+    Virtualenv,
+}
+
+/// A path that could not be read or removed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Failure {
+    #[serde(serialize_with = "lossy")]
+    pub path: PathBuf,
+    pub error: String,
+}
+
+/// What one run did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CleanReport {
+    /// The canonical root.
+    #[serde(serialize_with = "lossy")]
+    pub root: PathBuf,
+    pub mode: Mode,
+    /// Files and symlinks removed.
+    pub files: u64,
+    /// Directories removed.
+    pub dirs: u64,
+    /// Bytes of the files removed (apparent sizes).
+    pub bytes: u64,
+    #[serde(rename = "elapsed_ms", serialize_with = "millis")]
+    pub elapsed: Duration,
+    /// Every path removed, sorted by path bytes (what would go, without [`Mode::Remove`]).
+    pub removed: Vec<Removed>,
+    pub kept: Vec<Kept>,
+    pub skipped: Vec<Skipped>,
+    pub failures: Vec<Failure>,
+}
+
+impl CleanReport {
+    /// Whether the tree held nothing to remove.
+    pub fn is_clean(&self) -> bool {
+        self.removed.is_empty()
+    }
+}
+
+fn lossy<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&p.display())
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e3)
+}
+
+/// Why a run could not start. Problems with single paths are [`Failure`]s, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanError {
+    #[error("cannot clean {}", path.display())]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot clean {}: not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("refusing to clean the filesystem root ({})", path.display())]
+    FilesystemRoot { path: PathBuf },
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    #[error("cannot list the build context of {}", root.display())]
+    Context {
+        root: PathBuf,
+        #[source]
+        source: crate::context::ContextError,
+    },
+}
+
+impl Diagnose for CleanError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            CleanError::Root { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Some("check the path: it must be an existing directory".into())
+            }
+            CleanError::NotADirectory { .. } => {
+                Some("give the directory that holds the files instead".into())
+            }
+            CleanError::FilesystemRoot { .. } => {
+                Some("name the project directory to clean instead".into())
+            }
+            CleanError::Rules(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// Resolves a root as given by the user: canonical, a directory, not `/`.
+pub fn resolve_root(given: &Path) -> Result<PathBuf, CleanError> {
+    let canon = std::fs::canonicalize(given).map_err(|source| CleanError::Root {
+        path: given.to_path_buf(),
+        source,
+    })?;
+    let md = std::fs::metadata(&canon).map_err(|source| CleanError::Root {
+        path: given.to_path_buf(),
+        source,
+    })?;
+    if !md.is_dir() {
+        return Err(CleanError::NotADirectory {
+            path: given.to_path_buf(),
+        });
+    }
+    if canon.parent().is_none() {
+        return Err(CleanError::FilesystemRoot {
+            path: given.to_path_buf(),
+        });
+    }
+    Ok(canon)
+}
+
+/// Cleans one root.
+pub fn clean(opts: &CleanOptions, progress: &dyn Progress) -> Result<CleanReport, CleanError> {
+    let start = Instant::now();
+    let root = resolve_root(&opts.root)?;
+    let found = match opts.scope {
+        Scope::Tree => walk::walk_tree(&root, &opts.rules, opts.walk_threads.max(1), progress),
+        Scope::Context => {
+            let ctx = crate::context::scan(&crate::context::ContextOptions {
+                root: root.clone(),
+                dockerfile: None,
+                buildkit: false,
+                threads: opts.walk_threads.max(1),
+            })
+            .map_err(|source| CleanError::Context {
+                root: opts.root.clone(),
+                source,
+            })?;
+            walk::from_entries(&root, &ctx.entries, &opts.rules)
+        }
+    };
+    let mut report = remove::execute(
+        &root,
+        found,
+        opts.mode,
+        opts.remove_threads.max(1),
+        progress,
+    );
+    report.elapsed = start.elapsed();
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filesystem_root_is_refused() {
+        let e = resolve_root(Path::new("/")).unwrap_err();
+        assert!(matches!(e, CleanError::FilesystemRoot { .. }));
+        assert!(e.hint().is_some());
+        // Also when spelled another way.
+        let e = resolve_root(Path::new("/tmp/..")).unwrap_err();
+        assert!(matches!(e, CleanError::FilesystemRoot { .. }));
+    }
+
+    #[test]
+    fn missing_and_non_directory_roots() {
+        let t = tempfile::tempdir().unwrap();
+        let e = resolve_root(&t.path().join("nope")).unwrap_err();
+        assert!(matches!(e, CleanError::Root { .. }));
+        assert!(e.hint().unwrap().contains("existing directory"));
+        std::fs::write(t.path().join("f"), "").unwrap();
+        let e = resolve_root(&t.path().join("f")).unwrap_err();
+        assert!(matches!(e, CleanError::NotADirectory { .. }));
+    }
+
+    #[test]
+    fn remove_threads_default_is_bounded() {
+        assert_eq!(default_remove_threads(1), 2);
+        assert!(default_remove_threads(2) >= 2);
+        assert_eq!(default_remove_threads(64), 16);
+    }
+}
