@@ -19,6 +19,7 @@
 
 pub mod dockerignore;
 pub mod entry;
+pub mod sizes;
 mod walk;
 
 pub use dockerignore::{MatchInfo, Matcher, Pattern, PatternError, PatternErrorKind};
