@@ -147,6 +147,23 @@ impl Context {
     }
 }
 
+/// The permission bits `COPY` gives the copy of an entry in the image.
+///
+/// The classic builder chowns every copied file to root after setting its mode, and Linux
+/// then clears setuid, and setgid when group-execute is set, on regular files (verified against
+/// the engine in `tests/context_fidelity.rs`). Directories and sticky bits keep theirs.
+/// [`Entry::mode`] stays the mode in the context, which is what the build's cache sees.
+pub fn copy_mode(e: &Entry) -> u32 {
+    if e.kind != EntryKind::File {
+        return e.mode;
+    }
+    let mut m = e.mode & !0o4000;
+    if m & 0o010 != 0 {
+        m &= !0o2000;
+    }
+    m
+}
+
 fn find<'e>(entries: &'e [Entry], path: &[u8]) -> Option<&'e Entry> {
     entries
         .binary_search_by(|e| e.path_bytes().cmp(path))
