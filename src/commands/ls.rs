@@ -6,7 +6,7 @@
 
 use crate::cli::LsArgs;
 use ctxbuild::context::sizes::{human_bytes, sizes, SizeReport};
-use ctxbuild::context::{scan, ContextOptions, Entry, EntryKind, IssueKind};
+use ctxbuild::context::{scan_with, ContextOptions, Detail, Entry, EntryKind, IssueKind};
 use ctxbuild::diagnostics::diagnose;
 use ctxbuild::exit::ExitStatus;
 use ctxbuild::printer::Printer;
@@ -51,7 +51,13 @@ pub fn run(args: &LsArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
         buildkit: args.buildkit,
         threads: printer.config.threads,
     };
-    let ctx = scan(&opts).map_err(diagnose)?;
+    // Plain paths need no metadata: skip the lstat per entry, as fd does.
+    let detail = if args.json || args.sizes {
+        Detail::Full
+    } else {
+        Detail::NamesOnly
+    };
+    let ctx = scan_with(&opts, detail).map_err(diagnose)?;
 
     let mut status = ExitStatus::Success;
     for issue in &ctx.issues {

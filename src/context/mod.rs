@@ -286,11 +286,28 @@ fn display_rel(root: &Path, p: &Path) -> String {
         .into_owned()
 }
 
-/// Scans a context: walks it with Docker's rules and returns what `COPY . /dst/` sees.
+/// How much each entry is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// `lstat` every kept entry: mode, size and stat filled, unreadable files reported.
+    Full,
+    /// Names and types from the directory listing only (like `fd`): `mode`, `size` and `stat`
+    /// are 0, unreadable files are not detected (unlistable directories still are). For
+    /// callers that only need paths.
+    NamesOnly,
+}
+
+/// Scans a context: walks it with Docker's rules and returns what `COPY . /dst/` sees, every
+/// entry `lstat`ed ([`Detail::Full`]).
 ///
 /// Fails only when the root, the given Dockerfile or the ignore file is unusable; entries that
 /// cannot be read are recorded in [`Context::issues`] and the scan goes on.
 pub fn scan(opts: &ContextOptions) -> Result<Context, ContextError> {
+    scan_with(opts, Detail::Full)
+}
+
+/// [`scan`] with a choice of [`Detail`].
+pub fn scan_with(opts: &ContextOptions, detail: Detail) -> Result<Context, ContextError> {
     let root = resolve_root(&opts.root)?;
     let dockerfile = resolve_dockerfile(&root, opts.dockerfile.as_deref())?;
     let rel_dockerfile: Option<PathBuf> = dockerfile
@@ -348,7 +365,7 @@ pub fn scan(opts: &ContextOptions) -> Result<Context, ContextError> {
         }
     }
 
-    let walked = walk::walk(&root, walk_matcher, opts.threads);
+    let walked = walk::walk(&root, walk_matcher, opts.threads, detail);
     let mut entries = walked.entries;
     let mut issues = walked.issues;
     entries.sort_unstable_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
