@@ -10,10 +10,18 @@
 //! - [`exit`], [`diagnostics`]: exit statuses and `error:` / `caused by:` / `hint:` rendering.
 //! - [`config`]: global settings resolved once from the CLI and the environment.
 
+pub mod check;
 pub mod clean;
 pub mod config;
 pub mod context;
 pub mod diagnostics;
+pub mod dockerfile;
+pub mod engine;
 pub mod exit;
+pub mod key;
 pub mod pollution;
 pub mod printer;
+pub mod progress;
+pub mod report;
+pub mod service;
+pub mod tarball;

@@ -1,9 +1,39 @@
-//! `ctxbuild check`.
+//! `ctxbuild check`: runs the lint and prints its report, as text or `--json` from the same data.
 
 use crate::cli::CheckArgs;
+use ctxbuild::check::{self, Severity};
+use ctxbuild::diagnostics::diagnose;
 use ctxbuild::exit::ExitStatus;
 use ctxbuild::printer::Printer;
+use ctxbuild::service::{self, Config};
 
-pub fn run(_args: &CheckArgs, _printer: &mut Printer) -> anyhow::Result<ExitStatus> {
-    super::not_yet("check")
+pub fn run(args: &CheckArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
+    let path = service::config_path(args.config.as_deref());
+    let config = Config::load(&path).map_err(diagnose)?;
+    let report = check::run(&config, &args.services).map_err(diagnose)?;
+    if args.json {
+        printer.json(&report)?;
+    } else {
+        for f in &report.findings {
+            let sev = match f.severity {
+                Severity::Error => printer.paint("error", console::Style::new().red().bold()),
+                Severity::Warning => printer.paint("warning", console::Style::new().yellow().bold()),
+            };
+            printer.line(&format!("{}: {sev}[{}] {}", f.location(), f.rule, f.message))?;
+            printer.line(&format!("  fix: {}", f.fix))?;
+        }
+        let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+        printer.info(&format!(
+            "checked {} and {}: {}, {}",
+            plural(report.services.len(), "service"),
+            plural(config.compose.len(), "compose file"),
+            plural(report.errors, "error"),
+            plural(report.warnings, "warning"),
+        ));
+    }
+    Ok(if report.has_errors() {
+        ExitStatus::Findings
+    } else {
+        ExitStatus::Success
+    })
 }

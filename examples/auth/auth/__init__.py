@@ -1,0 +1,1 @@
+"""The example auth service package."""

@@ -1,0 +1,547 @@
+//! Explaining cache misses: compare a plan saved earlier with the current one, say which steps
+//! hit and miss, and for the first miss which files (added, removed, content, mode, type, link)
+//! or which instruction, build arg or base image changed — as data plus one sentence.
+//!
+//! Used by `ctxbuild explain` and by the build report (against the plan saved at the previous
+//! build). Boundary: pure functions over [`Plan`]s and [`Manifest`]s; no I/O, no printing.
+
+use super::manifest::{Manifest, ManifestEntry};
+use super::plan::{select, Plan, PlanStep};
+use crate::context::EntryKind;
+use crate::pollution;
+
+/// Hit or miss of one step.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StepVerdict {
+    pub index: usize,
+    pub total: usize,
+    pub instruction: String,
+    /// `false` for steps Docker never caches (`FROM`, meta `ARG`).
+    pub cacheable: bool,
+    /// The step's key was in the saved plan: Docker would print "Using cache".
+    pub hit: bool,
+}
+
+/// One changed mode.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModeChange {
+    pub path: String,
+    pub before: u32,
+    pub after: u32,
+}
+
+/// What changed among the files a `COPY`/`ADD` selects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FileDiff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub content_changed: Vec<String>,
+    pub mode_changed: Vec<ModeChange>,
+    /// File became directory, link became file, …
+    pub type_changed: Vec<String>,
+    pub link_changed: Vec<String>,
+}
+
+impl FileDiff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty()
+            && self.removed.is_empty()
+            && self.content_changed.is_empty()
+            && self.mode_changed.is_empty()
+            && self.type_changed.is_empty()
+            && self.link_changed.is_empty()
+    }
+}
+
+/// One file-level change (for callers that want a flat list).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "change", content = "path")]
+pub enum FileChange {
+    Added(String),
+    Removed(String),
+    Content(String),
+    Mode(String),
+    Type(String),
+    Link(String),
+}
+
+/// Why the first missing step misses.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum MissReason {
+    /// The saved plan has no step at this position.
+    NewStep,
+    /// The instruction text changed.
+    Instruction { before: String },
+    /// The files selected by `COPY`/`ADD` changed.
+    Files(FileDiff),
+    /// The build args a `RUN` sees changed.
+    BuildArgs {
+        before: Vec<String>,
+        after: Vec<String>,
+    },
+    /// The base (`FROM`) of the stage changed.
+    Base { before: String },
+    /// `COPY --from` a stage that rebuilds.
+    SourceStage { stage: String },
+    /// A variable or earlier state changed (e.g. an `ARG` value used in an expansion).
+    Other,
+}
+
+/// The first step that will rebuild, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Miss {
+    pub index: usize,
+    pub total: usize,
+    pub instruction: String,
+    pub reason: MissReason,
+    /// The sentence a user needs, e.g. "Step 3/9 COPY app/ /app/ will rebuild: app/main.py
+    /// content changed, 212 app/**/__pycache__/*.pyc added — run `ctxbuild clean` or add
+    /// `**/__pycache__` to .dockerignore".
+    pub sentence: String,
+}
+
+/// Hit/miss per step plus the first miss explained.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Explanation {
+    pub steps: Vec<StepVerdict>,
+    pub first_miss: Option<Miss>,
+}
+
+/// Compares the current plan with one saved earlier. The manifests are those the plans were
+/// computed from (`old.manifest` for a saved plan); without them file lists stay empty.
+pub fn explain(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest) -> Explanation {
+    let known: std::collections::HashSet<&str> = old.steps.iter().map(|s| s.key.as_str()).collect();
+    let steps: Vec<StepVerdict> = new
+        .steps
+        .iter()
+        .map(|s| StepVerdict {
+            index: s.index,
+            total: s.total,
+            instruction: s.instruction.clone(),
+            cacheable: s.cacheable,
+            hit: known.contains(s.key.as_str()),
+        })
+        .collect();
+    let first_miss = new
+        .steps
+        .iter()
+        .zip(&steps)
+        .position(|(_, v)| v.cacheable && !v.hit)
+        .map(|i| {
+            let step = &new.steps[i];
+            let reason = reason(old, old_m, new, new_m, i);
+            let sentence = sentence(step, &reason);
+            Miss {
+                index: step.index,
+                total: step.total,
+                instruction: step.instruction.clone(),
+                reason,
+                sentence,
+            }
+        });
+    Explanation { steps, first_miss }
+}
+
+fn reason(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest, i: usize) -> MissReason {
+    let step = &new.steps[i];
+    let Some(before) = old.steps.get(i) else {
+        return MissReason::NewStep;
+    };
+    if before.instruction != step.instruction {
+        return MissReason::Instruction {
+            before: before.instruction.clone(),
+        };
+    }
+    // The step's own inputs are unchanged: did the step before it (its parent) change?
+    if i > 0 {
+        let (p_old, p_new) = (&old.steps[i - 1], &new.steps[i - 1]);
+        let is_from = p_new
+            .instruction
+            .get(..4)
+            .is_some_and(|k| k.eq_ignore_ascii_case("from"));
+        if p_old.key != p_new.key && !p_new.cacheable && is_from {
+            return MissReason::Base {
+                before: p_old.instruction.clone(),
+            };
+        }
+    }
+    if let Some(stage) = &step.from {
+        return MissReason::SourceStage {
+            stage: stage.clone(),
+        };
+    }
+    if !step.sources.is_empty() {
+        let d = file_diff(old_m, &before.sources, new_m, &step.sources);
+        if !d.is_empty() {
+            return MissReason::Files(d);
+        }
+    }
+    if before.build_args != step.build_args {
+        return MissReason::BuildArgs {
+            before: before.build_args.clone(),
+            after: step.build_args.clone(),
+        };
+    }
+    MissReason::Other
+}
+
+/// The entries `sources` select in `m`, as (path, entry) sorted by path.
+fn selected<'m>(m: &'m Manifest, sources: &[String]) -> Vec<&'m ManifestEntry> {
+    match select(m, sources) {
+        Ok(sel) => sel.entries.iter().map(|&i| &m.entries[i]).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// File-level differences between what `old_sources` selected in `old` and what `new_sources`
+/// select in `new`.
+pub fn file_diff(
+    old: &Manifest,
+    old_sources: &[String],
+    new: &Manifest,
+    new_sources: &[String],
+) -> FileDiff {
+    let a = selected(old, old_sources);
+    let b = selected(new, new_sources);
+    let mut d = FileDiff::default();
+    let (mut i, mut j) = (0, 0);
+    let name = |e: &ManifestEntry| e.path.to_string_lossy().into_owned();
+    while i < a.len() || j < b.len() {
+        let ord = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.path_bytes().cmp(y.path_bytes()),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match ord {
+            std::cmp::Ordering::Less => {
+                d.removed.push(name(a[i]));
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                d.added.push(name(b[j]));
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let (x, y) = (a[i], b[j]);
+                if x.kind != y.kind {
+                    d.type_changed.push(name(y));
+                } else {
+                    if x.hash != y.hash || x.size != y.size {
+                        d.content_changed.push(name(y));
+                    }
+                    if x.link_target != y.link_target {
+                        d.link_changed.push(name(y));
+                    }
+                    if x.mode != y.mode && y.kind != EntryKind::Symlink {
+                        d.mode_changed.push(ModeChange {
+                            path: name(y),
+                            before: x.mode,
+                            after: y.mode,
+                        });
+                    }
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    // Directories that merely hold added pollution are noise in a message; keep them in the
+    // data only when they are not __pycache__.
+    d
+}
+
+impl FileDiff {
+    /// The changes as a flat list.
+    pub fn changes(&self) -> Vec<FileChange> {
+        let mut v = Vec::new();
+        v.extend(
+            self.content_changed
+                .iter()
+                .cloned()
+                .map(FileChange::Content),
+        );
+        v.extend(
+            self.mode_changed
+                .iter()
+                .map(|m| FileChange::Mode(m.path.clone())),
+        );
+        v.extend(self.type_changed.iter().cloned().map(FileChange::Type));
+        v.extend(self.link_changed.iter().cloned().map(FileChange::Link));
+        v.extend(self.added.iter().cloned().map(FileChange::Added));
+        v.extend(self.removed.iter().cloned().map(FileChange::Removed));
+        v
+    }
+}
+
+fn is_pollution(path: &str) -> bool {
+    let p = std::path::Path::new(path);
+    let name = p.file_name().unwrap_or(p.as_os_str());
+    pollution::classify(name, false).is_some()
+        || pollution::classify(name, true).is_some()
+        || path.split('/').any(|c| c == "__pycache__")
+}
+
+/// `N dir/**/__pycache__/*.pyc` for a group of bytecode paths.
+fn pollution_group(paths: &[&String]) -> String {
+    if paths.len() == 1 {
+        return paths[0].clone();
+    }
+    let dirs: Vec<Vec<&str>> = paths
+        .iter()
+        .map(|p| {
+            let parts: Vec<&str> = p.split('/').collect();
+            let cut = parts
+                .iter()
+                .position(|c| *c == "__pycache__")
+                .unwrap_or(parts.len().saturating_sub(1));
+            parts[..cut].to_vec()
+        })
+        .collect();
+    let mut common: Vec<&str> = dirs[0].clone();
+    for d in &dirs[1..] {
+        let n = common.iter().zip(d).take_while(|(a, b)| a == b).count();
+        common.truncate(n);
+    }
+    let in_cache = paths
+        .iter()
+        .all(|p| p.split('/').any(|c| c == "__pycache__"));
+    let tail = if in_cache {
+        "**/__pycache__/*.pyc"
+    } else {
+        "**/*.pyc"
+    };
+    let prefix = if common.is_empty() {
+        String::new()
+    } else {
+        format!("{}/", common.join("/"))
+    };
+    format!("{} {prefix}{tail}", paths.len())
+}
+
+/// Up to `max` names, then "and N more".
+fn some(names: &[String], verb: &str, max: usize) -> Vec<String> {
+    let mut v: Vec<String> = names
+        .iter()
+        .take(max)
+        .map(|n| format!("{n} {verb}"))
+        .collect();
+    if names.len() > max {
+        v.push(format!("{} more {verb}", names.len() - max));
+    }
+    v
+}
+
+fn sentence(step: &PlanStep, reason: &MissReason) -> String {
+    let head = format!(
+        "Step {}/{} {} will rebuild",
+        step.index, step.total, step.instruction
+    );
+    match reason {
+        MissReason::NewStep => format!("{head}: it is new since the saved plan"),
+        MissReason::Instruction { before } => {
+            format!("{head}: the instruction changed (was `{before}`)")
+        }
+        MissReason::Base { before } => format!("{head}: the base changed (was `{before}`)"),
+        MissReason::SourceStage { stage } => {
+            format!("{head}: stage `{stage}` it copies from rebuilds")
+        }
+        MissReason::BuildArgs { before, after } => {
+            let changed: Vec<&String> = after.iter().filter(|a| !before.contains(a)).collect();
+            let gone: Vec<&String> = before
+                .iter()
+                .filter(|b| {
+                    let k = b.split('=').next().unwrap_or("");
+                    !after.iter().any(|a| a.split('=').next() == Some(k))
+                })
+                .collect();
+            let mut parts: Vec<String> = changed.iter().map(|c| format!("build arg {c}")).collect();
+            parts.extend(gone.iter().map(|g| format!("build arg {g} removed")));
+            format!("{head}: {}", parts.join(", "))
+        }
+        MissReason::Other => format!("{head}: a variable or an earlier step changed"),
+        MissReason::Files(d) => {
+            let mut parts = Vec::new();
+            parts.extend(some(&d.content_changed, "content changed", 3));
+            for m in d.mode_changed.iter().take(3) {
+                parts.push(format!("{} mode {:o}→{:o}", m.path, m.before, m.after));
+            }
+            if d.mode_changed.len() > 3 {
+                parts.push(format!("{} more mode changed", d.mode_changed.len() - 3));
+            }
+            parts.extend(some(&d.type_changed, "type changed", 3));
+            parts.extend(some(&d.link_changed, "link target changed", 3));
+            let (poll, plain): (Vec<&String>, Vec<&String>) =
+                d.added.iter().partition(|p| is_pollution(p));
+            // __pycache__ directories come with their files; count the files.
+            let poll_files: Vec<&String> = poll
+                .iter()
+                .copied()
+                .filter(|p| !p.ends_with("__pycache__"))
+                .collect();
+            let plain: Vec<String> = plain.into_iter().cloned().collect();
+            parts.extend(some(&plain, "added", 3));
+            if !poll_files.is_empty() {
+                parts.push(format!("{} added", pollution_group(&poll_files)));
+            } else if !poll.is_empty() {
+                parts.push(format!("{} added", pollution_group(&poll)));
+            }
+            parts.extend(some(&d.removed, "removed", 3));
+            let mut s = format!("{head}: {}", parts.join(", "));
+            if !poll.is_empty() {
+                s.push_str(" — run `ctxbuild clean` or add `**/__pycache__` to .dockerignore");
+            }
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::parse;
+    use crate::key::plan::{plan, PlanOptions};
+
+    fn f(p: &str, content: &str, mode: u32) -> ManifestEntry {
+        ManifestEntry {
+            path: p.into(),
+            kind: EntryKind::File,
+            mode,
+            size: content.len() as u64,
+            link_target: None,
+            hash: Some(*blake3::hash(content.as_bytes()).as_bytes()),
+        }
+    }
+    fn d(p: &str) -> ManifestEntry {
+        ManifestEntry {
+            path: p.into(),
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            size: 0,
+            link_target: None,
+            hash: None,
+        }
+    }
+    fn m(mut v: Vec<ManifestEntry>) -> Manifest {
+        v.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
+        Manifest { entries: v }
+    }
+    const DF: &str = "FROM img\nCOPY req.txt /r/\nRUN pip install\nCOPY app/ /app/\nRUN true\n";
+
+    fn pl(df: &str, man: &Manifest, args: &[(&str, &str)]) -> Plan {
+        let opts = PlanOptions {
+            build_args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            target: None,
+        };
+        plan(&parse(df, "Dockerfile").unwrap(), man, &opts).unwrap()
+    }
+
+    fn base() -> Vec<ManifestEntry> {
+        vec![
+            d("app"),
+            f("app/main.py", "a", 0o644),
+            f("app/util.py", "u", 0o644),
+            f("req.txt", "r", 0o644),
+        ]
+    }
+
+    #[test]
+    fn the_sentence_users_need() {
+        let m0 = m(base());
+        let mut v = base();
+        v[1] = f("app/main.py", "b", 0o644);
+        for i in 0..212 {
+            let dir = if i % 2 == 0 {
+                "app/__pycache__"
+            } else {
+                "app/sub/__pycache__"
+            };
+            v.push(f(&format!("{dir}/m{i}.cpython-311.pyc"), "x", 0o644));
+        }
+        v.push(d("app/__pycache__"));
+        v.push(d("app/sub"));
+        v.push(d("app/sub/__pycache__"));
+        let m1 = m(v);
+        let e = explain(&pl(DF, &m0, &[]), &m0, &pl(DF, &m1, &[]), &m1);
+        let hits: Vec<bool> = e.steps.iter().map(|s| s.hit).collect();
+        assert_eq!(hits, vec![true, true, true, false, false]);
+        let miss = e.first_miss.unwrap();
+        assert_eq!(miss.index, 4);
+        assert_eq!(
+            miss.sentence,
+            "Step 4/5 COPY app/ /app/ will rebuild: app/main.py content changed, app/sub added, \
+212 app/**/__pycache__/*.pyc added — run `ctxbuild clean` or add `**/__pycache__` to .dockerignore"
+        );
+        let MissReason::Files(fd) = miss.reason else {
+            panic!()
+        };
+        assert_eq!(fd.content_changed, vec!["app/main.py"]);
+        assert_eq!(fd.added.len(), 212 + 3);
+    }
+
+    #[test]
+    fn mode_removed_instruction_and_build_args() {
+        let m0 = m(base());
+        let mut v = base();
+        v[2].mode = 0o755;
+        v.remove(1);
+        let m1 = m(v);
+        let e = explain(&pl(DF, &m0, &[]), &m0, &pl(DF, &m1, &[]), &m1);
+        let s = e.first_miss.unwrap().sentence;
+        assert!(
+            s.contains("app/util.py mode 644→755") && s.contains("app/main.py removed"),
+            "{s}"
+        );
+
+        let df2 = DF.replace("RUN pip install", "RUN pip install -r /r/req.txt");
+        let e = explain(&pl(DF, &m0, &[]), &m0, &pl(&df2, &m0, &[]), &m0);
+        let miss = e.first_miss.unwrap();
+        assert_eq!(miss.index, 3);
+        assert_eq!(
+            miss.reason,
+            MissReason::Instruction {
+                before: "RUN pip install".into()
+            }
+        );
+
+        let dfa = "FROM img\nARG V=1\nRUN true\n";
+        let e = explain(&pl(dfa, &m0, &[]), &m0, &pl(dfa, &m0, &[("V", "2")]), &m0);
+        let miss = e.first_miss.unwrap();
+        assert_eq!(miss.index, 3);
+        assert!(
+            miss.sentence.ends_with("will rebuild: build arg V=2"),
+            "{}",
+            miss.sentence
+        );
+    }
+
+    #[test]
+    fn nothing_changed_means_all_hit() {
+        let m0 = m(base());
+        let e = explain(&pl(DF, &m0, &[]), &m0, &pl(DF, &m0, &[]), &m0);
+        assert!(e.first_miss.is_none());
+        assert!(e.steps.iter().filter(|s| s.cacheable).all(|s| s.hit));
+    }
+
+    #[test]
+    fn base_change_is_named() {
+        let m0 = m(base());
+        let e = explain(
+            &pl(DF, &m0, &[]),
+            &m0,
+            &pl(&DF.replace("img", "img:2"), &m0, &[]),
+            &m0,
+        );
+        let miss = e.first_miss.unwrap();
+        assert_eq!(miss.index, 2);
+        assert_eq!(
+            miss.reason,
+            MissReason::Base {
+                before: "FROM img".into()
+            }
+        );
+    }
+}

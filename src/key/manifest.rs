@@ -1,0 +1,328 @@
+//! The content manifest of a context: one record per entry with what Docker's cache can see —
+//! path, type, mode, size, symlink target and a blake3 content hash — and a root digest.
+//!
+//! Never mtime, atime, inode, owner or walk order: the same tree after a fresh checkout or a
+//! `touch` gives the same manifest. Files are hashed in parallel (rayon); large files are
+//! streamed in chunks, never read whole. A [`StatCache`] lets a re-key of an unchanged tree skip
+//! hashing entirely.
+
+use super::statcache::StatCache;
+use super::KeyError;
+use crate::context::{Context, EntryKind};
+use rayon::prelude::*;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// A blake3 digest.
+pub type Hash = [u8; 32];
+
+/// One entry of the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ManifestEntry {
+    /// Relative, `/`-separated (lossy for non-UTF-8 names in JSON).
+    #[serde(with = "path_serde")]
+    pub path: PathBuf,
+    pub kind: EntryKind,
+    /// Permission and special bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub size: u64,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_path_serde"
+    )]
+    pub link_target: Option<PathBuf>,
+    /// blake3 of the content, for regular files only.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_hash_serde"
+    )]
+    pub hash: Option<Hash>,
+}
+
+impl ManifestEntry {
+    pub fn path_bytes(&self) -> &[u8] {
+        self.path.as_os_str().as_bytes()
+    }
+
+    /// Feeds everything a key may depend on into `h`, length-prefixed so that no two different
+    /// records feed the same bytes.
+    pub fn feed(&self, h: &mut blake3::Hasher) {
+        feed_bytes(h, self.path_bytes());
+        h.update(&[self.kind as u8]);
+        h.update(&self.mode.to_le_bytes());
+        h.update(&self.size.to_le_bytes());
+        match &self.link_target {
+            Some(t) => feed_bytes(h, t.as_os_str().as_bytes()),
+            None => feed_bytes(h, b"\0none"),
+        }
+        h.update(self.hash.as_ref().unwrap_or(&[0u8; 32]));
+    }
+}
+
+pub(crate) fn feed_bytes(h: &mut blake3::Hasher, b: &[u8]) {
+    h.update(&(b.len() as u64).to_le_bytes());
+    h.update(b);
+}
+
+/// The manifest of a whole context, entries sorted by path bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub entries: Vec<ManifestEntry>,
+}
+
+/// What building a manifest cost (for `-v` and benchmarks).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ManifestStats {
+    pub files: usize,
+    /// Files whose hash came from the stat cache.
+    pub cached: usize,
+    /// Files read and hashed.
+    pub hashed: usize,
+    pub hashed_bytes: u64,
+}
+
+impl Manifest {
+    /// The root digest of the whole context (hex).
+    pub fn digest(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(b"ctxbuild-manifest-v1");
+        for e in &self.entries {
+            e.feed(&mut h);
+        }
+        h.finalize().to_hex().to_string()
+    }
+
+    /// Finds an entry by relative path (binary search: entries are sorted by path bytes).
+    pub fn get(&self, path: &[u8]) -> Option<&ManifestEntry> {
+        self.entries
+            .binary_search_by(|e| e.path_bytes().cmp(path))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+}
+
+/// Files at least this big are hashed with blake3's multi-threaded `update_rayon`, so one huge
+/// file at the end of a run does not leave the other cores idle.
+const LARGE: u64 = 8 << 20;
+/// Read chunk for streaming (bounded memory per thread).
+const CHUNK: usize = 1 << 20;
+
+/// Builds the manifest of `ctx`, reusing and refreshing hashes in `cache` when given.
+///
+/// Unreadable files fail the manifest: their content is part of what Docker would receive, so
+/// no honest key exists without them.
+pub fn build(
+    ctx: &Context,
+    mut cache: Option<&mut StatCache>,
+) -> Result<(Manifest, ManifestStats), KeyError> {
+    let mut stats = ManifestStats::default();
+    let mut entries: Vec<ManifestEntry> = ctx
+        .entries
+        .iter()
+        .map(|e| ManifestEntry {
+            path: e.path.clone(),
+            kind: e.kind,
+            mode: e.mode,
+            size: if e.kind == EntryKind::Dir { 0 } else { e.size },
+            link_target: e.link_target.clone(),
+            hash: None,
+        })
+        .collect();
+
+    // Which files need reading: not in the cache, or stat data changed.
+    let mut todo: Vec<usize> = Vec::new();
+    for (i, e) in ctx.entries.iter().enumerate() {
+        if e.kind != EntryKind::File {
+            continue;
+        }
+        stats.files += 1;
+        match cache.as_deref().and_then(|c| c.lookup(e)) {
+            Some(h) => {
+                entries[i].hash = Some(h);
+                stats.cached += 1;
+            }
+            None => todo.push(i),
+        }
+    }
+
+    let hashed: Vec<(usize, Result<Hash, KeyError>)> = todo
+        .par_iter()
+        .map(|&i| {
+            let e = &ctx.entries[i];
+            (i, hash_file(&ctx.root, &e.path, e.size))
+        })
+        .collect();
+    for (i, r) in hashed {
+        let h = r?;
+        entries[i].hash = Some(h);
+        stats.hashed += 1;
+        stats.hashed_bytes += ctx.entries[i].size;
+        if let Some(c) = cache.as_deref_mut() {
+            c.insert(&ctx.entries[i], h);
+        }
+    }
+    Ok((Manifest { entries }, stats))
+}
+
+/// Hashes one file, streaming it in chunks.
+pub fn hash_file(root: &Path, rel: &Path, size_hint: u64) -> Result<Hash, KeyError> {
+    let full = root.join(rel);
+    let err = |source| KeyError::Read {
+        path: rel.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::open(&full).map_err(err)?;
+    let mut h = blake3::Hasher::new();
+    if size_hint < CHUNK as u64 {
+        // Small files: one read into a stack-sized buffer is the common case.
+        let mut buf = Vec::with_capacity(size_hint as usize + 1);
+        f.read_to_end(&mut buf).map_err(err)?;
+        h.update(&buf);
+    } else {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = f.read(&mut buf).map_err(err)?;
+            if n == 0 {
+                break;
+            }
+            if size_hint >= LARGE {
+                h.update_rayon(&buf[..n]);
+            } else {
+                h.update(&buf[..n]);
+            }
+        }
+    }
+    Ok(*h.finalize().as_bytes())
+}
+
+mod path_serde {
+    use std::path::{Path, PathBuf};
+    pub fn serialize<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&p.to_string_lossy())
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        let s: String = serde::Deserialize::deserialize(d)?;
+        Ok(PathBuf::from(s))
+    }
+}
+
+mod opt_path_serde {
+    use std::path::PathBuf;
+    pub fn serialize<S: serde::Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => s.serialize_some(&p.to_string_lossy()),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<PathBuf>, D::Error> {
+        let s: Option<String> = serde::Deserialize::deserialize(d)?;
+        Ok(s.map(PathBuf::from))
+    }
+}
+
+mod opt_hash_serde {
+    pub fn serialize<S: serde::Serializer>(h: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+        match h {
+            Some(h) => s.serialize_some(&blake3::Hash::from(*h).to_hex().as_str()),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<[u8; 32]>, D::Error> {
+        let s: Option<String> = serde::Deserialize::deserialize(d)?;
+        match s {
+            None => Ok(None),
+            Some(s) => blake3::Hash::from_hex(s.as_bytes())
+                .map(|h| Some(*h.as_bytes()))
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{Entry, StatInfo};
+
+    pub(crate) fn entry(path: &str, kind: EntryKind, mode: u32, size: u64) -> Entry {
+        Entry {
+            path: PathBuf::from(path),
+            kind,
+            mode,
+            size,
+            link_target: None,
+            stat: StatInfo::default(),
+        }
+    }
+
+    #[test]
+    fn digest_ignores_stat_but_not_content_mode_or_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), "hello").unwrap();
+        let mut e = entry("a", EntryKind::File, 0o644, 5);
+        let ctx = |e: &Entry| Context {
+            root: dir.path().to_path_buf(),
+            entries: vec![e.clone()],
+        };
+        let (m1, s1) = build(&ctx(&e), None).unwrap();
+        assert_eq!(s1.hashed, 1);
+        assert_eq!(m1.entries[0].hash, Some(*blake3::hash(b"hello").as_bytes()));
+        e.stat.mtime_ns = 42;
+        e.stat.ino = 7;
+        assert_eq!(build(&ctx(&e), None).unwrap().0.digest(), m1.digest());
+        e.mode = 0o755;
+        assert_ne!(build(&ctx(&e), None).unwrap().0.digest(), m1.digest());
+        std::fs::write(dir.path().join("a"), "hellp").unwrap();
+        e.mode = 0o644;
+        assert_ne!(build(&ctx(&e), None).unwrap().0.digest(), m1.digest());
+    }
+
+    #[test]
+    fn large_files_stream_to_the_same_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(LARGE as usize + 12345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(dir.path().join("big"), &data).unwrap();
+        let h = hash_file(dir.path(), Path::new("big"), data.len() as u64).unwrap();
+        assert_eq!(h, *blake3::hash(&data).as_bytes());
+        let mid = &data[..CHUNK * 2 + 3];
+        std::fs::write(dir.path().join("mid"), mid).unwrap();
+        let h = hash_file(dir.path(), Path::new("mid"), mid.len() as u64).unwrap();
+        assert_eq!(h, *blake3::hash(mid).as_bytes());
+    }
+
+    #[test]
+    fn unreadable_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context {
+            root: dir.path().to_path_buf(),
+            entries: vec![entry("gone.txt", EntryKind::File, 0o644, 1)],
+        };
+        let e = build(&ctx, None).unwrap_err();
+        assert!(e.to_string().contains("gone.txt"), "{e}");
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let m = Manifest {
+            entries: vec![ManifestEntry {
+                path: "a/b".into(),
+                kind: EntryKind::Symlink,
+                mode: 0o777,
+                size: 3,
+                link_target: Some("../c".into()),
+                hash: Some([7; 32]),
+            }],
+        };
+        let s = serde_json::to_string(&m).unwrap();
+        let back: Manifest = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, m);
+    }
+}

@@ -1,0 +1,54 @@
+//! Cache keys: the content manifest of a context, the stat cache that makes re-keying cheap,
+//! per-step keys that predict the classic builder's layer cache, and the diff that explains a
+//! miss.
+//!
+//! Pipeline position: after `context` (which decides what Docker sees), before `tarball` and
+//! `engine`. Boundary: returns data; never prints, never talks to Docker, reads only the files
+//! it hashes and its own stat-cache file.
+//!
+//! Typical use:
+//! ```no_run
+//! # fn f(ctx: &ctxbuild::context::Context, text: &str) -> anyhow::Result<()> {
+//! use ctxbuild::key;
+//! let df = ctxbuild::dockerfile::parse(text, "Dockerfile")?;
+//! let (manifest, _stats) = key::manifest::build(ctx, None)?;
+//! let plan = key::plan(&df, &manifest, &key::PlanOptions::default())?;
+//! # Ok(()) }
+//! ```
+
+pub mod diff;
+pub mod manifest;
+pub mod plan;
+pub mod statcache;
+
+pub use diff::{explain, Explanation, FileChange, FileDiff, MissReason, StepVerdict};
+pub use manifest::{Manifest, ManifestEntry, ManifestStats};
+pub use plan::{plan, Plan, PlanError, PlanOptions, PlanStep};
+pub use statcache::StatCache;
+
+use std::path::PathBuf;
+
+/// Why a context could not be keyed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// Relative to the context root.
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl crate::diagnostics::Diagnose for KeyError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            KeyError::Read { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                Some("docker build would fail on this file too: fix its permissions or add it to .dockerignore".into())
+            }
+            _ => None,
+        }
+    }
+}

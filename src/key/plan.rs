@@ -1,0 +1,1112 @@
+//! Per-step cache keys that change exactly when the classic builder's layer cache would miss.
+//!
+//! The classic builder (moby `builder/dockerfile`) finds a cached layer by its parent image and
+//! the container config the step would commit; the config carries a "#(nop)" comment per step.
+//! So a step's key here is the parent key chained with what Docker records for it:
+//! - `RUN`: the command (shell form: the shell + the raw text, never expanded by the builder)
+//!   plus every declared build arg with a value that no `ENV` shadows (`|N k=v …`, sorted);
+//! - `COPY`/`ADD`: "--chown=…", the source hash and the destination; the source hash follows
+//!   `builder/dockerfile/copy.go`: a file's tarsum (name, mode, size, type, content — not mtime),
+//!   a directory's sorted list of its entries' sums, several sources as an ordered "multi" list.
+//!   Symlinks are hashed as what they point to inside the context; a link that resolves to
+//!   nothing is hashed by its own path (so retargeting a dangling link hits the cache: Docker's
+//!   behaviour, verified on the engine);
+//! - `ENV`, `LABEL`, `ARG` (with its declared default, not the `--build-arg` value), `WORKDIR`
+//!   (normalised), `USER`, `EXPOSE`, … : their expanded values, as in the commit comment;
+//! - `FROM`: the expanded image reference (or the key of the stage it names).
+//!
+//! Boundary: data in (parsed Dockerfile, manifest, options), data out ([`Plan`]). No I/O.
+
+use super::manifest::{feed_bytes, Hash, Manifest, ManifestEntry};
+use crate::context::EntryKind;
+use crate::dockerfile::shell::{expand, expand_words};
+use crate::dockerfile::{Dockerfile, Instruction, Keyword};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+/// What to plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// `--build-arg K=V` values (resolved by the caller).
+    pub build_args: Vec<(String, String)>,
+    /// `--target`.
+    pub target: Option<String>,
+}
+
+/// The keys of every step of a build.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    /// Root digest of the whole context manifest.
+    pub context_digest: String,
+    /// The Dockerfile name as given.
+    pub dockerfile: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub steps: Vec<PlanStep>,
+    /// The manifest, kept in saved plans so `explain` can name the files that changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<Manifest>,
+}
+
+/// One step ("Step N/M").
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PlanStep {
+    /// 1-based step number, as Docker prints it.
+    pub index: usize,
+    pub total: usize,
+    /// Dockerfile line where the instruction starts.
+    pub line: usize,
+    /// The instruction as Docker prints it after "Step N/M : ".
+    pub instruction: String,
+    /// The cache key (hex).
+    pub key: String,
+    /// Whether Docker consults its layer cache for this step (`FROM` and meta `ARG`s: no).
+    pub cacheable: bool,
+    /// `COPY`/`ADD` sources after variable expansion, as given.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// `COPY --from` value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Context entries the sources select.
+    #[serde(default)]
+    pub files: usize,
+    /// `RUN`: the build args that take part in its key (`K=V`, sorted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_args: Vec<String>,
+}
+
+/// Why a plan could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Parse(#[from] crate::dockerfile::ParseError),
+    #[error("{name}:{line}: {message}")]
+    Expand {
+        name: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{name}:{line}: {keyword} {source_path}: file not found in build context or excluded by .dockerignore")]
+    NotFound {
+        name: String,
+        line: usize,
+        keyword: Keyword,
+        source_path: String,
+    },
+    #[error("{name}:{line}: {keyword} {source_path}: forbidden path outside the build context")]
+    Outside {
+        name: String,
+        line: usize,
+        keyword: Keyword,
+        source_path: String,
+    },
+    #[error("{name}:{line}: {keyword} {pattern}: no source files were specified")]
+    NoMatch {
+        name: String,
+        line: usize,
+        keyword: Keyword,
+        pattern: String,
+    },
+    #[error(
+        "{name}:{line}: the --{flag} option requires BuildKit (the classic builder refuses it)"
+    )]
+    NeedsBuildKit {
+        name: String,
+        line: usize,
+        flag: String,
+    },
+    #[error("{name}:{line}: Unknown flag: {flag}")]
+    UnknownFlag {
+        name: String,
+        line: usize,
+        flag: String,
+    },
+}
+
+impl crate::diagnostics::Diagnose for PlanError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            PlanError::Parse(e) => e.hint(),
+            PlanError::NotFound { .. } | PlanError::NoMatch { .. } => {
+                Some("check the path against `ctxbuild ls`: .dockerignore may exclude it".into())
+            }
+            PlanError::NeedsBuildKit { .. } => {
+                Some("drop the flag (use RUN chmod) or build with BuildKit".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Result of selecting `COPY`/`ADD` sources in a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// What Docker's source hash depends on.
+    pub hash: Hash,
+    /// Indices into the manifest of every entry that takes part, sorted, deduplicated.
+    pub entries: Vec<usize>,
+}
+
+/// Why sources could not be selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectError {
+    NotFound(String),
+    Outside(String),
+    NoMatch(String),
+}
+
+fn chain(parent: &Hash, parts: &[&[u8]]) -> Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"ctxbuild-step-v1");
+    h.update(parent);
+    for p in parts {
+        feed_bytes(&mut h, p);
+    }
+    *h.finalize().as_bytes()
+}
+
+fn hex(h: &Hash) -> String {
+    blake3::Hash::from(*h).to_hex().to_string()
+}
+
+const ZERO: Hash = [0; 32];
+
+/// Per-stage builder state that takes part in keys.
+#[derive(Debug, Clone)]
+struct State {
+    key: Hash,
+    env: Vec<(String, String)>,
+    /// Declared ARGs in this stage: name → value in effect (None: declared, no value).
+    args: Vec<(String, Option<String>)>,
+    shell: Vec<String>,
+    workdir: String,
+}
+
+impl State {
+    fn new(key: Hash) -> State {
+        State {
+            key,
+            env: Vec::new(),
+            args: Vec::new(),
+            shell: vec!["/bin/sh".into(), "-c".into()],
+            workdir: String::new(),
+        }
+    }
+
+    /// Variables for expansion: build args with values, then ENV (which wins).
+    fn vars(&self) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .args
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v)))
+            .collect();
+        v.extend(self.env.iter().cloned());
+        v
+    }
+
+    /// The build args a `RUN` sees, as Docker prepends them to the cached command.
+    fn run_args(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .args
+            .iter()
+            .filter(|(k, _)| !self.env.iter().any(|(e, _)| e == k))
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn set_env(&mut self, k: String, v: String) {
+        match self.env.iter_mut().find(|(e, _)| *e == k) {
+            Some(slot) => slot.1 = v,
+            None => self.env.push((k, v)),
+        }
+    }
+}
+
+/// Flags the classic builder (Docker 20.10) accepts, per instruction.
+fn allowed_flags(k: Keyword) -> &'static [&'static str] {
+    match k {
+        Keyword::From => &["platform"],
+        Keyword::Copy => &["from", "chown", "chmod"],
+        Keyword::Add => &["chown", "chmod"],
+        Keyword::Healthcheck => &["interval", "timeout", "start-period", "retries"],
+        _ => &[],
+    }
+}
+
+/// Computes the plan of `df` over the context `manifest`.
+pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<Plan, PlanError> {
+    let steps = df.steps(opts.target.as_deref())?;
+    let esc = df.directives.escape;
+    let name = df.name.as_str();
+    let xerr = |ins: &Instruction, e: crate::dockerfile::shell::ExpandError| PlanError::Expand {
+        name: name.into(),
+        line: ins.line,
+        message: e.to_string(),
+    };
+    let override_of = |k: &str| {
+        opts.build_args
+            .iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+
+    // Flags are checked up front: Docker rejects the whole Dockerfile before any step runs.
+    for s in &steps {
+        let ins = s.instruction;
+        for f in &ins.flags {
+            if !allowed_flags(ins.keyword).contains(&f.name.as_str()) {
+                return Err(PlanError::UnknownFlag {
+                    name: name.into(),
+                    line: ins.line,
+                    flag: f.name.clone(),
+                });
+            }
+            if f.name == "chmod" {
+                return Err(PlanError::NeedsBuildKit {
+                    name: name.into(),
+                    line: ins.line,
+                    flag: f.name.clone(),
+                });
+            }
+        }
+    }
+
+    // Meta args: name → value (override, else expanded default).
+    let mut meta: Vec<(String, String)> = Vec::new();
+    let mut meta_declared: Vec<(String, Option<String>)> = Vec::new();
+    let mut stage_states: Vec<(Option<String>, State)> = Vec::new();
+    let mut state = State::new(ZERO);
+    let mut out = Vec::with_capacity(steps.len());
+
+    for s in &steps {
+        let ins = s.instruction;
+        let mut step = PlanStep {
+            index: s.number,
+            total: s.total,
+            line: ins.line,
+            instruction: ins.original.clone(),
+            key: String::new(),
+            cacheable: true,
+            sources: Vec::new(),
+            from: None,
+            files: 0,
+            build_args: Vec::new(),
+        };
+        let kw = ins.keyword.as_str().as_bytes();
+
+        if s.stage.is_none() {
+            // A meta ARG: no layer, no cache; it only feeds FROM lines.
+            for (k, v) in ins.key_values(esc).unwrap_or_default() {
+                let k = expand(&k, &meta, esc).map_err(|e| xerr(ins, e))?;
+                let dflt = match v {
+                    Some(v) => Some(expand(&v, &meta, esc).map_err(|e| xerr(ins, e))?),
+                    None => None,
+                };
+                meta_declared.push((k.clone(), dflt.clone()));
+                if let Some(v) = override_of(&k).or(dflt) {
+                    meta.push((k, v));
+                }
+            }
+            step.cacheable = false;
+            step.key = hex(&chain(&ZERO, &[b"meta-arg", ins.args.as_bytes()]));
+            out.push(step);
+            continue;
+        }
+
+        match ins.keyword {
+            Keyword::From => {
+                let (image, stage_name) = ins.from_parts().unwrap_or_default();
+                let image = expand(&image, &meta, esc).map_err(|e| xerr(ins, e))?;
+                let lower = image.to_ascii_lowercase();
+                let parent = stage_states
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n.as_deref() == Some(&lower))
+                    .map(|(_, st)| st.clone());
+                state = match parent {
+                    Some(mut st) => {
+                        st.key = chain(&st.key, &[b"FROM-stage"]);
+                        st.args.clear();
+                        st
+                    }
+                    None => State::new(chain(
+                        &ZERO,
+                        &[
+                            b"FROM",
+                            image.as_bytes(),
+                            ins.flag("platform").unwrap_or("").as_bytes(),
+                        ],
+                    )),
+                };
+                stage_states.push((stage_name, state.clone()));
+                step.cacheable = false;
+            }
+            Keyword::Arg => {
+                let vars = state.vars();
+                let mut parts: Vec<Vec<u8>> = vec![kw.to_vec()];
+                for (k, v) in ins.key_values(esc).unwrap_or_default() {
+                    let k = expand(&k, &vars, esc).map_err(|e| xerr(ins, e))?;
+                    let dflt = match v {
+                        Some(v) => Some(expand(&v, &vars, esc).map_err(|e| xerr(ins, e))?),
+                        None => None,
+                    };
+                    parts.push(match &dflt {
+                        Some(d) => format!("{k}={d}").into_bytes(),
+                        None => k.clone().into_bytes(),
+                    });
+                    let value = override_of(&k).or(dflt.clone()).or_else(|| {
+                        meta_declared
+                            .iter()
+                            .rev()
+                            .find(|(n, _)| *n == k)
+                            .and_then(|_| meta.iter().rev().find(|(n, _)| *n == k))
+                            .map(|(_, v)| v.clone())
+                    });
+                    match state.args.iter_mut().find(|(n, _)| *n == k) {
+                        Some(slot) => slot.1 = value,
+                        None => state.args.push((k, value)),
+                    }
+                }
+                let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+                state.key = chain(&state.key, &refs);
+            }
+            Keyword::Env | Keyword::Label => {
+                let vars = state.vars();
+                let mut parts: Vec<Vec<u8>> = vec![kw.to_vec()];
+                let mut updates = Vec::new();
+                for (k, v) in ins.key_values(esc).unwrap_or_default() {
+                    let k = expand(&k, &vars, esc).map_err(|e| xerr(ins, e))?;
+                    let v =
+                        expand(v.as_deref().unwrap_or(""), &vars, esc).map_err(|e| xerr(ins, e))?;
+                    parts.push(k.clone().into_bytes());
+                    parts.push(v.clone().into_bytes());
+                    updates.push((k, v));
+                }
+                if ins.keyword == Keyword::Env {
+                    for (k, v) in updates {
+                        state.set_env(k, v);
+                    }
+                }
+                let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+                state.key = chain(&state.key, &refs);
+            }
+            Keyword::Run => {
+                let cmd = command(&state, ins);
+                let args = state.run_args();
+                let mut parts: Vec<Vec<u8>> = vec![kw.to_vec(), format!("|{}", args.len()).into()];
+                parts.extend(args.iter().map(|a| a.clone().into_bytes()));
+                parts.extend(cmd.into_iter().map(String::into_bytes));
+                let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+                state.key = chain(&state.key, &refs);
+                step.build_args = args;
+            }
+            Keyword::Cmd | Keyword::Entrypoint => {
+                let cmd = command(&state, ins);
+                let mut parts: Vec<Vec<u8>> = vec![kw.to_vec()];
+                parts.extend(cmd.into_iter().map(String::into_bytes));
+                let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+                state.key = chain(&state.key, &refs);
+            }
+            Keyword::Shell => {
+                state.shell = ins.json.clone().unwrap_or_default();
+                let mut parts: Vec<Vec<u8>> = vec![kw.to_vec()];
+                parts.extend(state.shell.iter().map(|s| s.clone().into_bytes()));
+                let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+                state.key = chain(&state.key, &refs);
+            }
+            Keyword::Workdir => {
+                let vars = state.vars();
+                let p = expand(&ins.args, &vars, esc).map_err(|e| xerr(ins, e))?;
+                state.workdir = normalize_workdir(&state.workdir, &p);
+                state.key = chain(&state.key, &[kw, state.workdir.as_bytes()]);
+            }
+            Keyword::Expose => {
+                let vars = state.vars();
+                let mut ports = Vec::new();
+                for w in ins.words() {
+                    ports.extend(expand_words(&w, &vars, esc).map_err(|e| xerr(ins, e))?);
+                }
+                state.key = chain(&state.key, &[kw, ports.join(" ").as_bytes()]);
+            }
+            Keyword::User | Keyword::Stopsignal | Keyword::Volume => {
+                let vars = state.vars();
+                let mut parts: Vec<Vec<u8>> = vec![kw.to_vec()];
+                let words = if ins.keyword == Keyword::Volume {
+                    ins.words()
+                } else {
+                    vec![ins.args.clone()]
+                };
+                for w in words {
+                    parts.push(
+                        expand(&w, &vars, esc)
+                            .map_err(|e| xerr(ins, e))?
+                            .into_bytes(),
+                    );
+                }
+                let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+                state.key = chain(&state.key, &refs);
+            }
+            Keyword::Maintainer | Keyword::Onbuild | Keyword::Healthcheck => {
+                let flags: Vec<String> = ins
+                    .flags
+                    .iter()
+                    .map(|f| format!("{}={}", f.name, f.value.as_deref().unwrap_or("")))
+                    .collect();
+                state.key = chain(
+                    &state.key,
+                    &[kw, flags.join(" ").as_bytes(), ins.args.as_bytes()],
+                );
+            }
+            Keyword::Copy | Keyword::Add => {
+                let vars = state.vars();
+                let mut words = ins.words();
+                let dest_raw = words.pop().unwrap_or_default();
+                let dest = expand(&dest_raw, &vars, esc).map_err(|e| xerr(ins, e))?;
+                let mut sources = Vec::with_capacity(words.len());
+                for w in &words {
+                    sources.push(expand(w, &vars, esc).map_err(|e| xerr(ins, e))?);
+                }
+                let chown = match ins.flag("chown") {
+                    Some(c) => format!(
+                        "--chown={}",
+                        expand(c, &vars, esc).map_err(|e| xerr(ins, e))?
+                    ),
+                    None => String::new(),
+                };
+                let src_hash = match ins.flag("from") {
+                    Some(from) => {
+                        step.from = Some(from.to_string());
+                        let lower = from.to_ascii_lowercase();
+                        let by_name = stage_states
+                            .iter()
+                            .rev()
+                            .find(|(n, _)| n.as_deref() == Some(&lower));
+                        let by_index = from.parse::<usize>().ok().and_then(|i| {
+                            stage_states.get(i).filter(|_| i + 1 < stage_states.len())
+                        });
+                        // The stage's final key stands for its filesystem: content we cannot
+                        // see offline changes only when one of its steps misses.
+                        let base = match by_name.or(by_index) {
+                            Some((_, st)) => chain(&st.key, &[b"from-stage"]),
+                            None => chain(&ZERO, &[b"from-image", from.as_bytes()]),
+                        };
+                        let refs: Vec<&[u8]> = sources.iter().map(|s| s.as_bytes()).collect();
+                        chain(&base, &refs)
+                    }
+                    None => {
+                        let sel = if ins.keyword == Keyword::Add {
+                            select_add(manifest, &sources)
+                        } else {
+                            select(manifest, &sources)
+                        };
+                        let sel = sel.map_err(|e| select_error(name, ins, e))?;
+                        step.files = sel.entries.len();
+                        sel.hash
+                    }
+                };
+                state.key = chain(
+                    &state.key,
+                    &[kw, chown.as_bytes(), &src_hash, dest.as_bytes()],
+                );
+                step.sources = sources;
+            }
+        }
+        if let Some(last) = stage_states.last_mut() {
+            last.1 = state.clone();
+        }
+        step.key = hex(&state.key);
+        out.push(step);
+    }
+
+    Ok(Plan {
+        context_digest: manifest.digest(),
+        dockerfile: df.name.clone(),
+        target: opts.target.clone(),
+        steps: out,
+        manifest: None,
+    })
+}
+
+fn select_error(name: &str, ins: &Instruction, e: SelectError) -> PlanError {
+    let (name, line, keyword) = (name.to_string(), ins.line, ins.keyword);
+    match e {
+        SelectError::NotFound(p) => PlanError::NotFound {
+            name,
+            line,
+            keyword,
+            source_path: p,
+        },
+        SelectError::Outside(p) => PlanError::Outside {
+            name,
+            line,
+            keyword,
+            source_path: p,
+        },
+        SelectError::NoMatch(p) => PlanError::NoMatch {
+            name,
+            line,
+            keyword,
+            pattern: p,
+        },
+    }
+}
+
+/// The command Docker records: exec form as is, shell form as `shell + [text]`.
+fn command(state: &State, ins: &Instruction) -> Vec<String> {
+    match &ins.json {
+        Some(v) => v.clone(),
+        None => {
+            let mut c = state.shell.clone();
+            c.push(ins.args.clone());
+            c
+        }
+    }
+}
+
+fn normalize_workdir(current: &str, requested: &str) -> String {
+    let joined = if requested.starts_with('/') {
+        requested.to_string()
+    } else {
+        format!("/{current}/{requested}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for c in joined.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// `ADD` sources: URLs cannot be hashed offline; they enter the key by their text (Docker
+/// downloads them on every build, so this under-predicts misses for changing URLs).
+fn select_add(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError> {
+    let (urls, local): (Vec<&String>, Vec<&String>) = sources
+        .iter()
+        .partition(|s| s.starts_with("http://") || s.starts_with("https://"));
+    if urls.is_empty() {
+        return select(m, sources);
+    }
+    let local: Vec<String> = local.into_iter().cloned().collect();
+    let sel = if local.is_empty() {
+        Selection {
+            hash: ZERO,
+            entries: Vec::new(),
+        }
+    } else {
+        select(m, &local)?
+    };
+    let mut parts: Vec<&[u8]> = urls.iter().map(|u| u.as_bytes()).collect();
+    parts.push(&sel.hash);
+    Ok(Selection {
+        hash: chain(&ZERO, &parts),
+        entries: sel.entries,
+    })
+}
+
+/// Selects `COPY` sources in the manifest and computes what Docker's source hash depends on.
+pub fn select(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError> {
+    let mut infos: Vec<Hash> = Vec::new();
+    let mut entries: Vec<usize> = Vec::new();
+    for src in sources {
+        let p = src.trim_start_matches('/');
+        let p = p.strip_prefix("./").unwrap_or(p);
+        if contains_wildcards(p) {
+            let re = glob_regex(p).ok_or_else(|| SelectError::NoMatch(src.clone()))?;
+            let mut matched: Vec<usize> = (0..m.entries.len())
+                .filter(|&i| re.is_match(&m.entries[i].path.to_string_lossy()))
+                .collect();
+            if matched.is_empty() {
+                return Err(SelectError::NoMatch(src.clone()));
+            }
+            // Docker walks the tree (filepath.WalkDir: per-directory name order).
+            matched
+                .sort_by(|&a, &b| walk_order(m.entries[a].path_bytes(), m.entries[b].path_bytes()));
+            for i in matched {
+                let rel = m.entries[i].path.to_string_lossy().into_owned();
+                infos.push(
+                    copy_info(m, &rel, &mut entries).map_err(|_| SelectError::NotFound(rel))?,
+                );
+            }
+        } else {
+            infos.push(copy_info(m, p, &mut entries).map_err(|e| match e {
+                SelectError::NotFound(_) => SelectError::NotFound(src.clone()),
+                SelectError::Outside(_) => SelectError::Outside(src.clone()),
+                e => e,
+            })?);
+        }
+    }
+    entries.sort_unstable();
+    entries.dedup();
+    let hash = if infos.len() == 1 {
+        infos[0]
+    } else {
+        let refs: Vec<&[u8]> = infos.iter().map(|h| h.as_slice()).collect();
+        chain(&ZERO, &[&[b"multi".as_slice()], refs.as_slice()].concat())
+    };
+    Ok(Selection { hash, entries })
+}
+
+fn contains_wildcards(p: &str) -> bool {
+    let b = p.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 1,
+            b'*' | b'?' | b'[' => return true,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Go's `filepath.Match` as a regex: `*` and `?` never cross `/`, `[...]` classes with `^`.
+fn glob_regex(p: &str) -> Option<regex::Regex> {
+    let mut re = String::from("^");
+    let chars: Vec<char> = p.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            '\\' => {
+                i += 1;
+                re.push_str(&regex::escape(&chars.get(i)?.to_string()));
+            }
+            '[' => {
+                let mut j = i + 1;
+                let mut class = String::from("[");
+                if chars.get(j) == Some(&'^') {
+                    class.push('^');
+                    j += 1;
+                }
+                let start = j;
+                while j < chars.len() && (chars[j] != ']' || j == start) {
+                    match chars[j] {
+                        '\\' => {
+                            j += 1;
+                            class.push_str(&regex::escape(&chars.get(j)?.to_string()));
+                        }
+                        '-' => class.push('-'),
+                        c => class.push_str(&regex::escape(&c.to_string())),
+                    }
+                    j += 1;
+                }
+                if j >= chars.len() {
+                    return None;
+                }
+                class.push(']');
+                re.push_str(&class);
+                i = j;
+            }
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+        i += 1;
+    }
+    re.push('$');
+    regex::Regex::new(&re).ok()
+}
+
+/// Compares paths in `filepath.WalkDir` order: component by component.
+fn walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/'))
+}
+
+enum Resolved {
+    /// A path without symlinks (empty: the context root); it may not exist.
+    Path(Vec<u8>),
+    /// Too many links.
+    Loop,
+}
+
+/// Follows symlinks inside the context as Docker's `FollowSymlinkInScope` does: `..` never
+/// leaves the root, absolute targets start at the root.
+fn resolve(m: &Manifest, path: &[u8]) -> Resolved {
+    let mut todo: std::collections::VecDeque<Vec<u8>> =
+        path.split(|&c| c == b'/').map(<[u8]>::to_vec).collect();
+    let mut cur: Vec<Vec<u8>> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        match c.as_slice() {
+            b"" | b"." => continue,
+            b".." => {
+                cur.pop();
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+        let joined = cur.join(&b'/');
+        if let Some(e) = m.get(&joined) {
+            if e.kind == EntryKind::Symlink {
+                links += 1;
+                if links > 255 {
+                    return Resolved::Loop;
+                }
+                cur.pop();
+                let target = e
+                    .link_target
+                    .as_ref()
+                    .map(|t| t.as_os_str().as_bytes().to_vec())
+                    .unwrap_or_default();
+                if target.starts_with(b"/") {
+                    cur.clear();
+                }
+                for part in target.split(|&c| c == b'/').rev() {
+                    todo.push_front(part.to_vec());
+                }
+            }
+        }
+    }
+    Resolved::Path(cur.join(&b'/'))
+}
+
+/// The sum Docker uses for the entry at `rel` (`archiveContext.Hash`): that of what it resolves
+/// to, or the path itself when it resolves to nothing. `None` when Docker skips it (link loop).
+fn entry_sum(m: &Manifest, rel: &[u8]) -> Option<Hash> {
+    match resolve(m, rel) {
+        Resolved::Loop => None,
+        Resolved::Path(p) => match m.get(&p) {
+            Some(t) => Some(record(t)),
+            None => Some(chain(&ZERO, &[b"unresolved", rel])),
+        },
+    }
+}
+
+fn record(e: &ManifestEntry) -> Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(b"entry");
+    e.feed(&mut h);
+    *h.finalize().as_bytes()
+}
+
+/// One copy source (no wildcards): `file:` sum, or `dir:` sorted sums of everything below.
+fn copy_info(m: &Manifest, rel: &str, entries: &mut Vec<usize>) -> Result<Hash, SelectError> {
+    let mut clean: Vec<&str> = Vec::new();
+    for c in rel.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                if clean.pop().is_none() {
+                    return Err(SelectError::Outside(rel.into()));
+                }
+            }
+            c => clean.push(c),
+        }
+    }
+    let rel_b = clean.join("/").into_bytes();
+    let Resolved::Path(target) = resolve(m, &rel_b) else {
+        return Err(SelectError::NotFound(rel.into()));
+    };
+    let is_dir = target.is_empty() || m.get(&target).is_some_and(|e| e.kind == EntryKind::Dir);
+    if !is_dir {
+        let i = m
+            .entries
+            .binary_search_by(|e| e.path_bytes().cmp(&target))
+            .map_err(|_| SelectError::NotFound(rel.into()))?;
+        entries.push(i);
+        if let Ok(j) = m.entries.binary_search_by(|e| e.path_bytes().cmp(&rel_b)) {
+            entries.push(j);
+        }
+        let sum = entry_sum(m, &rel_b).unwrap_or(ZERO);
+        return Ok(chain(&ZERO, &[b"file", &sum]));
+    }
+    // A directory: itself (unless the root) and everything below, as filepath.WalkDir sees it.
+    let (lo, hi) = if target.is_empty() {
+        (0, m.entries.len())
+    } else {
+        let lo = m
+            .entries
+            .partition_point(|e| e.path_bytes() < target.as_slice());
+        let mut prefix = target.clone();
+        prefix.push(b'/');
+        // Children sort after "target/" and before "target0" ('/' + 1).
+        let mut end = target.clone();
+        end.push(b'/' + 1);
+        let hi = m
+            .entries
+            .partition_point(|e| e.path_bytes() < end.as_slice());
+        (lo, hi)
+    };
+    let mut sums: Vec<Hash> = Vec::with_capacity(hi - lo);
+    for i in lo..hi {
+        let p = m.entries[i].path_bytes();
+        let below = target.is_empty()
+            || p == target.as_slice()
+            || (p.len() > target.len() && p.starts_with(&target) && p[target.len()] == b'/');
+        if !below {
+            continue;
+        }
+        entries.push(i);
+        if let Some(s) = entry_sum(m, p) {
+            sums.push(s);
+        }
+    }
+    sums.sort_unstable();
+    let mut h = blake3::Hasher::new();
+    h.update(b"dir");
+    for s in &sums {
+        h.update(s);
+    }
+    Ok(*h.finalize().as_bytes())
+}
+
+/// Paths (relative) of manifest entries, for messages.
+pub fn paths(m: &Manifest, idx: &[usize]) -> Vec<PathBuf> {
+    idx.iter().map(|&i| m.entries[i].path.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::parse;
+
+    fn file(p: &str, mode: u32, content: &str) -> ManifestEntry {
+        ManifestEntry {
+            path: p.into(),
+            kind: EntryKind::File,
+            mode,
+            size: content.len() as u64,
+            link_target: None,
+            hash: Some(*blake3::hash(content.as_bytes()).as_bytes()),
+        }
+    }
+    fn dir(p: &str) -> ManifestEntry {
+        ManifestEntry {
+            path: p.into(),
+            kind: EntryKind::Dir,
+            mode: 0o755,
+            size: 0,
+            link_target: None,
+            hash: None,
+        }
+    }
+    fn link(p: &str, t: &str) -> ManifestEntry {
+        ManifestEntry {
+            path: p.into(),
+            kind: EntryKind::Symlink,
+            mode: 0o777,
+            size: t.len() as u64,
+            link_target: Some(t.into()),
+            hash: None,
+        }
+    }
+    fn man(mut v: Vec<ManifestEntry>) -> Manifest {
+        v.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
+        Manifest { entries: v }
+    }
+    fn base() -> Vec<ManifestEntry> {
+        vec![
+            file("Dockerfile", 0o644, "x"),
+            dir("app"),
+            file("app/main.py", 0o644, "print(1)"),
+            dir("app/empty"),
+            file("req.txt", 0o644, "flask"),
+        ]
+    }
+    const DF: &str =
+        "FROM img\nENV A=1\nCOPY req.txt /r/\nRUN pip install\nCOPY app/ /app/\nRUN true\n";
+
+    fn keys(df: &str, m: &Manifest, args: &[(&str, &str)]) -> Vec<String> {
+        let df = parse(df, "Dockerfile").unwrap();
+        let opts = PlanOptions {
+            build_args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            target: None,
+        };
+        plan(&df, m, &opts)
+            .unwrap()
+            .steps
+            .into_iter()
+            .map(|s| s.key)
+            .collect()
+    }
+
+    /// Index (0-based) of the first step whose key differs.
+    fn first_diff(a: &[String], b: &[String]) -> Option<usize> {
+        a.iter().zip(b).position(|(x, y)| x != y)
+    }
+
+    #[test]
+    fn content_mode_and_structure_changes_hit_the_right_step() {
+        let k0 = keys(DF, &man(base()), &[]);
+        assert_eq!(k0.len(), 6);
+        let mut m = base();
+        m[2].hash = Some([9; 32]);
+        assert_eq!(first_diff(&k0, &keys(DF, &man(m), &[])), Some(4));
+        let mut m = base();
+        m[2].mode = 0o755;
+        assert_eq!(first_diff(&k0, &keys(DF, &man(m), &[])), Some(4));
+        let mut m = base();
+        m.push(dir("app/empty/new"));
+        assert_eq!(
+            first_diff(&k0, &keys(DF, &man(m), &[])),
+            Some(4),
+            "empty dirs count"
+        );
+        let mut m = base();
+        m[4].hash = Some([1; 32]);
+        assert_eq!(first_diff(&k0, &keys(DF, &man(m), &[])), Some(2));
+        // A file outside every COPY source changes nothing.
+        let mut m = base();
+        m.push(file("notes.md", 0o644, "x"));
+        assert_eq!(first_diff(&k0, &keys(DF, &man(m), &[])), None);
+        // Renaming inside a copied dir changes it.
+        let mut m = base();
+        m[2].path = "app/main2.py".into();
+        assert_eq!(first_diff(&k0, &keys(DF, &man(m), &[])), Some(4));
+    }
+
+    #[test]
+    fn build_args_hit_run_not_arg() {
+        let df = "FROM img\nARG V=1\nCOPY app/ /app/\nRUN true\n";
+        let k0 = keys(df, &man(base()), &[]);
+        let k1 = keys(df, &man(base()), &[("V", "2")]);
+        assert_eq!(first_diff(&k0, &k1), Some(3));
+        // An undeclared build arg changes nothing; ENV shadows an ARG in RUN.
+        assert_eq!(
+            first_diff(&k0, &keys(df, &man(base()), &[("OTHER", "2")])),
+            None
+        );
+        let df2 = "FROM img\nARG V=1\nENV V=fixed\nRUN true\n";
+        assert_eq!(
+            first_diff(
+                &keys(df2, &man(base()), &[]),
+                &keys(df2, &man(base()), &[("V", "2")])
+            ),
+            None
+        );
+        // ...but ENV that uses the ARG changes at the ENV.
+        let df3 = "FROM img\nARG V=1\nENV W=$V\nRUN true\n";
+        assert_eq!(
+            first_diff(
+                &keys(df3, &man(base()), &[]),
+                &keys(df3, &man(base()), &[("V", "2")])
+            ),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn equivalent_spellings_share_keys() {
+        let m = man(base());
+        let a = keys("FROM img\nENV A=1\nCOPY app/ /app/\nRUN true\n", &m, &[]);
+        let b = keys(
+            "FROM img\nENV A=\"1\"\nCOPY  ./app/  /app/\nRUN  true \n",
+            &m,
+            &[],
+        );
+        assert_eq!(a, b);
+        let c = keys(
+            "FROM img\nENV A=1\nCOPY app/ /app/\nRUN  true && true\n",
+            &m,
+            &[],
+        );
+        assert_eq!(first_diff(&a, &c), Some(3));
+        let w1 = keys("FROM img\nWORKDIR /srv\nWORKDIR app\n", &m, &[]);
+        let w2 = keys("FROM img\nWORKDIR /srv/\nWORKDIR ./app/\n", &m, &[]);
+        assert_eq!(w1, w2);
+    }
+
+    #[test]
+    fn symlinks_hash_as_their_target_dangling_by_path() {
+        let mut v = base();
+        v.push(link("app/lnk", "main.py"));
+        v.push(link("app/dang", "nowhere1"));
+        let k0 = keys(DF, &man(v.clone()), &[]);
+        let mut w = v.clone();
+        let n = w.len() - 1;
+        w[n].link_target = Some("nowhere2".into());
+        assert_eq!(
+            first_diff(&k0, &keys(DF, &man(w), &[])),
+            None,
+            "Docker hits on a dangling retarget"
+        );
+        let mut w = v.clone();
+        w.push(file("app/other.py", 0o644, "print(1)"));
+        let k1 = keys(DF, &man(w.clone()), &[]);
+        let n = w
+            .iter()
+            .position(|e| e.path == std::path::Path::new("app/lnk"))
+            .unwrap();
+        w[n].link_target = Some("other.py".into());
+        assert_eq!(first_diff(&k1, &keys(DF, &man(w), &[])), Some(4));
+    }
+
+    #[test]
+    fn wildcards_missing_sources_and_flags() {
+        let m = man(base());
+        let df = parse("FROM img\nCOPY *.txt /r/\n", "Dockerfile").unwrap();
+        let p = plan(&df, &m, &PlanOptions::default()).unwrap();
+        assert_eq!(p.steps[1].files, 1);
+        let df = parse("FROM img\nCOPY nope.txt /r/\n", "Dockerfile").unwrap();
+        let e = plan(&df, &m, &PlanOptions::default()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("Dockerfile:2: COPY nope.txt"),
+            "{e}"
+        );
+        let df = parse("FROM img\nCOPY *.md /r/\n", "Dockerfile").unwrap();
+        assert!(matches!(
+            plan(&df, &m, &PlanOptions::default()),
+            Err(PlanError::NoMatch { .. })
+        ));
+        let df = parse("FROM img\nCOPY ../x /r/\n", "Dockerfile").unwrap();
+        assert!(matches!(
+            plan(&df, &m, &PlanOptions::default()),
+            Err(PlanError::Outside { .. })
+        ));
+        let df = parse("FROM img\nCOPY --chmod=755 app /r/\n", "Dockerfile").unwrap();
+        assert!(matches!(
+            plan(&df, &m, &PlanOptions::default()),
+            Err(PlanError::NeedsBuildKit { .. })
+        ));
+        let df = parse("FROM img\nCOPY --link app /r/\n", "Dockerfile").unwrap();
+        assert!(matches!(
+            plan(&df, &m, &PlanOptions::default()),
+            Err(PlanError::UnknownFlag { .. })
+        ));
+        // Source order matters for several sources.
+        let a = keys("FROM img\nCOPY req.txt app /d/\n", &m, &[]);
+        let b = keys("FROM img\nCOPY app req.txt /d/\n", &m, &[]);
+        assert_ne!(a[1], b[1]);
+    }
+
+    #[test]
+    fn multi_stage_from_and_copy_from() {
+        let m = man(base());
+        let df = "ARG TAG=1\nFROM img:$TAG AS build\nRUN make\nFROM img2\nCOPY --from=build /out /out\nCMD [\"run\"]\n";
+        let k0 = keys(df, &m, &[]);
+        assert_eq!(k0.len(), 6);
+        let k1 = keys(&df.replace("RUN make", "RUN make all"), &m, &[]);
+        assert_eq!(first_diff(&k0, &k1), Some(2));
+        assert_ne!(k0[4], k1[4], "COPY --from follows the source stage");
+        assert_eq!(k0[3], k1[3]);
+        let k2 = keys(df, &m, &[("TAG", "2")]);
+        assert_eq!(first_diff(&k0, &k2), Some(1), "meta arg changes FROM");
+        let dfp = parse(df, "Dockerfile").unwrap();
+        let p = plan(&dfp, &m, &PlanOptions::default()).unwrap();
+        assert!(!p.steps[0].cacheable && !p.steps[1].cacheable && p.steps[2].cacheable);
+        assert_eq!(p.steps[4].from.as_deref(), Some("build"));
+    }
+
+    #[test]
+    fn walk_order_is_per_component() {
+        assert_eq!(walk_order(b"a/b", b"a.txt"), std::cmp::Ordering::Less);
+        assert_eq!(walk_order(b"a", b"a/b"), std::cmp::Ordering::Less);
+        let re = glob_regex("app/*.py").unwrap();
+        assert!(re.is_match("app/main.py") && !re.is_match("app/x/main.py"));
+        assert!(glob_regex("[a-c]?").unwrap().is_match("b1"));
+    }
+}

@@ -1,0 +1,21 @@
+//! Services: `ctxbuild.toml` ([`config`]), the embedded Dockerfile templates ([`render`]) and
+//! the little of a requirements file both need ([`requirements`]).
+//!
+//! The API the `render`, `check` and `image` commands call:
+//! [`Config::load`] → [`Config::service`] → [`render::render`] (Dockerfile text + template id)
+//! and [`render::write_dockerignore`] / [`render::dockerignore`].
+
+pub mod config;
+pub mod render;
+pub mod requirements;
+
+pub use config::{Config, ConfigError, Deploy, Kind, Service};
+pub use render::{render, Rendered, RenderError, Variant};
+
+use std::path::{Path, PathBuf};
+
+/// The configuration file to use: `-c FILE` or `./ctxbuild.toml`.
+pub fn config_path(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_FILE))
+}

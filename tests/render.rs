@@ -1,0 +1,149 @@
+//! Templates and `ctxbuild render`: snapshots of every template variant, and the command's
+//! behaviour on the repo's own ctxbuild.toml and on bad configurations.
+
+mod common;
+
+use ctxbuild::service::render::{render_with, Variant, WORKER_NEW, WORKER_OLD};
+use ctxbuild::service::Config;
+use std::path::Path;
+
+fn service(toml: &str) -> ctxbuild::service::Service {
+    let c = Config::parse(Path::new("ctxbuild.toml"), toml).expect("valid config");
+    c.services[0].clone()
+}
+
+const PY: &str = "[services.api]\nkind = \"python-asgi\"\napp = \"app.main:app\"\n";
+const PY_PACKAGES: &str = "[services.api]\nkind = \"python-asgi\"\napp = \"app.main:app\"\nport = 8000\nworkers = 4\ntimeout = 120\nrequirements = \"requirements/prod.txt\"\nsystem_packages = [\"gcc\", \"musl-dev\", \"libffi-dev\"]\nruntime_packages = [\"libpq\"]\nhealth_path = \"/healthz\"\n";
+const NODE: &str = "[services.web]\nkind = \"node\"\nbuild_output = \".next/standalone\"\n";
+
+fn snap(toml: &str, variant: Variant, base: Option<&str>, worker: Option<&str>) -> String {
+    render_with(&service(toml), variant, base, worker).expect("renders").dockerfile
+}
+
+#[test]
+fn python_alpine() {
+    insta::assert_snapshot!(snap(PY, Variant::Alpine, None, Some(WORKER_NEW)));
+}
+
+#[test]
+fn python_alpine_with_packages() {
+    insta::assert_snapshot!(snap(PY_PACKAGES, Variant::Alpine, None, Some(WORKER_NEW)));
+}
+
+#[test]
+fn python_slim() {
+    insta::assert_snapshot!(snap(PY, Variant::Slim, None, Some(WORKER_NEW)));
+}
+
+#[test]
+fn python_slim_with_packages_old_worker() {
+    insta::assert_snapshot!(snap(PY_PACKAGES, Variant::Slim, None, Some(WORKER_OLD)));
+}
+
+#[test]
+fn python_alpine_base_image_override() {
+    insta::assert_snapshot!(snap(PY, Variant::Alpine, Some("ctxbuild-test/python:3-bookworm"), Some(WORKER_NEW)));
+}
+
+#[test]
+fn node_alpine() {
+    insta::assert_snapshot!(snap(NODE, Variant::Alpine, None, None));
+}
+
+#[test]
+fn node_slim() {
+    insta::assert_snapshot!(snap(NODE, Variant::Slim, None, None));
+}
+
+#[test]
+fn dockerignore() {
+    insta::assert_snapshot!(ctxbuild::service::render::dockerignore(ctxbuild::service::Kind::PythonAsgi));
+}
+
+#[test]
+fn committed_example_dockerfiles_are_fresh_renders() {
+    let root = common::repo_root();
+    for svc in ["backend", "frontend"] {
+        let o = common::ctxbuild(&root, &["render", svc, "--alpine"]);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let committed = std::fs::read_to_string(root.join("examples").join(svc).join("Dockerfile")).unwrap();
+        assert_eq!(common::stdout(&o), committed, "examples/{svc}/Dockerfile is stale: re-render it");
+    }
+}
+
+#[test]
+fn render_picks_worker_from_requirements() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tree(
+        dir.path(),
+        &[
+            ("ctxbuild.toml", "[services.old]\nkind = \"python-asgi\"\napp = \"main:app\"\ncontext = \"old\"\n[services.new]\nkind = \"python-asgi\"\napp = \"main:app\"\ncontext = \"new\"\n"),
+            ("old/requirements.txt", "fastapi\ngunicorn\nuvicorn\n"),
+            ("new/requirements.txt", "fastapi\ngunicorn\nuvicorn\nuvicorn-worker\n"),
+        ],
+    );
+    let old = common::stdout(&common::ctxbuild(dir.path(), &["render", "old"]));
+    assert!(old.contains("-k uvicorn.workers.UvicornWorker "), "{old}");
+    let new = common::stdout(&common::ctxbuild(dir.path(), &["render", "new", "--slim"]));
+    assert!(new.contains("-k uvicorn_worker.UvicornWorker "), "{new}");
+    assert!(new.contains("FROM python:3.12-slim\n"));
+}
+
+#[test]
+fn render_writes_file_and_dockerignore_once() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tree(
+        dir.path(),
+        &[
+            ("ctxbuild.toml", "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\ncontext = \"api\"\n"),
+            ("api/requirements.txt", "fastapi\n"),
+        ],
+    );
+    let o = common::ctxbuild(dir.path(), &["render", "api", "-o", "api/Dockerfile", "--write-dockerignore", "--base-image", "local/py:1"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert!(common::stdout(&o).is_empty());
+    let df = std::fs::read_to_string(dir.path().join("api/Dockerfile")).unwrap();
+    assert!(df.contains("\nFROM local/py:1\n"));
+    let ignore = std::fs::read_to_string(dir.path().join("api/.dockerignore")).unwrap();
+    assert!(ignore.contains("**/__pycache__\n"));
+    // An existing .dockerignore is never overwritten.
+    std::fs::write(dir.path().join("api/.dockerignore"), "mine\n").unwrap();
+    let o = common::ctxbuild(dir.path(), &["render", "api", "--write-dockerignore"]);
+    assert!(o.status.success());
+    assert!(common::stderr(&o).contains("exists"), "{}", common::stderr(&o));
+    assert_eq!(std::fs::read_to_string(dir.path().join("api/.dockerignore")).unwrap(), "mine\n");
+}
+
+#[test]
+fn unknown_key_is_reported_with_file_line_and_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tree(dir.path(), &[("ctxbuild.toml", "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\nwokers = 2\n")]);
+    let o = common::ctxbuild(dir.path(), &["render", "api"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = common::stderr(&o);
+    assert!(err.contains("error: ctxbuild.toml:4:1: unknown key `wokers`"), "{err}");
+    assert!(err.contains("hint: did you mean `workers`?"), "{err}");
+}
+
+#[test]
+fn bad_value_is_reported_with_file_line_and_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tree(dir.path(), &[("conf/services.toml", "[services.api]\nkind = \"python-asgi\"\napp = \"main\"\n")]);
+    let o = common::ctxbuild(dir.path(), &["check", "-c", "conf/services.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = common::stderr(&o);
+    assert!(err.contains("error: conf/services.toml:3:7: `app = \"main\"` is not `module:attr`"), "{err}");
+    assert!(err.contains("hint: "), "{err}");
+}
+
+#[test]
+fn unknown_service_and_missing_config() {
+    let root = common::repo_root();
+    let o = common::ctxbuild(&root, &["render", "backnd"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(common::stderr(&o).contains("hint: did you mean `backend`?"), "{}", common::stderr(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let o = common::ctxbuild(dir.path(), &["render", "x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(common::stderr(&o).contains("cannot read ctxbuild.toml"), "{}", common::stderr(&o));
+}
