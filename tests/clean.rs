@@ -750,3 +750,58 @@ fn real_cpython_tree_is_left_byte_identical_without_bytecode() {
     let o = ctxbuild(t.path(), &["clean", "--check", "lib"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+#[test]
+fn context_only_cleans_just_what_docker_would_send() {
+    let t = tmp();
+    write_tree(
+        t.path(),
+        &[
+            (
+                ".dockerignore",
+                "# docker's rules\nignored\n!ignored/sent.pyc\n**/skip.pyc\n",
+            ),
+            ("a/__pycache__/m.cpython-311.pyc", "b"),
+            ("a/m.py", ""),
+            ("b/skip.pyc", "b"),
+            ("b/other.pyc", "b"),
+            ("ignored/__pycache__/x.pyc", "b"),
+            ("ignored/sent.pyc", "b"),
+            (".venv/pyvenv.cfg", ""),
+            (".venv/lib/__pycache__/v.pyc", "b"),
+        ],
+    );
+    let o = ctxbuild(t.path(), &["clean", "--context-only", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "a/__pycache__/\na/__pycache__/m.cpython-311.pyc\nb/other.pyc\nignored/sent.pyc\n"
+    );
+    let o = ctxbuild(t.path(), &["clean", "--context-only"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after = listing(t.path());
+    for stays in [
+        "b/skip.pyc",
+        "ignored/__pycache__/x.pyc",
+        ".venv/lib/__pycache__/v.pyc",
+        "a/m.py",
+    ] {
+        assert!(
+            after.contains(&stays.to_string()),
+            "{stays} gone: {after:#?}"
+        );
+    }
+    for gone in ["a/__pycache__/", "b/other.pyc", "ignored/sent.pyc"] {
+        assert!(!after.contains(&gone.to_string()), "{gone} left");
+    }
+}
+
+#[test]
+fn context_only_reports_an_invalid_dockerignore() {
+    let t = tmp();
+    write_tree(t.path(), &[(".dockerignore", "!\n"), ("x.pyc", "")]);
+    let o = ctxbuild(t.path(), &["clean", "--context-only"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(t.path().join("x.pyc").exists());
+    assert!(stderr(&o).contains(".dockerignore"), "{}", stderr(&o));
+}
