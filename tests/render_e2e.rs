@@ -27,8 +27,11 @@ impl Drop for Cleanup {
     }
 }
 
-/// One HTTP/1.0 GET on loopback: (status, lower-cased headers, body).
-fn get(port: u16, path: &str) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+/// Status, lower-cased headers, body.
+type Response = (u16, Vec<(String, String)>, String);
+
+/// One HTTP/1.0 GET on loopback.
+fn get(port: u16, path: &str) -> std::io::Result<Response> {
     let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;

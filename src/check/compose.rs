@@ -149,13 +149,15 @@ pub fn check_text(
         Ok(Some(r)) => r,
         Ok(None) => return Vec::new(),
         Err((msg, line)) => {
+            // The scanner reports end-of-input errors one line past the end.
+            let line = line.clamp(1, text.lines().count().max(1) as u32);
             return vec![Finding::new(
                 "compose-unreadable",
                 display,
                 Some(line),
                 format!("not valid YAML: {msg}"),
                 "fix the YAML syntax (indentation, quotes, `:` after keys)",
-            )]
+            )];
         }
     };
     let mut out = Vec::new();

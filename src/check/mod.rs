@@ -178,6 +178,26 @@ pub struct DockerfileText {
     pub rendered: bool,
 }
 
+impl DockerfileText {
+    /// A Dockerfile rendered in memory (what `image` builds when no `-f` is given).
+    pub fn from_render(r: &render::Rendered) -> DockerfileText {
+        DockerfileText {
+            display: format!("<rendered {}>", r.template),
+            text: r.dockerfile.clone(),
+            rendered: true,
+        }
+    }
+
+    /// A Dockerfile on disk; `display` is how findings name it.
+    pub fn from_file(path: &Path, display: impl Into<String>) -> std::io::Result<DockerfileText> {
+        Ok(DockerfileText {
+            display: display.into(),
+            text: std::fs::read_to_string(path)?,
+            rendered: false,
+        })
+    }
+}
+
 /// What a rule family gets to look at for one service.
 pub struct ServiceCtx<'a> {
     pub config: &'a Config,
@@ -345,14 +365,7 @@ fn pick_dockerfile(
     }
     // No Dockerfile on disk: `image` renders one, so check what it would render.
     match render::render(config, service, Variant::Alpine, None) {
-        Ok(r) => (
-            Some(DockerfileText {
-                display: format!("<rendered {}>", r.template),
-                text: r.dockerfile,
-                rendered: true,
-            }),
-            Vec::new(),
-        ),
+        Ok(r) => (Some(DockerfileText::from_render(&r)), Vec::new()),
         Err(render::RenderError::Requirements { path, .. }) if service.kind == Kind::PythonAsgi => {
             let Pos { line, .. } = service.pos("requirements");
             let mut f = Finding::new(

@@ -705,9 +705,9 @@ impl Validator<'_> {
                 let ids: Vec<&str> = crate::check::RULES.iter().map(|r| r.id).collect();
                 let hint = match closest(id.get_ref(), &ids) {
                     Some(s) => {
-                        format!("did you mean `{s}`? `ctxbuild check --help` lists the rules")
+                        format!("did you mean `{s}`? `ctxbuild check --rules` lists them")
                     }
-                    None => "the README's check section lists the rule ids".into(),
+                    None => "`ctxbuild check --rules` lists the rule ids".into(),
                 };
                 return self.err(
                     id.span(),

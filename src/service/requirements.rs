@@ -27,7 +27,7 @@ pub fn names(text: &str) -> Vec<String> {
 /// Whether the requirements list `package`.
 pub fn mentions(text: &str, package: &str) -> bool {
     let want = normalize(package);
-    names(text).iter().any(|n| *n == want)
+    names(text).contains(&want)
 }
 
 /// PEP 503: lowercase, runs of `-`, `_`, `.` become one `-`.
