@@ -253,7 +253,18 @@ pub fn clean(opts: &CleanOptions, progress: &dyn Progress) -> Result<CleanReport
                 root: opts.root.clone(),
                 source,
             })?;
-            walk::from_entries(&root, &ctx.entries, &opts.rules)
+            let mut found = walk::from_entries(&root, &ctx.entries, &opts.rules);
+            // What the scan could not read could not be cleaned either.
+            found.failures.extend(
+                ctx.issues
+                    .into_iter()
+                    .filter(|i| i.kind == crate::context::IssueKind::Unreadable)
+                    .map(|i| Failure {
+                        path: i.path,
+                        error: i.message,
+                    }),
+            );
+            found
         }
     };
     let mut report = remove::execute(

@@ -57,7 +57,7 @@ fn parallel<T: Sync>(
         return work();
     }
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads).map(|_| s.spawn(&work)).collect();
+        let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
         let mut errors: Vec<(usize, io::Error)> = Vec::new();
         for h in handles {
             // A panicking worker would be a bug in `op`; its paths are then simply not reported.
