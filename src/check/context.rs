@@ -46,10 +46,7 @@ pub fn is_dotenv(name: &str) -> bool {
         return true;
     }
     match name.strip_prefix(".env.") {
-        Some(suffix) => !matches!(
-            suffix,
-            "example" | "sample" | "template" | "dist" | "defaults"
-        ),
+        Some(suffix) => !matches!(suffix, "example" | "sample" | "template" | "dist" | "defaults"),
         None => false,
     }
 }
@@ -79,15 +76,10 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
     let mut pyc_bytes = 0u64;
     let mut first_pyc: Option<String> = None;
     let root = &cx.context_dir;
-    let mut walk = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter();
+    let mut walk = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter();
     while let Some(entry) = walk.next() {
         let Ok(entry) = entry else { continue };
-        let Ok(rel) = entry.path().strip_prefix(root) else {
-            continue;
-        };
+        let Ok(rel) = entry.path().strip_prefix(root) else { continue };
         if rel.as_os_str().is_empty() {
             continue;
         }

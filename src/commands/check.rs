@@ -17,16 +17,9 @@ pub fn run(args: &CheckArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
         for f in &report.findings {
             let sev = match f.severity {
                 Severity::Error => printer.paint("error", console::Style::new().red().bold()),
-                Severity::Warning => {
-                    printer.paint("warning", console::Style::new().yellow().bold())
-                }
+                Severity::Warning => printer.paint("warning", console::Style::new().yellow().bold()),
             };
-            printer.line(&format!(
-                "{}: {sev}[{}] {}",
-                f.location(),
-                f.rule,
-                f.message
-            ))?;
+            printer.line(&format!("{}: {sev}[{}] {}", f.location(), f.rule, f.message))?;
             printer.line(&format!("  fix: {}", f.fix))?;
         }
         let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });

@@ -8,11 +8,7 @@ pub fn names(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|line| {
             let line = line.split(" #").next().unwrap_or("").trim();
-            if line.is_empty()
-                || line.starts_with('#')
-                || line.starts_with('-')
-                || line.contains("://")
-            {
+            if line.is_empty() || line.starts_with('#') || line.starts_with('-') || line.contains("://") {
                 return None;
             }
             let end = line
@@ -55,10 +51,7 @@ mod tests {
     #[test]
     fn lists_names() {
         let text = "# deps\nfastapi==0.115.0\nUvicorn_Worker>=0.2  # worker\ngunicorn ; python_version>'3'\n-r base.txt\nuvicorn[standard]\n--hash=sha256:abc\n";
-        assert_eq!(
-            names(text),
-            ["fastapi", "uvicorn-worker", "gunicorn", "uvicorn"]
-        );
+        assert_eq!(names(text), ["fastapi", "uvicorn-worker", "gunicorn", "uvicorn"]);
         assert!(mentions(text, "uvicorn-worker"));
         assert!(!mentions("uvicorn\n", "uvicorn-worker"));
     }
