@@ -270,7 +270,9 @@ pub struct RenderArgs {
 
 /// Lint Dockerfiles, compose files and ctxbuild.toml for the drift that breaks deploys.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  ctxbuild check\n  ctxbuild check backend auth --json")]
+#[command(
+    after_help = "Examples:\n  ctxbuild check\n  ctxbuild check backend auth --json\n  ctxbuild check --rules"
+)]
 pub struct CheckArgs {
     /// Services to check (default: all in ctxbuild.toml).
     pub services: Vec<String>,
@@ -278,6 +280,10 @@ pub struct CheckArgs {
     /// Print findings as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// List every rule (id, severity, what it catches) and exit.
+    #[arg(long, conflicts_with = "services")]
+    pub rules: bool,
 
     /// The configuration file (default: ./ctxbuild.toml).
     #[arg(short = 'c', long, value_name = "FILE")]

@@ -17,7 +17,9 @@ const PY_PACKAGES: &str = "[services.api]\nkind = \"python-asgi\"\napp = \"app.m
 const NODE: &str = "[services.web]\nkind = \"node\"\nbuild_output = \".next/standalone\"\n";
 
 fn snap(toml: &str, variant: Variant, base: Option<&str>, worker: Option<&str>) -> String {
-    render_with(&service(toml), variant, base, worker).expect("renders").dockerfile
+    render_with(&service(toml), variant, base, worker)
+        .expect("renders")
+        .dockerfile
 }
 
 #[test]
@@ -42,7 +44,12 @@ fn python_slim_with_packages_old_worker() {
 
 #[test]
 fn python_alpine_base_image_override() {
-    insta::assert_snapshot!(snap(PY, Variant::Alpine, Some("ctxbuild-test/python:3-bookworm"), Some(WORKER_NEW)));
+    insta::assert_snapshot!(snap(
+        PY,
+        Variant::Alpine,
+        Some("ctxbuild-test/python:3-bookworm"),
+        Some(WORKER_NEW)
+    ));
 }
 
 #[test]
@@ -57,7 +64,9 @@ fn node_slim() {
 
 #[test]
 fn dockerignore() {
-    insta::assert_snapshot!(ctxbuild::service::render::dockerignore(ctxbuild::service::Kind::PythonAsgi));
+    insta::assert_snapshot!(ctxbuild::service::render::dockerignore(
+        ctxbuild::service::Kind::PythonAsgi
+    ));
 }
 
 #[test]
@@ -66,8 +75,13 @@ fn committed_example_dockerfiles_are_fresh_renders() {
     for svc in ["backend", "frontend"] {
         let o = common::ctxbuild(&root, &["render", svc, "--alpine"]);
         assert!(o.status.success(), "{}", common::stderr(&o));
-        let committed = std::fs::read_to_string(root.join("examples").join(svc).join("Dockerfile")).unwrap();
-        assert_eq!(common::stdout(&o), committed, "examples/{svc}/Dockerfile is stale: re-render it");
+        let committed =
+            std::fs::read_to_string(root.join("examples").join(svc).join("Dockerfile")).unwrap();
+        assert_eq!(
+            common::stdout(&o),
+            committed,
+            "examples/{svc}/Dockerfile is stale: re-render it"
+        );
     }
 }
 
@@ -95,11 +109,25 @@ fn render_writes_file_and_dockerignore_once() {
     common::write_tree(
         dir.path(),
         &[
-            ("ctxbuild.toml", "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\ncontext = \"api\"\n"),
+            (
+                "ctxbuild.toml",
+                "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\ncontext = \"api\"\n",
+            ),
             ("api/requirements.txt", "fastapi\n"),
         ],
     );
-    let o = common::ctxbuild(dir.path(), &["render", "api", "-o", "api/Dockerfile", "--write-dockerignore", "--base-image", "local/py:1"]);
+    let o = common::ctxbuild(
+        dir.path(),
+        &[
+            "render",
+            "api",
+            "-o",
+            "api/Dockerfile",
+            "--write-dockerignore",
+            "--base-image",
+            "local/py:1",
+        ],
+    );
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert!(common::stdout(&o).is_empty());
     let df = std::fs::read_to_string(dir.path().join("api/Dockerfile")).unwrap();
@@ -110,29 +138,54 @@ fn render_writes_file_and_dockerignore_once() {
     std::fs::write(dir.path().join("api/.dockerignore"), "mine\n").unwrap();
     let o = common::ctxbuild(dir.path(), &["render", "api", "--write-dockerignore"]);
     assert!(o.status.success());
-    assert!(common::stderr(&o).contains("exists"), "{}", common::stderr(&o));
-    assert_eq!(std::fs::read_to_string(dir.path().join("api/.dockerignore")).unwrap(), "mine\n");
+    assert!(
+        common::stderr(&o).contains("exists"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("api/.dockerignore")).unwrap(),
+        "mine\n"
+    );
 }
 
 #[test]
 fn unknown_key_is_reported_with_file_line_and_hint() {
     let dir = tempfile::tempdir().unwrap();
-    common::write_tree(dir.path(), &[("ctxbuild.toml", "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\nwokers = 2\n")]);
+    common::write_tree(
+        dir.path(),
+        &[(
+            "ctxbuild.toml",
+            "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\nwokers = 2\n",
+        )],
+    );
     let o = common::ctxbuild(dir.path(), &["render", "api"]);
     assert_eq!(o.status.code(), Some(2));
     let err = common::stderr(&o);
-    assert!(err.contains("error: ctxbuild.toml:4:1: unknown key `wokers`"), "{err}");
+    assert!(
+        err.contains("error: ctxbuild.toml:4:1: unknown key `wokers`"),
+        "{err}"
+    );
     assert!(err.contains("hint: did you mean `workers`?"), "{err}");
 }
 
 #[test]
 fn bad_value_is_reported_with_file_line_and_hint() {
     let dir = tempfile::tempdir().unwrap();
-    common::write_tree(dir.path(), &[("conf/services.toml", "[services.api]\nkind = \"python-asgi\"\napp = \"main\"\n")]);
+    common::write_tree(
+        dir.path(),
+        &[(
+            "conf/services.toml",
+            "[services.api]\nkind = \"python-asgi\"\napp = \"main\"\n",
+        )],
+    );
     let o = common::ctxbuild(dir.path(), &["check", "-c", "conf/services.toml"]);
     assert_eq!(o.status.code(), Some(2));
     let err = common::stderr(&o);
-    assert!(err.contains("error: conf/services.toml:3:7: `app = \"main\"` is not `module:attr`"), "{err}");
+    assert!(
+        err.contains("error: conf/services.toml:3:7: `app = \"main\"` is not `module:attr`"),
+        "{err}"
+    );
     assert!(err.contains("hint: "), "{err}");
 }
 
@@ -141,9 +194,17 @@ fn unknown_service_and_missing_config() {
     let root = common::repo_root();
     let o = common::ctxbuild(&root, &["render", "backnd"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(common::stderr(&o).contains("hint: did you mean `backend`?"), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("hint: did you mean `backend`?"),
+        "{}",
+        common::stderr(&o)
+    );
     let dir = tempfile::tempdir().unwrap();
     let o = common::ctxbuild(dir.path(), &["render", "x"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(common::stderr(&o).contains("cannot read ctxbuild.toml"), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("cannot read ctxbuild.toml"),
+        "{}",
+        common::stderr(&o)
+    );
 }

@@ -27,14 +27,19 @@ impl Drop for Cleanup {
     }
 }
 
-/// One HTTP/1.0 GET on loopback: (status, lower-cased headers, body).
-fn get(port: u16, path: &str) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+/// Status, lower-cased headers, body.
+type Response = (u16, Vec<(String, String)>, String);
+
+/// One HTTP/1.0 GET on loopback.
+fn get(port: u16, path: &str) -> std::io::Result<Response> {
     let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut raw = String::new();
     s.read_to_string(&mut raw)?;
-    let (head, body) = raw.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other(format!("no HTTP response: {raw:?}")))?;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP response: {raw:?}")))?;
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -49,7 +54,11 @@ fn get(port: u16, path: &str) -> std::io::Result<(u16, Vec<(String, String)>, St
 }
 
 /// Polls `/health` until it answers or `limit` passes.
-fn wait_health(port: u16, container: &str, limit: Duration) -> (u16, Vec<(String, String)>, String) {
+fn wait_health(
+    port: u16,
+    container: &str,
+    limit: Duration,
+) -> (u16, Vec<(String, String)>, String) {
     let start = Instant::now();
     loop {
         match get(port, "/health") {
@@ -82,7 +91,10 @@ fn rendered_backend_builds_and_serves_health_through_gunicorn_uvicorn_worker() {
     common::require_engine();
     let root = common::repo_root();
     let base = common::python_image();
-    let mut cleanup = Cleanup { containers: Vec::new(), image: None };
+    let mut cleanup = Cleanup {
+        containers: Vec::new(),
+        image: None,
+    };
 
     // A copy of the example, so nothing the build or Python writes lands in the repo.
     let ctx = tempfile::tempdir().unwrap();
@@ -90,11 +102,25 @@ fn rendered_backend_builds_and_serves_health_through_gunicorn_uvicorn_worker() {
         std::fs::copy(root.join("examples/backend").join(f), ctx.path().join(f)).unwrap();
     }
     let dockerfile = ctx.path().join("Dockerfile");
-    let o = common::ctxbuild(&root, &["render", "backend", "--alpine", "--base-image", &base, "-o", dockerfile.to_str().unwrap()]);
+    let o = common::ctxbuild(
+        &root,
+        &[
+            "render",
+            "backend",
+            "--alpine",
+            "--base-image",
+            &base,
+            "-o",
+            dockerfile.to_str().unwrap(),
+        ],
+    );
     assert!(o.status.success(), "render failed: {}", common::stderr(&o));
     let text = std::fs::read_to_string(&dockerfile).unwrap();
     assert!(text.contains(&format!("\nFROM {base}\n")));
-    assert!(!text.contains("apk"), "no system packages, so no apk in the alpine template:\n{text}");
+    assert!(
+        !text.contains("apk"),
+        "no system packages, so no apk in the alpine template:\n{text}"
+    );
 
     let image = common::unique("ctxbuild-test-render-backend");
     cleanup.image = Some(image.clone());
@@ -113,8 +139,15 @@ fn rendered_backend_builds_and_serves_health_through_gunicorn_uvicorn_worker() {
     let port = mapped(&c1, "8080/tcp");
     let (status, headers, body) = wait_health(port, &c1, Duration::from_secs(60));
     assert_eq!(status, 200, "{body}");
-    let server = headers.iter().find(|(k, _)| k == "server").map(|(_, v)| v.as_str());
-    assert_eq!(server, Some("uvicorn"), "the Uvicorn worker answers: {headers:?}");
+    let server = headers
+        .iter()
+        .find(|(k, _)| k == "server")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(
+        server,
+        Some("uvicorn"),
+        "the Uvicorn worker answers: {headers:?}"
+    );
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["status"], "ok");
     assert_eq!(json["server"], "gunicorn", "{body}");
@@ -124,25 +157,57 @@ fn rendered_backend_builds_and_serves_health_through_gunicorn_uvicorn_worker() {
     // runs the Uvicorn worker class, master plus two workers.
     let top = common::docker(&["top", &c1]);
     let gunicorn_lines: Vec<&str> = top.lines().filter(|l| l.contains("gunicorn")).collect();
-    assert!(gunicorn_lines.len() >= 3, "master + 2 workers expected:\n{top}");
-    assert!(gunicorn_lines.iter().all(|l| l.contains("-k uvicorn_worker.UvicornWorker")), "{top}");
-    assert!(!top.contains("sh -c"), "the shell should have exec'd gunicorn:\n{top}");
+    assert!(
+        gunicorn_lines.len() >= 3,
+        "master + 2 workers expected:\n{top}"
+    );
+    assert!(
+        gunicorn_lines
+            .iter()
+            .all(|l| l.contains("-k uvicorn_worker.UvicornWorker")),
+        "{top}"
+    );
+    assert!(
+        !top.contains("sh -c"),
+        "the shell should have exec'd gunicorn:\n{top}"
+    );
 
     // Non-root, and the HEALTHCHECK command works without curl.
     assert_eq!(common::docker(&["exec", &c1, "id", "-u"]).trim(), "10001");
-    let test = common::docker(&["inspect", "--format", "{{json .Config.Healthcheck.Test}}", &image]);
+    let test = common::docker(&[
+        "inspect",
+        "--format",
+        "{{json .Config.Healthcheck.Test}}",
+        &image,
+    ]);
     let test: Vec<String> = serde_json::from_str(test.trim()).unwrap();
     assert_eq!(test[0], "CMD");
     let mut exec = vec!["exec".to_string(), c1.clone()];
     exec.extend(test[1..].iter().cloned());
     let args: Vec<&str> = exec.iter().map(String::as_str).collect();
     let hc = common::docker_output(&args);
-    assert!(hc.status.success(), "healthcheck failed: {}", String::from_utf8_lossy(&hc.stderr));
+    assert!(
+        hc.status.success(),
+        "healthcheck failed: {}",
+        String::from_utf8_lossy(&hc.stderr)
+    );
 
     // PORT=9090: it listens there, and no longer on 8080.
     let c2 = common::unique("ctxbuild-test-render-c");
     cleanup.containers.push(c2.clone());
-    common::docker(&["run", "-d", "--name", &c2, "-e", "PORT=9090", "-p", "127.0.0.1::9090", "-p", "127.0.0.1::8080", &image]);
+    common::docker(&[
+        "run",
+        "-d",
+        "--name",
+        &c2,
+        "-e",
+        "PORT=9090",
+        "-p",
+        "127.0.0.1::9090",
+        "-p",
+        "127.0.0.1::8080",
+        &image,
+    ]);
     let p9090 = mapped(&c2, "9090/tcp");
     let (status, _, body) = wait_health(p9090, &c2, Duration::from_secs(60));
     assert_eq!(status, 200, "{body}");

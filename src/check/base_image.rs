@@ -19,24 +19,33 @@ pub fn tag(image: &str) -> Option<&str> {
 
 pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
     let escape = p.df.directives.escape;
-    let meta: Vec<(String, String)> = p
-        .df
-        .meta_args()
-        .iter()
-        .filter_map(|i| i.key_values(escape).ok())
-        .flatten()
-        .filter_map(|(k, v)| v.map(|v| (k, v)))
-        .collect();
+    let meta: Vec<(String, String)> =
+        p.df.meta_args()
+            .iter()
+            .filter_map(|i| i.key_values(escape).ok())
+            .flatten()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
     let mut stages: Vec<String> = Vec::new();
     let mut out = Vec::new();
-    for ins in p.df.instructions.iter().filter(|i| i.keyword == Keyword::From) {
-        let Some((raw, name)) = ins.from_parts() else { continue };
+    for ins in
+        p.df.instructions
+            .iter()
+            .filter(|i| i.keyword == Keyword::From)
+    {
+        let Some((raw, name)) = ins.from_parts() else {
+            continue;
+        };
         let image = shell::expand(&raw, &meta, escape).unwrap_or(raw.clone());
         let known_stage = stages.contains(&image.to_ascii_lowercase());
         if let Some(n) = name {
             stages.push(n);
         }
-        if known_stage || image.eq_ignore_ascii_case("scratch") || image.contains('$') || image.is_empty() {
+        if known_stage
+            || image.eq_ignore_ascii_case("scratch")
+            || image.contains('$')
+            || image.is_empty()
+        {
             continue;
         }
         let problem = match tag(&image) {

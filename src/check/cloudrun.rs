@@ -58,7 +58,10 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
         out.push(cx.finding(
             "cloudrun-cpu",
             cx.config_loc("deploy.cpu"),
-            format!("service `{name}`: Cloud Run does not accept cpu = {}", d.cpu),
+            format!(
+                "service `{name}`: Cloud Run does not accept cpu = {}",
+                d.cpu
+            ),
             "use 1, 2, 4, 6 or 8 CPUs, or a fraction from 0.08 to 1",
         ));
     }
@@ -91,8 +94,15 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
         }
     }
     if cpu_ok && d.cpu < 1.0 && d.concurrency != Some(1) {
-        let shown = d.concurrency.map(|c| c.to_string()).unwrap_or_else(|| "80 (the default)".into());
-        let key = if d.concurrency.is_some() { "deploy.concurrency" } else { "deploy.cpu" };
+        let shown = d
+            .concurrency
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "80 (the default)".into());
+        let key = if d.concurrency.is_some() {
+            "deploy.concurrency"
+        } else {
+            "deploy.cpu"
+        };
         out.push(cx.finding(
             "cloudrun-concurrency",
             cx.config_loc(key),
@@ -132,7 +142,9 @@ mod tests {
     use std::path::Path;
 
     fn rules(deploy: &str, check_table: &str) -> Vec<&'static str> {
-        let text = format!("[services.api]\nkind = \"node\"\n[services.api.deploy]\n{deploy}\n{check_table}");
+        let text = format!(
+            "[services.api]\nkind = \"node\"\n[services.api.deploy]\n{deploy}\n{check_table}"
+        );
         let config = Config::parse(Path::new("ctxbuild.toml"), &text).unwrap();
         let cx = ServiceCtx {
             config: &config,
@@ -154,41 +166,91 @@ mod tests {
 
     #[test]
     fn memory_needs_cpu() {
-        assert_eq!(rules("cpu = 1\nmemory = \"5Gi\"", ""), ["cloudrun-cpu-memory"]);
-        assert_eq!(rules("cpu = 2\nmemory = \"9Gi\"", ""), ["cloudrun-cpu-memory"]);
-        assert_eq!(rules("cpu = 4\nmemory = \"17Gi\"", ""), ["cloudrun-cpu-memory"]);
-        assert_eq!(rules("cpu = 6\nmemory = \"25Gi\"", ""), ["cloudrun-cpu-memory"]);
+        assert_eq!(
+            rules("cpu = 1\nmemory = \"5Gi\"", ""),
+            ["cloudrun-cpu-memory"]
+        );
+        assert_eq!(
+            rules("cpu = 2\nmemory = \"9Gi\"", ""),
+            ["cloudrun-cpu-memory"]
+        );
+        assert_eq!(
+            rules("cpu = 4\nmemory = \"17Gi\"", ""),
+            ["cloudrun-cpu-memory"]
+        );
+        assert_eq!(
+            rules("cpu = 6\nmemory = \"25Gi\"", ""),
+            ["cloudrun-cpu-memory"]
+        );
         assert!(rules("cpu = 2\nmemory = \"4Gi\"", "").is_empty());
     }
 
     #[test]
     fn cpu_needs_memory() {
-        assert_eq!(rules("cpu = 4\nmemory = \"1Gi\"", ""), ["cloudrun-cpu-memory"]);
-        assert_eq!(rules("cpu = 8\nmemory = \"2Gi\"", ""), ["cloudrun-cpu-memory"]);
+        assert_eq!(
+            rules("cpu = 4\nmemory = \"1Gi\"", ""),
+            ["cloudrun-cpu-memory"]
+        );
+        assert_eq!(
+            rules("cpu = 8\nmemory = \"2Gi\"", ""),
+            ["cloudrun-cpu-memory"]
+        );
         assert!(rules("cpu = 4\nmemory = \"2Gi\"", "").is_empty());
     }
 
     #[test]
     fn fractional_cpu_limits() {
-        assert_eq!(rules("cpu = 0.25\nmemory = \"1Gi\"\nconcurrency = 1", ""), ["cloudrun-cpu-memory"]);
-        assert_eq!(rules("cpu = 0.5\nmemory = \"2Gi\"\nconcurrency = 1", ""), ["cloudrun-cpu-memory"]);
-        assert_eq!(rules("cpu = 0.5\nmemory = \"1Gi\"", ""), ["cloudrun-concurrency"]);
+        assert_eq!(
+            rules("cpu = 0.25\nmemory = \"1Gi\"\nconcurrency = 1", ""),
+            ["cloudrun-cpu-memory"]
+        );
+        assert_eq!(
+            rules("cpu = 0.5\nmemory = \"2Gi\"\nconcurrency = 1", ""),
+            ["cloudrun-cpu-memory"]
+        );
+        assert_eq!(
+            rules("cpu = 0.5\nmemory = \"1Gi\"", ""),
+            ["cloudrun-concurrency"]
+        );
     }
 
     #[test]
     fn invalid_values() {
         assert_eq!(rules("cpu = 3\nmemory = \"4Gi\"", ""), ["cloudrun-cpu"]);
-        assert_eq!(rules("cpu = 0.05\nmemory = \"128Mi\"\nconcurrency = 1", ""), ["cloudrun-cpu", "cloudrun-small-profile"]);
+        assert_eq!(
+            rules("cpu = 0.05\nmemory = \"128Mi\"\nconcurrency = 1", ""),
+            ["cloudrun-cpu", "cloudrun-small-profile"]
+        );
         assert_eq!(rules("cpu = 8\nmemory = \"64Gi\"", ""), ["cloudrun-memory"]);
-        assert_eq!(rules("memory = \"1Gi\"\nrequest_timeout = 3601", ""), ["cloudrun-request-timeout"]);
+        assert_eq!(
+            rules("memory = \"1Gi\"\nrequest_timeout = 3601", ""),
+            ["cloudrun-request-timeout"]
+        );
     }
 
     #[test]
     fn small_profile_threshold_is_configurable() {
-        assert_eq!(rules("", ""), ["cloudrun-small-profile"], "Cloud Run's defaults are the small profile");
-        assert_eq!(rules("memory = \"512Mi\"\ncpu = 1", ""), ["cloudrun-small-profile"]);
+        assert_eq!(
+            rules("", ""),
+            ["cloudrun-small-profile"],
+            "Cloud Run's defaults are the small profile"
+        );
+        assert_eq!(
+            rules("memory = \"512Mi\"\ncpu = 1", ""),
+            ["cloudrun-small-profile"]
+        );
         assert!(rules("memory = \"1Gi\"", "").is_empty());
-        assert_eq!(rules("memory = \"1Gi\"", "[check]\nsmall_profile_memory = \"1Gi\""), ["cloudrun-small-profile"]);
-        assert!(rules("memory = \"512Mi\"", "[check]\nsmall_profile_memory = \"256Mi\"").is_empty());
+        assert_eq!(
+            rules(
+                "memory = \"1Gi\"",
+                "[check]\nsmall_profile_memory = \"1Gi\""
+            ),
+            ["cloudrun-small-profile"]
+        );
+        assert!(rules(
+            "memory = \"512Mi\"",
+            "[check]\nsmall_profile_memory = \"256Mi\""
+        )
+        .is_empty());
     }
 }

@@ -31,7 +31,10 @@ impl Node {
     /// The value under `key` in a mapping.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match self {
-            Node::Map(pairs, _) => pairs.iter().find(|(k, _)| matches!(k, Node::Scalar(s, _) if s == key)).map(|(_, v)| v),
+            Node::Map(pairs, _) => pairs
+                .iter()
+                .find(|(k, _)| matches!(k, Node::Scalar(s, _) if s == key))
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -118,30 +121,43 @@ pub fn check_file(config: &Config, rel: &Path) -> Vec<Finding> {
                 display,
                 None,
                 format!("cannot read the compose file: {e}"),
-                format!("fix or remove it from `compose` in {}", config.path.display()),
+                format!(
+                    "fix or remove it from `compose` in {}",
+                    config.path.display()
+                ),
             )]
         }
     };
     let base = rel.parent().map(Path::to_path_buf).unwrap_or_default();
-    check_text(&text, &display, &|p: &Path| config.root.join(&base).join(p), &|p: &Path| {
-        config.display_path(&base.join(p))
-    })
+    check_text(
+        &text,
+        &display,
+        &|p: &Path| config.root.join(&base).join(p),
+        &|p: &Path| config.display_path(&base.join(p)),
+    )
 }
 
 /// Checks compose text; `resolve` maps a path relative to the compose file onto the disk and
 /// `show` onto how messages name it.
-pub fn check_text(text: &str, display: &str, resolve: &dyn Fn(&Path) -> PathBuf, show: &dyn Fn(&Path) -> String) -> Vec<Finding> {
+pub fn check_text(
+    text: &str,
+    display: &str,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    show: &dyn Fn(&Path) -> String,
+) -> Vec<Finding> {
     let root = match parse(text) {
         Ok(Some(r)) => r,
         Ok(None) => return Vec::new(),
         Err((msg, line)) => {
+            // The scanner reports end-of-input errors one line past the end.
+            let line = line.clamp(1, text.lines().count().max(1) as u32);
             return vec![Finding::new(
                 "compose-unreadable",
                 display,
                 Some(line),
                 format!("not valid YAML: {msg}"),
                 "fix the YAML syntax (indentation, quotes, `:` after keys)",
-            )]
+            )];
         }
     };
     let mut out = Vec::new();
@@ -150,7 +166,9 @@ pub fn check_text(text: &str, display: &str, resolve: &dyn Fn(&Path) -> PathBuf,
     };
     for (name, svc) in services {
         let name = name.as_str().unwrap_or("?");
-        let Some(build) = svc.get("build") else { continue };
+        let Some(build) = svc.get("build") else {
+            continue;
+        };
         let (context, dockerfile) = match build {
             Node::Scalar(..) => (Some(build), None),
             Node::Map(..) => (build.get("context"), build.get("dockerfile")),
@@ -170,7 +188,10 @@ pub fn check_text(text: &str, display: &str, resolve: &dyn Fn(&Path) -> PathBuf,
                 "compose-context-missing",
                 display,
                 Some(ctx_line),
-                format!("service `{name}` builds from context {}, which does not exist", show(&ctx_rel)),
+                format!(
+                    "service `{name}` builds from context {}, which does not exist",
+                    show(&ctx_rel)
+                ),
                 "fix the path (it is relative to the compose file) or create the directory",
             ));
             continue;
@@ -183,15 +204,22 @@ pub fn check_text(text: &str, display: &str, resolve: &dyn Fn(&Path) -> PathBuf,
         let df_line = dockerfile.map(Node::line).unwrap_or(ctx_line);
         if !resolve(&df_rel).is_file() {
             let fix = if dockerfile.is_none() {
-                format!("render one with `ctxbuild render {name} -o {}`, or set build.dockerfile", show(&df_rel))
+                format!(
+                    "render one with `ctxbuild render {name} -o {}`, or set build.dockerfile",
+                    show(&df_rel)
+                )
             } else {
-                "fix the path (it is relative to the build context) or create the Dockerfile".to_string()
+                "fix the path (it is relative to the build context) or create the Dockerfile"
+                    .to_string()
             };
             out.push(Finding::new(
                 "compose-dockerfile-missing",
                 display,
                 Some(df_line),
-                format!("service `{name}` builds with {}, which does not exist", show(&df_rel)),
+                format!(
+                    "service `{name}` builds with {}, which does not exist",
+                    show(&df_rel)
+                ),
                 fix,
             ));
         }
@@ -211,8 +239,17 @@ mod tests {
     #[test]
     fn tree_keeps_lines() {
         let root = parse("services:\n  web:\n    build:\n      context: ./web\n      dockerfile: Dockerfile.dev\n").unwrap().unwrap();
-        let build = root.get("services").unwrap().get("web").unwrap().get("build").unwrap();
-        assert_eq!(build.get("context").unwrap(), &Node::Scalar("./web".into(), 4));
+        let build = root
+            .get("services")
+            .unwrap()
+            .get("web")
+            .unwrap()
+            .get("build")
+            .unwrap();
+        assert_eq!(
+            build.get("context").unwrap(),
+            &Node::Scalar("./web".into(), 4)
+        );
         assert_eq!(build.get("dockerfile").unwrap().line(), 5);
     }
 
@@ -224,18 +261,29 @@ mod tests {
         std::fs::write(dir.path().join("web/Dockerfile"), "FROM scratch\n").unwrap();
         let text = "services:\n  api:\n    build: ./api\n  web:\n    build:\n      context: web\n  gone:\n    build:\n      context: ./gone\n  odd:\n    build:\n      context: web\n      dockerfile: Dockerfile.prod\n  remote:\n    build: https://github.com/x/y.git\n  image_only:\n    image: redis:7\n";
         let root = dir.path().to_path_buf();
-        let f = check_text(text, "compose.yaml", &|p| root.join(p), &|p| p.display().to_string());
+        let f = check_text(text, "compose.yaml", &|p| root.join(p), &|p| {
+            p.display().to_string()
+        });
         let got: Vec<(&str, Option<u32>)> = f.iter().map(|f| (f.rule, f.line)).collect();
         assert_eq!(
             got,
-            [("compose-dockerfile-missing", Some(3)), ("compose-context-missing", Some(9)), ("compose-dockerfile-missing", Some(13))]
+            [
+                ("compose-dockerfile-missing", Some(3)),
+                ("compose-context-missing", Some(9)),
+                ("compose-dockerfile-missing", Some(13))
+            ]
         );
         assert!(f[0].fix.contains("ctxbuild render api"));
     }
 
     #[test]
     fn bad_yaml_is_a_finding() {
-        let f = check_text("services:\n  api: [\n", "c.yaml", &|p| p.to_path_buf(), &|p| p.display().to_string());
+        let f = check_text(
+            "services:\n  api: [\n",
+            "c.yaml",
+            &|p| p.to_path_buf(),
+            &|p| p.display().to_string(),
+        );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].rule, "compose-unreadable");
     }

@@ -2,7 +2,8 @@
 //! (`.env` files, PEM private keys, Google service-account keys).
 //!
 //! Walks the context without following symlinks, skipping what `.dockerignore` excludes, and
-//! reads only small files (secrets are small; big files are not worth the I/O). Removing or
+//! reads only the first 64 KiB of files whose names can hold keys (`*.json`, `*.pem`, `*.key`,
+//! `*.p8`, `id_rsa*`…, names without an extension), so the walk stays cheap on big contexts. Removing or
 //! excluding anything is `clean`'s and `image`'s job, not this module's.
 
 use super::{Finding, ServiceCtx};
@@ -14,6 +15,9 @@ use std::path::Path;
 /// Files larger than this are not searched for key material.
 const SCAN_LIMIT: u64 = 64 * 1024;
 
+/// Relative `/`-separated path and is-directory → left out of the context.
+pub type Excluded = Box<dyn Fn(&str, bool) -> bool>;
+
 /// A `.dockerignore` predicate for the context at `dir`: relative `/`-separated path and whether
 /// it is a directory → left out of what Docker sends. A directory counts as left out only when
 /// Docker would not even enter it (no `!exception` below it), so callers may skip its subtree.
@@ -21,7 +25,7 @@ const SCAN_LIMIT: u64 = 64 * 1024;
 /// Matching is `context::dockerignore`'s, with the Docker CLI's semantics. A missing
 /// `.dockerignore` excludes nothing; one with a bad pattern makes `docker build` fail, so it is
 /// returned as the error and the caller reports it.
-pub fn dockerignore_matcher(dir: &Path) -> Result<Box<dyn Fn(&str, bool) -> bool>, PatternError> {
+pub fn dockerignore_matcher(dir: &Path) -> Result<Excluded, PatternError> {
     let m = match std::fs::read(dir.join(".dockerignore")) {
         Ok(bytes) => Matcher::parse(&bytes, ".dockerignore")?,
         Err(_) => Matcher::empty(),
@@ -46,7 +50,10 @@ pub fn is_dotenv(name: &str) -> bool {
         return true;
     }
     match name.strip_prefix(".env.") {
-        Some(suffix) => !matches!(suffix, "example" | "sample" | "template" | "dist" | "defaults"),
+        Some(suffix) => !matches!(
+            suffix,
+            "example" | "sample" | "template" | "dist" | "defaults"
+        ),
         None => false,
     }
 }
@@ -76,10 +83,15 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
     let mut pyc_bytes = 0u64;
     let mut first_pyc: Option<String> = None;
     let root = &cx.context_dir;
-    let mut walk = walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name().into_iter();
+    let mut walk = walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter();
     while let Some(entry) = walk.next() {
         let Ok(entry) = entry else { continue };
-        let Ok(rel) = entry.path().strip_prefix(root) else { continue };
+        let Ok(rel) = entry.path().strip_prefix(root) else {
+            continue;
+        };
         if rel.as_os_str().is_empty() {
             continue;
         }
@@ -110,8 +122,10 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
         let name = entry.file_name().to_string_lossy();
         let secret = if is_dotenv(&name) {
             Some(Secret::DotEnv)
-        } else {
+        } else if may_hold_key(&name) {
             scan(entry.path())
+        } else {
+            None
         };
         let Some(secret) = secret else { continue };
         let (what, line) = match secret {
@@ -140,6 +154,19 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
     out
 }
 
+/// Whether a file's name suggests key material worth reading: keys and service-account files
+/// have these shapes, and reading only them keeps the walk cheap on large contexts.
+pub fn may_hold_key(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let ext = lower.rsplit_once('.').map(|(_, e)| e);
+    matches!(ext, Some("json" | "pem" | "key" | "p8" | "der" | "priv"))
+        || lower.starts_with("id_rsa")
+        || lower.starts_with("id_ecdsa")
+        || lower.starts_with("id_ed25519")
+        || lower.starts_with("id_dsa")
+        || ext.is_none()
+}
+
 fn scan(path: &Path) -> Option<Secret> {
     let file = std::fs::File::open(path).ok()?;
     let mut buf = Vec::new();
@@ -150,6 +177,16 @@ fn scan(path: &Path) -> Option<Secret> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_shaped_names() {
+        assert!(may_hold_key("sa.json"));
+        assert!(may_hold_key("server.PEM"));
+        assert!(may_hold_key("id_ed25519"));
+        assert!(may_hold_key("credentials"));
+        assert!(!may_hold_key("main.py"));
+        assert!(!may_hold_key("index.html"));
+    }
 
     #[test]
     fn dotenv_names() {

@@ -23,9 +23,16 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                 vars.clear();
             }
             Keyword::Arg | Keyword::Env => {
-                let Ok(kv) = ins.key_values(escape) else { continue };
+                let Ok(kv) = ins.key_values(escape) else {
+                    continue;
+                };
                 for (k, v) in kv {
-                    let v = v.or_else(|| meta.iter().rev().find(|(m, _)| *m == k).map(|(_, v)| v.clone()));
+                    let v = v.or_else(|| {
+                        meta.iter()
+                            .rev()
+                            .find(|(m, _)| *m == k)
+                            .map(|(_, v)| v.clone())
+                    });
                     if let Some(v) = v {
                         if in_stage {
                             vars.push((k, v));
@@ -41,8 +48,13 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                     continue;
                 }
                 for src in &words[..words.len() - 1] {
-                    let Ok(expanded) = shell::expand(src, &vars, escape) else { continue };
-                    if expanded.contains('$') || expanded.contains("://") || expanded.starts_with("git@") {
+                    let Ok(expanded) = shell::expand(src, &vars, escape) else {
+                        continue;
+                    };
+                    if expanded.contains('$')
+                        || expanded.contains("://")
+                        || expanded.starts_with("git@")
+                    {
                         continue;
                     }
                     if let Some(f) = check_source(cx, p, ins.line, ins.keyword, &expanded) {
@@ -56,7 +68,13 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
     out
 }
 
-fn check_source(cx: &ServiceCtx, p: &Parsed, line: usize, kw: Keyword, src: &str) -> Option<Finding> {
+fn check_source(
+    cx: &ServiceCtx,
+    p: &Parsed,
+    line: usize,
+    kw: Keyword,
+    src: &str,
+) -> Option<Finding> {
     let rel = normalize(src);
     if rel.is_empty() {
         return None; // `.` is the whole context.
@@ -79,7 +97,10 @@ fn check_source(cx: &ServiceCtx, p: &Parsed, line: usize, kw: Keyword, src: &str
             format!("create {}, fix the path (it is relative to the context, not the Dockerfile), or remove the line", cx.display(&rel)),
         ));
     }
-    let visible: Vec<&(String, bool)> = matches.iter().filter(|(m, d)| !excluded_or_parent(cx, m, *d)).collect();
+    let visible: Vec<&(String, bool)> = matches
+        .iter()
+        .filter(|(m, d)| !excluded_or_parent(cx, m, *d))
+        .collect();
     if visible.is_empty() {
         return Some(cx.finding(
             "copy-ignored",
@@ -138,12 +159,25 @@ fn glob(root: &Path, pattern: &str) -> Vec<(String, bool)> {
             if !is_dir {
                 continue;
             }
-            let join = |n: &str| if base.is_empty() { n.to_string() } else { format!("{base}/{n}") };
+            let join = |n: &str| {
+                if base.is_empty() {
+                    n.to_string()
+                } else {
+                    format!("{base}/{n}")
+                }
+            };
             if has_glob(seg) {
-                let Ok(rd) = std::fs::read_dir(root.join(base)) else { continue };
+                let Ok(rd) = std::fs::read_dir(root.join(base)) else {
+                    continue;
+                };
                 let mut names: Vec<(String, bool)> = rd
                     .filter_map(Result::ok)
-                    .map(|e| (e.file_name().to_string_lossy().into_owned(), e.file_type().map(|t| t.is_dir()).unwrap_or(false)))
+                    .map(|e| {
+                        (
+                            e.file_name().to_string_lossy().into_owned(),
+                            e.file_type().map(|t| t.is_dir()).unwrap_or(false),
+                        )
+                    })
                     .filter(|(n, _)| wildcard(seg, n))
                     .map(|(n, d)| (join(&n), d))
                     .collect();
@@ -225,7 +259,10 @@ mod tests {
         std::fs::create_dir_all(d.path().join("src/pkg")).unwrap();
         std::fs::write(d.path().join("src/pkg/a.py"), "").unwrap();
         std::fs::write(d.path().join("req.txt"), "").unwrap();
-        assert_eq!(glob(d.path(), "src/*/a.py"), [("src/pkg/a.py".to_string(), false)]);
+        assert_eq!(
+            glob(d.path(), "src/*/a.py"),
+            [("src/pkg/a.py".to_string(), false)]
+        );
         assert_eq!(glob(d.path(), "*.txt"), [("req.txt".to_string(), false)]);
         assert!(glob(d.path(), "*.toml").is_empty());
     }

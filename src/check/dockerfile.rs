@@ -18,7 +18,10 @@ pub fn check(cx: &ServiceCtx, d: &DockerfileText) -> Vec<Finding> {
             )];
         }
     };
-    let f = Parsed { text: d, df: &parsed };
+    let f = Parsed {
+        text: d,
+        df: &parsed,
+    };
     let mut out = super::runtime::check(cx, &f);
     out.extend(super::ports::check(cx, &f));
     out.extend(super::copy::check(cx, &f));
@@ -49,7 +52,12 @@ pub struct Parsed<'a> {
 impl Parsed<'_> {
     /// Where a finding about `line` goes: the Dockerfile, or ctxbuild.toml's `config_key` when
     /// the Dockerfile is a render (its lines come from the configuration).
-    pub fn loc(&self, cx: &ServiceCtx, line: usize, config_key: Option<&str>) -> (String, Option<u32>) {
+    pub fn loc(
+        &self,
+        cx: &ServiceCtx,
+        line: usize,
+        config_key: Option<&str>,
+    ) -> (String, Option<u32>) {
         match config_key {
             Some(key) if self.text.rendered => cx.config_loc(key),
             _ => (self.text.display.clone(), Some(line as u32)),
@@ -67,7 +75,9 @@ impl Parsed<'_> {
             let s = &stages[i];
             out.extend(self.df.instructions[s.body.clone()].iter().rev());
             let base = s.base.to_ascii_lowercase();
-            idx = stages[..i].iter().rposition(|p| p.name.as_deref() == Some(base.as_str()));
+            idx = stages[..i]
+                .iter()
+                .rposition(|p| p.name.as_deref() == Some(base.as_str()));
             guard += 1;
             if guard > stages.len() {
                 break;
@@ -78,14 +88,19 @@ impl Parsed<'_> {
 
     /// The last instruction of `keyword` that applies to the final stage.
     pub fn last(&self, keyword: Keyword) -> Option<&Instruction> {
-        self.final_stage_chain().into_iter().find(|i| i.keyword == keyword)
+        self.final_stage_chain()
+            .into_iter()
+            .find(|i| i.keyword == keyword)
     }
 
     /// The instructions of `keyword` in the final stage only (not inherited).
     pub fn final_stage(&self, keyword: Keyword) -> Vec<&Instruction> {
         let stages = self.df.stages();
         match stages.last() {
-            Some(s) => self.df.instructions[s.body.clone()].iter().filter(|i| i.keyword == keyword).collect(),
+            Some(s) => self.df.instructions[s.body.clone()]
+                .iter()
+                .filter(|i| i.keyword == keyword)
+                .collect(),
             None => Vec::new(),
         }
     }
@@ -139,7 +154,10 @@ impl Command<'_> {
         let mut words = self.argv.clone();
         for _ in 0..4 {
             while words.first().is_some_and(|w| {
-                matches!(basename(w), "exec" | "env" | "tini" | "dumb-init" | "catatonit" | "--") || is_assignment(w)
+                matches!(
+                    basename(w),
+                    "exec" | "env" | "tini" | "dumb-init" | "catatonit" | "--"
+                ) || is_assignment(w)
             }) {
                 words.remove(0);
             }
@@ -148,7 +166,10 @@ impl Command<'_> {
                 None => break,
             }
         }
-        if let Some(end) = words.iter().position(|w| matches!(w.as_str(), "&&" | ";" | "||" | "|")) {
+        if let Some(end) = words
+            .iter()
+            .position(|w| matches!(w.as_str(), "&&" | ";" | "||" | "|"))
+        {
             words.truncate(end);
         }
         words
@@ -157,7 +178,10 @@ impl Command<'_> {
     /// Whether the command runs through a shell, which expands `$VAR`.
     pub fn has_shell(&self) -> bool {
         let mut words = self.argv.as_slice();
-        while words.first().is_some_and(|w| matches!(basename(w), "tini" | "dumb-init" | "catatonit" | "--")) {
+        while words
+            .first()
+            .is_some_and(|w| matches!(basename(w), "tini" | "dumb-init" | "catatonit" | "--"))
+        {
             words = &words[1..];
         }
         shell_script(words).is_some()
@@ -176,13 +200,20 @@ fn shell_script(words: &[String]) -> Option<String> {
         return None;
     }
     // `-c`, or combined flags ending in c such as `-ec`.
-    let c = words.iter().skip(1).position(|a| a.starts_with('-') && !a.starts_with("--") && a.ends_with('c'))?;
+    let c = words
+        .iter()
+        .skip(1)
+        .position(|a| a.starts_with('-') && !a.starts_with("--") && a.ends_with('c'))?;
     words.get(c + 2).cloned()
 }
 
 fn is_assignment(w: &str) -> bool {
     match w.split_once('=') {
-        Some((k, _)) => !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && !k.starts_with(|c: char| c.is_ascii_digit()),
+        Some((k, _)) => {
+            !k.is_empty()
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !k.starts_with(|c: char| c.is_ascii_digit())
+        }
         None => false,
     }
 }
@@ -252,7 +283,11 @@ pub fn shell_words(s: &str) -> Vec<String> {
 }
 
 /// The value of an option in a word list: `-k X`, `--worker-class X`, `--worker-class=X`, `-kX`.
-pub fn option_value<'w>(words: &'w [String], short: Option<&str>, long: &str) -> Option<(&'w str, usize)> {
+pub fn option_value<'w>(
+    words: &'w [String],
+    short: Option<&str>,
+    long: &str,
+) -> Option<(&'w str, usize)> {
     for (i, w) in words.iter().enumerate() {
         if w == long || short.is_some_and(|s| w == s) {
             return words.get(i + 1).map(|v| (v.as_str(), i + 1));
@@ -261,7 +296,10 @@ pub fn option_value<'w>(words: &'w [String], short: Option<&str>, long: &str) ->
             return Some((v, i));
         }
         if let Some(s) = short {
-            if let Some(v) = w.strip_prefix(s).filter(|v| !v.is_empty() && !w.starts_with("--")) {
+            if let Some(v) = w
+                .strip_prefix(s)
+                .filter(|v| !v.is_empty() && !w.starts_with("--"))
+            {
                 return Some((v, i));
             }
         }
@@ -277,16 +315,45 @@ mod tests {
     fn shell_words_split_and_unquote() {
         assert_eq!(
             shell_words("exec gunicorn 'main:app' -b \"0.0.0.0:${PORT:-8080}\" && echo done; x"),
-            ["exec", "gunicorn", "main:app", "-b", "0.0.0.0:${PORT:-8080}", "&&", "echo", "done", ";", "x"]
+            [
+                "exec",
+                "gunicorn",
+                "main:app",
+                "-b",
+                "0.0.0.0:${PORT:-8080}",
+                "&&",
+                "echo",
+                "done",
+                ";",
+                "x"
+            ]
         );
     }
 
     #[test]
     fn option_forms() {
-        let w: Vec<String> = ["gunicorn", "-kuvicorn.workers.UvicornWorker", "--bind=0.0.0.0:80", "-t", "30"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(option_value(&w, Some("-k"), "--worker-class").map(|v| v.0), Some("uvicorn.workers.UvicornWorker"));
-        assert_eq!(option_value(&w, Some("-b"), "--bind").map(|v| v.0), Some("0.0.0.0:80"));
-        assert_eq!(option_value(&w, Some("-t"), "--timeout").map(|v| v.0), Some("30"));
+        let w: Vec<String> = [
+            "gunicorn",
+            "-kuvicorn.workers.UvicornWorker",
+            "--bind=0.0.0.0:80",
+            "-t",
+            "30",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            option_value(&w, Some("-k"), "--worker-class").map(|v| v.0),
+            Some("uvicorn.workers.UvicornWorker")
+        );
+        assert_eq!(
+            option_value(&w, Some("-b"), "--bind").map(|v| v.0),
+            Some("0.0.0.0:80")
+        );
+        assert_eq!(
+            option_value(&w, Some("-t"), "--timeout").map(|v| v.0),
+            Some("30")
+        );
         assert_eq!(option_value(&w, Some("-w"), "--workers"), None);
     }
 
@@ -297,7 +364,11 @@ mod tests {
     #[test]
     fn command_follows_stage_chain_and_exec() {
         let df = parsed("FROM python:3.12 AS base\nCMD [\"sh\", \"-c\", \"exec gunicorn a:b\"]\nFROM base\nRUN true\n");
-        let t = DockerfileText { display: "Dockerfile".into(), text: String::new(), rendered: false };
+        let t = DockerfileText {
+            display: "Dockerfile".into(),
+            text: String::new(),
+            rendered: false,
+        };
         let p = Parsed { text: &t, df: &df };
         let c = p.command().unwrap();
         assert_eq!(c.at.line, 2);

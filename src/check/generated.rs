@@ -20,7 +20,10 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
     let fix = |base: &Option<String>| {
         let mut cmd = format!("ctxbuild render {} --{}", cx.service.name, variant.as_str());
         if let Some(b) = base {
-            if *b != render::default_base_image(kind, variant) && cx.service.base_image.alpine.as_deref() != Some(b) && cx.service.base_image.slim.as_deref() != Some(b) {
+            if *b != render::default_base_image(kind, variant)
+                && cx.service.base_image.alpine.as_deref() != Some(b)
+                && cx.service.base_image.slim.as_deref() != Some(b)
+            {
                 cmd.push_str(&format!(" --base-image {b}"));
             }
         }
@@ -30,7 +33,12 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
         return vec![cx.finding(
             "generated-stale",
             (p.text.display.clone(), Some(1)),
-            format!("generated from a {} template, but service `{}` is {}", kind.as_str(), cx.service.name, cx.service.kind.as_str()),
+            format!(
+                "generated from a {} template, but service `{}` is {}",
+                kind.as_str(),
+                cx.service.name,
+                cx.service.kind.as_str()
+            ),
             fix(&base),
         )];
     }
@@ -46,12 +54,20 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
         .lines()
         .zip(fresh.dockerfile.lines())
         .position(|(a, b)| a != b)
-        .unwrap_or_else(|| p.text.text.lines().count().min(fresh.dockerfile.lines().count()))
+        .unwrap_or_else(|| {
+            p.text
+                .text
+                .lines()
+                .count()
+                .min(fresh.dockerfile.lines().count())
+        })
         + 1;
     let why = if version < TEMPLATE_VERSION {
         format!("it was rendered from template v{version}, ctxbuild now has v{TEMPLATE_VERSION}")
     } else {
-        format!("line {line} differs from a fresh render (edited by hand, or ctxbuild.toml changed)")
+        format!(
+            "line {line} differs from a fresh render (edited by hand, or ctxbuild.toml changed)"
+        )
     };
     vec![cx.finding(
         "generated-stale",

@@ -103,8 +103,16 @@ pub struct Finding {
 
 impl Finding {
     /// A finding of `rule` with that rule's severity.
-    pub fn new(rule: &'static str, file: impl Into<String>, line: Option<u32>, message: impl Into<String>, fix: impl Into<String>) -> Finding {
-        let severity = self::rule(rule).map(|r| r.severity).unwrap_or(Severity::Error);
+    pub fn new(
+        rule: &'static str,
+        file: impl Into<String>,
+        line: Option<u32>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
+        let severity = self::rule(rule)
+            .map(|r| r.severity)
+            .unwrap_or(Severity::Error);
         Finding {
             rule,
             severity,
@@ -142,7 +150,10 @@ impl Report {
             (&a.file, a.line, a.rule, &a.message).cmp(&(&b.file, b.line, b.rule, &b.message))
         });
         findings.dedup();
-        let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+        let errors = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count();
         Report {
             warnings: findings.len() - errors,
             errors,
@@ -167,6 +178,26 @@ pub struct DockerfileText {
     pub rendered: bool,
 }
 
+impl DockerfileText {
+    /// A Dockerfile rendered in memory (what `image` builds when no `-f` is given).
+    pub fn from_render(r: &render::Rendered) -> DockerfileText {
+        DockerfileText {
+            display: format!("<rendered {}>", r.template),
+            text: r.dockerfile.clone(),
+            rendered: true,
+        }
+    }
+
+    /// A Dockerfile on disk; `display` is how findings name it.
+    pub fn from_file(path: &Path, display: impl Into<String>) -> std::io::Result<DockerfileText> {
+        Ok(DockerfileText {
+            display: display.into(),
+            text: std::fs::read_to_string(path)?,
+            rendered: false,
+        })
+    }
+}
+
 /// What a rule family gets to look at for one service.
 pub struct ServiceCtx<'a> {
     pub config: &'a Config,
@@ -182,7 +213,10 @@ impl ServiceCtx<'_> {
     /// ctxbuild.toml and the line of a setting of this service.
     pub fn config_loc(&self, key: &str) -> (String, Option<u32>) {
         let Pos { line, .. } = self.service.pos(key);
-        (self.config.path.display().to_string(), Some(line).filter(|l| *l > 0))
+        (
+            self.config.path.display().to_string(),
+            Some(line).filter(|l| *l > 0),
+        )
     }
 
     /// A path inside the context as messages show it.
@@ -194,7 +228,13 @@ impl ServiceCtx<'_> {
     }
 
     /// A finding about this service.
-    pub fn finding(&self, rule: &'static str, (file, line): (String, Option<u32>), message: impl Into<String>, fix: impl Into<String>) -> Finding {
+    pub fn finding(
+        &self,
+        rule: &'static str,
+        (file, line): (String, Option<u32>),
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
         let mut f = Finding::new(rule, file, line, message, fix);
         f.service = Some(self.service.name.clone());
         f
@@ -206,7 +246,10 @@ pub fn run(config: &Config, names: &[String]) -> Result<Report, ConfigError> {
     let services: Vec<&Service> = if names.is_empty() {
         config.services.iter().collect()
     } else {
-        names.iter().map(|n| config.service(n)).collect::<Result<_, _>>()?
+        names
+            .iter()
+            .map(|n| config.service(n))
+            .collect::<Result<_, _>>()?
     };
     let mut findings = Vec::new();
     for s in &services {
@@ -224,7 +267,11 @@ pub fn run(config: &Config, names: &[String]) -> Result<Report, ConfigError> {
 
 /// The errors that must stop `ctxbuild image` from building `dockerfile` for `service`.
 pub fn gate(config: &Config, service: &Service, dockerfile: &DockerfileText) -> Vec<Finding> {
-    let report = Report::new(check_service(config, service, Some(dockerfile)), vec![service.name.clone()], &config.check.ignore);
+    let report = Report::new(
+        check_service(config, service, Some(dockerfile)),
+        vec![service.name.clone()],
+        &config.check.ignore,
+    );
     report
         .findings
         .into_iter()
@@ -234,7 +281,11 @@ pub fn gate(config: &Config, service: &Service, dockerfile: &DockerfileText) -> 
 
 /// All findings for one service. `dockerfile` overrides the one `check` would pick
 /// (configured → `<context>/Dockerfile` → rendered Alpine).
-pub fn check_service(config: &Config, service: &Service, dockerfile: Option<&DockerfileText>) -> Vec<Finding> {
+pub fn check_service(
+    config: &Config,
+    service: &Service,
+    dockerfile: Option<&DockerfileText>,
+) -> Vec<Finding> {
     let context_dir = config.context_dir(service);
     let mut findings = Vec::new();
     let matcher = context::dockerignore_matcher(&context_dir).unwrap_or_else(|e| {
@@ -278,13 +329,26 @@ pub fn check_service(config: &Config, service: &Service, dockerfile: Option<&Doc
 }
 
 /// The Dockerfile `check` looks at when none is given, plus findings about choosing it.
-fn pick_dockerfile(config: &Config, service: &Service, context_dir: &Path) -> (Option<DockerfileText>, Vec<Finding>) {
+fn pick_dockerfile(
+    config: &Config,
+    service: &Service,
+    context_dir: &Path,
+) -> (Option<DockerfileText>, Vec<Finding>) {
     let named = service.dockerfile.clone();
     let rel = named.clone().unwrap_or_else(|| PathBuf::from("Dockerfile"));
     let path = context_dir.join(&rel);
     let display = config.display_path(&service.context.join(&rel));
     match std::fs::read_to_string(&path) {
-        Ok(text) => return (Some(DockerfileText { display, text, rendered: false }), Vec::new()),
+        Ok(text) => {
+            return (
+                Some(DockerfileText {
+                    display,
+                    text,
+                    rendered: false,
+                }),
+                Vec::new(),
+            )
+        }
         Err(e) if named.is_some() || e.kind() != std::io::ErrorKind::NotFound => {
             let Pos { line, .. } = service.pos("dockerfile");
             let mut f = Finding::new(
@@ -301,14 +365,7 @@ fn pick_dockerfile(config: &Config, service: &Service, context_dir: &Path) -> (O
     }
     // No Dockerfile on disk: `image` renders one, so check what it would render.
     match render::render(config, service, Variant::Alpine, None) {
-        Ok(r) => (
-            Some(DockerfileText {
-                display: format!("<rendered {}>", r.template),
-                text: r.dockerfile,
-                rendered: true,
-            }),
-            Vec::new(),
-        ),
+        Ok(r) => (Some(DockerfileText::from_render(&r)), Vec::new()),
         Err(render::RenderError::Requirements { path, .. }) if service.kind == Kind::PythonAsgi => {
             let Pos { line, .. } = service.pos("requirements");
             let mut f = Finding::new(
@@ -322,7 +379,16 @@ fn pick_dockerfile(config: &Config, service: &Service, context_dir: &Path) -> (O
             (None, vec![f])
         }
         Err(e) => {
-            let f = Finding::new("dockerfile-missing", config.path.display().to_string(), Some(service.pos("").line), format!("service `{}`: cannot render its Dockerfile: {e}", service.name), "report this as a ctxbuild bug");
+            let f = Finding::new(
+                "dockerfile-missing",
+                config.path.display().to_string(),
+                Some(service.pos("").line),
+                format!(
+                    "service `{}`: cannot render its Dockerfile: {e}",
+                    service.name
+                ),
+                "report this as a ctxbuild bug",
+            );
             (None, vec![f])
         }
     }
@@ -338,14 +404,21 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), RULES.len());
-        assert!(ids.iter().all(|i| i.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
+        assert!(ids
+            .iter()
+            .all(|i| i.chars().all(|c| c.is_ascii_lowercase() || c == '-')));
     }
 
     #[test]
     fn report_sorts_counts_and_ignores() {
         let f = |rule, file: &str, line| Finding::new(rule, file, line, "m", "f");
         let r = Report::new(
-            vec![f("base-image-tag", "b", Some(1)), f("copy-missing", "a", Some(9)), f("copy-missing", "a", Some(2)), f("context-secret", "c", None)],
+            vec![
+                f("base-image-tag", "b", Some(1)),
+                f("copy-missing", "a", Some(9)),
+                f("copy-missing", "a", Some(2)),
+                f("context-secret", "c", None),
+            ],
             vec![],
             &["context-secret".to_string()],
         );

@@ -37,7 +37,11 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
             .and_then(|p| p.parse::<u16>().ok());
         if let Some(n) = fixed {
             if n != want {
-                out.push(mismatch(format!("the server binds a fixed port and {}", cmd.at.keyword), n, line));
+                out.push(mismatch(
+                    format!("the server binds a fixed port and {}", cmd.at.keyword),
+                    n,
+                    line,
+                ));
             } else {
                 out.push(cx.finding(
                     "port-fixed",
@@ -100,7 +104,10 @@ mod tests {
 
     #[test]
     fn defaults_in_text() {
-        assert_eq!(port_defaults("--bind 0.0.0.0:${PORT:-8001} x ${PORT-9} ${PORT}"), [8001, 9]);
+        assert_eq!(
+            port_defaults("--bind 0.0.0.0:${PORT:-8001} x ${PORT-9} ${PORT}"),
+            [8001, 9]
+        );
         assert!(port_defaults("$PORT").is_empty());
     }
 }

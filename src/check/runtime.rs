@@ -39,15 +39,23 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
     }
 
     let words = cmd.program();
-    let gunicorn_at = words.iter().position(|w| basename(w) == "gunicorn").or_else(|| {
-        words.windows(2).position(|w| w[0] == "-m" && w[1] == "gunicorn").map(|i| i + 1)
-    });
+    let gunicorn_at = words
+        .iter()
+        .position(|w| basename(w) == "gunicorn")
+        .or_else(|| {
+            words
+                .windows(2)
+                .position(|w| w[0] == "-m" && w[1] == "gunicorn")
+                .map(|i| i + 1)
+        });
 
     if cx.service.kind == Kind::PythonAsgi {
         let prog = words.first().map(|w| basename(w)).unwrap_or("");
         match gunicorn_at {
             None => {
-                let what = if prog == "uvicorn" || words.windows(2).any(|w| w[0] == "-m" && w[1] == "uvicorn") {
+                let what = if prog == "uvicorn"
+                    || words.windows(2).any(|w| w[0] == "-m" && w[1] == "uvicorn")
+                {
                     "runs uvicorn directly, without gunicorn supervising its workers".to_string()
                 } else if prog.is_empty() {
                     "runs nothing recognisable".to_string()
@@ -63,7 +71,8 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
             }
             Some(g) => {
                 let args = &words[g..];
-                let worker = option_value(args, Some("-k"), "--worker-class").map(|(v, _)| v.to_string());
+                let worker =
+                    option_value(args, Some("-k"), "--worker-class").map(|(v, _)| v.to_string());
                 let has_config = option_value(args, Some("-c"), "--config").is_some();
                 match worker.as_deref() {
                     Some(w) if w.ends_with("UvicornWorker") || w.ends_with("UvicornH11Worker") => {
@@ -72,7 +81,10 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                                 "uvicorn-worker-deprecated",
                                 p.loc(cx, line, Some("requirements")),
                                 format!("`{w}` is deprecated since uvicorn 0.30 (it still works)"),
-                                format!("add `uvicorn-worker` to {} and use `-k {WORKER_NEW}`", requirements_name(cx)),
+                                format!(
+                                    "add `uvicorn-worker` to {} and use `-k {WORKER_NEW}`",
+                                    requirements_name(cx)
+                                ),
                             ));
                         } else if w.starts_with("uvicorn_worker.") {
                             if let Some(false) = requirements_mention(cx, "uvicorn-worker") {
@@ -105,7 +117,9 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
 
     if let (Some(g), Some(deploy)) = (gunicorn_at, &cx.service.deploy) {
         let args = &words[g..];
-        let timeout = option_value(args, Some("-t"), "--timeout").and_then(|(v, _)| v.parse::<u32>().ok()).unwrap_or(30);
+        let timeout = option_value(args, Some("-t"), "--timeout")
+            .and_then(|(v, _)| v.parse::<u32>().ok())
+            .unwrap_or(30);
         if timeout > deploy.request_timeout {
             out.push(cx.finding(
                 "gunicorn-timeout",
@@ -124,7 +138,8 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
 /// `$X`, `${X}` (not `$$` or a lone `$`).
 pub fn has_variable(s: &str) -> bool {
     let b = s.as_bytes();
-    b.windows(2).any(|w| w[0] == b'$' && (w[1] == b'{' || w[1] == b'_' || w[1].is_ascii_alphabetic()))
+    b.windows(2)
+        .any(|w| w[0] == b'$' && (w[1] == b'{' || w[1] == b'_' || w[1].is_ascii_alphabetic()))
 }
 
 fn fix_cmd(cx: &ServiceCtx) -> String {

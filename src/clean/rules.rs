@@ -711,7 +711,13 @@ mod tests {
     #[test]
     fn bad_glob_is_a_usage_error() {
         let e = Rules::new(&[], &["a[".into()], &[], false).unwrap_err();
-        assert!(matches!(e, RulesError::BadGlob { option: "erase", .. }));
+        assert!(matches!(
+            e,
+            RulesError::BadGlob {
+                option: "erase",
+                ..
+            }
+        ));
     }
 
     #[test]

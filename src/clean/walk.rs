@@ -5,7 +5,7 @@
 //! rule names (the `pyvenv.cfg` probe), and keep their findings in a per-thread [`Found`] that
 //! is merged once at the end — no locks or channels on the hot path. Nothing is removed here.
 
-use super::rules::{Kind, KeptReason, Rule, Rules, Verdict};
+use super::rules::{KeptReason, Kind, Rule, Rules, Verdict};
 use super::{Failure, Kept, Progress, SkipReason, Skipped};
 use crate::context::{Entry, EntryKind};
 use ignore::{ParallelVisitor, ParallelVisitorBuilder, WalkBuilder, WalkState};
@@ -423,7 +423,11 @@ mod tests {
         assert_eq!(files, [".pytest_cache/v", "a/__pycache__/m.pyc"]);
         let dirs: Vec<_> = f.dirs.iter().map(|t| t.rel.to_str().unwrap()).collect();
         assert_eq!(dirs, [".pytest_cache", "a/__pycache__"]);
-        let kept: Vec<_> = f.kept.iter().map(|k| (k.path.to_str().unwrap(), k.reason)).collect();
+        let kept: Vec<_> = f
+            .kept
+            .iter()
+            .map(|k| (k.path.to_str().unwrap(), k.reason))
+            .collect();
         assert_eq!(
             kept,
             [

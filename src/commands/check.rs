@@ -8,6 +8,21 @@ use ctxbuild::printer::Printer;
 use ctxbuild::service::{self, Config};
 
 pub fn run(args: &CheckArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
+    if args.rules {
+        if args.json {
+            printer.json(&check::RULES)?;
+        } else {
+            for r in check::RULES {
+                printer.line(&format!(
+                    "{:<28} {:<8} {}",
+                    r.id,
+                    r.severity.as_str(),
+                    r.summary
+                ))?;
+            }
+        }
+        return Ok(ExitStatus::Success);
+    }
     let path = service::config_path(args.config.as_deref());
     let config = Config::load(&path).map_err(diagnose)?;
     let report = check::run(&config, &args.services).map_err(diagnose)?;
@@ -17,9 +32,16 @@ pub fn run(args: &CheckArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
         for f in &report.findings {
             let sev = match f.severity {
                 Severity::Error => printer.paint("error", console::Style::new().red().bold()),
-                Severity::Warning => printer.paint("warning", console::Style::new().yellow().bold()),
+                Severity::Warning => {
+                    printer.paint("warning", console::Style::new().yellow().bold())
+                }
             };
-            printer.line(&format!("{}: {sev}[{}] {}", f.location(), f.rule, f.message))?;
+            printer.line(&format!(
+                "{}: {sev}[{}] {}",
+                f.location(),
+                f.rule,
+                f.message
+            ))?;
             printer.line(&format!("  fix: {}", f.fix))?;
         }
         let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });

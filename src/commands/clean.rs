@@ -295,7 +295,10 @@ mod tests {
     fn paths_are_relative_to_the_root() {
         let rel = Path::new("a/__pycache__");
         assert_eq!(shown(Path::new("api"), rel, false), rel);
-        assert_eq!(shown(Path::new("api"), rel, true), Path::new("api/a/__pycache__"));
+        assert_eq!(
+            shown(Path::new("api"), rel, true),
+            Path::new("api/a/__pycache__")
+        );
         assert_eq!(shown(Path::new("."), rel, true), rel);
     }
 }

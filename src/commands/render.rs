@@ -12,7 +12,8 @@ pub fn run(args: &RenderArgs, printer: &mut Printer) -> anyhow::Result<ExitStatu
     let config = Config::load(&path).map_err(diagnose)?;
     let svc = config.service(&args.service).map_err(diagnose)?;
     let variant = Variant::from_flags(args.slim);
-    let rendered = render::render(&config, svc, variant, args.base_image.as_deref()).map_err(diagnose)?;
+    let rendered =
+        render::render(&config, svc, variant, args.base_image.as_deref()).map_err(diagnose)?;
     match args.output.as_deref() {
         Some(out) if out != Path::new("-") => {
             std::fs::write(out, &rendered.dockerfile)
@@ -31,7 +32,10 @@ pub fn run(args: &RenderArgs, printer: &mut Printer) -> anyhow::Result<ExitStatu
     }
     if args.write_dockerignore {
         match render::write_dockerignore(&config, svc).map_err(diagnose)? {
-            Some(p) => printer.info(&format!("wrote {}", p.strip_prefix("./").unwrap_or(&p).display())),
+            Some(p) => printer.info(&format!(
+                "wrote {}",
+                p.strip_prefix("./").unwrap_or(&p).display()
+            )),
             None => printer.info(&format!(
                 "{} exists; left as it is",
                 config.display_path(&svc.context.join(".dockerignore"))

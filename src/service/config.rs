@@ -7,9 +7,9 @@
 
 use crate::diagnostics::Diagnose;
 use serde::Deserialize;
-use toml::Spanned;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use toml::Spanned;
 
 /// The file name looked for when no `-c FILE` is given.
 pub const DEFAULT_FILE: &str = "ctxbuild.toml";
@@ -140,7 +140,10 @@ impl Service {
 
     /// The port the deploy target sends traffic to (Cloud Run's `$PORT`).
     pub fn deploy_port(&self) -> u16 {
-        self.deploy.as_ref().and_then(|d| d.port).unwrap_or(self.port)
+        self.deploy
+            .as_ref()
+            .and_then(|d| d.port)
+            .unwrap_or(self.port)
     }
 }
 
@@ -437,7 +440,12 @@ struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn err<T>(&self, span: std::ops::Range<usize>, message: String, hint: &str) -> Result<T, ConfigError> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        message: String,
+        hint: &str,
+    ) -> Result<T, ConfigError> {
         let pos = self.lines.pos(span.start);
         Err(ConfigError::Invalid {
             path: self.path.to_string(),
@@ -455,16 +463,21 @@ impl Validator<'_> {
             positions.insert(key.to_string(), self.lines.pos(span.start));
         };
         if !valid_name(&name) {
-            return self.err(
-                0..0,
-                format!("service name `{name}` is not a valid name"),
-                "use lowercase letters, digits, `-` and `_`",
-            )
-            .map_err(|e| relocate(e, header));
+            return self
+                .err(
+                    0..0,
+                    format!("service name `{name}` is not a valid name"),
+                    "use lowercase letters, digits, `-` and `_`",
+                )
+                .map_err(|e| relocate(e, header));
         }
         let Some(kind) = raw.kind else {
             return self
-                .err(0..0, format!("service `{name}` has no `kind`"), "add kind = \"python-asgi\" or kind = \"node\"")
+                .err(
+                    0..0,
+                    format!("service `{name}` has no `kind`"),
+                    "add kind = \"python-asgi\" or kind = \"node\"",
+                )
                 .map_err(|e| relocate(e, header));
         };
         at("kind", kind.span());
@@ -484,7 +497,11 @@ impl Validator<'_> {
             }
             None if kind == Kind::PythonAsgi => {
                 return self
-                    .err(0..0, format!("python-asgi service `{name}` has no `app`"), "add app = \"main:app\" (the module and the ASGI object gunicorn serves)")
+                    .err(
+                        0..0,
+                        format!("python-asgi service `{name}` has no `app`"),
+                        "add app = \"main:app\" (the module and the ASGI object gunicorn serves)",
+                    )
                     .map_err(|e| relocate(e, header));
             }
             None => None,
@@ -531,8 +548,17 @@ impl Validator<'_> {
         };
         let health_path = match raw.health_path {
             Some(h) => {
-                if !h.get_ref().starts_with('/') || !h.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || "/-_.".contains(c)) {
-                    return self.err(h.span(), format!("health_path `{}` is not a plain URL path", h.get_ref()), "write it like \"/health\"");
+                if !h.get_ref().starts_with('/')
+                    || !h
+                        .get_ref()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "/-_.".contains(c))
+                {
+                    return self.err(
+                        h.span(),
+                        format!("health_path `{}` is not a plain URL path", h.get_ref()),
+                        "write it like \"/health\"",
+                    );
                 }
                 h.into_inner()
             }
@@ -643,7 +669,10 @@ impl Validator<'_> {
             None => None,
         };
         Ok(Deploy {
-            service: raw.service.map(Spanned::into_inner).unwrap_or_else(|| name.to_string()),
+            service: raw
+                .service
+                .map(Spanned::into_inner)
+                .unwrap_or_else(|| name.to_string()),
             region: raw.region.map(Spanned::into_inner),
             cpu,
             memory,
@@ -660,7 +689,11 @@ impl Validator<'_> {
             s.small_memory = match parse_memory(m.get_ref()) {
                 Some(b) => b,
                 None => {
-                    return self.err(m.span(), format!("small_profile_memory `{}` is not a size", m.get_ref()), "write it like \"512Mi\" or \"1Gi\"")
+                    return self.err(
+                        m.span(),
+                        format!("small_profile_memory `{}` is not a size", m.get_ref()),
+                        "write it like \"512Mi\" or \"1Gi\"",
+                    )
                 }
             };
         }
@@ -671,10 +704,16 @@ impl Validator<'_> {
             if !crate::check::RULES.iter().any(|r| r.id == id.get_ref()) {
                 let ids: Vec<&str> = crate::check::RULES.iter().map(|r| r.id).collect();
                 let hint = match closest(id.get_ref(), &ids) {
-                    Some(s) => format!("did you mean `{s}`? `ctxbuild check --help` lists the rules"),
-                    None => "the README's check section lists the rule ids".into(),
+                    Some(s) => {
+                        format!("did you mean `{s}`? `ctxbuild check --rules` lists them")
+                    }
+                    None => "`ctxbuild check --rules` lists the rule ids".into(),
                 };
-                return self.err(id.span(), format!("unknown rule `{}` in check.ignore", id.get_ref()), &hint);
+                return self.err(
+                    id.span(),
+                    format!("unknown rule `{}` in check.ignore", id.get_ref()),
+                    &hint,
+                );
             }
             s.ignore.push(id.into_inner());
         }
@@ -684,7 +723,11 @@ impl Validator<'_> {
     fn port(&self, p: &Spanned<i64>) -> Result<u16, ConfigError> {
         match u16::try_from(*p.get_ref()) {
             Ok(v) if v > 0 => Ok(v),
-            _ => self.err(p.span(), format!("port {} is out of range", p.get_ref()), "use a TCP port between 1 and 65535; Cloud Run's default is 8080"),
+            _ => self.err(
+                p.span(),
+                format!("port {} is out of range", p.get_ref()),
+                "use a TCP port between 1 and 65535; Cloud Run's default is 8080",
+            ),
         }
     }
 
@@ -700,7 +743,11 @@ impl Validator<'_> {
         at(key, v.span());
         match u32::try_from(*v.get_ref()) {
             Ok(n) if n >= 1 && n <= max => Ok(n),
-            _ => self.err(v.span(), format!("{key} = {} is out of range", v.get_ref()), &format!("use 1 to {max} (default {default})")),
+            _ => self.err(
+                v.span(),
+                format!("{key} = {} is out of range", v.get_ref()),
+                &format!("use 1 to {max} (default {default})"),
+            ),
         }
     }
 
@@ -712,14 +759,22 @@ impl Validator<'_> {
         };
         match v {
             Some(v) if v.is_finite() && v > 0.0 => Ok(v),
-            _ => self.err(c.span(), "cpu is not a positive number of vCPUs".into(), "write cpu = 1, cpu = 2 or cpu = \"500m\""),
+            _ => self.err(
+                c.span(),
+                "cpu is not a positive number of vCPUs".into(),
+                "write cpu = 1, cpu = 2 or cpu = \"500m\"",
+            ),
         }
     }
 
     fn image(&self, i: Spanned<String>) -> Result<String, ConfigError> {
         let s = i.get_ref();
         if s.is_empty() || s.chars().any(|c| c.is_whitespace()) {
-            return self.err(i.span(), format!("base image `{s}` is not an image reference"), "write it like \"python:3.12-alpine\"");
+            return self.err(
+                i.span(),
+                format!("base image `{s}` is not an image reference"),
+                "write it like \"python:3.12-alpine\"",
+            );
         }
         Ok(i.into_inner())
     }
@@ -727,12 +782,22 @@ impl Validator<'_> {
     fn packages(&self, list: Vec<Spanned<String>>) -> Result<Vec<String>, ConfigError> {
         list.into_iter()
             .map(|p| {
-                let ok = p.get_ref().chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-                    && p.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || "+-._=:".contains(c));
+                let ok = p
+                    .get_ref()
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric())
+                    && p.get_ref()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-._=:".contains(c));
                 if ok {
                     Ok(p.into_inner())
                 } else {
-                    self.err(p.span(), format!("`{}` is not a package name", p.get_ref()), "list one apk/apt package per string, e.g. [\"gcc\", \"musl-dev\"]")
+                    self.err(
+                        p.span(),
+                        format!("`{}` is not a package name", p.get_ref()),
+                        "list one apk/apt package per string, e.g. [\"gcc\", \"musl-dev\"]",
+                    )
                 }
             })
             .collect()
@@ -742,8 +807,17 @@ impl Validator<'_> {
     fn rel_path(&self, p: &Spanned<String>, what: &str) -> Result<String, ConfigError> {
         let s = p.get_ref();
         let path = Path::new(s);
-        if s.is_empty() || path.is_absolute() || path.components().any(|c| c == std::path::Component::ParentDir) {
-            return self.err(p.span(), format!("{what} `{s}` must be a relative path inside the repository"), "paths are relative to the directory of ctxbuild.toml, without `..`");
+        if s.is_empty()
+            || path.is_absolute()
+            || path
+                .components()
+                .any(|c| c == std::path::Component::ParentDir)
+        {
+            return self.err(
+                p.span(),
+                format!("{what} `{s}` must be a relative path inside the repository"),
+                "paths are relative to the directory of ctxbuild.toml, without `..`",
+            );
         }
         Ok(s.trim_start_matches("./").trim_end_matches('/').to_string())
     }
@@ -752,7 +826,12 @@ impl Validator<'_> {
 /// Moves an error raised without a span to the service header.
 fn relocate(e: ConfigError, pos: Pos) -> ConfigError {
     match e {
-        ConfigError::Invalid { path, message, hint, .. } => ConfigError::Invalid {
+        ConfigError::Invalid {
+            path,
+            message,
+            hint,
+            ..
+        } => ConfigError::Invalid {
             path,
             line: pos.line,
             column: pos.column,
@@ -766,13 +845,16 @@ fn relocate(e: ConfigError, pos: Pos) -> ConfigError {
 fn valid_name(s: &str) -> bool {
     !s.is_empty()
         && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 /// `module.sub:attr` with Python identifiers.
 fn valid_app(s: &str) -> bool {
     fn ident(s: &str) -> bool {
-        s.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        s.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     }
     match s.split_once(':') {
@@ -784,7 +866,9 @@ fn valid_app(s: &str) -> bool {
 /// Parses `512Mi`, `1Gi`, `2G`, `512M` or plain bytes.
 pub fn parse_memory(s: &str) -> Option<u64> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     let mult: f64 = match unit {
@@ -838,7 +922,10 @@ fn explain_toml_error(message: &str) -> (String, Option<String>) {
             candidates.clone()
         };
         let hint = match closest(key, &known) {
-            Some(s) => format!("did you mean `{s}`? known keys here: {}", candidates.join(", ")),
+            Some(s) => format!(
+                "did you mean `{s}`? known keys here: {}",
+                candidates.join(", ")
+            ),
             None => format!("known keys here: {}", candidates.join(", ")),
         };
         return (format!("unknown key `{key}`"), Some(hint));
@@ -852,7 +939,10 @@ fn explain_toml_error(message: &str) -> (String, Option<String>) {
         return (format!("unknown kind `{v}`"), Some(hint));
     }
     if first.starts_with("invalid type") {
-        return (first, Some("see the Configuration section of the README for each key's type".into()));
+        return (
+            first,
+            Some("see the Configuration section of the README for each key's type".into()),
+        );
     }
     (first, None)
 }
@@ -924,7 +1014,9 @@ mod tests {
         match parse(text) {
             Err(e @ ConfigError::Invalid { .. }) => {
                 let hint = e.hint();
-                let ConfigError::Invalid { line, message, .. } = e else { unreachable!() };
+                let ConfigError::Invalid { line, message, .. } = e else {
+                    unreachable!()
+                };
                 (line, message, hint)
             }
             other => panic!("expected an Invalid error, got {other:?}"),
@@ -942,7 +1034,11 @@ mod tests {
         assert_eq!(s.context, PathBuf::from("."));
         assert_eq!(s.health_path, "/health");
         assert!(s.deploy.is_none());
-        assert_eq!(s.pos("port").line, 1, "a defaulted key points at the header");
+        assert_eq!(
+            s.pos("port").line,
+            1,
+            "a defaulted key points at the header"
+        );
         assert_eq!(c.check, CheckSettings::default());
     }
 
@@ -977,7 +1073,10 @@ ignore = ["base-image-tag"]
         assert_eq!(s.app.as_deref(), Some("app.main:app"));
         assert_eq!((s.port, s.workers, s.timeout), (8001, 4, 120));
         assert_eq!(s.system_packages, ["gcc", "musl-dev"]);
-        assert_eq!(s.base_image.alpine.as_deref(), Some("python:3.12-alpine3.20"));
+        assert_eq!(
+            s.base_image.alpine.as_deref(),
+            Some("python:3.12-alpine3.20")
+        );
         let d = s.deploy.as_ref().unwrap();
         assert_eq!(d.cpu, 2.0);
         assert_eq!(d.memory, 1024 * MIB);
@@ -1002,9 +1101,8 @@ ignore = ["base-image-tag"]
 
     #[test]
     fn unknown_deploy_key_and_top_level_key() {
-        let (line, msg, hint) = invalid(
-            "[services.api]\nkind = \"node\"\n[services.api.deploy]\nmemroy = \"1Gi\"\n",
-        );
+        let (line, msg, hint) =
+            invalid("[services.api]\nkind = \"node\"\n[services.api.deploy]\nmemroy = \"1Gi\"\n");
         assert_eq!((line, msg.as_str()), (4, "unknown key `memroy`"));
         assert!(hint.unwrap().contains("`memory`"));
         let (line, msg, _) = invalid("servces = 1\n");
@@ -1031,8 +1129,7 @@ ignore = ["base-image-tag"]
 
     #[test]
     fn app_must_be_module_attr() {
-        let (line, msg, hint) =
-            invalid("[services.api]\nkind = \"python-asgi\"\napp = \"main\"\n");
+        let (line, msg, hint) = invalid("[services.api]\nkind = \"python-asgi\"\napp = \"main\"\n");
         assert_eq!(line, 3);
         assert!(msg.contains("module:attr"));
         assert!(hint.unwrap().contains("main:app"));

@@ -10,7 +10,7 @@ pub mod render;
 pub mod requirements;
 
 pub use config::{Config, ConfigError, Deploy, Kind, Service};
-pub use render::{render, Rendered, RenderError, Variant};
+pub use render::{render, RenderError, Rendered, Variant};
 
 use std::path::{Path, PathBuf};
 

@@ -8,7 +8,11 @@ pub fn names(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|line| {
             let line = line.split(" #").next().unwrap_or("").trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('-') || line.contains("://") {
+            if line.is_empty()
+                || line.starts_with('#')
+                || line.starts_with('-')
+                || line.contains("://")
+            {
                 return None;
             }
             let end = line
@@ -23,7 +27,7 @@ pub fn names(text: &str) -> Vec<String> {
 /// Whether the requirements list `package`.
 pub fn mentions(text: &str, package: &str) -> bool {
     let want = normalize(package);
-    names(text).iter().any(|n| *n == want)
+    names(text).contains(&want)
 }
 
 /// PEP 503: lowercase, runs of `-`, `_`, `.` become one `-`.
@@ -51,7 +55,10 @@ mod tests {
     #[test]
     fn lists_names() {
         let text = "# deps\nfastapi==0.115.0\nUvicorn_Worker>=0.2  # worker\ngunicorn ; python_version>'3'\n-r base.txt\nuvicorn[standard]\n--hash=sha256:abc\n";
-        assert_eq!(names(text), ["fastapi", "uvicorn-worker", "gunicorn", "uvicorn"]);
+        assert_eq!(
+            names(text),
+            ["fastapi", "uvicorn-worker", "gunicorn", "uvicorn"]
+        );
         assert!(mentions(text, "uvicorn-worker"));
         assert!(!mentions("uvicorn\n", "uvicorn-worker"));
     }
