@@ -50,9 +50,8 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     let engine_config = EngineConfig::from_env(args.host.as_deref()).map_err(diagnose)?;
     let engine = Engine::connect(&engine_config).map_err(diagnose)?;
     printer.verbose(&format!(
-        "engine {} (Docker {}, API {})",
+        "engine {} (API {})",
         engine.host(),
-        engine.server_version(),
         engine.api_version()
     ));
 
@@ -118,9 +117,46 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
         ));
     }
 
+    // ctxbuild's own keys of the context, for the source-digest label and the rebuild reason.
+    let cache_dir = cache_dir();
+    let manifest = match key_context(&scanned, &cache_dir) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            printer.warn(&format!(
+                "cannot key the context, so the report cannot say why a step rebuilt: {}",
+                ctxbuild::diagnostics::render(&e).trim_end()
+            ));
+            None
+        }
+    };
+
+    let mut labels = vec![(LABEL_SERVICE.to_string(), svc.name.clone())];
+    if let Some(r) = &dockerfile.rendered {
+        labels.push((
+            LABEL_TEMPLATE.to_string(),
+            format!("{} v{}", r.template, r.template_version),
+        ));
+    }
+    if let Some(m) = &manifest {
+        labels.push((LABEL_SOURCE_DIGEST.to_string(), m.digest()));
+    }
+    if let Some(rev) = git_revision(&ctx_dir) {
+        labels.push((LABEL_REVISION.to_string(), rev));
+    }
+    labels.extend(parse_pairs(&args.labels, "--label")?);
+
     // The Dockerfile travels in the tar: as the context's own file, or injected under a fixed
-    // name with a .dockerignore line that hides it from COPY.
+    // name with a .dockerignore line that hides it from COPY. An injected one carries the
+    // labels as one LABEL line: the engine would add one cached-or-not step per label.
     let inject = dockerfile.rendered.is_some() || scanned.dockerfile.is_none();
+    let mut text = dockerfile.text.clone();
+    let mut api_labels = Vec::new();
+    if inject && args.target.is_none() {
+        text = with_label_line(&text, &labels);
+    } else {
+        // With --target only the engine knows which stage is last.
+        api_labels = labels;
+    }
     let mut tar_opts = TarOptions {
         mtime: source_date_epoch(),
         ..Default::default()
@@ -139,7 +175,7 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
             None => None,
         };
         let injection = Injection {
-            dockerfile: dockerfile.text.clone().into_bytes(),
+            dockerfile: text.clone().into_bytes(),
             dockerignore,
             mtime: tar_opts.mtime,
         };
@@ -169,25 +205,25 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
         )
     };
 
-    // ctxbuild's own keys, to say why the first rebuilt step rebuilt.
-    let cache_dir = cache_dir();
     let build_args = parse_pairs(&args.build_args, "--build-arg")?;
-    let keyed = plan_context(
-        &scanned,
-        &dockerfile,
-        &build_args,
-        args.target.as_deref(),
-        &cache_dir,
-    );
-    let (plan, manifest) = match keyed {
-        Ok((p, m)) => (Some(p), Some(m)),
-        Err(e) => {
-            printer.warn(&format!(
-                "cannot compute cache keys, so the report cannot say why a step rebuilt: {}",
-                ctxbuild::diagnostics::render(&e).trim_end()
-            ));
-            (None, None)
-        }
+    let plan = match &manifest {
+        Some(m) => match plan_steps(
+            &text,
+            &dockerfile.display,
+            m,
+            &build_args,
+            args.target.as_deref(),
+        ) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                printer.warn(&format!(
+                    "cannot compute cache keys, so the report cannot say why a step rebuilt: {}",
+                    ctxbuild::diagnostics::render(&e).trim_end()
+                ));
+                None
+            }
+        },
+        None => None,
     };
 
     let tags = if args.tags.is_empty() {
@@ -195,25 +231,11 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     } else {
         args.tags.clone()
     };
-    let mut labels = vec![(LABEL_SERVICE.to_string(), svc.name.clone())];
-    if let Some(r) = &dockerfile.rendered {
-        labels.push((
-            LABEL_TEMPLATE.to_string(),
-            format!("{} v{}", r.template, r.template_version),
-        ));
-    }
-    if let Some(p) = &plan {
-        labels.push((LABEL_SOURCE_DIGEST.to_string(), p.context_digest.clone()));
-    }
-    if let Some(rev) = git_revision(&ctx_dir) {
-        labels.push((LABEL_REVISION.to_string(), rev));
-    }
-    labels.extend(parse_pairs(&args.labels, "--label")?);
     let opts = BuildOptions {
         dockerfile: Some(dockerfile_in_tar),
         tags: tags.clone(),
         build_args,
-        labels,
+        labels: api_labels,
         target: args.target.clone(),
         no_cache: args.no_cache,
         pull: args.pull,
@@ -233,7 +255,8 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     let built = built.map_err(diagnose)?;
 
     let history = engine.history(&built.image_id).map_err(diagnose)?;
-    let size = engine.image_size(&built.image_id).map_err(diagnose)?;
+    // The image's size is the sum of its layers: no second request needed.
+    let size = history.iter().map(|l| l.size).sum();
     let mut report = Report::new(Some(svc.name.clone()), &built, &history, size);
     report.context.pollution_excluded_entries = kept_out.entries;
     report.context.pollution_excluded_bytes = kept_out.bytes;
@@ -389,16 +412,8 @@ fn clean_context(ctx_dir: &Path, printer: &Printer) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The manifest and per-step keys of the context as it will be sent.
-fn plan_context(
-    scanned: &context::Context,
-    dockerfile: &Dockerfile,
-    build_args: &[(String, String)],
-    target: Option<&str>,
-    cache_dir: &Path,
-) -> anyhow::Result<(Plan, Manifest)> {
-    let df =
-        ctxbuild::dockerfile::parse(&dockerfile.text, &dockerfile.display).map_err(diagnose)?;
+/// The content manifest of the context as COPY will see it (the stat cache makes it cheap).
+fn key_context(scanned: &context::Context, cache_dir: &Path) -> anyhow::Result<Manifest> {
     let stat_dir = cache_dir.join("stat");
     let mut stat = StatCache::load(&stat_dir, &scanned.root);
     let (manifest, _) = key::manifest::build(scanned, Some(&mut stat)).map_err(diagnose)?;
@@ -409,12 +424,42 @@ fn plan_context(
     if std::fs::create_dir_all(&stat_dir).is_ok() {
         let _ = stat.save(&scanned.entries, now);
     }
+    Ok(manifest)
+}
+
+/// The per-step keys of the Dockerfile as sent.
+fn plan_steps(
+    text: &str,
+    display: &str,
+    manifest: &Manifest,
+    build_args: &[(String, String)],
+    target: Option<&str>,
+) -> anyhow::Result<Plan> {
+    let df = ctxbuild::dockerfile::parse(text, display).map_err(diagnose)?;
     let opts = PlanOptions {
         build_args: build_args.to_vec(),
         target: target.map(str::to_string),
     };
-    let plan = key::plan(&df, &manifest, &opts).map_err(diagnose)?;
-    Ok((plan, manifest))
+    key::plan(&df, manifest, &opts).map_err(diagnose)
+}
+
+/// The Dockerfile with one `LABEL "k"="v" …` line appended (JSON string quoting is valid
+/// Dockerfile quoting).
+fn with_label_line(text: &str, labels: &[(String, String)]) -> String {
+    if labels.is_empty() {
+        return text.to_string();
+    }
+    let mut out = text.to_string();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str("LABEL");
+    for (k, v) in labels {
+        let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""));
+        out.push_str(&format!(" {}={}", q(k), q(v)));
+    }
+    out.push('\n');
+    out
 }
 
 /// `$CTXBUILD_CACHE_DIR`, else the user cache directory's `ctxbuild/`.
@@ -475,7 +520,7 @@ fn rebuild_reason(
     let first = report.first_built_step()?;
     let previous = previous?;
     if first.number > plan.steps.len() {
-        // Past the Dockerfile: the LABEL steps the engine appends for image labels.
+        // Past the Dockerfile: the LABEL steps the engine appends for API labels.
         return Some(RebuildReason {
             step: first.number,
             instruction: first.instruction.clone(),
@@ -597,6 +642,28 @@ mod tests {
                 bytes: 312
             }
         );
+    }
+
+    #[test]
+    fn labels_become_one_quoted_label_line() {
+        let text = with_label_line(
+            "FROM x\nCOPY . /app",
+            &[
+                (
+                    "dev.ctxbuild.template".into(),
+                    "python-asgi/alpine v1".into(),
+                ),
+                ("q".into(), "say \"hi\"".into()),
+            ],
+        );
+        assert_eq!(
+            text,
+            "FROM x\nCOPY . /app\nLABEL \"dev.ctxbuild.template\"=\"python-asgi/alpine v1\" \"q\"=\"say \\\"hi\\\"\"\n"
+        );
+        assert_eq!(with_label_line("FROM x\n", &[]), "FROM x\n");
+        // The parser ctxbuild keys with reads it as one more instruction.
+        let df = ctxbuild::dockerfile::parse(&text, "Dockerfile").unwrap();
+        assert_eq!(df.instructions.len(), 3);
     }
 
     #[test]
