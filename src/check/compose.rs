@@ -65,7 +65,11 @@ impl Builder {
             }
             Some(Node::Seq(items, _)) => items.push(node),
             Some(Node::Map(pairs, _)) => {
-                let slot = self.keys.last_mut().expect("a key slot per open map");
+                // Every open map pushes a key slot; a missing one means unbalanced events,
+                // which the YAML parser never emits, so dropping the value is safe.
+                let Some(slot) = self.keys.last_mut() else {
+                    return;
+                };
                 match slot.take() {
                     None => *slot = Some(node),
                     Some(k) => pairs.push((k, node)),

@@ -1,9 +1,54 @@
-//! `ctxbuild explain`.
+//! `ctxbuild explain --since FILE`: compare the current plan with one saved by
+//! `ctxbuild plan --save` and say, per step, hit or miss, and why the first miss misses.
 
+use super::plan::{compute, Request};
 use crate::cli::ExplainArgs;
+use anyhow::Context as _;
+use ctxbuild::diagnostics::ResultExt;
 use ctxbuild::exit::ExitStatus;
+use ctxbuild::key::{self, Plan};
 use ctxbuild::printer::Printer;
 
-pub fn run(_args: &ExplainArgs, _printer: &mut Printer) -> anyhow::Result<ExitStatus> {
-    super::not_yet("explain")
+pub fn run(args: &ExplainArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
+    let text = std::fs::read(&args.since)
+        .with_context(|| format!("cannot read the saved plan {}", args.since.display()))
+        .hint("save one first: ctxbuild plan --save FILE")?;
+    let old: Plan = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a plan saved by ctxbuild", args.since.display()))
+        .hint("save one with: ctxbuild plan --save FILE")?;
+    let req = Request {
+        dir: &args.dir,
+        file: args.file.as_deref(),
+        build_args: &args.build_args,
+        target: args.target.clone().or_else(|| old.target.clone()),
+        stat_cache: true,
+    };
+    let (new, m) = compute(&req, printer)?;
+    let old_m = old.manifest.clone().unwrap_or_default();
+    if old.manifest.is_none() {
+        printer.warn("the saved plan has no manifest (saved with --json?): files cannot be named");
+    }
+    let ex = key::explain(&old, &old_m, &new, &m);
+    if args.json {
+        printer.json(&ex)?;
+        return Ok(ExitStatus::Success);
+    }
+    for s in &ex.steps {
+        let verdict = match (s.cacheable, s.hit) {
+            (false, _) => "-",
+            (true, true) => "hit",
+            (true, false) => "miss",
+        };
+        printer.line(&format!(
+            "{:<8} {:<5} {}",
+            format!("{}/{}", s.index, s.total),
+            verdict,
+            s.instruction
+        ))?;
+    }
+    match &ex.first_miss {
+        Some(m) => printer.line(&m.sentence)?,
+        None => printer.line("every step will use the cache")?,
+    }
+    Ok(ExitStatus::Success)
 }

@@ -1,9 +1,143 @@
-//! `ctxbuild ls`.
+//! `ctxbuild ls`: what `COPY . /dst/` would see, one path per line, as JSON, or weighed.
+//!
+//! Scans through [`ctxbuild::context::scan`] and prints; the JSON rows and the plain lines come
+//! from the same [`Row`]s, and `--sizes` renders [`ctxbuild::context::sizes::SizeReport`] either
+//! way. Entries that could not be read are warned about on stderr and make the exit non-zero.
 
 use crate::cli::LsArgs;
+use ctxbuild::context::sizes::{human_bytes, sizes, SizeReport};
+use ctxbuild::context::{scan_with, ContextOptions, Detail, Entry, EntryKind, IssueKind};
+use ctxbuild::diagnostics::diagnose;
 use ctxbuild::exit::ExitStatus;
 use ctxbuild::printer::Printer;
+use std::borrow::Cow;
 
-pub fn run(_args: &LsArgs, _printer: &mut Printer) -> anyhow::Result<ExitStatus> {
-    super::not_yet("ls")
+/// How many directories `--sizes` lists.
+const TOP_DIRS: usize = 10;
+
+/// One listed entry, as JSON shows it.
+#[derive(serde::Serialize)]
+struct Row<'a> {
+    /// Lossy UTF-8 in JSON; the plain output writes the raw bytes.
+    path: Cow<'a, str>,
+    #[serde(rename = "type")]
+    kind: EntryKind,
+    size: u64,
+    /// Octal permission bits, e.g. `"0644"`.
+    mode: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link_target: Option<Cow<'a, str>>,
+    #[serde(skip)]
+    raw: &'a [u8],
+}
+
+impl<'a> Row<'a> {
+    fn new(e: &'a Entry) -> Row<'a> {
+        Row {
+            path: e.display(),
+            kind: e.kind,
+            size: e.size,
+            mode: format!("{:04o}", e.mode),
+            link_target: e.link_target.as_ref().map(|t| t.to_string_lossy()),
+            raw: e.path_bytes(),
+        }
+    }
+}
+
+pub fn run(args: &LsArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
+    let opts = ContextOptions {
+        root: args.dir.clone(),
+        dockerfile: args.file.clone(),
+        buildkit: args.buildkit,
+        threads: printer.config.threads,
+    };
+    // Plain paths need no metadata: skip the lstat per entry, as fd does.
+    let detail = if args.json || args.sizes {
+        Detail::Full
+    } else {
+        Detail::NamesOnly
+    };
+    let ctx = scan_with(&opts, detail).map_err(diagnose)?;
+
+    let mut status = ExitStatus::Success;
+    for issue in &ctx.issues {
+        printer.warn(&issue.to_string());
+        if issue.kind != IssueKind::Special {
+            status = ExitStatus::Error;
+        }
+    }
+
+    if args.sizes {
+        let report = sizes(&ctx, TOP_DIRS);
+        if args.json {
+            printer.json(&report)?;
+        } else {
+            print_sizes(&report, printer)?;
+        }
+        return Ok(status);
+    }
+
+    let rows: Vec<Row> = ctx.files().map(Row::new).collect();
+    if args.json {
+        printer.json(&rows)?;
+    } else {
+        for row in &rows {
+            printer.bytes(row.raw)?;
+            printer.bytes(b"\n")?;
+        }
+    }
+    Ok(status)
+}
+
+fn print_sizes(r: &SizeReport, printer: &mut Printer) -> anyhow::Result<()> {
+    let mut head = format!(
+        "context: {}, {}",
+        count(r.total.files, "file"),
+        human_bytes(r.total.bytes)
+    );
+    if r.symlinks > 0 {
+        head.push_str(&format!(", {}", count(r.symlinks, "symlink")));
+    }
+    printer.line(&head)?;
+    if !r.heaviest.is_empty() {
+        printer.line("heaviest directories:")?;
+        for d in &r.heaviest {
+            printer.line(&format!(
+                "  {:>10}  {:>13}  {}",
+                human_bytes(d.tally.bytes),
+                count(d.tally.files, "file"),
+                d.path.to_string_lossy()
+            ))?;
+        }
+    }
+    let p = &r.pollution;
+    if p.tally.files == 0 && p.pycache_dirs == 0 {
+        printer.line("pollution: none")?;
+    } else {
+        let share = if r.total.bytes > 0 {
+            p.tally.bytes as f64 * 100.0 / r.total.bytes as f64
+        } else {
+            0.0
+        };
+        printer.line(&format!(
+            "pollution: {} in {}, {} ({share:.1}% of the context)",
+            count(p.tally.files, "bytecode file"),
+            count(p.pycache_dirs, "__pycache__ dir"),
+            human_bytes(p.tally.bytes),
+        ))?;
+        printer.info(&format!(
+            "hint: run `ctxbuild clean`, or add {} to .dockerignore",
+            ctxbuild::pollution::DOCKERIGNORE_RULES.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+/// `1 file`, `2 files`.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }

@@ -19,6 +19,7 @@
 
 pub mod dockerignore;
 pub mod entry;
+pub mod sizes;
 mod walk;
 
 pub use dockerignore::{MatchInfo, Matcher, Pattern, PatternError, PatternErrorKind};
@@ -146,6 +147,23 @@ impl Context {
     }
 }
 
+/// The permission bits `COPY` gives the copy of an entry in the image.
+///
+/// The classic builder chowns every copied file to root after setting its mode, and Linux
+/// then clears setuid, and setgid when group-execute is set, on regular files (verified against
+/// the engine in `tests/context_fidelity.rs`). Directories and sticky bits keep theirs.
+/// [`Entry::mode`] stays the mode in the context, which is what the build's cache sees.
+pub fn copy_mode(e: &Entry) -> u32 {
+    if e.kind != EntryKind::File {
+        return e.mode;
+    }
+    let mut m = e.mode & !0o4000;
+    if m & 0o010 != 0 {
+        m &= !0o2000;
+    }
+    m
+}
+
 fn find<'e>(entries: &'e [Entry], path: &[u8]) -> Option<&'e Entry> {
     entries
         .binary_search_by(|e| e.path_bytes().cmp(path))
@@ -268,11 +286,28 @@ fn display_rel(root: &Path, p: &Path) -> String {
         .into_owned()
 }
 
-/// Scans a context: walks it with Docker's rules and returns what `COPY . /dst/` sees.
+/// How much each entry is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// `lstat` every kept entry: mode, size and stat filled, unreadable files reported.
+    Full,
+    /// Names and types from the directory listing only (like `fd`): `mode`, `size` and `stat`
+    /// are 0, unreadable files are not detected (unlistable directories still are). For
+    /// callers that only need paths.
+    NamesOnly,
+}
+
+/// Scans a context: walks it with Docker's rules and returns what `COPY . /dst/` sees, every
+/// entry `lstat`ed ([`Detail::Full`]).
 ///
 /// Fails only when the root, the given Dockerfile or the ignore file is unusable; entries that
 /// cannot be read are recorded in [`Context::issues`] and the scan goes on.
 pub fn scan(opts: &ContextOptions) -> Result<Context, ContextError> {
+    scan_with(opts, Detail::Full)
+}
+
+/// [`scan`] with a choice of [`Detail`].
+pub fn scan_with(opts: &ContextOptions, detail: Detail) -> Result<Context, ContextError> {
     let root = resolve_root(&opts.root)?;
     let dockerfile = resolve_dockerfile(&root, opts.dockerfile.as_deref())?;
     let rel_dockerfile: Option<PathBuf> = dockerfile
@@ -330,7 +365,7 @@ pub fn scan(opts: &ContextOptions) -> Result<Context, ContextError> {
         }
     }
 
-    let walked = walk::walk(&root, walk_matcher, opts.threads);
+    let walked = walk::walk(&root, walk_matcher, opts.threads, detail);
     let mut entries = walked.entries;
     let mut issues = walked.issues;
     entries.sort_unstable_by(|a, b| a.path_bytes().cmp(b.path_bytes()));

@@ -303,3 +303,43 @@ fn symlinked_root_is_resolved_and_links_inside_are_not_followed() {
     assert_eq!(c.root, fs::canonicalize(d.path().join("real")).unwrap());
     assert_eq!(paths(&c.entries), ["a", "out"]);
 }
+
+#[test]
+fn names_only_lists_the_same_paths_without_metadata() {
+    let d = tree(&[
+        (".dockerignore", "docs\n!docs/keep\n*.log\n"),
+        ("docs/keep", "k"),
+        ("docs/drop", ""),
+        ("a.log", ""),
+        ("src/main.py", "print()"),
+    ]);
+    symlink("src", d.path().join("ln")).unwrap();
+    let full = scan_dir(d.path());
+    let light = scan_with(&ContextOptions::new(d.path()), Detail::NamesOnly).unwrap();
+    assert_eq!(paths(&full.entries), paths(&light.entries));
+    let kinds = |c: &Context| c.entries.iter().map(|e| e.kind).collect::<Vec<_>>();
+    assert_eq!(kinds(&full), kinds(&light));
+    assert_eq!(light.get(b"src/main.py").unwrap().size, 0);
+    assert_eq!(
+        light.get(b"ln").unwrap().link_target.as_deref(),
+        Some(Path::new("src"))
+    );
+    assert_eq!(full.get(b"src/main.py").unwrap().size, 7);
+}
+
+#[test]
+fn copy_mode_clears_setuid_like_the_engine() {
+    let e = |kind, mode| Entry {
+        path: PathBuf::from("x"),
+        kind,
+        mode,
+        size: 0,
+        link_target: None,
+        stat: StatInfo::default(),
+    };
+    assert_eq!(copy_mode(&e(EntryKind::File, 0o4755)), 0o755);
+    assert_eq!(copy_mode(&e(EntryKind::File, 0o6755)), 0o755);
+    assert_eq!(copy_mode(&e(EntryKind::File, 0o2644)), 0o2644);
+    assert_eq!(copy_mode(&e(EntryKind::File, 0o1755)), 0o1755);
+    assert_eq!(copy_mode(&e(EntryKind::Dir, 0o6755)), 0o6755);
+}

@@ -137,6 +137,7 @@ impl Batch {
 
 struct Visitor {
     shared: Arc<Shared>,
+    detail: super::Detail,
     tx: crossbeam_channel::Sender<Batch>,
     batch: Batch,
 }
@@ -168,16 +169,26 @@ impl Visitor {
             return;
         }
         let is_dir = dent.file_type().is_some_and(|t| t.is_dir());
+        let names_only = self.detail == super::Detail::NamesOnly;
+        // Without metadata the type comes from the directory listing (d_type), as in fd.
+        let listed_type = dent.file_type();
         let abs = dent.into_path();
         let excluded = is_dir && self.shared.is_excluded_dir(self.shared.rel(&abs));
-        let meta = match std::fs::symlink_metadata(&abs) {
-            Ok(m) => m,
-            Err(e) => {
-                self.issue(&abs, IssueKind::Unreadable, format!("cannot stat: {e}"));
-                return;
+        let meta = if names_only {
+            None
+        } else {
+            match std::fs::symlink_metadata(&abs) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    self.issue(&abs, IssueKind::Unreadable, format!("cannot stat: {e}"));
+                    return;
+                }
             }
         };
-        let ft = meta.file_type();
+        let Some(ft) = meta.as_ref().map(|m| m.file_type()).or(listed_type) else {
+            self.issue(&abs, IssueKind::Unreadable, "unknown file type".into());
+            return;
+        };
         let kind = if ft.is_symlink() {
             EntryKind::Symlink
         } else if ft.is_dir() {
@@ -216,7 +227,8 @@ impl Visitor {
         };
         // Docker's CLI opens every file it will send and fails the build when it cannot.
         // Only files not readable by everyone are worth the extra open.
-        if kind == EntryKind::File && meta.mode() & 0o444 != 0o444 {
+        let mode = meta.as_ref().map_or(0, |m| m.mode());
+        if kind == EntryKind::File && !names_only && mode & 0o444 != 0o444 {
             if let Err(e) = std::fs::File::open(&abs) {
                 self.issue(
                     &abs,
@@ -230,15 +242,15 @@ impl Visitor {
         let entry = Entry {
             path: PathBuf::from(OsString::from_vec(bytes)),
             kind,
-            mode: meta.mode() & 0o7777,
-            size: meta.len(),
+            mode: mode & 0o7777,
+            size: meta.as_ref().map_or(0, |m| m.len()),
             link_target,
-            stat: StatInfo {
-                dev: meta.dev(),
-                ino: meta.ino(),
-                mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-                ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
-            },
+            stat: meta.as_ref().map_or_else(StatInfo::default, |m| StatInfo {
+                dev: m.dev(),
+                ino: m.ino(),
+                mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+                ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+            }),
         };
         if excluded {
             self.batch.entered_excluded.push(entry);
@@ -277,6 +289,7 @@ impl Drop for Visitor {
 
 struct Builder {
     shared: Arc<Shared>,
+    detail: super::Detail,
     tx: crossbeam_channel::Sender<Batch>,
 }
 
@@ -284,6 +297,7 @@ impl<'s> ignore::ParallelVisitorBuilder<'s> for Builder {
     fn build(&mut self) -> Box<dyn ignore::ParallelVisitor + 's> {
         Box::new(Visitor {
             shared: Arc::clone(&self.shared),
+            detail: self.detail,
             tx: self.tx.clone(),
             batch: Batch::default(),
         })
@@ -301,7 +315,12 @@ fn error_path(err: &ignore::Error) -> Option<&Path> {
 }
 
 /// Walks `root` (canonical, an existing directory) keeping what `matcher` lets Docker send.
-pub(crate) fn walk(root: &Path, matcher: Matcher, threads: usize) -> WalkOutput {
+pub(crate) fn walk(
+    root: &Path,
+    matcher: Matcher,
+    threads: usize,
+    detail: super::Detail,
+) -> WalkOutput {
     let prefix_len =
         root.as_os_str().len() + usize::from(!root.as_os_str().as_bytes().ends_with(b"/"));
     let shared = Arc::new(Shared {
@@ -336,6 +355,7 @@ pub(crate) fn walk(root: &Path, matcher: Matcher, threads: usize) -> WalkOutput 
         s.spawn(move || {
             let mut builder = Builder {
                 shared: builder_shared,
+                detail,
                 tx,
             };
             walker.visit(&mut builder);

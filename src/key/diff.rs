@@ -389,7 +389,17 @@ fn sentence(step: &PlanStep, reason: &MissReason) -> String {
             parts.extend(some(&d.removed, "removed", 3));
             let mut s = format!("{head}: {}", parts.join(", "));
             if !poll.is_empty() {
-                s.push_str(" — run `ctxbuild clean` or add `**/__pycache__` to .dockerignore");
+                let in_cache = poll
+                    .iter()
+                    .all(|p| p.split('/').any(|c| c == "__pycache__"));
+                let rule = if in_cache {
+                    "**/__pycache__"
+                } else {
+                    "**/*.pyc"
+                };
+                s.push_str(&format!(
+                    " — run `ctxbuild clean` or add `{rule}` to .dockerignore"
+                ));
             }
             s
         }

@@ -8,7 +8,7 @@
 
 use super::statcache::StatCache;
 use super::KeyError;
-use crate::context::{Context, EntryKind};
+use crate::context::{Entry, EntryKind};
 use rayon::prelude::*;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -110,17 +110,17 @@ const LARGE: u64 = 8 << 20;
 /// Read chunk for streaming (bounded memory per thread).
 const CHUNK: usize = 1 << 20;
 
-/// Builds the manifest of `ctx`, reusing and refreshing hashes in `cache` when given.
+/// Builds the manifest of `ctx_entries` (the context's visible entries, relative to `root`), reusing and refreshing hashes in `cache` when given.
 ///
 /// Unreadable files fail the manifest: their content is part of what Docker would receive, so
 /// no honest key exists without them.
 pub fn build(
-    ctx: &Context,
+    root: &Path,
+    ctx_entries: &[Entry],
     mut cache: Option<&mut StatCache>,
 ) -> Result<(Manifest, ManifestStats), KeyError> {
     let mut stats = ManifestStats::default();
-    let mut entries: Vec<ManifestEntry> = ctx
-        .entries
+    let mut entries: Vec<ManifestEntry> = ctx_entries
         .iter()
         .map(|e| ManifestEntry {
             path: e.path.clone(),
@@ -134,7 +134,7 @@ pub fn build(
 
     // Which files need reading: not in the cache, or stat data changed.
     let mut todo: Vec<usize> = Vec::new();
-    for (i, e) in ctx.entries.iter().enumerate() {
+    for (i, e) in ctx_entries.iter().enumerate() {
         if e.kind != EntryKind::File {
             continue;
         }
@@ -151,17 +151,17 @@ pub fn build(
     let hashed: Vec<(usize, Result<Hash, KeyError>)> = todo
         .par_iter()
         .map(|&i| {
-            let e = &ctx.entries[i];
-            (i, hash_file(&ctx.root, &e.path, e.size))
+            let e = &ctx_entries[i];
+            (i, hash_file(root, &e.path, e.size))
         })
         .collect();
     for (i, r) in hashed {
         let h = r?;
         entries[i].hash = Some(h);
         stats.hashed += 1;
-        stats.hashed_bytes += ctx.entries[i].size;
+        stats.hashed_bytes += ctx_entries[i].size;
         if let Some(c) = cache.as_deref_mut() {
-            c.insert(&ctx.entries[i], h);
+            c.insert(&ctx_entries[i], h);
         }
     }
     Ok((Manifest { entries }, stats))
@@ -176,17 +176,23 @@ pub fn hash_file(root: &Path, rel: &Path, size_hint: u64) -> Result<Hash, KeyErr
     };
     let mut f = std::fs::File::open(&full).map_err(err)?;
     let mut h = blake3::Hasher::new();
-    if size_hint < CHUNK as u64 {
-        // Small files: one read into a stack-sized buffer is the common case.
-        let mut buf = Vec::with_capacity(size_hint as usize + 1);
-        f.read_to_end(&mut buf).map_err(err)?;
-        h.update(&buf);
-    } else {
-        let mut buf = vec![0u8; CHUNK];
+    // One reusable chunk buffer per worker thread: bounded memory, no allocation per file.
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|b| -> Result<(), KeyError> {
+        let mut buf = b.borrow_mut();
+        if buf.len() < CHUNK {
+            buf.resize(CHUNK, 0);
+        }
         loop {
-            let n = f.read(&mut buf).map_err(err)?;
+            let n = match f.read(&mut buf[..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(err(e)),
+            };
             if n == 0 {
-                break;
+                return Ok(());
             }
             if size_hint >= LARGE {
                 h.update_rayon(&buf[..n]);
@@ -194,7 +200,7 @@ pub fn hash_file(root: &Path, rel: &Path, size_hint: u64) -> Result<Hash, KeyErr
                 h.update(&buf[..n]);
             }
         }
-    }
+    })?;
     Ok(*h.finalize().as_bytes())
 }
 
@@ -248,7 +254,7 @@ mod opt_hash_serde {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{Entry, StatInfo};
+    use crate::context::StatInfo;
 
     pub(crate) fn entry(path: &str, kind: EntryKind, mode: u32, size: u64) -> Entry {
         Entry {
@@ -266,21 +272,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), "hello").unwrap();
         let mut e = entry("a", EntryKind::File, 0o644, 5);
-        let ctx = |e: &Entry| Context {
-            root: dir.path().to_path_buf(),
-            entries: vec![e.clone()],
-        };
-        let (m1, s1) = build(&ctx(&e), None).unwrap();
+        let root = dir.path();
+        let (m1, s1) = build(root, std::slice::from_ref(&e), None).unwrap();
         assert_eq!(s1.hashed, 1);
         assert_eq!(m1.entries[0].hash, Some(*blake3::hash(b"hello").as_bytes()));
         e.stat.mtime_ns = 42;
         e.stat.ino = 7;
-        assert_eq!(build(&ctx(&e), None).unwrap().0.digest(), m1.digest());
+        assert_eq!(
+            build(root, std::slice::from_ref(&e), None)
+                .unwrap()
+                .0
+                .digest(),
+            m1.digest()
+        );
         e.mode = 0o755;
-        assert_ne!(build(&ctx(&e), None).unwrap().0.digest(), m1.digest());
+        assert_ne!(
+            build(root, std::slice::from_ref(&e), None)
+                .unwrap()
+                .0
+                .digest(),
+            m1.digest()
+        );
         std::fs::write(dir.path().join("a"), "hellp").unwrap();
         e.mode = 0o644;
-        assert_ne!(build(&ctx(&e), None).unwrap().0.digest(), m1.digest());
+        assert_ne!(
+            build(root, std::slice::from_ref(&e), None)
+                .unwrap()
+                .0
+                .digest(),
+            m1.digest()
+        );
     }
 
     #[test]
@@ -301,11 +322,8 @@ mod tests {
     #[test]
     fn unreadable_file_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
-        let ctx = Context {
-            root: dir.path().to_path_buf(),
-            entries: vec![entry("gone.txt", EntryKind::File, 0o644, 1)],
-        };
-        let e = build(&ctx, None).unwrap_err();
+        let entries = vec![entry("gone.txt", EntryKind::File, 0o644, 1)];
+        let e = build(dir.path(), &entries, None).unwrap_err();
         assert!(e.to_string().contains("gone.txt"), "{e}");
     }
 

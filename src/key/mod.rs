@@ -11,7 +11,7 @@
 //! # fn f(ctx: &ctxbuild::context::Context, text: &str) -> anyhow::Result<()> {
 //! use ctxbuild::key;
 //! let df = ctxbuild::dockerfile::parse(text, "Dockerfile")?;
-//! let (manifest, _stats) = key::manifest::build(ctx, None)?;
+//! let (manifest, _stats) = key::manifest::build(&ctx.root, &ctx.entries, None)?;
 //! let plan = key::plan(&df, &manifest, &key::PlanOptions::default())?;
 //! # Ok(()) }
 //! ```

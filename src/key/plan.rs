@@ -774,6 +774,15 @@ fn resolve(m: &Manifest, path: &[u8]) -> Resolved {
 /// The sum Docker uses for the entry at `rel` (`archiveContext.Hash`): that of what it resolves
 /// to, or the path itself when it resolves to nothing. `None` when Docker skips it (link loop).
 fn entry_sum(m: &Manifest, rel: &[u8]) -> Option<Hash> {
+    entry_sum_at(m, rel, None)
+}
+
+/// [`entry_sum`] for an entry already looked up: a walk never passes through a symlink, so
+/// only a symlink itself needs resolving (the common case is one hash, no lookups).
+fn entry_sum_at(m: &Manifest, rel: &[u8], known: Option<&ManifestEntry>) -> Option<Hash> {
+    if let Some(e) = known.filter(|e| e.kind != EntryKind::Symlink) {
+        return Some(record(e));
+    }
     match resolve(m, rel) {
         Resolved::Loop => None,
         Resolved::Path(p) => match m.get(&p) {
@@ -848,7 +857,7 @@ fn copy_info(m: &Manifest, rel: &str, entries: &mut Vec<usize>) -> Result<Hash, 
             continue;
         }
         entries.push(i);
-        if let Some(s) = entry_sum(m, p) {
+        if let Some(s) = entry_sum_at(m, p, Some(&m.entries[i])) {
             sums.push(s);
         }
     }

@@ -12,8 +12,10 @@
 //! ```
 //!
 //! A file with the wrong magic, version, root, length or checksum is ignored and rebuilt, never
-//! trusted. Files changed within [`RACY_NS`] of saving are not recorded (the "racily clean"
-//! problem: a write in the same timestamp tick would go unnoticed).
+//! trusted. Files whose mtime is within [`RACY_NS`] of the run's start are not recorded (git's
+//! "racily clean" problem: a write in the same timestamp tick as the recorded mtime would go
+//! unnoticed). ctime is compared but not required to be old: any write moves mtime and ctime
+//! together, and an old recorded mtime already tells a later write apart.
 
 use crate::context::Entry;
 use std::os::unix::ffi::OsStrExt;
@@ -21,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"CTXBSTAT";
 const VERSION: u32 = 1;
-/// Entries whose mtime or ctime is this close to the save time are left out of the cache.
+/// Entries whose mtime is this close to the start of the run are left out of the cache.
 pub const RACY_NS: i128 = 2_000_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,9 +181,14 @@ impl StatCache {
             e.path_bytes() == r.path.as_slice()
                 && r.matches(e)
                 && now_ns - i128::from(r.mtime_ns) > RACY_NS
-                && now_ns - i128::from(r.ctime_ns) > RACY_NS
         });
+        // Nothing learnt and nothing dropped: the file on disk is already right.
+        let unchanged =
+            fresh.is_empty() && merged.len() == old.len() && self.state == LoadState::Valid;
         self.records = merged;
+        if unchanged {
+            return Ok(());
+        }
 
         let bytes = encode(&self.root, &self.records);
         let err = |source| SaveError {

@@ -1,0 +1,248 @@
+//! `ctxbuild ls`: the listing, `--json`, `--sizes`, `-f`, errors and exit codes.
+
+mod common;
+
+use common::{ctxbuild, stderr, stdout, write_tree};
+use std::os::unix::ffi::OsStrExt;
+
+fn lines(o: &std::process::Output) -> Vec<String> {
+    stdout(o).lines().map(str::to_string).collect()
+}
+
+#[test]
+fn lists_files_and_symlinks_visible_to_copy_sorted_by_bytes() {
+    let d = tempfile::tempdir().unwrap();
+    write_tree(
+        d.path(),
+        &[
+            ("Dockerfile", "FROM scratch\n"),
+            (".dockerignore", "*.md\n!KEEP.md\nsecrets\nDockerfile\n"),
+            ("a.md", ""),
+            ("KEEP.md", ""),
+            ("secrets/key", ""),
+            ("src/app.py", ""),
+            ("src.txt", ""),
+            ("Z", ""),
+        ],
+    );
+    std::fs::create_dir(d.path().join("empty")).unwrap();
+    std::os::unix::fs::symlink("src/app.py", d.path().join("link")).unwrap();
+    let o = ctxbuild(d.path(), &["ls"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Byte order: `src.txt` (0x2e) sorts before `src/app.py` (0x2f); dirs are not listed;
+    // the excluded Dockerfile is sent but not visible to COPY.
+    assert_eq!(
+        lines(&o),
+        [
+            ".dockerignore",
+            "KEEP.md",
+            "Z",
+            "link",
+            "src.txt",
+            "src/app.py"
+        ]
+    );
+}
+
+#[test]
+fn json_has_type_size_mode_and_link_target() {
+    let d = tempfile::tempdir().unwrap();
+    write_tree(d.path(), &[("run.sh", "#!/bin/sh\n")]);
+    std::fs::set_permissions(
+        d.path().join("run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("missing", d.path().join("dangling")).unwrap();
+    let o = ctxbuild(d.path(), &["ls", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["path"], "dangling");
+    assert_eq!(rows[0]["type"], "symlink");
+    assert_eq!(rows[0]["link_target"], "missing");
+    assert_eq!(rows[1]["path"], "run.sh");
+    assert_eq!(rows[1]["type"], "file");
+    assert_eq!(rows[1]["size"], 10);
+    assert_eq!(rows[1]["mode"], "0750");
+    assert!(rows[1].get("link_target").is_none());
+}
+
+#[test]
+fn sizes_weigh_directories_and_pollution() {
+    let d = tempfile::tempdir().unwrap();
+    write_tree(
+        d.path(),
+        &[
+            ("app/main.py", &"x".repeat(1000)),
+            ("app/__pycache__/main.cpython-312.pyc", &"y".repeat(3000)),
+            ("lib/util.pyc", &"z".repeat(500)),
+            ("docs/readme.txt", "hi"),
+        ],
+    );
+    let o = ctxbuild(d.path(), &["ls", "--sizes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.starts_with("context: 4 files, 4.4 KiB\n"), "{text}");
+    assert!(text.contains("heaviest directories:\n"), "{text}");
+    let first = text.lines().nth(2).unwrap();
+    assert!(first.ends_with("  app"), "{text}");
+    assert!(
+        text.contains(
+            "pollution: 2 bytecode files in 1 __pycache__ dir, 3.4 KiB (77.7% of the context)"
+        ),
+        "{text}"
+    );
+    assert!(stderr(&o).contains("hint: run `ctxbuild clean`"));
+
+    let o = ctxbuild(d.path(), &["ls", "--sizes", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["total"]["files"], 4);
+    assert_eq!(v["total"]["bytes"], 4502);
+    assert_eq!(v["pollution"]["files"], 2);
+    assert_eq!(v["pollution"]["bytes"], 3500);
+    assert_eq!(v["pollution"]["pycache_dirs"], 1);
+    assert_eq!(v["heaviest"][0]["path"], "app");
+    assert_eq!(v["heaviest"][0]["bytes"], 4000);
+}
+
+#[test]
+fn sizes_after_dockerignore_show_no_pollution() {
+    let d = tempfile::tempdir().unwrap();
+    write_tree(
+        d.path(),
+        &[
+            (".dockerignore", "**/__pycache__\n**/*.pyc\n"),
+            ("app/__pycache__/m.pyc", "x"),
+            ("app/m.py", "x"),
+        ],
+    );
+    let o = ctxbuild(d.path(), &["ls", "--sizes"]);
+    assert!(stdout(&o).contains("pollution: none"), "{}", stdout(&o));
+}
+
+#[test]
+fn dockerfile_flag_is_relative_to_the_current_directory() {
+    let d = tempfile::tempdir().unwrap();
+    write_tree(
+        d.path(),
+        &[
+            ("ctx/docker/Dockerfile", "FROM scratch\n"),
+            ("ctx/docker/notes", ""),
+            ("ctx/.dockerignore", "docker\n"),
+            ("ctx/app.py", ""),
+        ],
+    );
+    let o = ctxbuild(d.path(), &["ls", "ctx", "-f", "ctx/docker/Dockerfile"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Sent (force-included) but deleted by the daemon before COPY.
+    assert_eq!(lines(&o), [".dockerignore", "app.py"]);
+    let o = ctxbuild(d.path(), &["ls", "ctx", "-f", "docker/Dockerfile"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("Dockerfile `docker/Dockerfile` does not exist"));
+    assert!(stderr(&o).contains("hint: `-f` is relative to the current directory"));
+}
+
+#[test]
+fn buildkit_flag_uses_the_dockerfile_dockerignore() {
+    let d = tempfile::tempdir().unwrap();
+    write_tree(
+        d.path(),
+        &[
+            ("Dockerfile", ""),
+            ("Dockerfile.dockerignore", "*.log\nDockerfile*\n"),
+            (".dockerignore", "*.txt\n"),
+            ("a.log", ""),
+            ("a.txt", ""),
+        ],
+    );
+    let classic = ctxbuild(d.path(), &["ls"]);
+    assert_eq!(
+        lines(&classic),
+        [
+            ".dockerignore",
+            "Dockerfile",
+            "Dockerfile.dockerignore",
+            "a.log"
+        ]
+    );
+    let bk = ctxbuild(d.path(), &["ls", "--buildkit"]);
+    assert_eq!(lines(&bk), [".dockerignore", "a.txt"]);
+}
+
+#[test]
+fn non_utf8_names_are_printed_as_raw_bytes() {
+    let d = tempfile::tempdir().unwrap();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
+    std::fs::write(d.path().join(name), "").unwrap();
+    let o = ctxbuild(d.path(), &["ls"]);
+    assert!(o.status.success());
+    assert_eq!(o.stdout, b"caf\xe9.txt\n");
+}
+
+#[test]
+fn missing_context_is_an_error_with_a_hint() {
+    let d = tempfile::tempdir().unwrap();
+    let o = ctxbuild(d.path(), &["ls", "no-such-dir"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: build context `no-such-dir` does not exist\n"),
+        "{err}"
+    );
+    assert!(err.contains("hint: pass the directory you give `docker build`"));
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn invalid_dockerignore_names_file_and_line() {
+    let d = tempfile::tempdir().unwrap();
+    write_tree(d.path(), &[(".dockerignore", "# ok\n*.md\n!\n")]);
+    let o = ctxbuild(d.path(), &["ls"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: .dockerignore:3: illegal exclusion pattern: \"!\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: docker build fails the same way"),
+        "{err}"
+    );
+}
+
+#[test]
+fn closed_stdout_is_not_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    for i in 0..3000 {
+        std::fs::write(d.path().join(format!("file-{i:05}")), "").unwrap();
+    }
+    let mut child = common::bin()
+        .current_dir(d.path())
+        .arg("ls")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    assert_eq!(&first[..11], b"file-00000\n");
+    drop(out);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn default_dir_is_the_current_directory() {
+    let d = tempfile::tempdir().unwrap();
+    write_tree(d.path(), &[("x", "")]);
+    let o = ctxbuild(&d.path().join("."), &["ls"]);
+    assert_eq!(lines(&o), ["x"]);
+}

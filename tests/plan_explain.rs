@@ -1,0 +1,240 @@
+//! `ctxbuild plan` and `ctxbuild explain` end to end: the JSON shape, the human table, the stat
+//! cache (reused, and never trusted when corrupt or stale), `--save` + `explain --since` naming
+//! the files behind the first miss, and parse errors naming file:line.
+
+mod common;
+
+use common::{bin, stderr, stdout, write_tree};
+use std::path::Path;
+use std::process::Output;
+
+fn run(dir: &Path, cache: &Path, args: &[&str]) -> Output {
+    bin()
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env("CTXBUILD_CACHE_DIR", cache)
+        .args(args)
+        .output()
+        .expect("run ctxbuild")
+}
+
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "failed: {}", stderr(&o));
+    o
+}
+
+const DF: &str = "FROM busybox\nENV A=1\nCOPY requirements.txt /r/\nRUN pip install -r /r/requirements.txt\nCOPY app/ /app/\nCMD [\"python\", \"/app/main.py\"]\n";
+
+fn project(root: &Path) {
+    write_tree(
+        root,
+        &[
+            ("Dockerfile", DF),
+            ("requirements.txt", "flask\n"),
+            ("app/main.py", "print('hi')\n"),
+            ("app/pkg/util.py", "X = 1\n"),
+        ],
+    );
+}
+
+fn keys(o: &Output) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn json_shape_and_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, cache) = (tmp.path().join("ctx"), tmp.path().join("cache"));
+    project(&ctx);
+    let o = ok(run(&ctx, &cache, &["plan", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["context_digest"].as_str().unwrap().len(), 64);
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 6);
+    assert_eq!(steps[4]["index"], 5);
+    assert_eq!(steps[4]["instruction"], "COPY app/ /app/");
+    assert_eq!(steps[4]["sources"], serde_json::json!(["app/"]));
+    assert_eq!(
+        steps[4]["files"], 4,
+        "app, app/main.py, app/pkg, app/pkg/util.py"
+    );
+    assert!(
+        v.get("manifest").is_none(),
+        "the manifest is only in saved plans"
+    );
+
+    let table = stdout(&ok(run(&ctx, &cache, &["plan"])));
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("STEP"));
+    assert!(
+        lines[5].starts_with("5/6") && lines[5].ends_with("COPY app/ /app/"),
+        "{table}"
+    );
+}
+
+#[test]
+fn stat_cache_is_used_and_never_trusted_blindly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, cache) = (tmp.path().join("ctx"), tmp.path().join("cache"));
+    project(&ctx);
+    // Old mtimes so the entries are not "racily clean" and get cached.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    for f in [
+        "Dockerfile",
+        "requirements.txt",
+        "app/main.py",
+        "app/pkg/util.py",
+    ] {
+        let file = std::fs::File::options()
+            .write(true)
+            .open(ctx.join(f))
+            .unwrap();
+        file.set_modified(old).unwrap();
+    }
+    let cold = ok(run(&ctx, &cache, &["plan", "--json", "-v"]));
+    assert!(stderr(&cold).contains("4 hashed"), "{}", stderr(&cold));
+    let warm = ok(run(&ctx, &cache, &["plan", "--json", "-v"]));
+    assert!(
+        stderr(&warm).contains("0 hashed") && stderr(&warm).contains("4 from the stat cache"),
+        "{}",
+        stderr(&warm)
+    );
+    assert_eq!(keys(&cold), keys(&warm));
+
+    // A content change with the same size and a restored mtime still shows: ctime moved.
+    std::fs::write(ctx.join("app/main.py"), "print('ho')\n").unwrap();
+    let file = std::fs::File::options()
+        .write(true)
+        .open(ctx.join("app/main.py"))
+        .unwrap();
+    file.set_modified(old).unwrap();
+    let changed = ok(run(&ctx, &cache, &["plan", "--json", "-v"]));
+    assert_ne!(keys(&changed)[4], keys(&warm)[4]);
+
+    // Corrupt every cache file: the plan is still right, and the cache is rebuilt.
+    let dir = cache.join("stat");
+    for f in std::fs::read_dir(&dir).unwrap() {
+        let p = f.unwrap().path();
+        let mut b = std::fs::read(&p).unwrap();
+        let n = b.len();
+        b[n / 2] ^= 0x55;
+        std::fs::write(&p, b).unwrap();
+    }
+    let after = ok(run(&ctx, &cache, &["plan", "--json", "-v"]));
+    assert!(
+        stderr(&after).contains("rebuilt: checksum mismatch"),
+        "{}",
+        stderr(&after)
+    );
+    assert_eq!(keys(&after), keys(&changed));
+    let nocache = ok(run(&ctx, &cache, &["plan", "--json", "--no-stat-cache"]));
+    assert_eq!(keys(&nocache), keys(&changed));
+}
+
+#[test]
+fn explain_names_the_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, cache) = (tmp.path().join("ctx"), tmp.path().join("cache"));
+    project(&ctx);
+    let saved = tmp.path().join("plan.json");
+    ok(run(
+        &ctx,
+        &cache,
+        &["plan", "--save", saved.to_str().unwrap()],
+    ));
+
+    let same = stdout(&ok(run(
+        &ctx,
+        &cache,
+        &["explain", "--since", saved.to_str().unwrap()],
+    )));
+    assert!(same.ends_with("every step will use the cache\n"), "{same}");
+
+    std::fs::write(ctx.join("app/main.py"), "print('changed')\n").unwrap();
+    for i in 0..5 {
+        write_tree(
+            &ctx,
+            &[(&format!("app/pkg/__pycache__/m{i}.cpython-311.pyc"), "b")],
+        );
+    }
+    let o = stdout(&ok(run(
+        &ctx,
+        &cache,
+        &["explain", "--since", saved.to_str().unwrap()],
+    )));
+    assert!(
+        o.contains("3/6      hit   COPY requirements.txt /r/"),
+        "{o}"
+    );
+    assert!(o.contains("5/6      miss  COPY app/ /app/"), "{o}");
+    assert!(
+        o.contains("Step 5/6 COPY app/ /app/ will rebuild: app/main.py content changed, 5 app/pkg/**/__pycache__/*.pyc added — run `ctxbuild clean` or add `**/__pycache__` to .dockerignore"),
+        "{o}"
+    );
+    let j = ok(run(
+        &ctx,
+        &cache,
+        &["explain", "--since", saved.to_str().unwrap(), "--json"],
+    ));
+    let v: serde_json::Value = serde_json::from_slice(&j.stdout).unwrap();
+    assert_eq!(v["first_miss"]["index"], 5);
+    assert_eq!(v["first_miss"]["reason"]["kind"], "files");
+    assert_eq!(
+        v["first_miss"]["reason"]["content_changed"],
+        serde_json::json!(["app/main.py"])
+    );
+}
+
+#[test]
+fn errors_name_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, cache) = (tmp.path().join("ctx"), tmp.path().join("cache"));
+    project(&ctx);
+    std::fs::write(ctx.join("Dockerfile"), "FROM x\n\nRUN <<EOF\necho\nEOF\n").unwrap();
+    let o = run(&ctx, &cache, &["plan"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("Dockerfile:3: heredocs (<<EOF) are not supported"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("hint:"), "{}", stderr(&o));
+
+    std::fs::write(ctx.join("Dockerfile"), "FROM x\nCOPY missing.txt /m\n").unwrap();
+    let o = run(&ctx, &cache, &["plan"]);
+    assert!(
+        stderr(&o).contains("Dockerfile:2: COPY missing.txt: file not found in build context"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(&ctx, &cache, &["explain", "--since", "nope.json"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("plan --save"), "{}", stderr(&o));
+}
+
+#[test]
+fn target_cuts_the_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, cache) = (tmp.path().join("ctx"), tmp.path().join("cache"));
+    project(&ctx);
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM x AS build\nRUN make\nFROM y AS final\nCOPY --from=build /a /a\n",
+    )
+    .unwrap();
+    let o = ok(run(&ctx, &cache, &["plan", "--json", "--target", "build"]));
+    assert_eq!(keys(&o).len(), 2);
+    let o = run(&ctx, &cache, &["plan", "--target", "nope"]);
+    assert!(
+        stderr(&o).contains("target stage 'nope' could not be found"),
+        "{}",
+        stderr(&o)
+    );
+}
