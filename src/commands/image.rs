@@ -416,7 +416,8 @@ fn clean_context(ctx_dir: &Path, printer: &Printer) -> anyhow::Result<()> {
 fn key_context(scanned: &context::Context, cache_dir: &Path) -> anyhow::Result<Manifest> {
     let stat_dir = cache_dir.join("stat");
     let mut stat = StatCache::load(&stat_dir, &scanned.root);
-    let (manifest, _) = key::manifest::build(scanned, Some(&mut stat)).map_err(diagnose)?;
+    let (manifest, _) =
+        key::manifest::build(&scanned.root, &scanned.entries, Some(&mut stat)).map_err(diagnose)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128);
