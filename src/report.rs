@@ -332,7 +332,7 @@ mod tests {
         for (i, e) in ev.iter().enumerate() {
             t.observe(e, Duration::from_millis(500 * i as u64));
         }
-        let (steps, image_id, tags, warnings) = t.finish(Duration::from_secs(4));
+        let (steps, image_id, _tags, warnings) = t.finish(Duration::from_secs(4));
         BuildOutcome {
             image_id: image_id.unwrap(),
             steps,

@@ -1,9 +1,746 @@
-//! `ctxbuild image`.
+//! `ctxbuild image SERVICE`: resolve the service, pick or render its Dockerfile, gate on
+//! `check`, scan the context (bytecode pollution always left out), key it, stream the
+//! deterministic tar to the engine, show progress, print the per-layer cache report (with the
+//! key diff's reason for the first rebuilt step), push.
+//!
+//! This file wires stages; each stage's work lives in its module (service, check, clean,
+//! context, key, tarball, engine, report, progress). Only here are things printed.
 
 use crate::cli::ImageArgs;
+use ctxbuild::check::{self, DockerfileText};
+use ctxbuild::clean::{self, CleanOptions, Mode, Rules, Scope};
+use ctxbuild::context::{self, ContextOptions, Entry, EntryKind};
+use ctxbuild::diagnostics::{diagnose, ResultExt};
+use ctxbuild::engine::inject::{Injection, INJECTED_DOCKERFILE};
+use ctxbuild::engine::{self, BuildOptions, DockerConfig, Engine, EngineConfig, EngineError};
 use ctxbuild::exit::ExitStatus;
+use ctxbuild::key::{self, Manifest, Plan, PlanOptions, StatCache};
+use ctxbuild::pollution;
 use ctxbuild::printer::Printer;
+use ctxbuild::progress::Progress;
+use ctxbuild::report::{human_bytes, RebuildReason, Report};
+use ctxbuild::service::{self, render, Config, Variant};
+use ctxbuild::tarball::{self, ExtraFile, TarOptions};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
-pub fn run(_args: &ImageArgs, _printer: &mut Printer) -> anyhow::Result<ExitStatus> {
-    super::not_yet("image")
+/// Label keys ctxbuild sets on every image.
+const LABEL_SERVICE: &str = "dev.ctxbuild.service";
+const LABEL_TEMPLATE: &str = "dev.ctxbuild.template";
+const LABEL_SOURCE_DIGEST: &str = "dev.ctxbuild.source-digest";
+const LABEL_REVISION: &str = "org.opencontainers.image.revision";
+
+/// The Dockerfile a build uses.
+struct Dockerfile {
+    text: String,
+    /// How messages name it (relative to the configuration's directory).
+    display: String,
+    /// The path given to the context scan (relative to the current directory), when it is a file.
+    path: Option<PathBuf>,
+    rendered: Option<render::Rendered>,
+}
+
+pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
+    let config_path = service::config_path(args.config.as_deref());
+    let config = Config::load(&config_path).map_err(diagnose)?;
+    let svc = config.service(&args.service).map_err(diagnose)?;
+    let ctx_dir = config.context_dir(svc);
+
+    // Fail fast when no engine answers, before any scan or render work.
+    let engine_config = EngineConfig::from_env(args.host.as_deref()).map_err(diagnose)?;
+    let engine = Engine::connect(&engine_config).map_err(diagnose)?;
+    printer.verbose(&format!(
+        "engine {} (API {})",
+        engine.host(),
+        engine.api_version()
+    ));
+
+    let dockerfile = pick_dockerfile(args, &config, svc, &ctx_dir)?;
+    if !args.no_check {
+        let findings = check::gate(
+            &config,
+            svc,
+            &DockerfileText {
+                display: dockerfile.display.clone(),
+                text: dockerfile.text.clone(),
+                rendered: dockerfile.rendered.is_some(),
+            },
+        );
+        if !findings.is_empty() {
+            for f in &findings {
+                printer.warn(&format!(
+                    "[{}] {}: {}\n  fix: {}",
+                    f.rule,
+                    f.location(),
+                    f.message,
+                    f.fix
+                ));
+            }
+            return Err(anyhow::anyhow!(
+                "`ctxbuild check` found {} error(s) in service `{}`; not building",
+                findings.len(),
+                svc.name
+            ))
+            .hint("fix them (see above), or pass --no-check to build anyway")
+            .with_status(ExitStatus::Findings);
+        }
+    }
+
+    if args.clean {
+        clean_context(&ctx_dir, printer)?;
+    }
+
+    let mut scanned = context::scan(&ContextOptions {
+        root: ctx_dir.clone(),
+        dockerfile: dockerfile.path.clone(),
+        buildkit: false,
+        threads: printer.config.threads,
+    })
+    .map_err(diagnose)?;
+    if scanned.has_unreadable() {
+        for i in &scanned.issues {
+            printer.warn(&format!("{}: {i}", config.display_path(&svc.context)));
+        }
+        anyhow::bail!("some files of the context cannot be read; docker build would fail too");
+    }
+
+    // Bytecode never reaches the engine, whatever .dockerignore says: leave it out of what
+    // COPY sees (and so of the keys) and of the tar.
+    let kept_out = exclude_pollution(&mut scanned.entries);
+    if kept_out.entries > 0 {
+        printer.info(&format!(
+            "leaving {} bytecode entries ({}) out of the context: .dockerignore lets them in \
+             (add {} to it, or run `ctxbuild clean`)",
+            kept_out.entries,
+            human_bytes(kept_out.bytes),
+            pollution::DOCKERIGNORE_RULES.join(", ")
+        ));
+    }
+
+    // ctxbuild's own keys of the context, for the source-digest label and the rebuild reason.
+    let cache_dir = cache_dir();
+    let manifest = match key_context(&scanned, &cache_dir) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            printer.warn(&format!(
+                "cannot key the context, so the report cannot say why a step rebuilt: {}",
+                ctxbuild::diagnostics::render(&e).trim_end()
+            ));
+            None
+        }
+    };
+
+    let mut labels = vec![(LABEL_SERVICE.to_string(), svc.name.clone())];
+    if let Some(r) = &dockerfile.rendered {
+        labels.push((
+            LABEL_TEMPLATE.to_string(),
+            format!("{} v{}", r.template, r.template_version),
+        ));
+    }
+    if let Some(m) = &manifest {
+        labels.push((LABEL_SOURCE_DIGEST.to_string(), m.digest()));
+    }
+    if let Some(rev) = git_revision(&ctx_dir) {
+        labels.push((LABEL_REVISION.to_string(), rev));
+    }
+    labels.extend(parse_pairs(&args.labels, "--label")?);
+
+    // The Dockerfile travels in the tar: as the context's own file, or injected under a fixed
+    // name with a .dockerignore line that hides it from COPY. An injected one carries the
+    // labels as one LABEL line: the engine would add one cached-or-not step per label.
+    let inject = dockerfile.rendered.is_some() || scanned.dockerfile.is_none();
+    let mut text = dockerfile.text.clone();
+    let mut api_labels = Vec::new();
+    if inject && args.target.is_none() {
+        text = with_label_line(&text, &labels);
+    } else {
+        // With --target only the engine knows which stage is last.
+        api_labels = labels;
+    }
+    let mut tar_opts = TarOptions {
+        mtime: source_date_epoch(),
+        ..Default::default()
+    };
+    let dockerfile_in_tar = if inject {
+        let ignore_entry = scanned
+            .entries
+            .iter()
+            .chain(&scanned.hidden)
+            .find(|e| e.path.as_os_str().as_bytes() == b".dockerignore");
+        let dockerignore = match ignore_entry {
+            Some(e) => Some((
+                std::fs::read(scanned.root.join(&e.path)).with_context_path(".dockerignore")?,
+                e.mode,
+            )),
+            None => None,
+        };
+        let injection = Injection {
+            dockerfile: text.clone().into_bytes(),
+            dockerignore,
+            mtime: tar_opts.mtime,
+        };
+        tar_opts.extra = vec![
+            ExtraFile {
+                path: PathBuf::from(".dockerignore"),
+                data: injection.dockerignore_text(),
+                mode: injection.dockerignore.as_ref().map_or(0o644, |(_, m)| *m),
+            },
+            ExtraFile {
+                path: PathBuf::from(INJECTED_DOCKERFILE),
+                data: injection.dockerfile.clone(),
+                mode: 0o644,
+            },
+        ];
+        // The context's own Dockerfile, unused here, is sent only when COPY can see it.
+        if let Some(df) = &scanned.dockerfile {
+            if scanned.hidden.iter().any(|h| &h.path == df) {
+                tar_opts.exclude.push(df.clone());
+            }
+        }
+        INJECTED_DOCKERFILE.to_string()
+    } else {
+        scanned.dockerfile.as_ref().map_or_else(
+            || "Dockerfile".to_string(),
+            |p| p.to_string_lossy().into_owned(),
+        )
+    };
+
+    let build_args = parse_pairs(&args.build_args, "--build-arg")?;
+    let plan = match &manifest {
+        Some(m) => match plan_steps(
+            &text,
+            &dockerfile.display,
+            m,
+            &build_args,
+            args.target.as_deref(),
+        ) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                printer.warn(&format!(
+                    "cannot compute cache keys, so the report cannot say why a step rebuilt: {}",
+                    ctxbuild::diagnostics::render(&e).trim_end()
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+
+    let tags = if args.tags.is_empty() {
+        vec![format!("ctxbuild/{}:latest-build", svc.name)]
+    } else {
+        args.tags.clone()
+    };
+    let opts = BuildOptions {
+        dockerfile: Some(dockerfile_in_tar),
+        tags: tags.clone(),
+        build_args,
+        labels: api_labels,
+        target: args.target.clone(),
+        no_cache: args.no_cache,
+        pull: args.pull,
+        platform: args.platform.clone(),
+    };
+
+    engine.cancel_on_signals().map_err(diagnose)?;
+    let mut progress = Progress::new(&printer.config);
+    let root = scanned.root.clone();
+    let sent: Vec<Entry> = scanned.sent().into_iter().cloned().collect();
+    let producer = move |w: &mut dyn std::io::Write| -> Result<(), engine::error::BoxError> {
+        tarball::write_context(&root, &sent, w, &tar_opts)?;
+        Ok(())
+    };
+    let built = engine.build(&opts, producer, &mut |e| progress.build_event(e));
+    progress.finish();
+    let built = built.map_err(diagnose)?;
+
+    let history = engine.history(&built.image_id).map_err(diagnose)?;
+    // The image's size is the sum of its layers: no second request needed.
+    let size = history.iter().map(|l| l.size).sum();
+    let mut report = Report::new(Some(svc.name.clone()), &built, &history, size);
+    report.context.pollution_excluded_entries = kept_out.entries;
+    report.context.pollution_excluded_bytes = kept_out.bytes;
+    if let (Some(plan), Some(manifest)) = (plan, manifest) {
+        let store = plan_file(&cache_dir, &svc.name, &tags[0]);
+        report.rebuild_reason =
+            rebuild_reason(&report, load_plan(&store).as_ref(), &plan, &manifest);
+        if let Err(e) = save_plan(&store, plan, manifest) {
+            printer.warn(&format!(
+                "cannot save this build's plan to {} (the next report cannot say why a step rebuilt): {e}",
+                store.display()
+            ));
+        }
+    }
+
+    let mut push_error = None;
+    if args.push {
+        let docker_config =
+            DockerConfig::load(engine::auth::config_dir(&|k| std::env::var(k).ok()).as_deref())
+                .map_err(diagnose)?;
+        for tag in &tags {
+            let pushed = docker_config.credentials_for(tag).and_then(|creds| {
+                engine.push(tag, creds.as_ref(), &mut |e| progress.push_event(tag, e))
+            });
+            match pushed {
+                Ok(p) => {
+                    progress.push_done(tag, p.digest.as_deref());
+                    report.pushed.push(p);
+                }
+                Err(EngineError::Interrupted) => {
+                    progress.finish();
+                    return Err(diagnose(EngineError::Interrupted));
+                }
+                Err(e) => {
+                    push_error = Some(e);
+                    break;
+                }
+            }
+        }
+        progress.finish();
+    }
+
+    if let Some(path) = &args.report {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n")
+            .map_err(anyhow::Error::from)
+            .map_err(|e| e.context(format!("cannot write the report to {}", path.display())))?;
+    }
+    let paint = |s: &str, st: console::Style| printer.paint(s, st);
+    let text = report.human(&paint);
+    for line in text.lines() {
+        printer.line(line)?;
+    }
+    match push_error {
+        Some(e) => Err(diagnose(e)),
+        None => Ok(ExitStatus::Success),
+    }
+}
+
+/// `-f`, then the service's own Dockerfile, then the rendered template.
+fn pick_dockerfile(
+    args: &ImageArgs,
+    config: &Config,
+    svc: &service::Service,
+    ctx_dir: &Path,
+) -> anyhow::Result<Dockerfile> {
+    let from_file = |path: PathBuf, display: String| -> anyhow::Result<Dockerfile> {
+        let text = std::fs::read_to_string(&path)
+            .map_err(anyhow::Error::from)
+            .map_err(|e| e.context(format!("cannot read the Dockerfile {display}")))
+            .hint("-f is relative to the current directory, as with docker build -f")?;
+        Ok(Dockerfile {
+            text,
+            display,
+            path: Some(path),
+            rendered: None,
+        })
+    };
+    if let Some(f) = &args.file {
+        return from_file(f.clone(), f.display().to_string());
+    }
+    if let Some(rel) = &svc.dockerfile {
+        return from_file(
+            ctx_dir.join(rel),
+            config.display_path(&svc.context.join(rel)),
+        );
+    }
+    let variant = Variant::from_flags(args.slim);
+    let rendered =
+        render::render(config, svc, variant, args.base_image.as_deref()).map_err(diagnose)?;
+    Ok(Dockerfile {
+        text: rendered.dockerfile.clone(),
+        display: format!("<rendered {}>", rendered.template),
+        path: None,
+        rendered: Some(rendered),
+    })
+}
+
+/// What [`exclude_pollution`] left out.
+/// What [`exclude_pollution`] left out.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct KeptOut {
+    entries: u64,
+    bytes: u64,
+}
+
+/// Drops bytecode files and everything inside `__pycache__` directories from `entries`
+/// (sorted by path), even when `.dockerignore` lets them in.
+fn exclude_pollution(entries: &mut Vec<Entry>) -> KeptOut {
+    let mut out = KeptOut::default();
+    entries.retain(|e| {
+        let polluted = e.path.iter().enumerate().any(|(i, comp)| {
+            let last = i + 1 == e.path.iter().count();
+            let is_dir = !last || e.kind == EntryKind::Dir;
+            pollution::classify(comp, is_dir).is_some()
+        });
+        if polluted {
+            out.entries += 1;
+            if e.kind == EntryKind::File {
+                out.bytes += e.size;
+            }
+        }
+        !polluted
+    });
+    out
+}
+
+/// Runs `ctxbuild clean --context-only` on the context before scanning it.
+fn clean_context(ctx_dir: &Path, printer: &Printer) -> anyhow::Result<()> {
+    let opts = CleanOptions {
+        root: ctx_dir.to_path_buf(),
+        rules: Rules::bytecode(),
+        mode: Mode::Remove,
+        scope: Scope::Context,
+        walk_threads: printer.config.threads,
+        remove_threads: clean::default_remove_threads(printer.config.threads),
+    };
+    let report = clean::clean(&opts, &clean::NoProgress).map_err(diagnose)?;
+    printer.info(&format!(
+        "cleaned the context: {} files and {} directories of bytecode removed ({})",
+        report.files,
+        report.dirs,
+        human_bytes(report.bytes)
+    ));
+    if let Some(f) = report.failures.first() {
+        anyhow::bail!(
+            "cannot remove {} ({}); {} removal(s) failed",
+            f.path.display(),
+            f.error,
+            report.failures.len()
+        );
+    }
+    Ok(())
+}
+
+/// The content manifest of the context as COPY will see it (the stat cache makes it cheap).
+fn key_context(scanned: &context::Context, cache_dir: &Path) -> anyhow::Result<Manifest> {
+    let stat_dir = cache_dir.join("stat");
+    let mut stat = StatCache::load(&stat_dir, &scanned.root);
+    let (manifest, _) =
+        key::manifest::build(&scanned.root, &scanned.entries, Some(&mut stat)).map_err(diagnose)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    // A stat cache that cannot be written only makes the next run slower.
+    if std::fs::create_dir_all(&stat_dir).is_ok() {
+        let _ = stat.save(&scanned.entries, now);
+    }
+    Ok(manifest)
+}
+
+/// The per-step keys of the Dockerfile as sent.
+fn plan_steps(
+    text: &str,
+    display: &str,
+    manifest: &Manifest,
+    build_args: &[(String, String)],
+    target: Option<&str>,
+) -> anyhow::Result<Plan> {
+    let df = ctxbuild::dockerfile::parse(text, display).map_err(diagnose)?;
+    let opts = PlanOptions {
+        build_args: build_args.to_vec(),
+        target: target.map(str::to_string),
+    };
+    key::plan(&df, manifest, &opts).map_err(diagnose)
+}
+
+/// The Dockerfile with one `LABEL "k"="v" …` line appended (JSON string quoting is valid
+/// Dockerfile quoting).
+fn with_label_line(text: &str, labels: &[(String, String)]) -> String {
+    if labels.is_empty() {
+        return text.to_string();
+    }
+    let mut out = text.to_string();
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str("LABEL");
+    for (k, v) in labels {
+        let q = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| format!("\"{s}\""));
+        out.push_str(&format!(" {}={}", q(k), q(v)));
+    }
+    out.push('\n');
+    out
+}
+
+/// `$CTXBUILD_CACHE_DIR`, else the user cache directory's `ctxbuild/`.
+fn cache_dir() -> PathBuf {
+    match std::env::var_os("CTXBUILD_CACHE_DIR").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("ctxbuild"),
+    }
+}
+
+/// Where the plan of the last build of `service` tagged `tag` is kept.
+fn plan_file(cache_dir: &Path, service: &str, tag: &str) -> PathBuf {
+    let safe: String = tag
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    cache_dir
+        .join("plans")
+        .join(service)
+        .join(format!("{safe}.json"))
+}
+
+/// The plan saved by the previous build; an unreadable or older-format file counts as none.
+fn load_plan(path: &Path) -> Option<Plan> {
+    let text = std::fs::read(path).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Saves the plan with its manifest (so the next diff can name files), atomically.
+fn save_plan(path: &Path, mut plan: Plan, manifest: Manifest) -> std::io::Result<()> {
+    plan.manifest = Some(manifest);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec(&plan).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Why the first rebuilt step rebuilt, from ctxbuild's key diff against the previous build.
+fn rebuild_reason(
+    report: &Report,
+    previous: Option<&Plan>,
+    plan: &Plan,
+    manifest: &Manifest,
+) -> Option<RebuildReason> {
+    let first = report.first_built_step()?;
+    let previous = previous?;
+    if first.number > plan.steps.len() {
+        // Past the Dockerfile: the LABEL steps the engine appends for API labels.
+        return Some(RebuildReason {
+            step: first.number,
+            instruction: first.instruction.clone(),
+            summary: "an image label changed (e.g. the git revision): the engine applies labels as extra LABEL steps".into(),
+            changes: Vec::new(),
+        });
+    }
+    let empty = Manifest {
+        entries: Vec::new(),
+    };
+    let old_m = previous.manifest.as_ref().unwrap_or(&empty);
+    let miss = key::explain(previous, old_m, plan, manifest).first_miss?;
+    let summary = miss
+        .sentence
+        .split_once(": ")
+        .map_or_else(|| miss.sentence.clone(), |(_, why)| why.to_string());
+    let changes = match &miss.reason {
+        key::MissReason::Files(d) => d
+            .changes()
+            .into_iter()
+            .map(|c| match c {
+                key::FileChange::Added(p) => format!("{p} added"),
+                key::FileChange::Removed(p) => format!("{p} removed"),
+                key::FileChange::Content(p) => format!("{p} content changed"),
+                key::FileChange::Mode(p) => format!("{p} mode changed"),
+                key::FileChange::Type(p) => format!("{p} type changed"),
+                key::FileChange::Link(p) => format!("{p} link target changed"),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some(RebuildReason {
+        step: miss.index,
+        instruction: miss.instruction,
+        summary,
+        changes,
+    })
+}
+
+/// The mtime of every tar entry: `SOURCE_DATE_EPOCH` or 0.
+fn source_date_epoch() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The commit checked out where the context lives, when it is in a git repository.
+///
+/// Read from `.git` directly (HEAD, loose ref, packed-refs; worktrees too): spawning `git`
+/// costs more than a whole fully cached build. Falls back to `git rev-parse HEAD` when the
+/// layout is unusual.
+fn git_revision(dir: &Path) -> Option<String> {
+    read_git_head(dir).or_else(|| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["rev-parse", "HEAD"])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let rev = String::from_utf8(out.stdout).ok()?.trim().to_string();
+        (out.status.success() && is_sha(&rev)).then_some(rev)
+    })
+}
+
+fn is_sha(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn read_git_head(dir: &Path) -> Option<String> {
+    let start = std::fs::canonicalize(dir).ok()?;
+    let dot_git = start
+        .ancestors()
+        .map(|d| d.join(".git"))
+        .find(|g| g.exists())?;
+    // A worktree or submodule: `.git` is a file naming the real git dir.
+    let git_dir = if dot_git.is_file() {
+        let text = std::fs::read_to_string(&dot_git).ok()?;
+        let rel = text.trim().strip_prefix("gitdir:")?.trim().to_string();
+        dot_git.parent()?.join(rel)
+    } else {
+        dot_git
+    };
+    let common = match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(c) => git_dir.join(c.trim()),
+        Err(_) => git_dir.clone(),
+    };
+    let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref:").map(str::trim) else {
+        return is_sha(head).then(|| head.to_string());
+    };
+    for base in [&git_dir, &common] {
+        if let Ok(sha) = std::fs::read_to_string(base.join(reference)) {
+            let sha = sha.trim();
+            if is_sha(sha) {
+                return Some(sha.to_string());
+            }
+        }
+    }
+    let packed = std::fs::read_to_string(common.join("packed-refs")).ok()?;
+    packed.lines().find_map(|l| {
+        let (sha, name) = l.split_once(' ')?;
+        (name == reference && is_sha(sha)).then(|| sha.to_string())
+    })
+}
+
+/// `K=V` pairs; a bare `K` takes its value from the environment, as docker build does.
+fn parse_pairs(items: &[String], flag: &str) -> anyhow::Result<Vec<(String, String)>> {
+    items
+        .iter()
+        .map(|item| match item.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            None if !item.is_empty() => Ok((item.clone(), std::env::var(item).unwrap_or_default())),
+            _ => Err(anyhow::anyhow!("{flag} `{item}` is not KEY=VALUE"))
+                .hint(format!("e.g. {flag} PYTHON_VERSION=3.12")),
+        })
+        .collect()
+}
+
+trait ReadContext<T> {
+    fn with_context_path(self, path: &str) -> anyhow::Result<T>;
+}
+
+impl<T> ReadContext<T> for std::io::Result<T> {
+    fn with_context_path(self, path: &str) -> anyhow::Result<T> {
+        self.map_err(anyhow::Error::from)
+            .map_err(|e| e.context(format!("cannot read {path} of the context")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ctxbuild::context::StatInfo;
+
+    fn entry(path: &str, kind: EntryKind, size: u64) -> Entry {
+        Entry {
+            path: PathBuf::from(path),
+            kind,
+            mode: 0o644,
+            size,
+            link_target: None,
+            stat: StatInfo::default(),
+        }
+    }
+
+    #[test]
+    fn pollution_is_left_out_with_its_bytes() {
+        let mut v = vec![
+            entry("app", EntryKind::Dir, 0),
+            entry("app/__pycache__", EntryKind::Dir, 0),
+            entry("app/__pycache__/main.cpython-312.pyc", EntryKind::File, 300),
+            entry("app/__pycache__/notes.txt", EntryKind::File, 5),
+            entry("app/main.py", EntryKind::File, 40),
+            entry("old.pyo", EntryKind::File, 7),
+            entry("__pycache__", EntryKind::File, 1),
+        ];
+        let out = exclude_pollution(&mut v);
+        let kept: Vec<String> = v.iter().map(|e| e.display().into_owned()).collect();
+        assert_eq!(kept, vec!["app", "app/main.py", "__pycache__"]);
+        assert_eq!(
+            out,
+            KeptOut {
+                entries: 4,
+                bytes: 312
+            }
+        );
+    }
+
+    #[test]
+    fn labels_become_one_quoted_label_line() {
+        let text = with_label_line(
+            "FROM x\nCOPY . /app",
+            &[
+                (
+                    "dev.ctxbuild.template".into(),
+                    "python-asgi/alpine v1".into(),
+                ),
+                ("q".into(), "say \"hi\"".into()),
+            ],
+        );
+        assert_eq!(
+            text,
+            "FROM x\nCOPY . /app\nLABEL \"dev.ctxbuild.template\"=\"python-asgi/alpine v1\" \"q\"=\"say \\\"hi\\\"\"\n"
+        );
+        assert_eq!(with_label_line("FROM x\n", &[]), "FROM x\n");
+        // The parser ctxbuild keys with reads it as one more instruction.
+        let df = ctxbuild::dockerfile::parse(&text, "Dockerfile").unwrap();
+        assert_eq!(df.instructions.len(), 3);
+    }
+
+    #[test]
+    fn git_revision_matches_git_itself() {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let git = std::process::Command::new("git")
+            .arg("-C")
+            .arg(here)
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap();
+        if git.status.success() {
+            let want = String::from_utf8(git.stdout).unwrap().trim().to_string();
+            assert_eq!(read_git_head(here).as_deref(), Some(want.as_str()));
+        }
+        assert_eq!(read_git_head(Path::new("/")), None);
+    }
+
+    #[test]
+    fn pairs_parse_like_docker_build() {
+        assert_eq!(
+            parse_pairs(&["A=1".into(), "B=x=y".into(), "C=".into()], "--build-arg").unwrap(),
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "x=y".into()),
+                ("C".into(), "".into())
+            ]
+        );
+        assert!(parse_pairs(&["=v".into()], "--label").is_err());
+    }
 }
