@@ -65,19 +65,17 @@ pub(super) fn scan(dir: &Path, file: Option<&Path>, printer: &Printer) -> anyhow
     Ok(ctx)
 }
 
-/// Builds the manifest of a scanned context, through the stat cache unless disabled.
+/// Builds the manifest of a scanned context, through the stat cache unless disabled, on
+/// `pool`'s threads.
 pub(super) fn manifest(
     ctx: &Context,
     stat_cache: bool,
     started_ns: i128,
+    pool: &rayon::ThreadPool,
     printer: &Printer,
 ) -> anyhow::Result<(Manifest, ManifestStats)> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(printer.config.threads)
-        .build()
-        .context("cannot start hashing threads")?;
     let mut cache = match (stat_cache, cache_dir()) {
-        (true, Some(dir)) => Some(StatCache::load(&dir, &ctx.root)),
+        (true, Some(dir)) => Some(pool.install(|| StatCache::load(&dir, &ctx.root))),
         _ => None,
     };
     if let Some(c) = &cache {
@@ -125,14 +123,20 @@ pub(super) fn compute(req: &Request, printer: &Printer) -> anyhow::Result<(Plan,
         printer.warn(&format!("{df_name}:{}: {}", w.line, w.message));
     }
     let clock = std::time::Instant::now();
-    let (m, _) = manifest(&ctx, req.stat_cache, started, printer)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(printer.config.threads)
+        .build()
+        .context("cannot start hashing threads")?;
+    let (m, _) = manifest(&ctx, req.stat_cache, started, &pool, printer)?;
     printer.verbose(&format!("keyed the context in {:.0?}", clock.elapsed()));
     let clock = std::time::Instant::now();
     let opts = PlanOptions {
         build_args: parse_build_args(req.build_args),
         target: req.target.clone(),
     };
-    let plan = key::plan(&df, &m, &opts).map_err(diagnose)?;
+    let plan = pool
+        .install(|| key::plan(&df, &m, &opts))
+        .map_err(diagnose)?;
     printer.verbose(&format!(
         "planned {} steps in {:.0?}",
         plan.steps.len(),
