@@ -48,9 +48,10 @@ pub struct GlobalArgs {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
-    /// Worker threads for walking, hashing and removing (default: the number of CPUs).
-    #[arg(short = 'j', long, global = true, value_name = "N")]
-    pub threads: Option<usize>,
+    /// Worker threads for walking, hashing and removing, 1 to 256 (default: the number of CPUs).
+    #[arg(short = 'j', long, global = true, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]

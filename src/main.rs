@@ -12,7 +12,13 @@ use ctxbuild::printer::{Closed, Printer};
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let g = &cli.global;
-    let config = GlobalConfig::resolve(g.color, g.progress, g.quiet, g.verbose, g.threads);
+    let config = GlobalConfig::resolve(
+        g.color,
+        g.progress,
+        g.quiet,
+        g.verbose,
+        g.threads.map(usize::from),
+    );
     let mut printer = Printer::new(config);
     let result = commands::dispatch(&cli.command, &mut printer);
     let flushed = printer.flush();
