@@ -113,8 +113,8 @@ pub struct CleanArgs {
     #[arg(long)]
     pub include_venv: bool,
 
-    /// Threads removing files (default: twice the walk threads, at most 16). Removal waits on
-    /// the filesystem, not the CPU, so more threads than cores can help.
+    /// Threads removing files (default: 8 per walk thread, 8 to 64). Removal waits on the
+    /// filesystem, not the CPU, so more threads than cores help.
     #[arg(long, value_name = "N")]
     pub remove_threads: Option<usize>,
 }

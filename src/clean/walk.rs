@@ -66,8 +66,14 @@ impl Found {
     }
 
     fn fail(&mut self, rel: &Path, error: impl ToString) {
+        // The root itself is shown as `.`.
+        let shown = if rel.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            rel
+        };
         self.failures.push(Failure {
-            path: rel.to_path_buf(),
+            path: shown.to_path_buf(),
             error: error.to_string(),
         });
         if let Some(parent) = rel.parent() {
