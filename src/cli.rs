@@ -113,10 +113,10 @@ pub struct CleanArgs {
     #[arg(long)]
     pub include_venv: bool,
 
-    /// Threads removing files (default: 8 per walk thread, 8 to 64). Removal waits on the
-    /// filesystem, not the CPU, so more threads than cores help.
-    #[arg(long, value_name = "N")]
-    pub remove_threads: Option<usize>,
+    /// Threads removing files, 1 to 256 (default: 8 per walk thread, 8 to 64). Removal waits
+    /// on the filesystem, not the CPU, so more threads than cores help.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub remove_threads: Option<u16>,
 }
 
 /// List the files and symlinks visible to `COPY . /dst/`, exactly as Docker sees the context.
