@@ -27,7 +27,7 @@ fn main() -> std::process::ExitCode {
         // A reader that went away (`ctxbuild ls | head`) is not an error.
         Err(e) if e.downcast_ref::<Closed>().is_some() => ExitStatus::Success,
         Err(e) => {
-            eprint!("{}", diagnostics::render(&e));
+            eprint!("{}", diagnostics::render_styled(&e, printer.config.color));
             diagnostics::status_of(&e)
         }
     };
