@@ -347,6 +347,27 @@ fn generated_stale() {
 }
 
 #[test]
+fn context_missing() {
+    // A wrong `context` is reported at its own key, not as a missing Dockerfile under it.
+    let config = CONFIG.replace(
+        "app = \"main:app\"",
+        "app = \"main:app\"\ndockerfile = \"Dockerfile\"",
+    );
+    let wrong = config.replace("context = \"api\"", "context = \"nosvc\"");
+    case(
+        "context-missing",
+        "ctxbuild.toml:3",
+        &[("ctxbuild.toml", &wrong)],
+        &[("ctxbuild.toml", &config)],
+    );
+    let (findings, _) = check(&[("ctxbuild.toml", &wrong)]);
+    assert!(
+        !findings.iter().any(|(r, ..)| r == "dockerfile-missing"),
+        "{findings:?}"
+    );
+}
+
+#[test]
 fn dockerfile_missing() {
     let config = CONFIG.replace(
         "app = \"main:app\"",
