@@ -207,6 +207,28 @@ fn port_mismatch() {
         &[("api/Dockerfile", &expose)],
         &[],
     );
+    // EXPOSE is expanded with the stage's ARG/ENV defaults, as the builder does.
+    let via_arg = DOCKERFILE.replace("EXPOSE 8080", "ARG PORT=8001\nEXPOSE ${PORT}/tcp");
+    case(
+        "port-mismatch",
+        "api/Dockerfile:9",
+        &[("api/Dockerfile", &via_arg)],
+        &[(
+            "api/Dockerfile",
+            &DOCKERFILE.replace("EXPOSE 8080", "ARG PORT=8080\nEXPOSE ${PORT}/tcp"),
+        )],
+    );
+    // `${PORT:=N}` assigns the default too.
+    let assign = dockerfile_with_cmd(&GOOD_CMD.replace("PORT:-8080", "PORT:=8001"));
+    case(
+        "port-mismatch",
+        "api/Dockerfile:9",
+        &[("api/Dockerfile", &assign)],
+        &[(
+            "api/Dockerfile",
+            &dockerfile_with_cmd(&GOOD_CMD.replace("PORT:-8080", "PORT:=8080")),
+        )],
+    );
     // The same Dockerfile passes when the deploy really uses 8001.
     let both = expose.replace("PORT:-8080", "PORT:-8001");
     let config_8001 = CONFIG.replace(
