@@ -415,6 +415,19 @@ fn requirements_missing() {
         &[("api/Dockerfile", ""), ("api/requirements.txt", "")],
         &[("api/Dockerfile", "")],
     );
+    // A hand-written Dockerfile with the uvicorn_worker worker: the package cannot be verified
+    // without the file, which is as much an error as a file that lacks it.
+    case(
+        "requirements-missing",
+        "ctxbuild.toml:1",
+        &[("api/requirements.txt", "")],
+        &[],
+    );
+    let (findings, _) = check(&[("api/requirements.txt", "fastapi\ngunicorn\n")]);
+    assert!(
+        findings.iter().any(|(r, ..)| r == "asgi-server"),
+        "{findings:?}"
+    );
 }
 
 const COMPOSE_CONFIG_LINE: &str = "compose = [\"compose.yaml\"]\n";
