@@ -680,6 +680,16 @@ fn only_named_services_are_checked() {
         "{}",
         common::stdout(&o)
     );
+    // Repeated names are checked once, in the order first given.
+    let o = common::ctxbuild(dir.path(), &["check", "--json", "web", "api", "web", "api"]);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["services"], serde_json::json!(["web", "api"]));
+    let o = common::ctxbuild(dir.path(), &["check", "api", "api"]);
+    assert!(
+        common::stderr(&o).contains("checked 1 service "),
+        "{}",
+        common::stderr(&o)
+    );
     let o = common::ctxbuild(dir.path(), &["check", "nope"]);
     assert_eq!(o.status.code(), Some(2));
 }

@@ -247,10 +247,15 @@ pub fn run(config: &Config, names: &[String]) -> Result<Report, ConfigError> {
     let services: Vec<&Service> = if names.is_empty() {
         config.services.iter().collect()
     } else {
-        names
-            .iter()
-            .map(|n| config.service(n))
-            .collect::<Result<_, _>>()?
+        // `check api api` checks api once; first mention keeps its place.
+        let mut picked: Vec<&Service> = Vec::new();
+        for n in names {
+            let s = config.service(n)?;
+            if !picked.iter().any(|p| p.name == s.name) {
+                picked.push(s);
+            }
+        }
+        picked
     };
     let mut findings = Vec::new();
     for s in &services {
