@@ -483,6 +483,32 @@ fn compose_dockerfile_missing() {
     );
 }
 
+#[test]
+fn compose_paths_are_shown_normalised() {
+    let config = format!("{COMPOSE_CONFIG_LINE}{CONFIG}");
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tree(
+        dir.path(),
+        &[
+            ("ctxbuild.toml", &config),
+            ("api/requirements.txt", REQUIREMENTS),
+            ("api/Dockerfile", DOCKERFILE),
+            ("api/.dockerignore", "**/__pycache__\n"),
+            (
+                "compose.yaml",
+                "services:\n  api:\n    build:\n      context: api\n      dockerfile: ../outside/Dockerfile\n",
+            ),
+        ],
+    );
+    let o = common::ctxbuild(dir.path(), &["check"]);
+    let out = common::stdout(&o);
+    assert!(
+        out.contains("compose.yaml:5: error[compose-dockerfile-missing] service `api` builds with outside/Dockerfile,"),
+        "{out}"
+    );
+    assert!(!out.contains(".."), "{out}");
+}
+
 fn deploy(settings: &str) -> String {
     CONFIG.replace(
         "cpu = 1\nmemory = \"1Gi\"\nrequest_timeout = 300\n",
