@@ -350,3 +350,71 @@ fn example_backend_builds_runs_and_caches_exactly() {
     );
     rmi(&[&tag]);
 }
+
+/// A busybox service `bb` (context `bb/`, Dockerfile given with -f) for the quick checks below.
+fn busybox_demo(dockerfile: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tree(
+        dir.path(),
+        &[
+            (
+                "ctxbuild.toml",
+                "[services.bb]\nkind = \"python-asgi\"\ncontext = \"bb\"\napp = \"main:app\"\n",
+            ),
+            ("bb/main.py", "print('hi')\n"),
+            (
+                "bb.df",
+                &dockerfile.replace("BUSYBOX", &common::busybox_image()),
+            ),
+        ],
+    );
+    common::write_tree(dir.path(), files);
+    dir
+}
+
+#[test]
+fn bad_tag_or_platform_exits_2_before_building_or_tagging() {
+    common::require_engine();
+    let dir = busybox_demo("FROM BUSYBOX\nRUN echo built\n", &[]);
+    let good = common::unique("rv-good");
+    let good_tag = format!("{good}:x");
+    let out = ctxb(
+        dir.path(),
+        &[
+            "image",
+            "bb",
+            "-f",
+            "bb.df",
+            "--no-check",
+            "-t",
+            &good_tag,
+            "-t",
+            "Bad Tag",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("-t `Bad Tag`"), "{err}");
+    assert!(err.contains("hint: fix the -t value"), "{err}");
+    assert!(!err.contains("built"), "{err}");
+    let inspect = common::docker_output(&["image", "inspect", &good_tag]);
+    assert!(!inspect.status.success(), "{good_tag} was tagged");
+
+    let out = ctxb(
+        dir.path(),
+        &[
+            "image",
+            "bb",
+            "-f",
+            "bb.df",
+            "--no-check",
+            "--platform",
+            "bogus",
+            "-t",
+            &good_tag,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("hint: fix the --platform value"), "{err}");
+}

@@ -41,6 +41,14 @@ struct Dockerfile {
 }
 
 pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
+    // Bad input fails before anything is scanned, built or tagged.
+    for tag in &args.tags {
+        engine::reference::check_tag(tag).map_err(diagnose)?;
+    }
+    if let Some(p) = &args.platform {
+        engine::reference::check_platform(p).map_err(diagnose)?;
+    }
+
     let config_path = service::config_path(args.config.as_deref());
     let config = Config::load(&config_path).map_err(diagnose)?;
     let svc = config.service(&args.service).map_err(diagnose)?;
