@@ -418,3 +418,25 @@ fn bad_tag_or_platform_exits_2_before_building_or_tagging() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("hint: fix the --platform value"), "{err}");
 }
+
+#[test]
+fn bytecode_the_dockerfile_copies_by_name_is_sent() {
+    common::require_engine();
+    let dir = busybox_demo(
+        "FROM BUSYBOX\nCOPY vendor/lib.pyc /x/\nCOPY . /app\nRUN test -f /x/lib.pyc && test ! -e /app/junk.pyc\n",
+        &[("bb/vendor/lib.pyc", "bytecode"), ("bb/junk.pyc", "junk")],
+    );
+    let tag = format!("{}:t", common::unique("rv-pyc"));
+    let out = ctxb(
+        dir.path(),
+        &["image", "bb", "-f", "bb.df", "--no-check", "-t", &tag],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    rmi(&[&tag]);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("because the Dockerfile names them in COPY/ADD: vendor/lib.pyc"),
+        "{err}"
+    );
+    assert!(err.contains("leaving 1 bytecode entries"), "{err}");
+}
