@@ -440,3 +440,18 @@ fn bytecode_the_dockerfile_copies_by_name_is_sent() {
     );
     assert!(err.contains("leaving 1 bytecode entries"), "{err}");
 }
+
+#[test]
+fn check_gate_prints_errors_like_check_with_one_location() {
+    common::require_engine();
+    let dir = busybox_demo("FROM BUSYBOX\nBOGUS y\n", &[]);
+    let out = ctxb(dir.path(), &["image", "bb", "-f", "bb.df"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("\nbb.df:2: error[dockerfile-invalid] unknown instruction: BOGUS\n  fix: "),
+        "{err}"
+    );
+    assert!(!err.contains("warning:"), "{err}");
+    assert!(err.contains("hint: fix them, or pass --no-check"), "{err}");
+}

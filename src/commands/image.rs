@@ -75,21 +75,17 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
             },
         );
         if !findings.is_empty() {
-            for f in &findings {
-                printer.warn(&format!(
-                    "[{}] {}: {}\n  fix: {}",
-                    f.rule,
-                    f.location(),
-                    f.message,
-                    f.fix
-                ));
-            }
+            let shown: Vec<String> = findings
+                .iter()
+                .map(|f| super::check::finding_text(f, printer))
+                .collect();
             return Err(anyhow::anyhow!(
-                "`ctxbuild check` found {} error(s) in service `{}`; not building",
+                "`ctxbuild check` found {} error(s) in service `{}`; not building:\n{}",
                 findings.len(),
-                svc.name
+                svc.name,
+                shown.join("\n")
             ))
-            .hint("fix them (see above), or pass --no-check to build anyway")
+            .hint("fix them, or pass --no-check to build anyway")
             .with_status(ExitStatus::Findings);
         }
     }
