@@ -455,3 +455,24 @@ fn check_gate_prints_errors_like_check_with_one_location() {
     assert!(!err.contains("warning:"), "{err}");
     assert!(err.contains("hint: fix them, or pass --no-check"), "{err}");
 }
+
+#[test]
+fn missing_target_stage_exits_2_before_building() {
+    common::require_engine();
+    let dir = busybox_demo("FROM BUSYBOX AS base\nRUN echo built\n", &[]);
+    let tag = format!("{}:t", common::unique("rv-target"));
+    let out = ctxb(
+        dir.path(),
+        &["image", "bb", "-f", "bb.df", "--target", "nope", "-t", &tag],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    rmi(&[&tag]);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("error: bb.df: target stage 'nope' could not be found"),
+        "{err}"
+    );
+    assert!(err.contains("hint: name the stage"), "{err}");
+    assert!(!err.contains("warning:"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Built"));
+}

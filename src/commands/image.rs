@@ -64,6 +64,11 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     ));
 
     let dockerfile = pick_dockerfile(args, &config, svc, &ctx_dir)?;
+    // A parse error is the check gate's to report (or the engine's, with --no-check).
+    let parsed = ctxbuild::dockerfile::parse(&dockerfile.text, &dockerfile.display).ok();
+    if let (Some(df), Some(target)) = (&parsed, args.target.as_deref()) {
+        check_target(df, target)?;
+    }
     if !args.no_check {
         let findings = check::gate(
             &config,
@@ -110,9 +115,7 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
 
     // Bytecode never reaches the engine, whatever .dockerignore says: leave it out of what
     // COPY sees (and so of the keys) and of the tar.
-    let sources = ctxbuild::dockerfile::parse(&dockerfile.text, &dockerfile.display)
-        .map(|df| copy_sources(&df))
-        .unwrap_or_default();
+    let sources = parsed.as_ref().map(copy_sources).unwrap_or_default();
     let kept_out = exclude_pollution(&mut scanned.entries, &sources);
     if !kept_out.named.is_empty() {
         printer.info(&format!(
@@ -486,6 +489,12 @@ fn exclude_pollution(entries: &mut Vec<Entry>, sources: &[String]) -> KeptOut {
     out
 }
 
+/// `--target` must name a stage of the Dockerfile: the engine would otherwise build it all
+/// (the classic builder) or fail only after the upload.
+fn check_target(df: &ctxbuild::dockerfile::Dockerfile, target: &str) -> anyhow::Result<()> {
+    df.steps(Some(target)).map(|_| ()).map_err(diagnose)
+}
+
 /// Runs `ctxbuild clean --context-only` on the context before scanning it.
 fn clean_context(ctx_dir: &Path, printer: &Printer) -> anyhow::Result<()> {
     let opts = CleanOptions {
@@ -847,6 +856,21 @@ mod tests {
             assert!(out.named.is_empty(), "{df}: {:?}", out.named);
             assert_eq!(out.entries, 5, "{df}");
         }
+    }
+
+    #[test]
+    fn a_missing_target_stage_is_a_usage_error() {
+        let df = ctxbuild::dockerfile::parse("FROM x AS build\nFROM y\n", "bb.df").unwrap();
+        assert!(check_target(&df, "build").is_ok());
+        assert!(check_target(&df, "BUILD").is_ok());
+        let e = check_target(&df, "nope").unwrap_err();
+        let text = ctxbuild::diagnostics::render(&e);
+        assert!(
+            text.contains("bb.df: target stage 'nope' could not be found"),
+            "{text}"
+        );
+        assert!(text.contains("hint: name the stage"), "{text}");
+        assert_eq!(ctxbuild::diagnostics::status_of(&e), ExitStatus::Error);
     }
 
     #[test]
