@@ -279,14 +279,22 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     report.context.pollution_excluded_bytes = kept_out.bytes;
     if let (Some(plan), Some(manifest)) = (plan, manifest) {
         let store = plan_file(&cache_dir, &svc.name, &tags[0]);
-        report.rebuild_reason =
-            rebuild_reason(&report, load_plan(&store).as_ref(), &plan, &manifest);
+        report.rebuild_reason = if args.no_cache {
+            None
+        } else {
+            rebuild_reason(&report, load_plan(&store).as_ref(), &plan, &manifest)
+        };
         if let Err(e) = save_plan(&store, plan, manifest) {
             printer.warn(&format!(
                 "cannot save this build's plan to {} (the next report cannot say why a step rebuilt): {e}",
                 store.display()
             ));
         }
+    }
+
+    if args.no_cache {
+        // Nothing changed: the cache was not asked.
+        report.rebuild_reason = report.no_cache_reason();
     }
 
     let mut push_error = None;
