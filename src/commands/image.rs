@@ -9,6 +9,7 @@
 use crate::cli::ImageArgs;
 use ctxbuild::check::{self, DockerfileText};
 use ctxbuild::clean::{self, CleanOptions, Mode, Rules, Scope};
+use ctxbuild::config::ProgressMode;
 use ctxbuild::context::{self, ContextOptions, Entry, EntryKind};
 use ctxbuild::diagnostics::{diagnose, ResultExt};
 use ctxbuild::engine::inject::{Injection, INJECTED_DOCKERFILE};
@@ -269,7 +270,8 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     };
     let built = engine.build(&opts, producer, &mut |e| progress.build_event(e));
     progress.finish();
-    let built = built.map_err(diagnose)?;
+    let built =
+        built.map_err(|e| build_error(e, printer.config.progress == ProgressMode::Plain))?;
 
     let history = engine.history(&built.image_id).map_err(diagnose)?;
     // The image's size is the sum of its layers: no second request needed.
@@ -339,6 +341,19 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
         Some(e) => Err(diagnose(e)),
         None => Ok(ExitStatus::Success),
     }
+}
+
+/// A failed build as the user sees it. With `--progress plain` the failing step's whole output
+/// is already on screen, so the hint to rerun that way would send them in a circle.
+fn build_error(e: EngineError, plain_progress: bool) -> anyhow::Error {
+    if plain_progress && matches!(e, EngineError::BuildFailed { code: Some(_), .. }) {
+        let status = ctxbuild::diagnostics::Diagnose::status(&e);
+        return Err::<(), _>(anyhow::Error::new(e))
+            .with_status(status)
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("the build failed"));
+    }
+    diagnose(e)
 }
 
 /// `-f`, then the service's own Dockerfile, then the rendered template.
@@ -879,6 +894,26 @@ mod tests {
         );
         assert!(text.contains("hint: name the stage"), "{text}");
         assert_eq!(ctxbuild::diagnostics::status_of(&e), ExitStatus::Error);
+    }
+
+    #[test]
+    fn the_progress_plain_hint_only_when_progress_was_not_plain() {
+        let failed = || EngineError::BuildFailed {
+            step: None,
+            message: "returned a non-zero code: 3".into(),
+            code: Some(3),
+            tail: vec![],
+        };
+        let bars = ctxbuild::diagnostics::render(&build_error(failed(), false));
+        assert!(bars.contains("hint: rerun with --progress plain"), "{bars}");
+        let plain_err = build_error(failed(), true);
+        let plain = ctxbuild::diagnostics::render(&plain_err);
+        assert!(!plain.contains("--progress plain"), "{plain}");
+        assert!(plain.contains("error: the build failed"), "{plain}");
+        assert_eq!(
+            ctxbuild::diagnostics::status_of(&plain_err),
+            ExitStatus::BuildFailed
+        );
     }
 
     #[test]
