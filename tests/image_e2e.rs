@@ -476,3 +476,24 @@ fn missing_target_stage_exits_2_before_building() {
     assert!(!err.contains("warning:"), "{err}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("Built"));
 }
+
+#[test]
+fn missing_service_context_dir_is_named_without_the_f_hint() {
+    common::require_engine();
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tree(
+        dir.path(),
+        &[(
+            "ctxbuild.toml",
+            "[services.nosvc]\nkind = \"python-asgi\"\ncontext = \"nosvc\"\napp = \"main:app\"\ndockerfile = \"Dockerfile\"\n",
+        )],
+    );
+    let out = ctxb(dir.path(), &["image", "nosvc"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the context directory nosvc of service `nosvc`"),
+        "{err}"
+    );
+    assert!(!err.contains("-f is relative"), "{err}");
+}

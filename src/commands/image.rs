@@ -54,6 +54,7 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     let config = Config::load(&config_path).map_err(diagnose)?;
     let svc = config.service(&args.service).map_err(diagnose)?;
     let ctx_dir = config.context_dir(svc);
+    check_context_dir(&config, svc, &ctx_dir)?;
 
     // Fail fast when no engine answers, before any scan or render work.
     let engine_config = EngineConfig::from_env(args.host.as_deref()).map_err(diagnose)?;
@@ -356,6 +357,33 @@ fn build_error(e: EngineError, plain_progress: bool) -> anyhow::Error {
     diagnose(e)
 }
 
+/// The service's context directory must exist: everything after reads it.
+fn check_context_dir(
+    config: &Config,
+    svc: &service::Service,
+    ctx_dir: &Path,
+) -> anyhow::Result<()> {
+    if ctx_dir.is_dir() {
+        return Ok(());
+    }
+    let line = svc.pos("context").line;
+    let at = if line > 0 {
+        format!("{}:{line}", config.path.display())
+    } else {
+        config.path.display().to_string()
+    };
+    Err(anyhow::anyhow!(
+        "the context directory {} of service `{}` ({at}) does not exist",
+        config.display_path(&svc.context),
+        svc.name
+    ))
+    .hint(format!(
+        "create it, or fix `context` of [services.{}] in {} (relative to that file's directory)",
+        svc.name,
+        config.path.display()
+    ))
+}
+
 /// `-f`, then the service's own Dockerfile, then the rendered template.
 fn pick_dockerfile(
     args: &ImageArgs,
@@ -364,10 +392,18 @@ fn pick_dockerfile(
     ctx_dir: &Path,
 ) -> anyhow::Result<Dockerfile> {
     let from_file = |path: PathBuf, display: String| -> anyhow::Result<Dockerfile> {
-        let text = std::fs::read_to_string(&path)
+        let read = std::fs::read_to_string(&path)
             .map_err(anyhow::Error::from)
-            .map_err(|e| e.context(format!("cannot read the Dockerfile {display}")))
-            .hint("-f is relative to the current directory, as with docker build -f")?;
+            .map_err(|e| e.context(format!("cannot read the Dockerfile {display}")));
+        let text = if args.file.is_some() {
+            read.hint("-f is relative to the current directory, as with docker build -f")?
+        } else {
+            read.hint(format!(
+                "check `dockerfile` of service `{}` in {} (relative to its context)",
+                svc.name,
+                config.path.display()
+            ))?
+        };
         Ok(Dockerfile {
             text,
             display,
@@ -914,6 +950,26 @@ mod tests {
             ctxbuild::diagnostics::status_of(&plain_err),
             ExitStatus::BuildFailed
         );
+    }
+
+    #[test]
+    fn a_missing_context_dir_names_the_service_and_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("ctxbuild.toml");
+        let text =
+            "[services.nosvc]\nkind = \"python-asgi\"\ncontext = \"nosvc\"\napp = \"main:app\"\n";
+        let config = Config::parse(&toml, text).unwrap();
+        let svc = config.service("nosvc").unwrap();
+        let e = check_context_dir(&config, svc, &config.context_dir(svc)).unwrap_err();
+        let shown = ctxbuild::diagnostics::render(&e);
+        assert!(shown.contains("the context directory"), "{shown}");
+        assert!(shown.contains("nosvc"), "{shown}");
+        assert!(shown.contains("of service `nosvc`"), "{shown}");
+        assert!(shown.contains("does not exist"), "{shown}");
+        assert!(!shown.contains("-f is relative"), "{shown}");
+        assert_eq!(ctxbuild::diagnostics::status_of(&e), ExitStatus::Error);
+        std::fs::create_dir(dir.path().join("nosvc")).unwrap();
+        assert!(check_context_dir(&config, svc, &config.context_dir(svc)).is_ok());
     }
 
     #[test]
