@@ -350,3 +350,150 @@ fn example_backend_builds_runs_and_caches_exactly() {
     );
     rmi(&[&tag]);
 }
+
+/// A busybox service `bb` (context `bb/`, Dockerfile given with -f) for the quick checks below.
+fn busybox_demo(dockerfile: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tree(
+        dir.path(),
+        &[
+            (
+                "ctxbuild.toml",
+                "[services.bb]\nkind = \"python-asgi\"\ncontext = \"bb\"\napp = \"main:app\"\n",
+            ),
+            ("bb/main.py", "print('hi')\n"),
+            (
+                "bb.df",
+                &dockerfile.replace("BUSYBOX", &common::busybox_image()),
+            ),
+        ],
+    );
+    common::write_tree(dir.path(), files);
+    dir
+}
+
+#[test]
+fn bad_tag_or_platform_exits_2_before_building_or_tagging() {
+    common::require_engine();
+    let dir = busybox_demo("FROM BUSYBOX\nRUN echo built\n", &[]);
+    let good = common::unique("rv-good");
+    let good_tag = format!("{good}:x");
+    let out = ctxb(
+        dir.path(),
+        &[
+            "image",
+            "bb",
+            "-f",
+            "bb.df",
+            "--no-check",
+            "-t",
+            &good_tag,
+            "-t",
+            "Bad Tag",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("-t `Bad Tag`"), "{err}");
+    assert!(err.contains("hint: fix the -t value"), "{err}");
+    assert!(!err.contains("built"), "{err}");
+    let inspect = common::docker_output(&["image", "inspect", &good_tag]);
+    assert!(!inspect.status.success(), "{good_tag} was tagged");
+
+    let out = ctxb(
+        dir.path(),
+        &[
+            "image",
+            "bb",
+            "-f",
+            "bb.df",
+            "--no-check",
+            "--platform",
+            "bogus",
+            "-t",
+            &good_tag,
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("hint: fix the --platform value"), "{err}");
+}
+
+#[test]
+fn bytecode_the_dockerfile_copies_by_name_is_sent() {
+    common::require_engine();
+    let dir = busybox_demo(
+        "FROM BUSYBOX\nCOPY vendor/lib.pyc /x/\nCOPY . /app\nRUN test -f /x/lib.pyc && test ! -e /app/junk.pyc\n",
+        &[("bb/vendor/lib.pyc", "bytecode"), ("bb/junk.pyc", "junk")],
+    );
+    let tag = format!("{}:t", common::unique("rv-pyc"));
+    let out = ctxb(
+        dir.path(),
+        &["image", "bb", "-f", "bb.df", "--no-check", "-t", &tag],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    rmi(&[&tag]);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("because the Dockerfile names them in COPY/ADD: vendor/lib.pyc"),
+        "{err}"
+    );
+    assert!(err.contains("leaving 1 bytecode entries"), "{err}");
+}
+
+#[test]
+fn check_gate_prints_errors_like_check_with_one_location() {
+    common::require_engine();
+    let dir = busybox_demo("FROM BUSYBOX\nBOGUS y\n", &[]);
+    let out = ctxb(dir.path(), &["image", "bb", "-f", "bb.df"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("\nbb.df:2: error[dockerfile-invalid] unknown instruction: BOGUS\n  fix: "),
+        "{err}"
+    );
+    assert!(!err.contains("warning:"), "{err}");
+    assert!(err.contains("hint: fix them, or pass --no-check"), "{err}");
+}
+
+#[test]
+fn missing_target_stage_exits_2_before_building() {
+    common::require_engine();
+    let dir = busybox_demo("FROM BUSYBOX AS base\nRUN echo built\n", &[]);
+    let tag = format!("{}:t", common::unique("rv-target"));
+    let out = ctxb(
+        dir.path(),
+        &["image", "bb", "-f", "bb.df", "--target", "nope", "-t", &tag],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    rmi(&[&tag]);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("error: bb.df: target stage 'nope' could not be found"),
+        "{err}"
+    );
+    assert!(err.contains("hint: name the stage"), "{err}");
+    assert!(!err.contains("warning:"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Built"));
+}
+
+#[test]
+fn missing_service_context_dir_is_named_without_the_f_hint() {
+    common::require_engine();
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tree(
+        dir.path(),
+        &[(
+            "ctxbuild.toml",
+            "[services.nosvc]\nkind = \"python-asgi\"\ncontext = \"nosvc\"\napp = \"main:app\"\ndockerfile = \"Dockerfile\"\n",
+        )],
+    );
+    let out = ctxb(dir.path(), &["image", "nosvc"]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("the context directory nosvc of service `nosvc`"),
+        "{err}"
+    );
+    assert!(!err.contains("-f is relative"), "{err}");
+}

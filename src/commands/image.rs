@@ -9,6 +9,7 @@
 use crate::cli::ImageArgs;
 use ctxbuild::check::{self, DockerfileText};
 use ctxbuild::clean::{self, CleanOptions, Mode, Rules, Scope};
+use ctxbuild::config::ProgressMode;
 use ctxbuild::context::{self, ContextOptions, Entry, EntryKind};
 use ctxbuild::diagnostics::{diagnose, ResultExt};
 use ctxbuild::engine::inject::{Injection, INJECTED_DOCKERFILE};
@@ -41,10 +42,19 @@ struct Dockerfile {
 }
 
 pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
+    // Bad input fails before anything is scanned, built or tagged.
+    for tag in &args.tags {
+        engine::reference::check_tag(tag).map_err(diagnose)?;
+    }
+    if let Some(p) = &args.platform {
+        engine::reference::check_platform(p).map_err(diagnose)?;
+    }
+
     let config_path = service::config_path(args.config.as_deref());
     let config = Config::load(&config_path).map_err(diagnose)?;
     let svc = config.service(&args.service).map_err(diagnose)?;
     let ctx_dir = config.context_dir(svc);
+    check_context_dir(&config, svc, &ctx_dir)?;
 
     // Fail fast when no engine answers, before any scan or render work.
     let engine_config = EngineConfig::from_env(args.host.as_deref()).map_err(diagnose)?;
@@ -56,6 +66,11 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     ));
 
     let dockerfile = pick_dockerfile(args, &config, svc, &ctx_dir)?;
+    // A parse error is the check gate's to report (or the engine's, with --no-check).
+    let parsed = ctxbuild::dockerfile::parse(&dockerfile.text, &dockerfile.display).ok();
+    if let (Some(df), Some(target)) = (&parsed, args.target.as_deref()) {
+        check_target(df, target)?;
+    }
     if !args.no_check {
         let findings = check::gate(
             &config,
@@ -67,21 +82,17 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
             },
         );
         if !findings.is_empty() {
-            for f in &findings {
-                printer.warn(&format!(
-                    "[{}] {}: {}\n  fix: {}",
-                    f.rule,
-                    f.location(),
-                    f.message,
-                    f.fix
-                ));
-            }
+            let shown: Vec<String> = findings
+                .iter()
+                .map(|f| super::check::finding_text(f, printer))
+                .collect();
             return Err(anyhow::anyhow!(
-                "`ctxbuild check` found {} error(s) in service `{}`; not building",
+                "`ctxbuild check` found {} error(s) in service `{}`; not building:\n{}",
                 findings.len(),
-                svc.name
+                svc.name,
+                shown.join("\n")
             ))
-            .hint("fix them (see above), or pass --no-check to build anyway")
+            .hint("fix them, or pass --no-check to build anyway")
             .with_status(ExitStatus::Findings);
         }
     }
@@ -106,7 +117,15 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
 
     // Bytecode never reaches the engine, whatever .dockerignore says: leave it out of what
     // COPY sees (and so of the keys) and of the tar.
-    let kept_out = exclude_pollution(&mut scanned.entries);
+    let sources = parsed.as_ref().map(copy_sources).unwrap_or_default();
+    let kept_out = exclude_pollution(&mut scanned.entries, &sources);
+    if !kept_out.named.is_empty() {
+        printer.info(&format!(
+            "sending {} bytecode entries because the Dockerfile names them in COPY/ADD: {}",
+            kept_out.named.len(),
+            kept_out.named.join(", ")
+        ));
+    }
     if kept_out.entries > 0 {
         printer.info(&format!(
             "leaving {} bytecode entries ({}) out of the context: .dockerignore lets them in \
@@ -252,7 +271,8 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     };
     let built = engine.build(&opts, producer, &mut |e| progress.build_event(e));
     progress.finish();
-    let built = built.map_err(diagnose)?;
+    let built =
+        built.map_err(|e| build_error(e, printer.config.progress == ProgressMode::Plain))?;
 
     let history = engine.history(&built.image_id).map_err(diagnose)?;
     // The image's size is the sum of its layers: no second request needed.
@@ -262,14 +282,22 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     report.context.pollution_excluded_bytes = kept_out.bytes;
     if let (Some(plan), Some(manifest)) = (plan, manifest) {
         let store = plan_file(&cache_dir, &svc.name, &tags[0]);
-        report.rebuild_reason =
-            rebuild_reason(&report, load_plan(&store).as_ref(), &plan, &manifest);
+        report.rebuild_reason = if args.no_cache {
+            None
+        } else {
+            rebuild_reason(&report, load_plan(&store).as_ref(), &plan, &manifest)
+        };
         if let Err(e) = save_plan(&store, plan, manifest) {
             printer.warn(&format!(
                 "cannot save this build's plan to {} (the next report cannot say why a step rebuilt): {e}",
                 store.display()
             ));
         }
+    }
+
+    if args.no_cache {
+        // Nothing changed: the cache was not asked.
+        report.rebuild_reason = report.no_cache_reason();
     }
 
     let mut push_error = None;
@@ -316,6 +344,46 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     }
 }
 
+/// A failed build as the user sees it. With `--progress plain` the failing step's whole output
+/// is already on screen, so the hint to rerun that way would send them in a circle.
+fn build_error(e: EngineError, plain_progress: bool) -> anyhow::Error {
+    if plain_progress && matches!(e, EngineError::BuildFailed { code: Some(_), .. }) {
+        let status = ctxbuild::diagnostics::Diagnose::status(&e);
+        return Err::<(), _>(anyhow::Error::new(e))
+            .with_status(status)
+            .err()
+            .unwrap_or_else(|| anyhow::anyhow!("the build failed"));
+    }
+    diagnose(e)
+}
+
+/// The service's context directory must exist: everything after reads it.
+fn check_context_dir(
+    config: &Config,
+    svc: &service::Service,
+    ctx_dir: &Path,
+) -> anyhow::Result<()> {
+    if ctx_dir.is_dir() {
+        return Ok(());
+    }
+    let line = svc.pos("context").line;
+    let at = if line > 0 {
+        format!("{}:{line}", config.path.display())
+    } else {
+        config.path.display().to_string()
+    };
+    Err(anyhow::anyhow!(
+        "the context directory {} of service `{}` ({at}) does not exist",
+        config.display_path(&svc.context),
+        svc.name
+    ))
+    .hint(format!(
+        "create it, or fix `context` of [services.{}] in {} (relative to that file's directory)",
+        svc.name,
+        config.path.display()
+    ))
+}
+
 /// `-f`, then the service's own Dockerfile, then the rendered template.
 fn pick_dockerfile(
     args: &ImageArgs,
@@ -324,10 +392,18 @@ fn pick_dockerfile(
     ctx_dir: &Path,
 ) -> anyhow::Result<Dockerfile> {
     let from_file = |path: PathBuf, display: String| -> anyhow::Result<Dockerfile> {
-        let text = std::fs::read_to_string(&path)
+        let read = std::fs::read_to_string(&path)
             .map_err(anyhow::Error::from)
-            .map_err(|e| e.context(format!("cannot read the Dockerfile {display}")))
-            .hint("-f is relative to the current directory, as with docker build -f")?;
+            .map_err(|e| e.context(format!("cannot read the Dockerfile {display}")));
+        let text = if args.file.is_some() {
+            read.hint("-f is relative to the current directory, as with docker build -f")?
+        } else {
+            read.hint(format!(
+                "check `dockerfile` of service `{}` in {} (relative to its context)",
+                svc.name,
+                config.path.display()
+            ))?
+        };
         Ok(Dockerfile {
             text,
             display,
@@ -355,33 +431,127 @@ fn pick_dockerfile(
     })
 }
 
-/// What [`exclude_pollution`] left out.
-/// What [`exclude_pollution`] left out.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What [`exclude_pollution`] left out, and what it kept because the Dockerfile names it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct KeptOut {
     entries: u64,
     bytes: u64,
+    /// Bytecode entries a COPY/ADD source names on purpose: sent, not counted above.
+    named: Vec<String>,
+}
+
+/// The context paths COPY/ADD read (not `--from` copies, URLs or sources still holding
+/// variables), normalized: `./a//b/` → `a/b`.
+fn copy_sources(df: &ctxbuild::dockerfile::Dockerfile) -> Vec<String> {
+    use ctxbuild::dockerfile::Keyword;
+    let mut out = Vec::new();
+    for ins in &df.instructions {
+        if !matches!(ins.keyword, Keyword::Copy | Keyword::Add) || ins.flag("from").is_some() {
+            continue;
+        }
+        let words = ins.words();
+        let Some((_, sources)) = words.split_last() else {
+            continue;
+        };
+        for src in sources {
+            if src.contains('$') || src.contains("://") || src.starts_with("git@") {
+                continue;
+            }
+            let norm: Vec<&str> = src
+                .split('/')
+                .filter(|c| !c.is_empty() && *c != ".")
+                .collect();
+            if !norm.is_empty() {
+                out.push(norm.join("/"));
+            }
+        }
+    }
+    out
+}
+
+/// Whether the COPY/ADD `source` names the bytecode entry `path` on purpose: the source is
+/// the entry itself, or the source lies in (or is) a `__pycache__` directory and the entry is
+/// under it, or the source is a glob whose last component ends in `.pyc`/`.pyo` and matches it.
+/// A broad `COPY . /app` names nothing.
+fn names_explicitly(source: &str, path: &str) -> bool {
+    if source == path {
+        return true;
+    }
+    let has_glob = source.contains(['*', '?', '[']);
+    let glob = || {
+        globset::GlobBuilder::new(source)
+            .literal_separator(true)
+            .build()
+            .ok()
+            .map(|g| g.compile_matcher())
+    };
+    let in_pycache = source.split('/').any(|c| c == "__pycache__");
+    if in_pycache {
+        // The entry or one of its directories is what the source names.
+        let matcher = if has_glob { glob() } else { None };
+        let mut p = Some(Path::new(path));
+        while let Some(a) = p.filter(|a| !a.as_os_str().is_empty()) {
+            let hit = match &matcher {
+                Some(m) => m.is_match(a),
+                None => a.as_os_str().as_bytes() == source.as_bytes(),
+            };
+            if hit {
+                return true;
+            }
+            p = a.parent();
+        }
+        return false;
+    }
+    let last = source.rsplit('/').next().unwrap_or(source);
+    if has_glob && (last.ends_with(".pyc") || last.ends_with(".pyo")) {
+        return glob().is_some_and(|m| m.is_match(path));
+    }
+    false
 }
 
 /// Drops bytecode files and everything inside `__pycache__` directories from `entries`
-/// (sorted by path), even when `.dockerignore` lets them in.
-fn exclude_pollution(entries: &mut Vec<Entry>) -> KeptOut {
+/// (sorted by path), even when `.dockerignore` lets them in, except what a COPY/ADD source
+/// names explicitly (see [`names_explicitly`]) and the directories holding it.
+fn exclude_pollution(entries: &mut Vec<Entry>, sources: &[String]) -> KeptOut {
     let mut out = KeptOut::default();
-    entries.retain(|e| {
-        let polluted = e.path.iter().enumerate().any(|(i, comp)| {
-            let last = i + 1 == e.path.iter().count();
-            let is_dir = !last || e.kind == EntryKind::Dir;
+    let polluted = |e: &Entry| {
+        let n = e.path.iter().count();
+        e.path.iter().enumerate().any(|(i, comp)| {
+            let is_dir = i + 1 < n || e.kind == EntryKind::Dir;
             pollution::classify(comp, is_dir).is_some()
-        });
-        if polluted {
-            out.entries += 1;
-            if e.kind == EntryKind::File {
-                out.bytes += e.size;
-            }
+        })
+    };
+    let named: Vec<PathBuf> = entries
+        .iter()
+        .filter(|e| polluted(e))
+        .filter(|e| {
+            let p = e.path.to_string_lossy();
+            sources.iter().any(|s| names_explicitly(s, &p))
+        })
+        .map(|e| e.path.clone())
+        .collect();
+    out.named = named.iter().map(|p| p.display().to_string()).collect();
+    entries.retain(|e| {
+        if !polluted(e) {
+            return true;
         }
-        !polluted
+        // A named entry, or a bytecode directory on the way to one, travels.
+        if named.iter().any(|n| n.starts_with(&e.path)) {
+            return true;
+        }
+        out.entries += 1;
+        if e.kind == EntryKind::File {
+            out.bytes += e.size;
+        }
+        false
     });
     out
+}
+
+/// `--target` must name a stage of the Dockerfile: the engine would otherwise build it all
+/// (the classic builder) or fail only after the upload.
+fn check_target(df: &ctxbuild::dockerfile::Dockerfile, target: &str) -> anyhow::Result<()> {
+    df.steps(Some(target)).map(|_| ()).map_err(diagnose)
 }
 
 /// Runs `ctxbuild clean --context-only` on the context before scanning it.
@@ -681,16 +851,125 @@ mod tests {
             entry("old.pyo", EntryKind::File, 7),
             entry("__pycache__", EntryKind::File, 1),
         ];
-        let out = exclude_pollution(&mut v);
+        let out = exclude_pollution(&mut v, &[]);
         let kept: Vec<String> = v.iter().map(|e| e.display().into_owned()).collect();
         assert_eq!(kept, vec!["app", "app/main.py", "__pycache__"]);
         assert_eq!(
             out,
             KeptOut {
                 entries: 4,
-                bytes: 312
+                bytes: 312,
+                named: vec![],
             }
         );
+    }
+
+    #[test]
+    fn bytecode_the_dockerfile_copies_by_name_is_kept() {
+        let all = || {
+            vec![
+                entry("app", EntryKind::Dir, 0),
+                entry("app/__pycache__", EntryKind::Dir, 0),
+                entry("app/__pycache__/m.cpython-312.pyc", EntryKind::File, 300),
+                entry("app/main.py", EntryKind::File, 40),
+                entry("vendor", EntryKind::Dir, 0),
+                entry("vendor/lib.pyc", EntryKind::File, 10),
+                entry("vendor/other.pyc", EntryKind::File, 20),
+                entry("vendor/x.pyo", EntryKind::File, 5),
+            ]
+        };
+        let kept_of = |dockerfile: &str| {
+            let df = ctxbuild::dockerfile::parse(dockerfile, "Dockerfile").unwrap();
+            let mut v = all();
+            let out = exclude_pollution(&mut v, &copy_sources(&df));
+            let kept: Vec<String> = v.iter().map(|e| e.display().into_owned()).collect();
+            (kept, out)
+        };
+        // The exact path: only that file.
+        let (kept, out) = kept_of("FROM x\nCOPY ./vendor/lib.pyc /x/\nCOPY . /app\n");
+        assert!(kept.contains(&"vendor/lib.pyc".to_string()), "{kept:?}");
+        assert!(!kept.contains(&"vendor/other.pyc".to_string()));
+        assert_eq!(out.named, vec!["vendor/lib.pyc"]);
+        assert_eq!((out.entries, out.bytes), (4, 325));
+        // A glob ending in .pyc: every match, not the .pyo.
+        let (kept, out) = kept_of("FROM x\nCOPY vendor/*.pyc /x/\n");
+        assert!(kept.contains(&"vendor/other.pyc".to_string()));
+        assert!(!kept.contains(&"vendor/x.pyo".to_string()));
+        assert_eq!(out.named.len(), 2);
+        // A __pycache__ source: everything under it, the directory included.
+        let (kept, out) = kept_of("FROM x\nCOPY app/__pycache__ /x/\n");
+        assert!(kept.contains(&"app/__pycache__".to_string()));
+        assert!(kept.contains(&"app/__pycache__/m.cpython-312.pyc".to_string()));
+        assert_eq!(out.entries, 3);
+        // The file inside __pycache__ by name keeps its directory too.
+        let (kept, _) = kept_of("FROM x\nCOPY app/__pycache__/m.cpython-312.pyc /x/\n");
+        assert!(kept.contains(&"app/__pycache__".to_string()), "{kept:?}");
+        // Broad copies, other stages' files and globs not ending in .pyc name nothing.
+        for df in [
+            "FROM x\nCOPY . /app\n",
+            "FROM x\nCOPY vendor /v\n",
+            "FROM x\nCOPY vendor/* /v\n",
+            "FROM x AS b\nFROM x\nCOPY --from=b vendor/lib.pyc /x/\n",
+        ] {
+            let (_, out) = kept_of(df);
+            assert!(out.named.is_empty(), "{df}: {:?}", out.named);
+            assert_eq!(out.entries, 5, "{df}");
+        }
+    }
+
+    #[test]
+    fn a_missing_target_stage_is_a_usage_error() {
+        let df = ctxbuild::dockerfile::parse("FROM x AS build\nFROM y\n", "bb.df").unwrap();
+        assert!(check_target(&df, "build").is_ok());
+        assert!(check_target(&df, "BUILD").is_ok());
+        let e = check_target(&df, "nope").unwrap_err();
+        let text = ctxbuild::diagnostics::render(&e);
+        assert!(
+            text.contains("bb.df: target stage 'nope' could not be found"),
+            "{text}"
+        );
+        assert!(text.contains("hint: name the stage"), "{text}");
+        assert_eq!(ctxbuild::diagnostics::status_of(&e), ExitStatus::Error);
+    }
+
+    #[test]
+    fn the_progress_plain_hint_only_when_progress_was_not_plain() {
+        let failed = || EngineError::BuildFailed {
+            step: None,
+            message: "returned a non-zero code: 3".into(),
+            code: Some(3),
+            tail: vec![],
+        };
+        let bars = ctxbuild::diagnostics::render(&build_error(failed(), false));
+        assert!(bars.contains("hint: rerun with --progress plain"), "{bars}");
+        let plain_err = build_error(failed(), true);
+        let plain = ctxbuild::diagnostics::render(&plain_err);
+        assert!(!plain.contains("--progress plain"), "{plain}");
+        assert!(plain.contains("error: the build failed"), "{plain}");
+        assert_eq!(
+            ctxbuild::diagnostics::status_of(&plain_err),
+            ExitStatus::BuildFailed
+        );
+    }
+
+    #[test]
+    fn a_missing_context_dir_names_the_service_and_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("ctxbuild.toml");
+        let text =
+            "[services.nosvc]\nkind = \"python-asgi\"\ncontext = \"nosvc\"\napp = \"main:app\"\n";
+        let config = Config::parse(&toml, text).unwrap();
+        let svc = config.service("nosvc").unwrap();
+        let e = check_context_dir(&config, svc, &config.context_dir(svc)).unwrap_err();
+        let shown = ctxbuild::diagnostics::render(&e);
+        assert!(shown.contains("the context directory"), "{shown}");
+        assert!(shown.contains("nosvc"), "{shown}");
+        assert!(shown.contains("of service `nosvc`"), "{shown}");
+        assert!(shown.contains("does not exist"), "{shown}");
+        assert!(!shown.contains("-f is relative"), "{shown}");
+        assert_eq!(ctxbuild::diagnostics::status_of(&e), ExitStatus::Error);
+        std::fs::create_dir(dir.path().join("nosvc")).unwrap();
+        assert!(check_context_dir(&config, svc, &config.context_dir(svc)).is_ok());
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod events;
 pub mod host;
 pub mod inject;
 mod push;
+pub mod reference;
 pub mod steps;
 pub mod upload;
 
