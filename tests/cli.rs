@@ -36,6 +36,10 @@ fn thread_count_is_bounded() {
     for bad in ["0", "257", "100000"] {
         let o = common::bin().args(["-j", bad, "ls"]).output().unwrap();
         assert_eq!(o.status.code(), Some(2), "-j {bad} must be a usage error");
-        assert!(common::stderr(&o).contains("--threads"), "{}", common::stderr(&o));
+        assert!(
+            common::stderr(&o).contains("--threads"),
+            "{}",
+            common::stderr(&o)
+        );
     }
 }
