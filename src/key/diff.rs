@@ -457,16 +457,29 @@ fn sentence(step: &PlanStep, reason: &MissReason, definite: bool) -> String {
             "{head}: ADD fetches a remote source (the cache depends on the downloaded content)"
         ),
         MissReason::BuildArgs { before, after } => {
-            let changed: Vec<&String> = after.iter().filter(|a| !before.contains(a)).collect();
-            let gone: Vec<&String> = before
-                .iter()
-                .filter(|b| {
-                    let k = b.split('=').next().unwrap_or("");
-                    !after.iter().any(|a| a.split('=').next() == Some(k))
-                })
-                .collect();
-            let mut parts: Vec<String> = changed.iter().map(|c| format!("build arg {c}")).collect();
-            parts.extend(gone.iter().map(|g| format!("build arg {g} removed")));
+            let split = |a: &'_ String| -> (String, String) {
+                match a.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (a.clone(), String::new()),
+                }
+            };
+            let (old, new): (Vec<_>, Vec<_>) = (
+                before.iter().map(split).collect(),
+                after.iter().map(split).collect(),
+            );
+            let mut parts = Vec::new();
+            for (k, v) in &new {
+                match old.iter().find(|(ok, _)| ok == k) {
+                    Some((_, ov)) if ov == v => {}
+                    Some((_, ov)) => parts.push(format!("build arg {k} changed: {ov} → {v}")),
+                    None => parts.push(format!("build arg {k}={v} added")),
+                }
+            }
+            for (k, v) in &old {
+                if !new.iter().any(|(nk, _)| nk == k) {
+                    parts.push(format!("build arg {k} removed (was {v})"));
+                }
+            }
             format!("{head}: {}", parts.join(", "))
         }
         MissReason::Other => format!("{head}: a variable or an earlier step changed"),
@@ -632,9 +645,22 @@ mod tests {
         let miss = e.first_miss.unwrap();
         assert_eq!(miss.index, 3);
         assert!(
-            miss.sentence.ends_with("will rebuild: build arg V=2"),
+            miss.sentence
+                .ends_with("will rebuild: build arg V changed: 1 → 2"),
             "{}",
             miss.sentence
+        );
+        let dfb = "FROM img\nARG V\nARG W\nRUN true\n";
+        let e = explain(
+            &pl(dfb, &m0, &[("W", "1")]),
+            &m0,
+            &pl(dfb, &m0, &[("V", "2")]),
+            &m0,
+        );
+        let s = e.first_miss.unwrap().sentence;
+        assert!(
+            s.ends_with("will rebuild: build arg V=2 added, build arg W removed (was 1)"),
+            "{s}"
         );
     }
 
