@@ -238,3 +238,57 @@ fn target_cuts_the_steps() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_plan_saved_inside_the_context_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, cache) = (tmp.path().join("ctx"), tmp.path().join("cache"));
+    project(&ctx);
+    let warning = "lies inside the context and is not in .dockerignore";
+
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &["plan", ".", "--save", ".ctxbuild-plan.json"],
+    ));
+    assert!(
+        stderr(&o).contains(&format!(".ctxbuild-plan.json {warning}")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("hint: save the plan outside the context"));
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &["explain", ".", "--since", ".ctxbuild-plan.json"],
+    ));
+    assert!(stderr(&o).contains(warning), "{}", stderr(&o));
+
+    // Outside the context (the README's flow): no warning, and nothing rebuilds.
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &["plan", ".", "--save", "../before.json"],
+    ));
+    assert!(!stderr(&o).contains(warning), "{}", stderr(&o));
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &["explain", ".", "--since", "../before.json"],
+    ));
+    assert!(!stderr(&o).contains(warning), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("every step will use the cache"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Inside but excluded by .dockerignore: no warning.
+    std::fs::write(ctx.join(".dockerignore"), ".ctxbuild-plan.json\n").unwrap();
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &["plan", ".", "--save", ".ctxbuild-plan.json"],
+    ));
+    assert!(!stderr(&o).contains(warning), "{}", stderr(&o));
+}

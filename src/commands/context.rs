@@ -6,7 +6,7 @@
 //! the context is left out of the tar (it is not part of what the user means to send, and it
 //! would change while being archived).
 
-use super::plan::scan;
+use super::plan::{inside_context, scan};
 use crate::cli::ContextArgs;
 use anyhow::Context as _;
 use ctxbuild::context::{Entry, EntryKind};
@@ -79,23 +79,11 @@ impl Drop for Staged {
     }
 }
 
-/// The output's path relative to the context root when it lies inside the context (compared
-/// through its canonical parent directory), and its (dev, ino) when it already exists.
+/// The output's path relative to the context root when it lies inside the context, and its
+/// (dev, ino) when it already exists (catches a hard link or another spelling of it).
 fn output_in_context(root: &Path, output: &Path) -> (Option<PathBuf>, Option<(u64, u64)>) {
     let id = std::fs::metadata(output).ok().map(|m| (m.dev(), m.ino()));
-    let parent = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let rel = match (std::fs::canonicalize(parent), output.file_name()) {
-        (Ok(dir), Some(name)) => dir
-            .join(name)
-            .strip_prefix(root)
-            .ok()
-            .map(Path::to_path_buf),
-        _ => None,
-    };
-    (rel, id)
+    (inside_context(root, output), id)
 }
 
 pub fn run(args: &ContextArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {

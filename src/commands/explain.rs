@@ -23,6 +23,7 @@ pub fn run(args: &ExplainArgs, printer: &mut Printer) -> anyhow::Result<ExitStat
         build_args: &args.build_args,
         target: args.target.clone().or_else(|| old.target.clone()),
         stat_cache: true,
+        watch: Some(&args.since),
     };
     let (new, m) = compute(&req, printer)?;
     let old_m = old.manifest.clone().unwrap_or_default();
