@@ -292,3 +292,41 @@ fn a_plan_saved_inside_the_context_is_warned_about() {
     ));
     assert!(!stderr(&o).contains(warning), "{}", stderr(&o));
 }
+
+#[test]
+fn add_url_is_a_maybe_not_a_hit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, cache) = (tmp.path().join("ctx"), tmp.path().join("cache"));
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM busybox\nADD https://example.invalid/x.tgz /x/\nRUN true\n",
+        )],
+    );
+    let o = ok(run(&ctx, &cache, &["plan", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["steps"][1]["remote"], true);
+    ok(run(&ctx, &cache, &["plan", ".", "--save", "../p.json"]));
+    let o = ok(run(&ctx, &cache, &["explain", ".", "--since", "../p.json"]));
+    let out = stdout(&o);
+    assert!(
+        out.contains("2/3      maybe ADD https://example.invalid/x.tgz /x/"),
+        "{out}"
+    );
+    assert!(out.contains("3/3      maybe RUN true"), "{out}");
+    assert!(
+        out.contains("may rebuild: ADD fetches a remote source (the cache depends on the downloaded content)"),
+        "{out}"
+    );
+    assert!(out.contains("no step will certainly rebuild"), "{out}");
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &["explain", ".", "--since", "../p.json", "--json"],
+    ));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["steps"][1]["verdict"], "may-miss");
+    assert!(v["first_miss"].is_null());
+    assert_eq!(v["first_may_miss"]["reason"]["kind"], "remote");
+}
