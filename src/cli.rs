@@ -231,7 +231,8 @@ pub struct ContextArgs {
     pub output: PathBuf,
 
     /// Compress with gzip, optionally at LEVEL (0-9, default 6).
-    #[arg(long, value_name = "LEVEL", num_args = 0..=1, default_missing_value = "6")]
+    #[arg(long, value_name = "LEVEL", num_args = 0..=1, default_missing_value = "6",
+          value_parser = clap::value_parser!(u32).range(0..=9))]
     pub gzip: Option<u32>,
 }
 

@@ -19,6 +19,40 @@ pub(super) struct Request<'a> {
     pub build_args: &'a [String],
     pub target: Option<String>,
     pub stat_cache: bool,
+    /// A file ctxbuild writes or reads beside the plan (`--save`, `--since`): reported by
+    /// [`compute`] when it lies inside the context and `.dockerignore` does not exclude it.
+    pub watch: Option<&'a Path>,
+}
+
+/// `path` relative to the context `root` when it lies inside it (compared through its
+/// canonical parent directory, so `./x`, `sub/../x` and absolute spellings agree).
+pub(super) fn inside_context(root: &Path, path: &Path) -> Option<PathBuf> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = std::fs::canonicalize(parent).ok()?;
+    dir.join(path.file_name()?)
+        .strip_prefix(root)
+        .ok()
+        .map(Path::to_path_buf)
+}
+
+/// The warning for a plan file that Docker would send: it changes the context between `plan
+/// --save` and `explain --since`, so `COPY .` always looks changed.
+pub(super) fn warn_exposed(ctx: &Context, path: &Path, printer: &Printer) {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(rel) = inside_context(&ctx.root, path) {
+        if !ctx.matcher.is_excluded(rel.as_os_str().as_bytes()) {
+            printer.warn(&format!(
+                "{} lies inside the context and is not in .dockerignore: `COPY .` will see it \
+                 change\nhint: save the plan outside the context (e.g. --save ../plan.json) or \
+                 add `{}` to .dockerignore",
+                rel.display(),
+                rel.display()
+            ));
+        }
+    }
 }
 
 /// The stat-cache directory: `$CTXBUILD_CACHE_DIR/stat`, else the user cache dir.
@@ -110,6 +144,9 @@ pub(super) fn compute(req: &Request, printer: &Printer) -> anyhow::Result<(Plan,
         (ctx, cache)
     });
     let ctx = ctx?;
+    if let Some(w) = req.watch {
+        warn_exposed(&ctx, w, printer);
+    }
     // A root that moved between the two resolutions gets the cache of the scanned one.
     let mut cache = match (cache, cache_dir()) {
         (Some(c), Some(dir)) if c.path() == StatCache::file_for(&dir, &ctx.root) => Some(c),
@@ -176,6 +213,7 @@ pub fn run(args: &PlanArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus>
         build_args: &args.build_args,
         target: args.target.clone(),
         stat_cache: !args.no_stat_cache,
+        watch: args.save.as_deref(),
     };
     let (plan, m) = compute(&req, printer)?;
     // Not freed entry by entry at exit (see `compute`) unless it is saved.

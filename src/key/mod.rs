@@ -21,7 +21,7 @@ pub mod manifest;
 pub mod plan;
 pub mod statcache;
 
-pub use diff::{explain, Explanation, FileChange, FileDiff, MissReason, StepVerdict};
+pub use diff::{explain, Explanation, FileChange, FileDiff, MissReason, StepVerdict, Verdict};
 pub use manifest::{Manifest, ManifestEntry, ManifestStats};
 pub use plan::{plan, Plan, PlanError, PlanOptions, PlanStep};
 pub use statcache::StatCache;

@@ -75,6 +75,15 @@ pub struct PlanStep {
     /// `RUN`: the build args that take part in its key (`K=V`, sorted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub build_args: Vec<String>,
+    /// `ADD <url>`: Docker downloads the source on every build and keys the layer by the
+    /// downloaded content, which cannot be known offline; a known key is no promise of a hit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
+}
+
+/// Whether an `ADD` source is fetched from the network rather than read from the context.
+pub fn is_remote(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
 }
 
 /// Why a plan could not be made.
@@ -296,6 +305,7 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
             from: None,
             files: 0,
             build_args: Vec::new(),
+            remote: false,
         };
         let kw = ins.keyword.as_str().as_bytes();
 
@@ -499,6 +509,8 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
                         chain(&base, &refs)
                     }
                     None => {
+                        step.remote =
+                            ins.keyword == Keyword::Add && sources.iter().any(|s| is_remote(s));
                         let sel = if ins.keyword == Keyword::Add {
                             select_add(manifest, &sources)
                         } else {
@@ -588,11 +600,11 @@ fn normalize_workdir(current: &str, requested: &str) -> String {
 }
 
 /// `ADD` sources: URLs cannot be hashed offline; they enter the key by their text (Docker
-/// downloads them on every build, so this under-predicts misses for changing URLs).
+/// downloads them on every build, so the step is marked [`PlanStep::remote`] and `explain`
+/// reports it as "may rebuild"). Only http(s) counts: the classic builder treats anything else,
+/// `git@…` included, as a path in the context.
 fn select_add(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError> {
-    let (urls, local): (Vec<&String>, Vec<&String>) = sources
-        .iter()
-        .partition(|s| s.starts_with("http://") || s.starts_with("https://"));
+    let (urls, local): (Vec<&String>, Vec<&String>) = sources.iter().partition(|s| is_remote(s));
     if urls.is_empty() {
         return select(m, sources);
     }
