@@ -534,31 +534,12 @@ mod tests {
     use super::*;
     use crate::dockerfile::parse;
     use crate::key::plan::{plan, PlanOptions};
+    use crate::key::testutil::{dir as d, manifest as m};
 
     fn f(p: &str, content: &str, mode: u32) -> ManifestEntry {
-        ManifestEntry {
-            path: p.into(),
-            kind: EntryKind::File,
-            mode,
-            size: content.len() as u64,
-            link_target: None,
-            hash: Some(*blake3::hash(content.as_bytes()).as_bytes()),
-        }
+        crate::key::testutil::file(p, mode, content)
     }
-    fn d(p: &str) -> ManifestEntry {
-        ManifestEntry {
-            path: p.into(),
-            kind: EntryKind::Dir,
-            mode: 0o755,
-            size: 0,
-            link_target: None,
-            hash: None,
-        }
-    }
-    fn m(mut v: Vec<ManifestEntry>) -> Manifest {
-        v.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
-        Manifest { entries: v }
-    }
+
     const DF: &str = "FROM img\nCOPY req.txt /r/\nRUN pip install\nCOPY app/ /app/\nRUN true\n";
 
     fn pl(df: &str, man: &Manifest, args: &[(&str, &str)]) -> Plan {

@@ -20,6 +20,8 @@ pub mod diff;
 pub mod manifest;
 pub mod plan;
 pub mod statcache;
+#[cfg(test)]
+mod testutil;
 
 pub use diff::{explain, Explanation, FileChange, FileDiff, MissReason, StepVerdict, Verdict};
 pub use manifest::{Manifest, ManifestEntry, ManifestStats};

@@ -900,41 +900,8 @@ pub fn paths(m: &Manifest, idx: &[usize]) -> Vec<PathBuf> {
 mod tests {
     use super::*;
     use crate::dockerfile::parse;
+    use crate::key::testutil::{dir, file, link, manifest as man};
 
-    fn file(p: &str, mode: u32, content: &str) -> ManifestEntry {
-        ManifestEntry {
-            path: p.into(),
-            kind: EntryKind::File,
-            mode,
-            size: content.len() as u64,
-            link_target: None,
-            hash: Some(*blake3::hash(content.as_bytes()).as_bytes()),
-        }
-    }
-    fn dir(p: &str) -> ManifestEntry {
-        ManifestEntry {
-            path: p.into(),
-            kind: EntryKind::Dir,
-            mode: 0o755,
-            size: 0,
-            link_target: None,
-            hash: None,
-        }
-    }
-    fn link(p: &str, t: &str) -> ManifestEntry {
-        ManifestEntry {
-            path: p.into(),
-            kind: EntryKind::Symlink,
-            mode: 0o777,
-            size: t.len() as u64,
-            link_target: Some(t.into()),
-            hash: None,
-        }
-    }
-    fn man(mut v: Vec<ManifestEntry>) -> Manifest {
-        v.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
-        Manifest { entries: v }
-    }
     fn base() -> Vec<ManifestEntry> {
         vec![
             file("Dockerfile", 0o644, "x"),
