@@ -2,10 +2,10 @@
 # Benchmarks `ctxbuild plan` (cold and warm keying) and `ctxbuild context` on the CPython corpus,
 # side by side with the tools users would otherwise reach for, in one hyperfine run each:
 #   cold plan (stat cache empty)   vs  find -type f -print0 | xargs -0 -P2 b3sum
-#   warm plan (stat cache valid)   vs  fdfind -HI (a bare walk)
+#   warm plan (stat cache valid)   vs  fdfind -HI (a bare walk), and ctxbuild ls (names only)
 #   ctxbuild context -o /dev/null  vs  tar -cf - . | cat >/dev/null
 # plus peak RSS of the cold plan and of the tar via /usr/bin/time -v.
-# Targets (issue 3): cold ≤ 1.1× b3sum, warm ≤ 2× fd, tar ≤ 1.0× GNU tar, RSS ≤ 64 MiB.
+# Targets (issue 3): cold ≤ 1.1× b3sum, warm ≤ 2× fd, ls ≤ 2× fd, tar ≤ 1.0× GNU tar, RSS ≤ 64 MiB.
 #
 # Usage: scripts/bench-keys.sh [WORKDIR]   (default: a fresh /tmp directory; kept for reuse)
 set -euo pipefail
@@ -52,7 +52,8 @@ hyperfine --style basic --warmup 1 --runs "$RUNS" --export-json "$WORK/cold.json
 "$BIN" plan . >/dev/null   # fill the stat cache
 hyperfine --style basic --warmup 1 --runs "$RUNS" --export-json "$WORK/warm.json" \
   -n 'ctxbuild plan (warm)' "$BIN plan . --json >/dev/null" \
-  -n 'fdfind -HI' 'fdfind -HI >/dev/null'
+  -n 'fdfind -HI' 'fdfind -HI >/dev/null' \
+  -n 'ctxbuild ls' "$BIN ls . >/dev/null"
 
 hyperfine --style basic --warmup 1 --runs "$RUNS" --export-json "$WORK/tar.json" \
   -n 'ctxbuild context -o /dev/null' "$BIN context . -o /dev/null" \
@@ -77,6 +78,9 @@ for name, target in rows:
     a, b, ca, cb = pair(name)
     ok = "ok" if a / b <= target else "MISS"
     print(f"{ca + ' vs ' + cb:<58} {a:8.3f} {b:8.3f} {a/b:6.2f} {'≤'+str(target):>7} {ok}")
+w = json.load(open(f"{work}/warm.json"))["results"]
+ls, fd = w[2]["mean"], w[1]["mean"]
+print(f"{'ctxbuild ls vs fdfind -HI':<58} {ls:8.3f} {fd:8.3f} {ls/fd:6.2f} {'≤2.0':>7} {'ok' if ls / fd <= 2.0 else 'MISS'}")
 for label, kb in (("plan cold", rc), ("plan warm", rw), ("context", rt)):
     print(f"peak RSS {label:<10} {kb/1024:7.1f} MiB  (target ≤ 64 MiB) {'ok' if kb <= 64*1024 else 'MISS'}")
 PY

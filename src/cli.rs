@@ -48,9 +48,10 @@ pub struct GlobalArgs {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
-    /// Worker threads for walking, hashing and removing (default: the number of CPUs).
-    #[arg(short = 'j', long, global = true, value_name = "N")]
-    pub threads: Option<usize>,
+    /// Worker threads for walking, hashing and removing, 1 to 256 (default: the number of CPUs).
+    #[arg(short = 'j', long, global = true, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,10 +113,10 @@ pub struct CleanArgs {
     #[arg(long)]
     pub include_venv: bool,
 
-    /// Threads removing files (default: 8 per walk thread, 8 to 64). Removal waits on the
-    /// filesystem, not the CPU, so more threads than cores help.
-    #[arg(long, value_name = "N")]
-    pub remove_threads: Option<usize>,
+    /// Threads removing files, 1 to 256 (default: 8 per walk thread, 8 to 64). Removal waits
+    /// on the filesystem, not the CPU, so more threads than cores help.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub remove_threads: Option<u16>,
 }
 
 /// List the files and symlinks visible to `COPY . /dst/`, exactly as Docker sees the context.
@@ -230,7 +231,8 @@ pub struct ContextArgs {
     pub output: PathBuf,
 
     /// Compress with gzip, optionally at LEVEL (0-9, default 6).
-    #[arg(long, value_name = "LEVEL", num_args = 0..=1, default_missing_value = "6")]
+    #[arg(long, value_name = "LEVEL", num_args = 0..=1, default_missing_value = "6",
+          value_parser = clap::value_parser!(u32).range(0..=9))]
     pub gzip: Option<u32>,
 }
 

@@ -105,6 +105,20 @@ fn hints_of(err: &anyhow::Error) -> Vec<String> {
 
 /// Formats an error for a person: `error: …`, then `  caused by: …` lines, then `hint: …` lines.
 pub fn render(err: &anyhow::Error) -> String {
+    render_styled(err, false)
+}
+
+/// [`render`], with `error:` in bold red and `hint:` in bold cyan when `color` is on.
+pub fn render_styled(err: &anyhow::Error, color: bool) -> String {
+    let label = |text: &str, style: console::Style| {
+        if color {
+            style.force_styling(true).apply_to(text).to_string()
+        } else {
+            text.to_string()
+        }
+    };
+    let error_label = label("error:", console::Style::new().red().bold());
+    let hint_label = label("hint:", console::Style::new().cyan().bold());
     let mut messages: Vec<String> = Vec::new();
     for c in err.chain() {
         let m = c.to_string();
@@ -119,7 +133,8 @@ pub fn render(err: &anyhow::Error) -> String {
     }
     let mut out = String::new();
     let mut it = messages.into_iter();
-    out.push_str("error: ");
+    out.push_str(&error_label);
+    out.push(' ');
     out.push_str(&it.next().unwrap_or_else(|| "unknown error".to_string()));
     out.push('\n');
     for m in it {
@@ -128,7 +143,8 @@ pub fn render(err: &anyhow::Error) -> String {
         out.push('\n');
     }
     for h in hints_of(err) {
-        out.push_str("hint: ");
+        out.push_str(&hint_label);
+        out.push(' ');
         out.push_str(&h);
         out.push('\n');
     }
@@ -165,6 +181,15 @@ mod tests {
             "error: cannot read app/main.py\n  caused by: permission denied\nhint: check the file's permissions\n"
         );
         assert_eq!(status_of(&e), ExitStatus::Error);
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let e = anyhow::anyhow!("boom");
+        assert_eq!(render_styled(&e, false), "error: boom\n");
+        let styled = render_styled(&e, true);
+        assert!(styled.contains("\u{1b}["), "{styled:?}");
+        assert!(styled.ends_with("boom\n"));
     }
 
     #[test]

@@ -64,7 +64,8 @@ impl Printer {
     /// A warning on stderr (always shown, even with `--quiet`).
     pub fn warn(&self, s: &str) {
         if self.config.color {
-            eprintln!("{} {s}", console::style("warning:").yellow().bold());
+            let label = console::Style::new().yellow().bold().force_styling(true);
+            eprintln!("{} {s}", label.apply_to("warning:"));
         } else {
             eprintln!("warning: {s}");
         }

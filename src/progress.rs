@@ -108,8 +108,10 @@ impl Progress {
                 total,
                 instruction,
             } => {
-                self.steps
-                    .insert(*number, (Instant::now(), instruction.clone(), false));
+                self.steps.insert(
+                    *number,
+                    (Instant::now(), instruction.clone(), is_from(instruction)),
+                );
                 self.current = Some(*number);
                 eprintln!("{t} Step {number}/{total} : {instruction}");
             }
@@ -126,16 +128,22 @@ impl Progress {
                 if let Some((at, _, cached)) = self.steps.get(number) {
                     eprintln!(
                         "{t} #{number} {} in {:.1}s ---> {image_id}",
-                        if *cached { "CACHED" } else { "done" },
+                        if *cached { "CACHED" } else { "BUILT" },
                         at.elapsed().as_secs_f64()
                     );
                 }
             }
             BuildEvent::Built { image_id } => eprintln!("{t} built {image_id}"),
-            BuildEvent::Status { id, status } => match id {
-                Some(id) => eprintln!("{t} {id}: {status}"),
-                None => eprintln!("{t} {status}"),
-            },
+            BuildEvent::Status { id, status } => {
+                // A pull: the base was not local, so the step did work.
+                if let Some(s) = self.current.and_then(|n| self.steps.get_mut(&n)) {
+                    s.2 = false;
+                }
+                match id {
+                    Some(id) => eprintln!("{t} {id}: {status}"),
+                    None => eprintln!("{t} {status}"),
+                }
+            }
             BuildEvent::Warning { message } => eprintln!("{t} warning: {message}"),
             BuildEvent::Error { message, .. } => eprintln!("{t} error: {message}"),
             BuildEvent::ContainerRemoved { .. } | BuildEvent::Tagged { .. } => {}
@@ -165,12 +173,12 @@ impl Progress {
                 bar.set_position(*bytes);
             }
             BuildEvent::UploadDone { bytes, seconds } => {
-                let bar = b
-                    .upload
-                    .take()
-                    .unwrap_or_else(|| b.multi.add(ProgressBar::new_spinner()));
-                bar.set_style(style("{msg}"));
-                bar.finish_with_message(format!(
+                if let Some(bar) = b.upload.take() {
+                    bar.finish_and_clear();
+                }
+                // Finished lines are printed above the live area, so the terminal is left on a
+                // clean line for the report.
+                let _ = b.multi.println(format!(
                     "{} context {} sent in {seconds:.1}s ({}/s)",
                     paint("✓", console::Style::new().green()),
                     human_bytes(*bytes),
@@ -191,8 +199,10 @@ impl Progress {
                 bar.set_message(instruction.clone());
                 bar.enable_steady_tick(Duration::from_millis(100));
                 b.step.insert(*number, bar);
-                self.steps
-                    .insert(*number, (Instant::now(), instruction.clone(), false));
+                self.steps.insert(
+                    *number,
+                    (Instant::now(), instruction.clone(), is_from(instruction)),
+                );
                 self.current = Some(*number);
             }
             BuildEvent::UsingCache { number } => {
@@ -222,10 +232,13 @@ impl Progress {
                     } else {
                         paint("BUILT ", console::Style::new().yellow())
                     };
-                    bar.set_style(style("  {prefix:>9} {wide_msg}"));
-                    bar.finish_with_message(format!(
-                        "{status} {:>5.1}s  {instr}",
-                        at.elapsed().as_secs_f64()
+                    let prefix = bar.prefix();
+                    bar.finish_and_clear();
+                    let _ = b.multi.println(format!(
+                        "  {prefix:>9} {status} {:>5.1}s  {}",
+                        at.elapsed().as_secs_f64(),
+                        // Printed lines are not cut to the terminal like live bars are.
+                        console::truncate_str(instr, 56, "…")
                     ));
                 }
             }
@@ -241,6 +254,10 @@ impl Progress {
                 let _ = b.multi.println(format!("warning: {message}"));
             }
             BuildEvent::Status { id, status } => {
+                // A pull: the base was not local, so the step did work.
+                if let Some(s) = self.current.and_then(|n| self.steps.get_mut(&n)) {
+                    s.2 = false;
+                }
                 if let Some(bar) = self.current.and_then(|n| b.step.get(&n)) {
                     let id = id.as_deref().map(|i| format!("{i}: ")).unwrap_or_default();
                     bar.set_message(format!("{id}{status}"));
@@ -292,13 +309,13 @@ impl Progress {
     /// Ends the display of a push.
     pub fn push_done(&mut self, tag: &str, digest: Option<&str>) {
         let line = format!("pushed {tag} {}", digest.unwrap_or(""));
+        let tick = self.paint("✓", console::Style::new().green());
         match self.bars.as_mut() {
             Some(b) => {
                 if let Some(bar) = b.push.take() {
-                    bar.set_style(style("{msg}"));
-                    let tick = self.paint("✓", console::Style::new().green());
-                    bar.finish_with_message(format!("{tick} {line}"));
+                    bar.finish_and_clear();
                 }
+                let _ = b.multi.println(format!("{tick} {line}"));
             }
             None if self.mode == ProgressMode::Plain => eprintln!("{} {line}", self.stamp()),
             None => {}
@@ -322,6 +339,14 @@ impl Progress {
             }
         }
     }
+}
+
+/// A FROM step counts as cached unless the base had to be pulled (as in the report).
+fn is_from(instruction: &str) -> bool {
+    instruction
+        .split_whitespace()
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
 }
 
 fn rate(bytes: u64, seconds: f64) -> u64 {

@@ -147,6 +147,18 @@ impl Report {
         })
     }
 
+    /// The reason of a `--no-cache` build: every step rebuilt because it was asked to, not
+    /// because anything changed. `None` when nothing was built.
+    pub fn no_cache_reason(&self) -> Option<RebuildReason> {
+        let first = self.first_built_step()?;
+        Some(RebuildReason {
+            step: first.number,
+            instruction: first.instruction.clone(),
+            summary: "--no-cache: every step rebuilt".into(),
+            changes: Vec::new(),
+        })
+    }
+
     /// The report for people: a table, then the totals and the reason.
     pub fn human(&self, paint: &dyn Fn(&str, console::Style) -> String) -> String {
         const INSTR_WIDTH: usize = 64;
@@ -332,7 +344,7 @@ mod tests {
         for (i, e) in ev.iter().enumerate() {
             t.observe(e, Duration::from_millis(500 * i as u64));
         }
-        let (steps, image_id, tags, warnings) = t.finish(Duration::from_secs(4));
+        let (steps, image_id, _tags, warnings) = t.finish(Duration::from_secs(4));
         BuildOutcome {
             image_id: image_id.unwrap(),
             steps,
@@ -402,6 +414,23 @@ mod tests {
         );
         assert_eq!(json["context"]["pollution_excluded_entries"], 212);
         assert_eq!(json["totals"]["cached_steps"], 2);
+    }
+
+    #[test]
+    fn no_cache_says_so_instead_of_a_missing_comparison() {
+        let mut r = Report::new(Some("backend".into()), &outcome(), &history(), 7_004_320);
+        r.rebuild_reason = r.no_cache_reason();
+        let text = r.human(&|s, _| s.to_string());
+        assert!(
+            text.contains("Step 3 `COPY . /app/` rebuilt: --no-cache: every step rebuilt"),
+            "{text}"
+        );
+        assert!(!text.contains("no earlier build"), "{text}");
+        let json: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["rebuild_reason"]["summary"],
+            "--no-cache: every step rebuilt"
+        );
     }
 
     #[test]

@@ -207,6 +207,28 @@ fn port_mismatch() {
         &[("api/Dockerfile", &expose)],
         &[],
     );
+    // EXPOSE is expanded with the stage's ARG/ENV defaults, as the builder does.
+    let via_arg = DOCKERFILE.replace("EXPOSE 8080", "ARG PORT=8001\nEXPOSE ${PORT}/tcp");
+    case(
+        "port-mismatch",
+        "api/Dockerfile:9",
+        &[("api/Dockerfile", &via_arg)],
+        &[(
+            "api/Dockerfile",
+            &DOCKERFILE.replace("EXPOSE 8080", "ARG PORT=8080\nEXPOSE ${PORT}/tcp"),
+        )],
+    );
+    // `${PORT:=N}` assigns the default too.
+    let assign = dockerfile_with_cmd(&GOOD_CMD.replace("PORT:-8080", "PORT:=8001"));
+    case(
+        "port-mismatch",
+        "api/Dockerfile:9",
+        &[("api/Dockerfile", &assign)],
+        &[(
+            "api/Dockerfile",
+            &dockerfile_with_cmd(&GOOD_CMD.replace("PORT:-8080", "PORT:=8080")),
+        )],
+    );
     // The same Dockerfile passes when the deploy really uses 8001.
     let both = expose.replace("PORT:-8080", "PORT:-8001");
     let config_8001 = CONFIG.replace(
@@ -347,6 +369,27 @@ fn generated_stale() {
 }
 
 #[test]
+fn context_missing() {
+    // A wrong `context` is reported at its own key, not as a missing Dockerfile under it.
+    let config = CONFIG.replace(
+        "app = \"main:app\"",
+        "app = \"main:app\"\ndockerfile = \"Dockerfile\"",
+    );
+    let wrong = config.replace("context = \"api\"", "context = \"nosvc\"");
+    case(
+        "context-missing",
+        "ctxbuild.toml:3",
+        &[("ctxbuild.toml", &wrong)],
+        &[("ctxbuild.toml", &config)],
+    );
+    let (findings, _) = check(&[("ctxbuild.toml", &wrong)]);
+    assert!(
+        !findings.iter().any(|(r, ..)| r == "dockerfile-missing"),
+        "{findings:?}"
+    );
+}
+
+#[test]
 fn dockerfile_missing() {
     let config = CONFIG.replace(
         "app = \"main:app\"",
@@ -371,6 +414,19 @@ fn requirements_missing() {
         "ctxbuild.toml:1",
         &[("api/Dockerfile", ""), ("api/requirements.txt", "")],
         &[("api/Dockerfile", "")],
+    );
+    // A hand-written Dockerfile with the uvicorn_worker worker: the package cannot be verified
+    // without the file, which is as much an error as a file that lacks it.
+    case(
+        "requirements-missing",
+        "ctxbuild.toml:1",
+        &[("api/requirements.txt", "")],
+        &[],
+    );
+    let (findings, _) = check(&[("api/requirements.txt", "fastapi\ngunicorn\n")]);
+    assert!(
+        findings.iter().any(|(r, ..)| r == "asgi-server"),
+        "{findings:?}"
     );
 }
 
@@ -425,6 +481,32 @@ fn compose_dockerfile_missing() {
         &[("ctxbuild.toml", &config), ("compose.yaml", "services:\n  api:\n    build:\n      context: ./api\n      dockerfile: Dockerfile.prod\n")],
         &[("ctxbuild.toml", &config), ("compose.yaml", "services:\n  api:\n    build:\n      context: ./api\n      dockerfile: Dockerfile\n")],
     );
+}
+
+#[test]
+fn compose_paths_are_shown_normalised() {
+    let config = format!("{COMPOSE_CONFIG_LINE}{CONFIG}");
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tree(
+        dir.path(),
+        &[
+            ("ctxbuild.toml", &config),
+            ("api/requirements.txt", REQUIREMENTS),
+            ("api/Dockerfile", DOCKERFILE),
+            ("api/.dockerignore", "**/__pycache__\n"),
+            (
+                "compose.yaml",
+                "services:\n  api:\n    build:\n      context: api\n      dockerfile: ../outside/Dockerfile\n",
+            ),
+        ],
+    );
+    let o = common::ctxbuild(dir.path(), &["check"]);
+    let out = common::stdout(&o);
+    assert!(
+        out.contains("compose.yaml:5: error[compose-dockerfile-missing] service `api` builds with outside/Dockerfile,"),
+        "{out}"
+    );
+    assert!(!out.contains(".."), "{out}");
 }
 
 fn deploy(settings: &str) -> String {
@@ -623,6 +705,16 @@ fn only_named_services_are_checked() {
         common::stdout(&o).contains("web/Dockerfile:1: warning[base-image-tag]"),
         "{}",
         common::stdout(&o)
+    );
+    // Repeated names are checked once, in the order first given.
+    let o = common::ctxbuild(dir.path(), &["check", "--json", "web", "api", "web", "api"]);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["services"], serde_json::json!(["web", "api"]));
+    let o = common::ctxbuild(dir.path(), &["check", "api", "api"]);
+    assert!(
+        common::stderr(&o).contains("checked 1 service "),
+        "{}",
+        common::stderr(&o)
     );
     let o = common::ctxbuild(dir.path(), &["check", "nope"]);
     assert_eq!(o.status.code(), Some(2));

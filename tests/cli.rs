@@ -30,3 +30,16 @@ fn usage_error_exits_2() {
     let o = common::bin().arg("--no-such-flag").output().unwrap();
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn thread_count_is_bounded() {
+    for bad in ["0", "257", "100000"] {
+        let o = common::bin().args(["-j", bad, "ls"]).output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "-j {bad} must be a usage error");
+        assert!(
+            common::stderr(&o).contains("--threads"),
+            "{}",
+            common::stderr(&o)
+        );
+    }
+}

@@ -238,3 +238,95 @@ fn target_cuts_the_steps() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_plan_saved_inside_the_context_is_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, cache) = (tmp.path().join("ctx"), tmp.path().join("cache"));
+    project(&ctx);
+    let warning = "lies inside the context and is not in .dockerignore";
+
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &["plan", ".", "--save", ".ctxbuild-plan.json"],
+    ));
+    assert!(
+        stderr(&o).contains(&format!(".ctxbuild-plan.json {warning}")),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("hint: save the plan outside the context"));
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &["explain", ".", "--since", ".ctxbuild-plan.json"],
+    ));
+    assert!(stderr(&o).contains(warning), "{}", stderr(&o));
+
+    // Outside the context (the README's flow): no warning, and nothing rebuilds.
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &["plan", ".", "--save", "../before.json"],
+    ));
+    assert!(!stderr(&o).contains(warning), "{}", stderr(&o));
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &["explain", ".", "--since", "../before.json"],
+    ));
+    assert!(!stderr(&o).contains(warning), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("every step will use the cache"),
+        "{}",
+        stdout(&o)
+    );
+
+    // Inside but excluded by .dockerignore: no warning.
+    std::fs::write(ctx.join(".dockerignore"), ".ctxbuild-plan.json\n").unwrap();
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &["plan", ".", "--save", ".ctxbuild-plan.json"],
+    ));
+    assert!(!stderr(&o).contains(warning), "{}", stderr(&o));
+}
+
+#[test]
+fn add_url_is_a_maybe_not_a_hit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, cache) = (tmp.path().join("ctx"), tmp.path().join("cache"));
+    write_tree(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM busybox\nADD https://example.invalid/x.tgz /x/\nRUN true\n",
+        )],
+    );
+    let o = ok(run(&ctx, &cache, &["plan", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["steps"][1]["remote"], true);
+    ok(run(&ctx, &cache, &["plan", ".", "--save", "../p.json"]));
+    let o = ok(run(&ctx, &cache, &["explain", ".", "--since", "../p.json"]));
+    let out = stdout(&o);
+    assert!(
+        out.contains("2/3      maybe ADD https://example.invalid/x.tgz /x/"),
+        "{out}"
+    );
+    assert!(out.contains("3/3      maybe RUN true"), "{out}");
+    assert!(
+        out.contains("may rebuild: ADD fetches a remote source (the cache depends on the downloaded content)"),
+        "{out}"
+    );
+    assert!(out.contains("no step will certainly rebuild"), "{out}");
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &["explain", ".", "--since", "../p.json", "--json"],
+    ));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["steps"][1]["verdict"], "may-miss");
+    assert!(v["first_miss"].is_null());
+    assert_eq!(v["first_may_miss"]["reason"]["kind"], "remote");
+}

@@ -132,6 +132,26 @@ fn render_writes_file_and_dockerignore_once() {
     assert!(common::stdout(&o).is_empty());
     let df = std::fs::read_to_string(dir.path().join("api/Dockerfile")).unwrap();
     assert!(df.contains("\nFROM local/py:1\n"));
+    // The header's re-render command keeps the override, so following it reproduces the file.
+    assert!(
+        df.lines()
+            .next()
+            .unwrap()
+            .contains("`ctxbuild render api --alpine --base-image local/py:1`"),
+        "{df}"
+    );
+    let again = common::ctxbuild(
+        dir.path(),
+        &["render", "api", "--alpine", "--base-image", "local/py:1"],
+    );
+    assert_eq!(common::stdout(&again), df);
+    // And `check` sees it as a fresh render, not a stale one.
+    let o = common::ctxbuild(dir.path(), &["check", "--json"]);
+    assert!(
+        !common::stdout(&o).contains("generated-stale"),
+        "{}",
+        common::stdout(&o)
+    );
     let ignore = std::fs::read_to_string(dir.path().join("api/.dockerignore")).unwrap();
     assert!(ignore.contains("**/__pycache__\n"));
     // An existing .dockerignore is never overwritten.

@@ -206,3 +206,66 @@ fn the_engine_builds_from_it() {
         common::stderr(&o)
     );
 }
+
+#[test]
+fn an_output_inside_the_context_is_left_out_and_runs_repeat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    tree(&ctx);
+    let outside = tmp.path().join("outside.tar");
+    run(
+        &ctx,
+        &["context", ".", "-o", outside.to_str().unwrap()],
+        None,
+    );
+    let expected = std::fs::read(&outside).unwrap();
+
+    // The README's example: the output lies inside the context, run twice.
+    run(&ctx, &["context", ".", "-o", "ctx.tar"], None);
+    let first = std::fs::read(ctx.join("ctx.tar")).unwrap();
+    let o = run(&ctx, &["context", ".", "-o", "ctx.tar"], None);
+    let second = std::fs::read(ctx.join("ctx.tar")).unwrap();
+    assert_eq!(first, second, "the second run differs");
+    assert_eq!(second, expected, "the output file was archived");
+    assert!(
+        common::stderr(&o).contains("leaving the output ctx.tar out of the tar"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert!(entries(&second).iter().all(|e| !e.path.contains("ctx.tar")));
+    // No temporary file is left behind.
+    let names: Vec<_> = std::fs::read_dir(&ctx)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("ctxbuild"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
+
+#[test]
+fn a_failed_run_creates_nothing_and_bad_levels_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    tree(&ctx);
+    let o = bin()
+        .current_dir(&ctx)
+        .args(["context", ".", "-o", "missing/ctx.tar"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(common::stderr(&o).contains("cannot create missing/ctx.tar"));
+    assert!(!ctx.join("missing").exists());
+
+    let o = bin()
+        .current_dir(&ctx)
+        .args(["context", ".", "-o", "x.tar", "--gzip=12"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        common::stderr(&o).contains("0..=9"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert!(!ctx.join("x.tar").exists());
+}

@@ -65,7 +65,11 @@ impl Builder {
             }
             Some(Node::Seq(items, _)) => items.push(node),
             Some(Node::Map(pairs, _)) => {
-                let slot = self.keys.last_mut().expect("a key slot per open map");
+                // Every open map pushes a key slot; a missing one means unbalanced events,
+                // which the YAML parser never emits, so dropping the value is safe.
+                let Some(slot) = self.keys.last_mut() else {
+                    return;
+                };
                 match slot.take() {
                     None => *slot = Some(node),
                     Some(k) => pairs.push((k, node)),
@@ -100,12 +104,16 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
-/// Parses the first YAML document; `Err` is the parser's message with its line.
-pub fn parse(text: &str) -> Result<Option<Node>, (String, u32)> {
+/// Parses the first YAML document; `Err` is the parser's message with the line (1-based) and
+/// column (1-based) of the scanner's marker.
+pub fn parse(text: &str) -> Result<Option<Node>, (String, u32, u32)> {
     let mut b = Builder::default();
     Parser::new_from_str(text)
         .load(&mut b, false)
-        .map_err(|e| (e.info().to_string(), e.marker().line() as u32))?;
+        .map_err(|e| {
+            let m = e.marker();
+            (e.info().to_string(), m.line() as u32, m.col() as u32 + 1)
+        })?;
     Ok(b.root)
 }
 
@@ -148,14 +156,14 @@ pub fn check_text(
     let root = match parse(text) {
         Ok(Some(r)) => r,
         Ok(None) => return Vec::new(),
-        Err((msg, line)) => {
+        Err((msg, line, col)) => {
             // The scanner reports end-of-input errors one line past the end.
             let line = line.clamp(1, text.lines().count().max(1) as u32);
             return vec![Finding::new(
                 "compose-unreadable",
                 display,
                 Some(line),
-                format!("not valid YAML: {msg}"),
+                format!("not valid YAML (column {col}): {msg}"),
                 "fix the YAML syntax (indentation, quotes, `:` after keys)",
             )];
         }
@@ -286,5 +294,18 @@ mod tests {
         );
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].rule, "compose-unreadable");
+    }
+
+    #[test]
+    fn bad_yaml_is_reported_at_the_scanner_line() {
+        // The bad escape on line 5 is the error, not the first or the last line.
+        let text =
+            "services:\n  api:\n    image: a\n  web:\n    image: \"b\\q\"\n  db:\n    image: c\n";
+        let f = check_text(text, "c.yaml", &|p| p.to_path_buf(), &|p| {
+            p.display().to_string()
+        });
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].location(), "c.yaml:5");
+        assert!(f[0].message.contains("column "), "{}", f[0].message);
     }
 }

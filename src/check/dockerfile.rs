@@ -10,10 +10,17 @@ pub fn check(cx: &ServiceCtx, d: &DockerfileText) -> Vec<Finding> {
         Ok(p) => p,
         Err(e) => {
             let line = error_line(&e);
+            // The parser's message starts with `file:line: `; the finding shows its location.
+            let text = e.to_string();
+            let prefix = match line {
+                Some(l) => format!("{}:{l}: ", d.display),
+                None => format!("{}: ", d.display),
+            };
+            let message = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
             return vec![cx.finding(
                 "dockerfile-invalid",
                 (d.display.clone(), line),
-                e.to_string(),
+                message,
                 "fix the syntax; `docker build` would reject this file too",
             )];
         }
@@ -355,6 +362,32 @@ mod tests {
             Some("30")
         );
         assert_eq!(option_value(&w, Some("-w"), "--workers"), None);
+    }
+
+    #[test]
+    fn invalid_dockerfile_names_its_location_once() {
+        let config = crate::service::config::Config::parse(
+            std::path::Path::new("ctxbuild.toml"),
+            "[services.api]\nkind = \"node\"\n",
+        )
+        .unwrap();
+        let cx = ServiceCtx {
+            config: &config,
+            service: &config.services[0],
+            context_dir: ".".into(),
+            dockerfile: None,
+            excluded: &|_, _| false,
+        };
+        let d = DockerfileText {
+            display: "rv/syn.df".into(),
+            text: "FROM x\nBOGUS y\n".into(),
+            rendered: false,
+        };
+        let f = check(&cx, &d);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].rule, "dockerfile-invalid");
+        assert_eq!(f[0].location(), "rv/syn.df:2");
+        assert_eq!(f[0].message, "unknown instruction: BOGUS");
     }
 
     fn parsed(text: &str) -> Dockerfile {

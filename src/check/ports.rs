@@ -4,7 +4,7 @@
 
 use super::dockerfile::{option_value, Parsed};
 use super::{Finding, ServiceCtx};
-use crate::dockerfile::Keyword;
+use crate::dockerfile::{shell, Keyword};
 
 pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
     let want = cx.service.deploy_port();
@@ -23,7 +23,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
         let text = cmd.text();
         for d in port_defaults(&text) {
             if d != want {
-                out.push(mismatch(format!("the command's `${{PORT:-{d}}}`"), d, line));
+                out.push(mismatch("the command's `$PORT`".to_string(), d, line));
             }
         }
         let words = cmd.program();
@@ -53,39 +53,61 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
         }
     }
 
-    for e in p.final_stage(Keyword::Expose) {
-        let ports: Vec<u16> = e
-            .words()
-            .iter()
-            .filter_map(|w| w.split('/').next().and_then(|n| n.parse().ok()))
-            .collect();
-        if !ports.is_empty() && !ports.contains(&want) {
-            out.push(mismatch("EXPOSE".into(), ports[0], e.line));
-        }
-    }
-    for e in p.final_stage(Keyword::Env) {
-        if let Ok(kv) = e.key_values(p.df.directives.escape) {
-            for (k, v) in kv {
-                if k == "PORT" {
-                    if let Some(n) = v.and_then(|v| v.parse::<u16>().ok()) {
-                        if n != want {
-                            out.push(mismatch("ENV PORT".into(), n, e.line));
+    // EXPOSE and ENV are expanded by the builder with the stage's ARG/ENV defaults, so
+    // `ARG PORT=8001` + `EXPOSE ${PORT}/tcp` exposes 8001: check what Docker would see.
+    let escape = p.df.directives.escape;
+    let mut env: Vec<(String, String)> = Vec::new();
+    let body =
+        p.df.stages()
+            .last()
+            .map(|s| s.body.clone())
+            .unwrap_or_default();
+    for e in &p.df.instructions[body] {
+        match e.keyword {
+            Keyword::Arg | Keyword::Env => {
+                let Ok(kv) = e.key_values(escape) else {
+                    continue;
+                };
+                for (k, v) in kv {
+                    let Some(v) = v else { continue };
+                    let v = shell::expand(&v, &env, escape).unwrap_or(v);
+                    if e.keyword == Keyword::Env && k == "PORT" {
+                        if let Ok(n) = v.parse::<u16>() {
+                            if n != want {
+                                out.push(mismatch("ENV PORT".into(), n, e.line));
+                            }
                         }
                     }
+                    env.push((k, v));
                 }
             }
+            Keyword::Expose => {
+                let words =
+                    shell::expand_words(&e.args, &env, escape).unwrap_or_else(|_| e.words());
+                let ports: Vec<u16> = words
+                    .iter()
+                    .filter_map(|w| w.split('/').next().and_then(|n| n.parse().ok()))
+                    .collect();
+                if !ports.is_empty() && !ports.contains(&want) {
+                    out.push(mismatch("EXPOSE".into(), ports[0], e.line));
+                }
+            }
+            _ => {}
         }
     }
     out
 }
 
-/// Every `N` in `${PORT:-N}` / `${PORT-N}` of a command.
+/// Every `N` in `${PORT:-N}`, `${PORT-N}`, `${PORT:=N}` or `${PORT=N}` of a command: each is
+/// the port the shell uses when `$PORT` is unset.
 pub fn port_defaults(text: &str) -> Vec<u16> {
     let mut out = Vec::new();
     let mut rest = text;
     while let Some(i) = rest.find("${PORT") {
         rest = &rest[i + 6..];
-        let r = rest.strip_prefix(":-").or_else(|| rest.strip_prefix('-'));
+        let r = [":-", ":=", "-", "="]
+            .iter()
+            .find_map(|op| rest.strip_prefix(op));
         if let Some(r) = r {
             let digits: String = r.chars().take_while(|c| c.is_ascii_digit()).collect();
             if r[digits.len()..].starts_with('}') {
@@ -108,6 +130,8 @@ mod tests {
             port_defaults("--bind 0.0.0.0:${PORT:-8001} x ${PORT-9} ${PORT}"),
             [8001, 9]
         );
+        assert_eq!(port_defaults("0.0.0.0:${PORT:=8001} ${PORT=7}"), [8001, 7]);
+        assert!(port_defaults("${PORTS:-1}").is_empty());
         assert!(port_defaults("$PORT").is_empty());
     }
 }

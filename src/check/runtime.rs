@@ -87,13 +87,22 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                                 ),
                             ));
                         } else if w.starts_with("uvicorn_worker.") {
-                            if let Some(false) = requirements_mention(cx, "uvicorn-worker") {
-                                out.push(cx.finding(
+                            match requirements_mention(cx, "uvicorn-worker") {
+                                Some(true) => {}
+                                Some(false) => out.push(cx.finding(
                                     "asgi-server",
                                     p.loc(cx, line, Some("requirements")),
                                     format!("`{w}` comes from the uvicorn-worker package, which {} does not list: gunicorn will fail to load the worker", requirements_name(cx)),
                                     format!("add `uvicorn-worker` to {}, or use `-k {WORKER_OLD}`", requirements_name(cx)),
-                                ));
+                                )),
+                                // Without the file the worker package cannot be verified: say so
+                                // rather than pass silently where a wrong file would fail.
+                                None => out.push(cx.finding(
+                                    "requirements-missing",
+                                    cx.config_loc("requirements"),
+                                    format!("service `{}`: the requirements file {} does not exist, so the uvicorn-worker package that `{w}` needs cannot be verified", cx.service.name, requirements_name(cx)),
+                                    format!("create {} with fastapi, gunicorn, uvicorn and uvicorn-worker, or set `requirements` to the right file", requirements_name(cx)),
+                                )),
                             }
                         }
                     }

@@ -1,7 +1,7 @@
 //! `ctxbuild check`: runs the lint and prints its report, as text or `--json` from the same data.
 
 use crate::cli::CheckArgs;
-use ctxbuild::check::{self, Severity};
+use ctxbuild::check::{self, Finding, Severity};
 use ctxbuild::diagnostics::diagnose;
 use ctxbuild::exit::ExitStatus;
 use ctxbuild::printer::Printer;
@@ -30,19 +30,9 @@ pub fn run(args: &CheckArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
         printer.json(&report)?;
     } else {
         for f in &report.findings {
-            let sev = match f.severity {
-                Severity::Error => printer.paint("error", console::Style::new().red().bold()),
-                Severity::Warning => {
-                    printer.paint("warning", console::Style::new().yellow().bold())
-                }
-            };
-            printer.line(&format!(
-                "{}: {sev}[{}] {}",
-                f.location(),
-                f.rule,
-                f.message
-            ))?;
-            printer.line(&format!("  fix: {}", f.fix))?;
+            for line in finding_text(f, printer).lines() {
+                printer.line(line)?;
+            }
         }
         let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
         printer.info(&format!(
@@ -58,4 +48,20 @@ pub fn run(args: &CheckArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     } else {
         ExitStatus::Success
     })
+}
+
+/// How a finding reads on the terminal: `file:line: error[rule] message`, then `  fix: …`.
+/// `ctxbuild image`'s check gate shows its findings the same way.
+pub fn finding_text(f: &Finding, printer: &Printer) -> String {
+    let sev = match f.severity {
+        Severity::Error => printer.paint("error", console::Style::new().red().bold()),
+        Severity::Warning => printer.paint("warning", console::Style::new().yellow().bold()),
+    };
+    format!(
+        "{}: {sev}[{}] {}\n  fix: {}",
+        f.location(),
+        f.rule,
+        f.message,
+        f.fix
+    )
 }

@@ -38,7 +38,7 @@ pub fn run(args: &CleanArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     let walk_threads = printer.config.threads;
     let remove_threads = args
         .remove_threads
-        .filter(|&n| n > 0)
+        .map(usize::from)
         .unwrap_or_else(|| default_remove_threads(walk_threads));
 
     let bars = (printer.config.progress == ProgressMode::Bars && !args.json).then(Bars::new);

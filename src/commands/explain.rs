@@ -1,12 +1,13 @@
 //! `ctxbuild explain --since FILE`: compare the current plan with one saved by
-//! `ctxbuild plan --save` and say, per step, hit or miss, and why the first miss misses.
+//! `ctxbuild plan --save` and say, per step, hit, miss or
+//! maybe (depends on content ctxbuild cannot see), and why the first miss misses.
 
 use super::plan::{compute, Request};
 use crate::cli::ExplainArgs;
 use anyhow::Context as _;
 use ctxbuild::diagnostics::ResultExt;
 use ctxbuild::exit::ExitStatus;
-use ctxbuild::key::{self, Plan};
+use ctxbuild::key::{self, Plan, Verdict};
 use ctxbuild::printer::Printer;
 
 pub fn run(args: &ExplainArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
@@ -22,6 +23,7 @@ pub fn run(args: &ExplainArgs, printer: &mut Printer) -> anyhow::Result<ExitStat
         build_args: &args.build_args,
         target: args.target.clone().or_else(|| old.target.clone()),
         stat_cache: true,
+        watch: Some(&args.since),
     };
     let (new, m) = compute(&req, printer)?;
     let old_m = old.manifest.clone().unwrap_or_default();
@@ -34,10 +36,11 @@ pub fn run(args: &ExplainArgs, printer: &mut Printer) -> anyhow::Result<ExitStat
         return Ok(ExitStatus::Success);
     }
     for s in &ex.steps {
-        let verdict = match (s.cacheable, s.hit) {
-            (false, _) => "-",
-            (true, true) => "hit",
-            (true, false) => "miss",
+        let verdict = match s.verdict {
+            Verdict::NotCached => "-",
+            Verdict::Hit => "hit",
+            Verdict::Miss => "miss",
+            Verdict::MayMiss => "maybe",
         };
         printer.line(&format!(
             "{:<8} {:<5} {}",
@@ -46,9 +49,13 @@ pub fn run(args: &ExplainArgs, printer: &mut Printer) -> anyhow::Result<ExitStat
             s.instruction
         ))?;
     }
-    match &ex.first_miss {
-        Some(m) => printer.line(&m.sentence)?,
-        None => printer.line("every step will use the cache")?,
+    if let Some(m) = &ex.first_may_miss {
+        printer.line(&m.sentence)?;
+    }
+    match (&ex.first_miss, &ex.first_may_miss) {
+        (Some(m), _) => printer.line(&m.sentence)?,
+        (None, Some(_)) => printer.line("no step will certainly rebuild")?,
+        (None, None) => printer.line("every step will use the cache")?,
     }
     Ok(ExitStatus::Success)
 }

@@ -29,8 +29,3 @@ pub fn dispatch(command: &Command, printer: &mut Printer) -> anyhow::Result<Exit
         Command::Completions(a) => completions::run(a, printer),
     }
 }
-
-/// The error a command returns until it is implemented.
-fn not_yet(name: &str) -> anyhow::Result<ExitStatus> {
-    anyhow::bail!("`ctxbuild {name}` is not implemented yet")
-}

@@ -19,6 +19,40 @@ pub(super) struct Request<'a> {
     pub build_args: &'a [String],
     pub target: Option<String>,
     pub stat_cache: bool,
+    /// A file ctxbuild writes or reads beside the plan (`--save`, `--since`): reported by
+    /// [`compute`] when it lies inside the context and `.dockerignore` does not exclude it.
+    pub watch: Option<&'a Path>,
+}
+
+/// `path` relative to the context `root` when it lies inside it (compared through its
+/// canonical parent directory, so `./x`, `sub/../x` and absolute spellings agree).
+pub(super) fn inside_context(root: &Path, path: &Path) -> Option<PathBuf> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = std::fs::canonicalize(parent).ok()?;
+    dir.join(path.file_name()?)
+        .strip_prefix(root)
+        .ok()
+        .map(Path::to_path_buf)
+}
+
+/// The warning for a plan file that Docker would send: it changes the context between `plan
+/// --save` and `explain --since`, so `COPY .` always looks changed.
+pub(super) fn warn_exposed(ctx: &Context, path: &Path, printer: &Printer) {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(rel) = inside_context(&ctx.root, path) {
+        if !ctx.matcher.is_excluded(rel.as_os_str().as_bytes()) {
+            printer.warn(&format!(
+                "{} lies inside the context and is not in .dockerignore: `COPY .` will see it \
+                 change\nhint: save the plan outside the context (e.g. --save ../plan.json) or \
+                 add `{}` to .dockerignore",
+                rel.display(),
+                rel.display()
+            ));
+        }
+    }
 }
 
 /// The stat-cache directory: `$CTXBUILD_CACHE_DIR/stat`, else the user cache dir.
@@ -65,34 +99,30 @@ pub(super) fn scan(dir: &Path, file: Option<&Path>, printer: &Printer) -> anyhow
     Ok(ctx)
 }
 
-/// Builds the manifest of a scanned context, through the stat cache unless disabled.
+/// Loads the stat cache of the context at `dir`, unless disabled.
+fn load_cache(root: &Path, stat_cache: bool) -> Option<StatCache> {
+    match (stat_cache, cache_dir()) {
+        (true, Some(dir)) => Some(StatCache::load(&dir, root)),
+        _ => None,
+    }
+}
+
+/// Builds the manifest of a scanned context on `pool`'s threads, through `cache` when given
+/// (loaded for `ctx.root`); the caller saves the cache.
 pub(super) fn manifest(
     ctx: &Context,
-    stat_cache: bool,
-    started_ns: i128,
+    cache: Option<&mut StatCache>,
+    pool: &rayon::ThreadPool,
     printer: &Printer,
 ) -> anyhow::Result<(Manifest, ManifestStats)> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(printer.config.threads)
-        .build()
-        .context("cannot start hashing threads")?;
-    let mut cache = match (stat_cache, cache_dir()) {
-        (true, Some(dir)) => Some(StatCache::load(&dir, &ctx.root)),
-        _ => None,
-    };
     if let Some(c) = &cache {
         if let key::statcache::LoadState::Rebuilt(why) = &c.state {
             printer.verbose(&format!("stat cache {} rebuilt: {why}", c.path().display()));
         }
     }
     let (m, stats) = pool
-        .install(|| key::manifest::build(&ctx.root, &ctx.entries, cache.as_mut()))
+        .install(|| key::manifest::build(&ctx.root, &ctx.entries, cache))
         .map_err(diagnose)?;
-    if let Some(c) = cache.as_mut() {
-        if let Err(e) = c.save(&ctx.entries, started_ns) {
-            printer.warn(&e.to_string());
-        }
-    }
     printer.verbose(&format!(
         "{} files: {} hashed ({} bytes), {} from the stat cache",
         stats.files, stats.hashed, stats.hashed_bytes, stats.cached
@@ -104,7 +134,24 @@ pub(super) fn manifest(
 pub(super) fn compute(req: &Request, printer: &Printer) -> anyhow::Result<(Plan, Manifest)> {
     let started = now_ns();
     let clock = std::time::Instant::now();
-    let ctx = scan(req.dir, req.file, printer)?;
+    // The stat cache loads (and verifies its checksum) while the walk runs.
+    let (ctx, cache) = std::thread::scope(|s| {
+        let loader = std::fs::canonicalize(req.dir)
+            .ok()
+            .map(|root| s.spawn(move || load_cache(&root, req.stat_cache)));
+        let ctx = scan(req.dir, req.file, printer);
+        let cache = loader.and_then(|h| h.join().ok()).flatten();
+        (ctx, cache)
+    });
+    let ctx = ctx?;
+    if let Some(w) = req.watch {
+        warn_exposed(&ctx, w, printer);
+    }
+    // A root that moved between the two resolutions gets the cache of the scanned one.
+    let mut cache = match (cache, cache_dir()) {
+        (Some(c), Some(dir)) if c.path() == StatCache::file_for(&dir, &ctx.root) => Some(c),
+        _ => load_cache(&ctx.root, req.stat_cache),
+    };
     printer.verbose(&format!(
         "scanned {} entries in {:.0?}",
         ctx.entries.len(),
@@ -125,19 +172,37 @@ pub(super) fn compute(req: &Request, printer: &Printer) -> anyhow::Result<(Plan,
         printer.warn(&format!("{df_name}:{}: {}", w.line, w.message));
     }
     let clock = std::time::Instant::now();
-    let (m, _) = manifest(&ctx, req.stat_cache, started, printer)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(printer.config.threads)
+        .build()
+        .context("cannot start hashing threads")?;
+    let (m, _) = manifest(&ctx, cache.as_mut(), &pool, printer)?;
     printer.verbose(&format!("keyed the context in {:.0?}", clock.elapsed()));
     let clock = std::time::Instant::now();
     let opts = PlanOptions {
         build_args: parse_build_args(req.build_args),
         target: req.target.clone(),
     };
-    let plan = key::plan(&df, &m, &opts).map_err(diagnose)?;
+    // The stat cache is saved (usually: found unchanged) while the plan is computed.
+    let (saved, plan) = pool.install(|| {
+        rayon::join(
+            || cache.as_mut().map(|c| c.save(&ctx.entries, started)),
+            || key::plan(&df, &m, &opts),
+        )
+    });
+    if let Some(Err(e)) = saved {
+        printer.warn(&e.to_string());
+    }
+    let plan = plan.map_err(diagnose)?;
     printer.verbose(&format!(
         "planned {} steps in {:.0?}",
         plan.steps.len(),
         clock.elapsed()
     ));
+    // The process ends soon after: freeing the tens of thousands of paths of the context and
+    // the cache one by one would only delay the exit.
+    std::mem::forget(ctx);
+    std::mem::forget(cache);
     Ok((plan, m))
 }
 
@@ -148,11 +213,14 @@ pub fn run(args: &PlanArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus>
         build_args: &args.build_args,
         target: args.target.clone(),
         stat_cache: !args.no_stat_cache,
+        watch: args.save.as_deref(),
     };
     let (plan, m) = compute(&req, printer)?;
+    // Not freed entry by entry at exit (see `compute`) unless it is saved.
+    let m = std::mem::ManuallyDrop::new(m);
     if let Some(save) = &args.save {
         let mut saved = plan.clone();
-        saved.manifest = Some(m);
+        saved.manifest = Some(std::mem::ManuallyDrop::into_inner(m));
         let text = serde_json::to_vec(&saved).context("cannot encode the plan")?;
         std::fs::write(save, text).with_context(|| format!("cannot write {}", save.display()))?;
         printer.info(&format!("saved the plan to {}", save.display()));

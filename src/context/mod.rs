@@ -368,7 +368,6 @@ pub fn scan_with(opts: &ContextOptions, detail: Detail) -> Result<Context, Conte
     let walked = walk::walk(&root, walk_matcher, opts.threads, detail);
     let mut entries = walked.entries;
     let mut issues = walked.issues;
-    entries.sort_unstable_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
 
     // The daemon's RemoveAll of the excluded Dockerfile / .dockerignore.
     let mut hidden: Vec<Entry> = Vec::new();

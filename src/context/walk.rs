@@ -1,33 +1,31 @@
 //! The parallel walk of a context directory with Docker's tar-walk exclusion rules.
 //!
-//! `ignore::WalkParallel` with every gitignore/hidden filter off and symlinks never followed.
-//! Exclusion is decided by name in `filter_entry` before any metadata is read, so excluded
-//! files cost nothing and excluded directories are never opened unless an exception could
-//! re-include something below them (Docker's `must_descend` rule). Docker evaluates children
-//! with their parent directory's match results; those results are kept in a shared map, only
-//! for directories where some pattern matched (none at all for a `.dockerignore` without
-//! exceptions).
+//! One job per directory on a small rayon pool (symlinks never followed). A job lists its
+//! directory once, decides every child by name before reading any metadata (so excluded files
+//! cost nothing and excluded directories are never opened unless an exception could re-include
+//! something below them: Docker's `must_descend` rule), then `lstat`s the kept children
+//! relative to the open directory (`statx(dirfd, name)` through `DirEntry::metadata`), which
+//! spares the kernel a full path lookup per entry. Docker evaluates children with their parent
+//! directory's match results; a job hands its results straight to its subdirectory jobs.
 //!
-//! Workers lstat the kept entries and send them in batches to the one receiving thread; they
-//! never print. Unreadable entries become [`ScanIssue`]s and the walk goes on. This module
-//! decides nothing about the Dockerfile; `scan` in `mod.rs` does.
+//! Each job appends its results, as data, to the shared output once it has listed its
+//! directory (one short lock per directory: a channel to a receiving thread cost a wake-up and
+//! a context switch per message on two cores); jobs never print. Unreadable entries become [`ScanIssue`]s and the walk goes on. As with Docker's
+//! walk, a directory that cannot be listed is reported and left out itself. This module decides
+//! nothing about the Dockerfile; `scan` in `mod.rs` does.
 
 use super::dockerignore::{MatchInfo, Matcher};
 use super::entry::{Entry, EntryKind, StatInfo};
 use super::{IssueKind, ScanIssue};
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::ffi::OsString;
+use rayon::slice::ParallelSliceMut;
+use std::ffi::{OsStr, OsString};
+use std::fs::{FileType, Metadata};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Mutex;
 
-/// Entries sent per channel message: large enough to make the channel cost vanish.
-const BATCH: usize = 2048;
-
-/// What the walk found, unsorted.
+/// What the walk found: `entries` sorted by path bytes, the rest unsorted.
 #[derive(Debug, Default)]
 pub(crate) struct WalkOutput {
     /// Every entry Docker's tar walk would add (the root itself excluded).
@@ -39,89 +37,7 @@ pub(crate) struct WalkOutput {
     pub issues: Vec<ScanIssue>,
 }
 
-/// Match results of a directory, for its children.
-struct DirState {
-    info: MatchInfo,
-    /// Excluded itself, entered only for exceptions.
-    excluded: bool,
-}
-
-struct Shared {
-    matcher: Matcher,
-    /// Byte length of the root path plus its separator: strip it to get the relative path.
-    prefix_len: usize,
-    dirs: RwLock<HashMap<Box<[u8]>, DirState>>,
-    any_dirs: AtomicBool,
-}
-
-thread_local! {
-    static SCRATCH: RefCell<MatchInfo> = RefCell::new(MatchInfo::default());
-}
-
-impl Shared {
-    fn rel<'p>(&self, path: &'p Path) -> &'p [u8] {
-        let b = path.as_os_str().as_bytes();
-        b.get(self.prefix_len..).unwrap_or_default()
-    }
-
-    /// Whether the walk keeps this child (called before its metadata is read).
-    fn keep(&self, path: &Path, is_dir: bool) -> bool {
-        let rel = self.rel(path);
-        let (skip, matched_any) = self.evaluate(rel);
-        if skip && !(is_dir && self.matcher.must_descend(rel)) {
-            return false;
-        }
-        if is_dir && matched_any {
-            let info = SCRATCH.with(|cell| std::mem::take(&mut *cell.borrow_mut()));
-            self.any_dirs.store(true, Ordering::Release);
-            let mut map = self.dirs.write().unwrap_or_else(|e| e.into_inner());
-            map.insert(
-                rel.into(),
-                DirState {
-                    info,
-                    excluded: skip,
-                },
-            );
-        }
-        true
-    }
-
-    /// Docker's decision for `rel` given its parent's results, left in this thread's scratch
-    /// [`MatchInfo`]. Returns (excluded, some pattern matched).
-    fn evaluate(&self, rel: &[u8]) -> (bool, bool) {
-        let zero = MatchInfo::default();
-        let parent = rel.iter().rposition(|&b| b == b'/').map(|i| &rel[..i]);
-        // The read guard must be gone before `keep` may take the write lock.
-        let guard = match parent {
-            Some(_) if self.any_dirs.load(Ordering::Acquire) => {
-                Some(self.dirs.read().unwrap_or_else(|e| e.into_inner()))
-            }
-            _ => None,
-        };
-        let parent_info = match (parent, &guard) {
-            (None, _) => None,
-            (Some(p), Some(map)) => Some(map.get(p).map_or(&zero, |s| &s.info)),
-            (Some(_), None) => Some(&zero),
-        };
-        SCRATCH.with(|cell| {
-            let mut info = cell.borrow_mut();
-            let skip = self
-                .matcher
-                .matches_with_parent(rel, parent_info, &mut info);
-            (skip, !info.is_zero())
-        })
-    }
-
-    fn is_excluded_dir(&self, rel: &[u8]) -> bool {
-        if !self.any_dirs.load(Ordering::Acquire) {
-            return false;
-        }
-        let map = self.dirs.read().unwrap_or_else(|e| e.into_inner());
-        map.get(rel).is_some_and(|s| s.excluded)
-    }
-}
-
-/// A batch of results from one worker.
+/// The results of one directory job.
 #[derive(Default)]
 struct Batch {
     entries: Vec<Entry>,
@@ -129,66 +45,220 @@ struct Batch {
     issues: Vec<ScanIssue>,
 }
 
-impl Batch {
-    fn len(&self) -> usize {
-        self.entries.len() + self.entered_excluded.len() + self.issues.len()
-    }
-}
-
-struct Visitor {
-    shared: Arc<Shared>,
+/// What every job shares.
+struct Walk<'a> {
+    matcher: &'a Matcher,
+    /// Byte length of the root path plus its separator: strip it to get the relative path.
+    prefix_len: usize,
     detail: super::Detail,
-    tx: crossbeam_channel::Sender<Batch>,
-    batch: Batch,
+    out: Mutex<WalkOutput>,
 }
 
-impl Visitor {
-    fn flush(&mut self) {
-        if self.batch.len() > 0 {
-            // The receiver outlives every worker; a failed send cannot happen.
-            let _ = self.tx.send(std::mem::take(&mut self.batch));
-        }
+/// A directory to list.
+struct DirJob {
+    /// Absolute path.
+    abs: Vec<u8>,
+    /// Its own entry (not yet sent: a directory that cannot be listed is left out, as Docker's
+    /// walk leaves it out), or the issue met when stat'ing it; `None` for the root.
+    own: Option<Result<Entry, (IssueKind, String)>>,
+    /// Excluded itself, entered only for exceptions.
+    excluded: bool,
+    /// Match results its children inherit: `None` under the root (Docker then tests every
+    /// ancestor), all-zero when no pattern matched the directory.
+    info: Option<MatchInfo>,
+}
+
+impl Walk<'_> {
+    fn rel<'p>(&self, abs: &'p [u8]) -> &'p [u8] {
+        abs.get(self.prefix_len..).unwrap_or_default()
     }
 
-    fn issue(&mut self, path: &Path, kind: IssueKind, message: String) {
-        let rel = self.shared.rel(path);
+    fn issue(&self, batch: &mut Batch, abs: &[u8], kind: IssueKind, message: String) {
+        let rel = self.rel(abs);
         let path = if rel.is_empty() {
             PathBuf::from(".")
         } else {
-            PathBuf::from(OsString::from_vec(rel.to_vec()))
+            PathBuf::from(OsStr::from_bytes(rel))
         };
-        self.batch.issues.push(ScanIssue {
+        batch.issues.push(ScanIssue {
             path,
             kind,
             message,
         });
     }
 
-    fn entry(&mut self, dent: ignore::DirEntry) {
-        if dent.depth() == 0 {
+    /// Lists one directory, keeps and stats its children, queues its subdirectories.
+    fn run<'s>(&'s self, scope: &rayon::Scope<'s>, job: DirJob) {
+        let mut batch = Batch::default();
+        let listing = std::fs::read_dir(OsStr::from_bytes(&job.abs));
+        match (listing, job.own) {
+            (Err(e), _) => {
+                self.issue(
+                    &mut batch,
+                    &job.abs,
+                    IssueKind::Unreadable,
+                    format!("cannot read: {e}"),
+                );
+                self.send(batch);
+            }
+            (Ok(listing), own) => {
+                match own {
+                    Some(Ok(entry)) if job.excluded => batch.entered_excluded.push(entry),
+                    Some(Ok(entry)) => batch.entries.push(entry),
+                    Some(Err((kind, message))) => {
+                        self.issue(&mut batch, &job.abs, kind, message);
+                    }
+                    None => {}
+                }
+                self.list(scope, &job.abs, job.info.as_ref(), listing, &mut batch);
+                self.send(batch);
+            }
+        }
+    }
+
+    fn send(&self, batch: Batch) {
+        if batch.entries.is_empty() && batch.entered_excluded.is_empty() && batch.issues.is_empty()
+        {
             return;
         }
-        let is_dir = dent.file_type().is_some_and(|t| t.is_dir());
-        let names_only = self.detail == super::Detail::NamesOnly;
-        // Without metadata the type comes from the directory listing (d_type), as in fd.
-        let listed_type = dent.file_type();
-        let abs = dent.into_path();
-        let excluded = is_dir && self.shared.is_excluded_dir(self.shared.rel(&abs));
-        let meta = if names_only {
-            None
-        } else {
-            match std::fs::symlink_metadata(&abs) {
-                Ok(m) => Some(m),
+        // A job that panicked while holding the lock left whole batches behind: keep going.
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        out.entries.extend(batch.entries);
+        out.entered_excluded.extend(batch.entered_excluded);
+        out.issues.extend(batch.issues);
+    }
+
+    fn list<'s>(
+        &'s self,
+        scope: &rayon::Scope<'s>,
+        dir: &[u8],
+        parent: Option<&MatchInfo>,
+        listing: std::fs::ReadDir,
+        batch: &mut Batch,
+    ) {
+        // One buffer for the children's absolute paths: `dir/` then each name in turn.
+        let mut abs = Vec::with_capacity(dir.len() + 64);
+        abs.extend_from_slice(dir);
+        if !abs.ends_with(b"/") {
+            abs.push(b'/');
+        }
+        let base = abs.len();
+        let mut info = MatchInfo::default();
+        for dent in listing {
+            let dent = match dent {
+                Ok(d) => d,
                 Err(e) => {
-                    self.issue(&abs, IssueKind::Unreadable, format!("cannot stat: {e}"));
-                    return;
+                    self.issue(
+                        batch,
+                        dir,
+                        IssueKind::Unreadable,
+                        format!("cannot read: {e}"),
+                    );
+                    continue;
                 }
+            };
+            abs.truncate(base);
+            abs.extend_from_slice(dent.file_name().as_bytes());
+            // The type from the directory listing (d_type), as in fd.
+            let listed = match dent.file_type() {
+                Ok(t) => t,
+                Err(e) => {
+                    self.issue(
+                        batch,
+                        &abs,
+                        IssueKind::Unreadable,
+                        format!("cannot read: {e}"),
+                    );
+                    continue;
+                }
+            };
+            let is_dir = listed.is_dir();
+            let rel = &abs[self.prefix_len.min(abs.len())..];
+            // Docker's decision, by name only.
+            let (skip, matched_any) = if self.matcher.is_empty() {
+                (false, false)
+            } else {
+                let skip = self.matcher.matches_with_parent(rel, parent, &mut info);
+                (skip, !info.is_zero())
+            };
+            if skip && !(is_dir && self.matcher.must_descend(rel)) {
+                continue;
             }
+            let meta = match self.detail {
+                super::Detail::NamesOnly => None,
+                super::Detail::Full => match dent.metadata() {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        let message = format!("cannot stat: {e}");
+                        if is_dir {
+                            // Docker's walk lists it first: only then is the stat reported.
+                            self.spawn(
+                                scope,
+                                &abs,
+                                Err((IssueKind::Unreadable, message)),
+                                skip,
+                                matched_any,
+                                &info,
+                            );
+                        } else {
+                            self.issue(batch, &abs, IssueKind::Unreadable, message);
+                        }
+                        continue;
+                    }
+                },
+            };
+            let entry = match self.entry(&abs, listed, meta.as_ref()) {
+                Ok(e) => e,
+                Err((kind, message)) => {
+                    if is_dir {
+                        self.spawn(scope, &abs, Err((kind, message)), skip, matched_any, &info);
+                    } else {
+                        self.issue(batch, &abs, kind, message);
+                    }
+                    continue;
+                }
+            };
+            if is_dir {
+                self.spawn(scope, &abs, Ok(entry), skip, matched_any, &info);
+            } else {
+                // Only directories can be excluded yet kept (entered for exceptions).
+                batch.entries.push(entry);
+            }
+        }
+    }
+
+    /// Queues a subdirectory job.
+    #[allow(clippy::too_many_arguments)]
+    fn spawn<'s>(
+        &'s self,
+        scope: &rayon::Scope<'s>,
+        abs: &[u8],
+        own: Result<Entry, (IssueKind, String)>,
+        skip: bool,
+        matched_any: bool,
+        info: &MatchInfo,
+    ) {
+        let job = DirJob {
+            abs: abs.to_vec(),
+            own: Some(own),
+            excluded: skip && matched_any,
+            info: Some(if matched_any {
+                info.clone()
+            } else {
+                MatchInfo::default()
+            }),
         };
-        let Some(ft) = meta.as_ref().map(|m| m.file_type()).or(listed_type) else {
-            self.issue(&abs, IssueKind::Unreadable, "unknown file type".into());
-            return;
-        };
+        scope.spawn(move |s| self.run(s, job));
+    }
+
+    /// The entry for `abs`, from its listed type and (with [`super::Detail::Full`]) its lstat.
+    fn entry(
+        &self,
+        abs: &[u8],
+        listed: FileType,
+        meta: Option<&Metadata>,
+    ) -> Result<Entry, (IssueKind, String)> {
+        let ft = meta.map_or(listed, Metadata::file_type);
         let kind = if ft.is_symlink() {
             EntryKind::Symlink
         } else if ft.is_dir() {
@@ -203,114 +273,44 @@ impl Visitor {
             } else {
                 "a device file"
             };
-            self.issue(
-                &abs,
+            return Err((
                 IssueKind::Special,
                 format!("{what}: ctxbuild leaves it out (Docker sends pipes and devices, skips sockets)"),
-            );
-            return;
+            ));
         };
+        let path = Path::new(OsStr::from_bytes(abs));
         let link_target = if kind == EntryKind::Symlink {
-            match std::fs::read_link(&abs) {
+            match std::fs::read_link(path) {
                 Ok(t) => Some(t),
-                Err(e) => {
-                    self.issue(
-                        &abs,
-                        IssueKind::Unreadable,
-                        format!("cannot read link: {e}"),
-                    );
-                    return;
-                }
+                Err(e) => return Err((IssueKind::Unreadable, format!("cannot read link: {e}"))),
             }
         } else {
             None
         };
         // Docker's CLI opens every file it will send and fails the build when it cannot.
         // Only files not readable by everyone are worth the extra open.
-        let mode = meta.as_ref().map_or(0, |m| m.mode());
-        if kind == EntryKind::File && !names_only && mode & 0o444 != 0o444 {
-            if let Err(e) = std::fs::File::open(&abs) {
-                self.issue(
-                    &abs,
+        let mode = meta.map_or(0, |m| m.mode());
+        if kind == EntryKind::File && meta.is_some() && mode & 0o444 != 0o444 {
+            if let Err(e) = std::fs::File::open(path) {
+                return Err((
                     IssueKind::Unreadable,
                     format!("cannot read: {e} (docker build fails: no permission to read)"),
-                );
+                ));
             }
         }
-        let mut bytes = abs.into_os_string().into_vec();
-        bytes.drain(..self.shared.prefix_len.min(bytes.len()));
-        let entry = Entry {
-            path: PathBuf::from(OsString::from_vec(bytes)),
+        Ok(Entry {
+            path: PathBuf::from(OsString::from_vec(self.rel(abs).to_vec())),
             kind,
             mode: mode & 0o7777,
-            size: meta.as_ref().map_or(0, |m| m.len()),
+            size: meta.map_or(0, |m| m.len()),
             link_target,
-            stat: meta.as_ref().map_or_else(StatInfo::default, |m| StatInfo {
+            stat: meta.map_or_else(StatInfo::default, |m| StatInfo {
                 dev: m.dev(),
                 ino: m.ino(),
                 mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
                 ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
             }),
-        };
-        if excluded {
-            self.batch.entered_excluded.push(entry);
-        } else {
-            self.batch.entries.push(entry);
-        }
-        if self.batch.len() >= BATCH {
-            self.flush();
-        }
-    }
-}
-
-impl ignore::ParallelVisitor for Visitor {
-    fn visit(&mut self, entry: Result<ignore::DirEntry, ignore::Error>) -> ignore::WalkState {
-        match entry {
-            Ok(dent) => self.entry(dent),
-            Err(err) => {
-                let path = error_path(&err).map(Path::to_path_buf);
-                let message = match err.io_error() {
-                    Some(io) => format!("cannot read: {io}"),
-                    None => err.to_string(),
-                };
-                let path = path.unwrap_or_default();
-                self.issue(&path, IssueKind::Unreadable, message);
-            }
-        }
-        ignore::WalkState::Continue
-    }
-}
-
-impl Drop for Visitor {
-    fn drop(&mut self) {
-        self.flush();
-    }
-}
-
-struct Builder {
-    shared: Arc<Shared>,
-    detail: super::Detail,
-    tx: crossbeam_channel::Sender<Batch>,
-}
-
-impl<'s> ignore::ParallelVisitorBuilder<'s> for Builder {
-    fn build(&mut self) -> Box<dyn ignore::ParallelVisitor + 's> {
-        Box::new(Visitor {
-            shared: Arc::clone(&self.shared),
-            detail: self.detail,
-            tx: self.tx.clone(),
-            batch: Batch::default(),
         })
-    }
-}
-
-fn error_path(err: &ignore::Error) -> Option<&Path> {
-    match err {
-        ignore::Error::WithPath { path, .. } => Some(path),
-        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
-            error_path(err)
-        }
-        _ => None,
     }
 }
 
@@ -321,50 +321,35 @@ pub(crate) fn walk(
     threads: usize,
     detail: super::Detail,
 ) -> WalkOutput {
-    let prefix_len =
-        root.as_os_str().len() + usize::from(!root.as_os_str().as_bytes().ends_with(b"/"));
-    let shared = Arc::new(Shared {
-        matcher,
+    let root_b = root.as_os_str().as_bytes();
+    let prefix_len = root_b.len() + usize::from(!root_b.ends_with(b"/"));
+    let walk = Walk {
+        matcher: &matcher,
         prefix_len,
-        dirs: RwLock::new(HashMap::new()),
-        any_dirs: AtomicBool::new(false),
-    });
-    let mut wb = ignore::WalkBuilder::new(root);
-    wb.standard_filters(false)
-        .hidden(false)
-        .parents(false)
-        .ignore(false)
-        .git_ignore(false)
-        .git_global(false)
-        .git_exclude(false)
-        .require_git(false)
-        .follow_links(false)
-        .threads(threads.max(1));
-    if !shared.matcher.is_empty() {
-        let filter = Arc::clone(&shared);
-        wb.filter_entry(move |dent| {
-            let is_dir = dent.file_type().is_some_and(|t| t.is_dir());
-            filter.keep(dent.path(), is_dir)
-        });
+        detail,
+        out: Mutex::new(WalkOutput::default()),
+    };
+    let root_job = DirJob {
+        abs: root_b.to_vec(),
+        own: None,
+        excluded: false,
+        info: None,
+    };
+    let run = || {
+        rayon::scope(|scope| walk.run(scope, root_job));
+        let mut out = walk.out.into_inner().unwrap_or_else(|e| e.into_inner());
+        // Sorting is the one serial-looking step left; the same threads share it.
+        out.entries
+            .par_sort_unstable_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
+        out
+    };
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(|i| format!("ctxbuild-walk-{i}"))
+        .build()
+    {
+        Ok(pool) => pool.install(run),
+        // No threads to be had: the global pool still walks.
+        Err(_) => run(),
     }
-    let walker = wb.build_parallel();
-    let (tx, rx) = crossbeam_channel::bounded::<Batch>(64);
-    let mut out = WalkOutput::default();
-    std::thread::scope(|s| {
-        let builder_shared = Arc::clone(&shared);
-        s.spawn(move || {
-            let mut builder = Builder {
-                shared: builder_shared,
-                detail,
-                tx,
-            };
-            walker.visit(&mut builder);
-        });
-        for batch in rx {
-            out.entries.extend(batch.entries);
-            out.entered_excluded.extend(batch.entered_excluded);
-            out.issues.extend(batch.issues);
-        }
-    });
-    out
 }

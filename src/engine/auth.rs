@@ -11,6 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// Runs a credential helper: (helper name, server) → credentials.
+type HelperFn<'a> = dyn Fn(&str, &str) -> Result<Option<Credentials>, EngineError> + 'a;
+
 /// Docker Hub's key in `auths` and for credential helpers.
 pub const DOCKER_HUB: &str = "https://index.docker.io/v1/";
 
@@ -120,7 +123,7 @@ impl DockerConfig {
     fn credentials_with(
         &self,
         image: &str,
-        helper: &dyn Fn(&str, &str) -> Result<Option<Credentials>, EngineError>,
+        helper: &HelperFn<'_>,
     ) -> Result<Option<Credentials>, EngineError> {
         let registry = registry_of(image);
         let server = if registry == "docker.io" {

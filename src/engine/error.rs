@@ -153,6 +153,14 @@ fn build_failed_message(
     s
 }
 
+/// Whether a step is a `FROM`: its failure (without an exit code) means the image was not found.
+fn is_from(step: &StepRef) -> bool {
+    step.instruction
+        .split_whitespace()
+        .next()
+        .is_some_and(|k| k.eq_ignore_ascii_case("from"))
+}
+
 impl Diagnose for EngineError {
     fn hint(&self) -> Option<String> {
         match self {
@@ -175,6 +183,14 @@ impl Diagnose for EngineError {
             EngineError::BuildRejected { .. } => Some(
                 "fix the Dockerfile; `ctxbuild check` lints it before a build".into(),
             ),
+            EngineError::BuildFailed {
+                step: Some(step),
+                code: None,
+                ..
+            } if is_from(step) => Some(format!(
+                "the base image of `{}` is neither local nor pullable from here: build it locally, or pass one the engine has with `--base-image IMAGE` (`scripts/base-images.sh` makes ctxbuild-test/python:3-bookworm offline)",
+                step.instruction
+            )),
             EngineError::BuildFailed { code: Some(_), .. } => Some(
                 "rerun with --progress plain to see the whole output of the failing step".into(),
             ),
@@ -259,6 +275,33 @@ pub(crate) fn connect_problem(err: &(dyn std::error::Error + 'static)) -> Option
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unpullable_base_image_hints_at_base_image_flag() {
+        let e = EngineError::BuildFailed {
+            step: Some(StepRef {
+                number: 1,
+                total: 11,
+                instruction: "FROM python:3.12-alpine".into(),
+            }),
+            message: "Get \"https://registry-1.docker.io/v2/\": no such host".into(),
+            code: None,
+            tail: vec![],
+        };
+        let hint = e.hint().unwrap_or_default();
+        assert!(hint.contains("--base-image"), "{hint}");
+        let run = EngineError::BuildFailed {
+            step: Some(StepRef {
+                number: 2,
+                total: 11,
+                instruction: "RUN false".into(),
+            }),
+            message: "returned a non-zero code: 1".into(),
+            code: Some(1),
+            tail: vec![],
+        };
+        assert!(!run.hint().unwrap_or_default().contains("--base-image"));
+    }
+
     use super::*;
 
     #[test]

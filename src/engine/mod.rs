@@ -17,6 +17,7 @@ pub mod events;
 pub mod host;
 pub mod inject;
 mod push;
+pub mod reference;
 pub mod steps;
 pub mod upload;
 
@@ -38,7 +39,6 @@ pub struct Engine {
     docker: Docker,
     config: EngineConfig,
     api_version: String,
-    server_version: String,
     cancel: CancellationToken,
 }
 
@@ -114,14 +114,10 @@ impl Engine {
                 )),
             }
         })?;
-        let v = rt
-            .block_on(docker.version())
-            .map_err(|e| classify_connect(config, e))?;
         let client = docker.client_version();
         Ok(Engine {
             rt,
             api_version: format!("{}.{}", client.major_version, client.minor_version),
-            server_version: v.version.unwrap_or_default(),
             docker,
             config: config.clone(),
             cancel: CancellationToken::new(),
@@ -136,11 +132,6 @@ impl Engine {
     /// The negotiated API version, e.g. "1.41".
     pub fn api_version(&self) -> &str {
         &self.api_version
-    }
-
-    /// The engine's own version, e.g. "20.10.24+dfsg1".
-    pub fn server_version(&self) -> &str {
-        &self.server_version
     }
 
     /// A handle that cancels this engine's operations from anywhere.

@@ -10,6 +10,21 @@ use super::plan::{select, Plan, PlanStep};
 use crate::context::EntryKind;
 use crate::pollution;
 
+/// What Docker will do with one step, as far as ctxbuild can know offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// Docker never consults its cache for this step (`FROM`, meta `ARG`).
+    NotCached,
+    /// "Using cache".
+    Hit,
+    /// Will rebuild.
+    Miss,
+    /// Depends on content ctxbuild cannot see: what `ADD <url>` downloads, what a stage's `RUN`
+    /// steps produced for `COPY --from`, or a step after such a one.
+    MayMiss,
+}
+
 /// Hit or miss of one step.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StepVerdict {
@@ -18,8 +33,10 @@ pub struct StepVerdict {
     pub instruction: String,
     /// `false` for steps Docker never caches (`FROM`, meta `ARG`).
     pub cacheable: bool,
-    /// The step's key was in the saved plan: Docker would print "Using cache".
+    /// The step's key was in the saved plan.
     pub hit: bool,
+    /// The prediction: a known key is a hit only when nothing unseen feeds the step.
+    pub verdict: Verdict,
 }
 
 /// One changed mode.
@@ -82,8 +99,11 @@ pub enum MissReason {
     },
     /// The base (`FROM`) of the stage changed.
     Base { before: String },
-    /// `COPY --from` a stage that rebuilds.
+    /// `COPY --from` a stage that rebuilds (a "may rebuild": Docker hits when the copied files
+    /// come out identical).
     SourceStage { stage: String },
+    /// `ADD <url>`: the cache depends on the downloaded content.
+    Remote,
     /// A variable or earlier state changed (e.g. an `ARG` value used in an expansion).
     Other,
 }
@@ -105,33 +125,108 @@ pub struct Miss {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Explanation {
     pub steps: Vec<StepVerdict>,
+    /// The first step that will certainly rebuild.
     pub first_miss: Option<Miss>,
+    /// The first step that may rebuild ([`Verdict::MayMiss`]), when it comes before the first
+    /// definite miss.
+    pub first_may_miss: Option<Miss>,
+}
+
+/// How far a stage's steps are known to hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chain {
+    /// Every step so far hits.
+    Clean,
+    /// A step may have rebuilt: later steps with a changed key but unchanged inputs may too.
+    Uncertain,
+    /// A step rebuilt: every later step of the stage rebuilds.
+    Missed,
+}
+
+/// `FROM [--flags] image [AS name]` → (image, name), lower-cased.
+fn from_parts(instruction: &str) -> Option<(String, Option<String>)> {
+    let mut words = instruction.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("from") {
+        return None;
+    }
+    let mut rest = words.filter(|w| !w.starts_with("--"));
+    let image = rest.next()?.to_ascii_lowercase();
+    let name = match (rest.next(), rest.next()) {
+        (Some(kw), Some(n)) if kw.eq_ignore_ascii_case("as") => Some(n.to_ascii_lowercase()),
+        _ => None,
+    };
+    Some((image, name))
 }
 
 /// Compares the current plan with one saved earlier. The manifests are those the plans were
 /// computed from (`old.manifest` for a saved plan); without them file lists stay empty.
 pub fn explain(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest) -> Explanation {
     let known: std::collections::HashSet<&str> = old.steps.iter().map(|s| s.key.as_str()).collect();
-    let steps: Vec<StepVerdict> = new
-        .steps
-        .iter()
-        .map(|s| StepVerdict {
+    // Per stage (by name when it has one): how its chain stands after its last step.
+    let mut stages: Vec<(Option<String>, Chain)> = Vec::new();
+    let mut steps = Vec::with_capacity(new.steps.len());
+    let mut reasons: Vec<Option<MissReason>> = Vec::with_capacity(new.steps.len());
+    for (i, s) in new.steps.iter().enumerate() {
+        let hit = known.contains(s.key.as_str());
+        let mut why = None;
+        let verdict = if !s.cacheable {
+            if let Some((image, name)) = from_parts(&s.instruction) {
+                let parent = stages
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n.as_deref() == Some(image.as_str()))
+                    .map(|(_, c)| *c);
+                stages.push((name, parent.unwrap_or(Chain::Clean)));
+            }
+            Verdict::NotCached
+        } else {
+            let chain = stages.last().map(|(_, c)| *c).unwrap_or(Chain::Clean);
+            let (verdict, next) = match (chain, hit) {
+                (Chain::Missed, _) => (Verdict::Miss, Chain::Missed),
+                (_, true) if s.remote => {
+                    why = Some(MissReason::Remote);
+                    (Verdict::MayMiss, Chain::Uncertain)
+                }
+                // After a step that may rebuild, a known key only promises a hit if it did not.
+                (Chain::Uncertain, true) => (Verdict::MayMiss, Chain::Uncertain),
+                (c, true) => (Verdict::Hit, c),
+                (c, false) => {
+                    let r = reason(old, old_m, new, new_m, i);
+                    let inherited = matches!(r, MissReason::Other | MissReason::Base { .. });
+                    let v = match &r {
+                        MissReason::SourceStage { .. } => Verdict::MayMiss,
+                        _ if c == Chain::Uncertain && inherited => Verdict::MayMiss,
+                        _ => Verdict::Miss,
+                    };
+                    why = Some(r);
+                    match v {
+                        Verdict::Miss => (v, Chain::Missed),
+                        _ => (v, Chain::Uncertain),
+                    }
+                }
+            };
+            if let Some(last) = stages.last_mut() {
+                last.1 = next;
+            }
+            verdict
+        };
+        reasons.push(why);
+        steps.push(StepVerdict {
             index: s.index,
             total: s.total,
             instruction: s.instruction.clone(),
             cacheable: s.cacheable,
-            hit: known.contains(s.key.as_str()),
-        })
-        .collect();
-    let first_miss = new
-        .steps
-        .iter()
-        .zip(&steps)
-        .position(|(_, v)| v.cacheable && !v.hit)
-        .map(|i| {
+            hit,
+            verdict,
+        });
+    }
+    let first = |want: Verdict| {
+        steps.iter().position(|v| v.verdict == want).map(|i| {
             let step = &new.steps[i];
-            let reason = reason(old, old_m, new, new_m, i);
-            let sentence = sentence(step, &reason);
+            let reason = reasons[i]
+                .clone()
+                .unwrap_or_else(|| reason(old, old_m, new, new_m, i));
+            let sentence = sentence(step, &reason, want == Verdict::Miss);
             Miss {
                 index: step.index,
                 total: step.total,
@@ -139,8 +234,16 @@ pub fn explain(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest) -> Ex
                 reason,
                 sentence,
             }
-        });
-    Explanation { steps, first_miss }
+        })
+    };
+    let first_miss = first(Verdict::Miss);
+    let first_may_miss =
+        first(Verdict::MayMiss).filter(|m| first_miss.as_ref().is_none_or(|f| m.index < f.index));
+    Explanation {
+        steps,
+        first_miss,
+        first_may_miss,
+    }
 }
 
 fn reason(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest, i: usize) -> MissReason {
@@ -332,10 +435,13 @@ fn some(names: &[String], verb: &str, max: usize) -> Vec<String> {
     v
 }
 
-fn sentence(step: &PlanStep, reason: &MissReason) -> String {
+fn sentence(step: &PlanStep, reason: &MissReason, definite: bool) -> String {
     let head = format!(
-        "Step {}/{} {} will rebuild",
-        step.index, step.total, step.instruction
+        "Step {}/{} {} {} rebuild",
+        step.index,
+        step.total,
+        step.instruction,
+        if definite { "will" } else { "may" }
     );
     match reason {
         MissReason::NewStep => format!("{head}: it is new since the saved plan"),
@@ -343,20 +449,37 @@ fn sentence(step: &PlanStep, reason: &MissReason) -> String {
             format!("{head}: the instruction changed (was `{before}`)")
         }
         MissReason::Base { before } => format!("{head}: the base changed (was `{before}`)"),
-        MissReason::SourceStage { stage } => {
-            format!("{head}: stage `{stage}` it copies from rebuilds")
-        }
+        MissReason::SourceStage { stage } => format!(
+            "{head}: it depends on the output of stage `{stage}`, which rebuilds \
+             (Docker hits if the copied files come out identical)"
+        ),
+        MissReason::Remote => format!(
+            "{head}: ADD fetches a remote source (the cache depends on the downloaded content)"
+        ),
         MissReason::BuildArgs { before, after } => {
-            let changed: Vec<&String> = after.iter().filter(|a| !before.contains(a)).collect();
-            let gone: Vec<&String> = before
-                .iter()
-                .filter(|b| {
-                    let k = b.split('=').next().unwrap_or("");
-                    !after.iter().any(|a| a.split('=').next() == Some(k))
-                })
-                .collect();
-            let mut parts: Vec<String> = changed.iter().map(|c| format!("build arg {c}")).collect();
-            parts.extend(gone.iter().map(|g| format!("build arg {g} removed")));
+            let split = |a: &'_ String| -> (String, String) {
+                match a.split_once('=') {
+                    Some((k, v)) => (k.to_string(), v.to_string()),
+                    None => (a.clone(), String::new()),
+                }
+            };
+            let (old, new): (Vec<_>, Vec<_>) = (
+                before.iter().map(split).collect(),
+                after.iter().map(split).collect(),
+            );
+            let mut parts = Vec::new();
+            for (k, v) in &new {
+                match old.iter().find(|(ok, _)| ok == k) {
+                    Some((_, ov)) if ov == v => {}
+                    Some((_, ov)) => parts.push(format!("build arg {k} changed: {ov} → {v}")),
+                    None => parts.push(format!("build arg {k}={v} added")),
+                }
+            }
+            for (k, v) in &old {
+                if !new.iter().any(|(nk, _)| nk == k) {
+                    parts.push(format!("build arg {k} removed (was {v})"));
+                }
+            }
             format!("{head}: {}", parts.join(", "))
         }
         MissReason::Other => format!("{head}: a variable or an earlier step changed"),
@@ -411,31 +534,12 @@ mod tests {
     use super::*;
     use crate::dockerfile::parse;
     use crate::key::plan::{plan, PlanOptions};
+    use crate::key::testutil::{dir as d, manifest as m};
 
     fn f(p: &str, content: &str, mode: u32) -> ManifestEntry {
-        ManifestEntry {
-            path: p.into(),
-            kind: EntryKind::File,
-            mode,
-            size: content.len() as u64,
-            link_target: None,
-            hash: Some(*blake3::hash(content.as_bytes()).as_bytes()),
-        }
+        crate::key::testutil::file(p, mode, content)
     }
-    fn d(p: &str) -> ManifestEntry {
-        ManifestEntry {
-            path: p.into(),
-            kind: EntryKind::Dir,
-            mode: 0o755,
-            size: 0,
-            link_target: None,
-            hash: None,
-        }
-    }
-    fn m(mut v: Vec<ManifestEntry>) -> Manifest {
-        v.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
-        Manifest { entries: v }
-    }
+
     const DF: &str = "FROM img\nCOPY req.txt /r/\nRUN pip install\nCOPY app/ /app/\nRUN true\n";
 
     fn pl(df: &str, man: &Manifest, args: &[(&str, &str)]) -> Plan {
@@ -522,9 +626,22 @@ mod tests {
         let miss = e.first_miss.unwrap();
         assert_eq!(miss.index, 3);
         assert!(
-            miss.sentence.ends_with("will rebuild: build arg V=2"),
+            miss.sentence
+                .ends_with("will rebuild: build arg V changed: 1 → 2"),
             "{}",
             miss.sentence
+        );
+        let dfb = "FROM img\nARG V\nARG W\nRUN true\n";
+        let e = explain(
+            &pl(dfb, &m0, &[("W", "1")]),
+            &m0,
+            &pl(dfb, &m0, &[("V", "2")]),
+            &m0,
+        );
+        let s = e.first_miss.unwrap().sentence;
+        assert!(
+            s.ends_with("will rebuild: build arg V=2 added, build arg W removed (was 1)"),
+            "{s}"
         );
     }
 
@@ -552,6 +669,89 @@ mod tests {
             MissReason::Base {
                 before: "FROM img".into()
             }
+        );
+    }
+
+    #[test]
+    fn add_url_may_rebuild_even_with_a_known_key() {
+        let m0 = m(base());
+        let df = "FROM img\nADD https://example.invalid/x.tgz /x/\nCOPY app/ /app/\nRUN true\n";
+        let p = pl(df, &m0, &[]);
+        assert!(p.steps[1].remote && !p.steps[2].remote);
+        let e = explain(&p, &m0, &p, &m0);
+        let v: Vec<Verdict> = e.steps.iter().map(|s| s.verdict).collect();
+        assert_eq!(
+            v,
+            vec![
+                Verdict::NotCached,
+                Verdict::MayMiss,
+                Verdict::MayMiss,
+                Verdict::MayMiss
+            ]
+        );
+        assert!(e.steps[1].hit, "the key itself is known");
+        assert!(e.first_miss.is_none());
+        let may = e.first_may_miss.unwrap();
+        assert_eq!(may.index, 2);
+        assert_eq!(may.reason, MissReason::Remote);
+        assert_eq!(
+            may.sentence,
+            "Step 2/4 ADD https://example.invalid/x.tgz /x/ may rebuild: ADD fetches a remote \
+source (the cache depends on the downloaded content)"
+        );
+        // A local ADD stays a plain hit.
+        let local = "FROM img\nADD req.txt /r/\n";
+        let p = pl(local, &m0, &[]);
+        let e = explain(&p, &m0, &p, &m0);
+        assert_eq!(e.steps[1].verdict, Verdict::Hit);
+        assert!(e.first_may_miss.is_none());
+    }
+
+    #[test]
+    fn copy_from_a_rebuilt_stage_may_rebuild_and_own_changes_still_miss() {
+        let df = "FROM img AS build\nCOPY req.txt /r/\nRUN make\n\
+FROM img\nCOPY --from=build /out /out\nRUN true\nCOPY app/ /app/\n";
+        let m0 = m(base());
+        let mut v = base();
+        v[3] = f("req.txt", "r2", 0o644);
+        let m1 = m(v.clone());
+        let e = explain(&pl(df, &m0, &[]), &m0, &pl(df, &m1, &[]), &m1);
+        let verdicts: Vec<Verdict> = e.steps.iter().map(|s| s.verdict).collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                Verdict::NotCached,
+                Verdict::Miss,
+                Verdict::Miss,
+                Verdict::NotCached,
+                Verdict::MayMiss,
+                Verdict::MayMiss,
+                Verdict::MayMiss
+            ]
+        );
+        // The definite miss is the stage's own COPY; the COPY --from is only a "maybe", and it
+        // comes after, so it is not reported as the first may-miss.
+        assert_eq!(e.first_miss.as_ref().unwrap().index, 2);
+        assert!(e.first_may_miss.is_none());
+
+        // A later COPY whose own files changed is a definite miss even after the "maybe".
+        v[1] = f("app/main.py", "b", 0o644);
+        let m2 = m(v);
+        let e = explain(&pl(df, &m0, &[]), &m0, &pl(df, &m2, &[]), &m2);
+        assert!(!e.steps[4].hit);
+        assert_eq!(e.steps[4].verdict, Verdict::MayMiss);
+        assert_eq!(e.steps[5].verdict, Verdict::MayMiss);
+        assert_eq!(e.steps[6].verdict, Verdict::Miss, "its own files changed");
+        let sentence = sentence(
+            &pl(df, &m2, &[]).steps[4],
+            &MissReason::SourceStage {
+                stage: "build".into(),
+            },
+            false,
+        );
+        assert!(
+            sentence.starts_with("Step 5/7 COPY --from=build /out /out may rebuild: it depends on the output of stage `build`"),
+            "{sentence}"
         );
     }
 }

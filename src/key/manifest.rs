@@ -50,15 +50,27 @@ impl ManifestEntry {
     /// Feeds everything a key may depend on into `h`, length-prefixed so that no two different
     /// records feed the same bytes.
     pub fn feed(&self, h: &mut blake3::Hasher) {
-        feed_bytes(h, self.path_bytes());
-        h.update(&[self.kind as u8]);
-        h.update(&self.mode.to_le_bytes());
-        h.update(&self.size.to_le_bytes());
-        match &self.link_target {
-            Some(t) => feed_bytes(h, t.as_os_str().as_bytes()),
-            None => feed_bytes(h, b"\0none"),
-        }
-        h.update(self.hash.as_ref().unwrap_or(&[0u8; 32]));
+        let mut buf = Vec::with_capacity(128);
+        self.encode_into(&mut buf);
+        h.update(&buf);
+    }
+
+    /// Appends the bytes [`ManifestEntry::feed`] hashes to `out`. Hashing many records is far
+    /// cheaper as a few large `update`s of these bytes than as many small ones (same digest).
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let path = self.path_bytes();
+        out.extend_from_slice(&(path.len() as u64).to_le_bytes());
+        out.extend_from_slice(path);
+        out.push(self.kind as u8);
+        out.extend_from_slice(&self.mode.to_le_bytes());
+        out.extend_from_slice(&self.size.to_le_bytes());
+        let target: &[u8] = match &self.link_target {
+            Some(t) => t.as_os_str().as_bytes(),
+            None => b"\0none",
+        };
+        out.extend_from_slice(&(target.len() as u64).to_le_bytes());
+        out.extend_from_slice(target);
+        out.extend_from_slice(self.hash.as_ref().unwrap_or(&[0u8; 32]));
     }
 }
 
@@ -89,9 +101,16 @@ impl Manifest {
     pub fn digest(&self) -> String {
         let mut h = blake3::Hasher::new();
         h.update(b"ctxbuild-manifest-v1");
+        // Records are fed in large slices so blake3 can hash whole chunks at once.
+        let mut buf = Vec::with_capacity(DIGEST_BUF + 4096);
         for e in &self.entries {
-            e.feed(&mut h);
+            e.encode_into(&mut buf);
+            if buf.len() >= DIGEST_BUF {
+                h.update(&buf);
+                buf.clear();
+            }
         }
+        h.update(&buf);
         h.finalize().to_hex().to_string()
     }
 
@@ -103,6 +122,9 @@ impl Manifest {
             .map(|i| &self.entries[i])
     }
 }
+
+/// Bytes of records buffered per `update` when digesting a manifest.
+const DIGEST_BUF: usize = 64 << 10;
 
 /// Files at least this big are hashed with blake3's multi-threaded `update_rayon`, so one huge
 /// file at the end of a run does not leave the other cores idle.
@@ -120,31 +142,39 @@ pub fn build(
     mut cache: Option<&mut StatCache>,
 ) -> Result<(Manifest, ManifestStats), KeyError> {
     let mut stats = ManifestStats::default();
+    // The records, with the hashes the cache still vouches for, built on the current rayon
+    // pool: each worker merges its run of (sorted) entries with the cache's sorted records.
+    let lookups = cache.as_deref().map(StatCache::lookups);
     let mut entries: Vec<ManifestEntry> = ctx_entries
-        .iter()
-        .map(|e| ManifestEntry {
-            path: e.path.clone(),
-            kind: e.kind,
-            mode: e.mode,
-            size: if e.kind == EntryKind::Dir { 0 } else { e.size },
-            link_target: e.link_target.clone(),
-            hash: None,
-        })
+        .par_iter()
+        .with_min_len(1024)
+        .map_init(
+            || lookups.clone(),
+            |lookups, e| ManifestEntry {
+                path: e.path.clone(),
+                kind: e.kind,
+                mode: e.mode,
+                size: if e.kind == EntryKind::Dir { 0 } else { e.size },
+                link_target: e.link_target.clone(),
+                hash: match (e.kind, lookups.as_mut()) {
+                    (EntryKind::File, Some(l)) => l.get(e),
+                    _ => None,
+                },
+            },
+        )
         .collect();
 
     // Which files need reading: not in the cache, or stat data changed.
     let mut todo: Vec<usize> = Vec::new();
-    for (i, e) in ctx_entries.iter().enumerate() {
+    for (i, e) in entries.iter().enumerate() {
         if e.kind != EntryKind::File {
             continue;
         }
         stats.files += 1;
-        match cache.as_deref().and_then(|c| c.lookup(e)) {
-            Some(h) => {
-                entries[i].hash = Some(h);
-                stats.cached += 1;
-            }
-            None => todo.push(i),
+        if e.hash.is_some() {
+            stats.cached += 1;
+        } else {
+            todo.push(i);
         }
     }
 

@@ -20,8 +20,10 @@ pub mod diff;
 pub mod manifest;
 pub mod plan;
 pub mod statcache;
+#[cfg(test)]
+mod testutil;
 
-pub use diff::{explain, Explanation, FileChange, FileDiff, MissReason, StepVerdict};
+pub use diff::{explain, Explanation, FileChange, FileDiff, MissReason, StepVerdict, Verdict};
 pub use manifest::{Manifest, ManifestEntry, ManifestStats};
 pub use plan::{plan, Plan, PlanError, PlanOptions, PlanStep};
 pub use statcache::StatCache;

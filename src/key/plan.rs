@@ -21,6 +21,7 @@ use super::manifest::{feed_bytes, Hash, Manifest, ManifestEntry};
 use crate::context::EntryKind;
 use crate::dockerfile::shell::{expand, expand_words};
 use crate::dockerfile::{Dockerfile, Instruction, Keyword};
+use rayon::prelude::*;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
@@ -74,6 +75,15 @@ pub struct PlanStep {
     /// `RUN`: the build args that take part in its key (`K=V`, sorted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub build_args: Vec<String>,
+    /// `ADD <url>`: Docker downloads the source on every build and keys the layer by the
+    /// downloaded content, which cannot be known offline; a known key is no promise of a hit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
+}
+
+/// Whether an `ADD` source is fetched from the network rather than read from the context.
+pub fn is_remote(source: &str) -> bool {
+    source.starts_with("http://") || source.starts_with("https://")
 }
 
 /// Why a plan could not be made.
@@ -295,6 +305,7 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
             from: None,
             files: 0,
             build_args: Vec::new(),
+            remote: false,
         };
         let kw = ins.keyword.as_str().as_bytes();
 
@@ -498,6 +509,8 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
                         chain(&base, &refs)
                     }
                     None => {
+                        step.remote =
+                            ins.keyword == Keyword::Add && sources.iter().any(|s| is_remote(s));
                         let sel = if ins.keyword == Keyword::Add {
                             select_add(manifest, &sources)
                         } else {
@@ -587,11 +600,11 @@ fn normalize_workdir(current: &str, requested: &str) -> String {
 }
 
 /// `ADD` sources: URLs cannot be hashed offline; they enter the key by their text (Docker
-/// downloads them on every build, so this under-predicts misses for changing URLs).
+/// downloads them on every build, so the step is marked [`PlanStep::remote`] and `explain`
+/// reports it as "may rebuild"). Only http(s) counts: the classic builder treats anything else,
+/// `git@…` included, as a path in the context.
 fn select_add(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError> {
-    let (urls, local): (Vec<&String>, Vec<&String>) = sources
-        .iter()
-        .partition(|s| s.starts_with("http://") || s.starts_with("https://"));
+    let (urls, local): (Vec<&String>, Vec<&String>) = sources.iter().partition(|s| is_remote(s));
     if urls.is_empty() {
         return select(m, sources);
     }
@@ -793,10 +806,18 @@ fn entry_sum_at(m: &Manifest, rel: &[u8], known: Option<&ManifestEntry>) -> Opti
 }
 
 fn record(e: &ManifestEntry) -> Hash {
-    let mut h = blake3::Hasher::new();
-    h.update(b"entry");
-    e.feed(&mut h);
-    *h.finalize().as_bytes()
+    // One `blake3::hash` of the whole record: the same bytes as feeding it piecewise, without
+    // a `Hasher` per entry (this runs once per file of a `COPY .`).
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        buf.clear();
+        buf.extend_from_slice(b"entry");
+        e.encode_into(&mut buf);
+        *blake3::hash(&buf).as_bytes()
+    })
 }
 
 /// One copy source (no wildcards): `file:` sum, or `dir:` sorted sums of everything below.
@@ -847,21 +868,21 @@ fn copy_info(m: &Manifest, rel: &str, entries: &mut Vec<usize>) -> Result<Hash, 
             .partition_point(|e| e.path_bytes() < end.as_slice());
         (lo, hi)
     };
-    let mut sums: Vec<Hash> = Vec::with_capacity(hi - lo);
-    for i in lo..hi {
+    let first = entries.len();
+    entries.extend((lo..hi).filter(|&i| {
         let p = m.entries[i].path_bytes();
-        let below = target.is_empty()
+        target.is_empty()
             || p == target.as_slice()
-            || (p.len() > target.len() && p.starts_with(&target) && p[target.len()] == b'/');
-        if !below {
-            continue;
-        }
-        entries.push(i);
-        if let Some(s) = entry_sum_at(m, p, Some(&m.entries[i])) {
-            sums.push(s);
-        }
-    }
-    sums.sort_unstable();
+            || (p.len() > target.len() && p.starts_with(&target) && p[target.len()] == b'/')
+    }));
+    // One hash per entry below: spread over the current rayon pool (their order is sorted
+    // away anyway).
+    let mut sums: Vec<Hash> = entries[first..]
+        .par_iter()
+        .with_min_len(1024)
+        .filter_map(|&i| entry_sum_at(m, m.entries[i].path_bytes(), Some(&m.entries[i])))
+        .collect();
+    sums.par_sort_unstable();
     let mut h = blake3::Hasher::new();
     h.update(b"dir");
     for s in &sums {
@@ -879,41 +900,8 @@ pub fn paths(m: &Manifest, idx: &[usize]) -> Vec<PathBuf> {
 mod tests {
     use super::*;
     use crate::dockerfile::parse;
+    use crate::key::testutil::{dir, file, link, manifest as man};
 
-    fn file(p: &str, mode: u32, content: &str) -> ManifestEntry {
-        ManifestEntry {
-            path: p.into(),
-            kind: EntryKind::File,
-            mode,
-            size: content.len() as u64,
-            link_target: None,
-            hash: Some(*blake3::hash(content.as_bytes()).as_bytes()),
-        }
-    }
-    fn dir(p: &str) -> ManifestEntry {
-        ManifestEntry {
-            path: p.into(),
-            kind: EntryKind::Dir,
-            mode: 0o755,
-            size: 0,
-            link_target: None,
-            hash: None,
-        }
-    }
-    fn link(p: &str, t: &str) -> ManifestEntry {
-        ManifestEntry {
-            path: p.into(),
-            kind: EntryKind::Symlink,
-            mode: 0o777,
-            size: t.len() as u64,
-            link_target: Some(t.into()),
-            hash: None,
-        }
-    }
-    fn man(mut v: Vec<ManifestEntry>) -> Manifest {
-        v.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
-        Manifest { entries: v }
-    }
     fn base() -> Vec<ManifestEntry> {
         vec![
             file("Dockerfile", 0o644, "x"),

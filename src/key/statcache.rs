@@ -3,7 +3,7 @@
 //!
 //! One file per canonical context root under the cache directory the caller resolves (the
 //! commands use `$CTXBUILD_CACHE_DIR`, else `dirs::cache_dir()/ctxbuild/stat`). A simple binary
-//! format, cheap to load (one read, no allocation per field beyond the path):
+//! format, cheap to load (one read, one index of record offsets, fields read in place):
 //!
 //! ```text
 //! "CTXBSTAT" | version u32 | root_len u32 | root | count u64
@@ -26,6 +26,10 @@ const VERSION: u32 = 1;
 /// Entries whose mtime is this close to the start of the run are left out of the cache.
 pub const RACY_NS: i128 = 2_000_000_000;
 
+/// Bytes after the path of a record: size, mtime, ctime, inode, device, hash.
+const TAIL: usize = 5 * 8 + 32;
+
+/// A record learnt during this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Record {
     path: Vec<u8>,
@@ -38,12 +42,49 @@ struct Record {
 }
 
 impl Record {
+    fn view(&self) -> View<'_> {
+        View {
+            path: &self.path,
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
+            ino: self.ino,
+            dev: self.dev,
+            hash: self.hash,
+        }
+    }
+}
+
+/// A record read in place from the cache file's bytes, or borrowed from a [`Record`].
+#[derive(Debug, Clone, Copy)]
+struct View<'a> {
+    path: &'a [u8],
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    ino: u64,
+    dev: u64,
+    hash: [u8; 32],
+}
+
+impl View<'_> {
     fn matches(&self, e: &Entry) -> bool {
         self.size == e.size
             && i128::from(self.mtime_ns) == e.stat.mtime_ns
             && i128::from(self.ctime_ns) == e.stat.ctime_ns
             && self.ino == e.stat.ino
             && self.dev == e.stat.dev
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.path.len() as u32).to_le_bytes());
+        out.extend_from_slice(self.path);
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&self.ctime_ns.to_le_bytes());
+        out.extend_from_slice(&self.ino.to_le_bytes());
+        out.extend_from_slice(&self.dev.to_le_bytes());
+        out.extend_from_slice(&self.hash);
     }
 }
 
@@ -60,12 +101,17 @@ pub enum LoadState {
 }
 
 /// The stat cache of one context.
+///
+/// The file is kept as read, one buffer, with the offset of each record: loading allocates
+/// nothing per record, and lookups read the fields in place.
 #[derive(Debug)]
 pub struct StatCache {
     file: PathBuf,
     root: Vec<u8>,
-    /// Sorted by path: loaded records, then replaced/added in memory.
-    records: Vec<Record>,
+    /// The bytes of the loaded (or last saved) cache file.
+    buf: Vec<u8>,
+    /// Where each record starts in `buf`, in path order.
+    index: Vec<usize>,
     /// Records inserted during this run (merged on save).
     fresh: Vec<Record>,
     pub state: LoadState,
@@ -98,32 +144,80 @@ impl StatCache {
     pub fn load(dir: &Path, root: &Path) -> StatCache {
         let file = Self::file_for(dir, root);
         let root_b = root.as_os_str().as_bytes().to_vec();
-        let (records, state) = match std::fs::read(&file) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), LoadState::Missing),
-            Err(e) => (Vec::new(), LoadState::Rebuilt(format!("unreadable: {e}"))),
+        let (buf, index, state) = match std::fs::read(&file) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                (Vec::new(), Vec::new(), LoadState::Missing)
+            }
+            Err(e) => (
+                Vec::new(),
+                Vec::new(),
+                LoadState::Rebuilt(format!("unreadable: {e}")),
+            ),
             Ok(bytes) => match decode(&bytes, &root_b) {
-                Ok(r) => (r, LoadState::Valid),
-                Err(why) => (Vec::new(), LoadState::Rebuilt(why.into())),
+                Ok(index) => (bytes, index, LoadState::Valid),
+                Err(why) => (Vec::new(), Vec::new(), LoadState::Rebuilt(why.into())),
             },
         };
         StatCache {
             file,
             root: root_b,
-            records,
+            buf,
+            index,
             fresh: Vec::new(),
             state,
+        }
+    }
+
+    /// The path of record `i` (validated by `decode` or written by `save`).
+    fn path_at(&self, i: usize) -> &[u8] {
+        let at = self.index[i];
+        let len = le32(&self.buf, at) as usize;
+        self.buf.get(at + 4..at + 4 + len).unwrap_or_default()
+    }
+
+    /// Record `i`, read in place.
+    fn view(&self, i: usize) -> View<'_> {
+        let at = self.index[i];
+        let path = self.path_at(i);
+        let t = at + 4 + path.len();
+        let mut hash = [0u8; 32];
+        if let Some(h) = self.buf.get(t + 40..t + 72) {
+            hash.copy_from_slice(h);
+        }
+        View {
+            path,
+            size: le64(&self.buf, t),
+            mtime_ns: le64(&self.buf, t + 8) as i64,
+            ctime_ns: le64(&self.buf, t + 16) as i64,
+            ino: le64(&self.buf, t + 24),
+            dev: le64(&self.buf, t + 32),
+            hash,
         }
     }
 
     /// The cached hash for `e`, if its stat data is unchanged.
     pub fn lookup(&self, e: &Entry) -> Option<[u8; 32]> {
         let p = e.path_bytes();
-        self.records
-            .binary_search_by(|r| r.path.as_slice().cmp(p))
-            .ok()
-            .map(|i| &self.records[i])
-            .filter(|r| r.matches(e))
-            .map(|r| r.hash)
+        let i = self
+            .index
+            .binary_search_by(|&at| {
+                let len = le32(&self.buf, at) as usize;
+                self.buf
+                    .get(at + 4..at + 4 + len)
+                    .unwrap_or_default()
+                    .cmp(p)
+            })
+            .ok()?;
+        let r = self.view(i);
+        r.matches(e).then_some(r.hash)
+    }
+
+    /// A reader for lookups of entries in path order (a merge, not a search per entry).
+    pub fn lookups(&self) -> Lookups<'_> {
+        Lookups {
+            cache: self,
+            next: None,
+        }
     }
 
     /// Records a freshly computed hash.
@@ -140,57 +234,67 @@ impl StatCache {
     }
 
     /// Writes the cache atomically, keeping only paths still present in `entries` (the current
-    /// context) and dropping racy ones relative to `now_ns` (nanoseconds since the epoch).
+    /// context, sorted by path) and dropping racy ones relative to `now_ns` (nanoseconds since
+    /// the epoch).
     pub fn save(&mut self, entries: &[Entry], now_ns: i128) -> Result<(), SaveError> {
         let mut fresh = std::mem::take(&mut self.fresh);
         fresh.sort_by(|a, b| a.path.cmp(&b.path));
-        let old = std::mem::take(&mut self.records);
-        // Merge: a fresh record replaces an old one with the same path.
-        let mut merged: Vec<Record> = Vec::with_capacity(old.len() + fresh.len());
-        let (mut i, mut j) = (0, 0);
-        while i < old.len() || j < fresh.len() {
-            let take_fresh = match (old.get(i), fresh.get(j)) {
-                (Some(o), Some(f)) => match o.path.cmp(&f.path) {
-                    std::cmp::Ordering::Less => false,
-                    std::cmp::Ordering::Equal => {
-                        i += 1;
-                        true
-                    }
-                    std::cmp::Ordering::Greater => true,
-                },
-                (Some(_), None) => false,
-                _ => true,
-            };
-            if take_fresh {
-                merged.push(fresh[j].clone());
-                j += 1;
-            } else {
-                merged.push(old[i].clone());
-                i += 1;
-            }
-        }
         // Keep only records that still describe a current entry exactly and are not racy.
-        let mut k = 0;
-        merged.retain(|r| {
-            while k < entries.len() && entries[k].path_bytes() < r.path.as_slice() {
-                k += 1;
-            }
-            let Some(e) = entries.get(k) else {
-                return false;
-            };
-            e.path_bytes() == r.path.as_slice()
-                && r.matches(e)
-                && now_ns - i128::from(r.mtime_ns) > RACY_NS
-        });
+        let mut keep = still_valid(entries, now_ns);
         // Nothing learnt and nothing dropped: the file on disk is already right.
-        let unchanged =
-            fresh.is_empty() && merged.len() == old.len() && self.state == LoadState::Valid;
-        self.records = merged;
-        if unchanged {
+        if fresh.is_empty()
+            && self.state == LoadState::Valid
+            && (0..self.index.len()).all(|i| keep(&self.view(i)))
+        {
             return Ok(());
         }
 
-        let bytes = encode(&self.root, &self.records);
+        // Merge: a fresh record replaces an old one with the same path.
+        let mut keep = still_valid(entries, now_ns);
+        let mut out = Vec::with_capacity(self.buf.len().max(64) + fresh.len() * 160);
+        let mut index = Vec::with_capacity(self.index.len() + fresh.len());
+        let count_at = header(&mut out, &self.root);
+        let (mut i, mut j) = (0, 0);
+        while i < self.index.len() || j < fresh.len() {
+            let old = (i < self.index.len()).then(|| self.view(i));
+            let new = fresh.get(j).map(Record::view);
+            let r = match (old, new) {
+                (Some(o), Some(f)) => match o.path.cmp(f.path) {
+                    std::cmp::Ordering::Less => {
+                        i += 1;
+                        o
+                    }
+                    std::cmp::Ordering::Equal => {
+                        i += 1;
+                        j += 1;
+                        f
+                    }
+                    std::cmp::Ordering::Greater => {
+                        j += 1;
+                        f
+                    }
+                },
+                (Some(o), None) => {
+                    i += 1;
+                    o
+                }
+                (None, Some(f)) => {
+                    j += 1;
+                    f
+                }
+                (None, None) => break,
+            };
+            if keep(&r) {
+                index.push(out.len());
+                r.encode(&mut out);
+            }
+        }
+        out[count_at..count_at + 8].copy_from_slice(&(index.len() as u64).to_le_bytes());
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(sum.as_bytes());
+        self.buf = out;
+        self.index = index;
+
         let err = |source| SaveError {
             path: self.file.clone(),
             source,
@@ -201,18 +305,18 @@ impl StatCache {
         let tmp = self
             .file
             .with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &bytes).map_err(err)?;
+        std::fs::write(&tmp, &self.buf).map_err(err)?;
         std::fs::rename(&tmp, &self.file).map_err(err)?;
         Ok(())
     }
 
     /// Number of records usable for lookups.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.index.is_empty()
     }
 
     /// The file this cache lives in.
@@ -221,26 +325,90 @@ impl StatCache {
     }
 }
 
+/// Lookups of entries in path order, as a merge with the cache's sorted records.
+#[derive(Debug, Clone)]
+pub struct Lookups<'c> {
+    cache: &'c StatCache,
+    /// The first record not yet passed; `None` before the first lookup.
+    next: Option<usize>,
+}
+
+impl Lookups<'_> {
+    /// The cached hash for `e`, if its stat data is unchanged. Entries should come in path
+    /// order; the first one, or one out of order, costs a binary search, never a wrong answer.
+    pub fn get(&mut self, e: &Entry) -> Option<[u8; 32]> {
+        let c = self.cache;
+        let p = e.path_bytes();
+        let n = c.index.len();
+        let mut next = match self.next {
+            Some(i) if i == 0 || c.path_at(i - 1) < p => i,
+            _ => c.index.partition_point(|&at| {
+                let len = le32(&c.buf, at) as usize;
+                c.buf.get(at + 4..at + 4 + len).unwrap_or_default() < p
+            }),
+        };
+        while next < n && c.path_at(next) < p {
+            next += 1;
+        }
+        let mut found = None;
+        if next < n && c.path_at(next) == p {
+            let r = c.view(next);
+            next += 1;
+            found = r.matches(e).then_some(r.hash);
+        }
+        self.next = Some(next);
+        found
+    }
+}
+
+/// A test, for records in path order, that a record still describes a current entry (`entries`
+/// sorted by path) exactly and is not racy.
+fn still_valid(entries: &[Entry], now_ns: i128) -> impl FnMut(&View<'_>) -> bool + '_ {
+    let mut k = 0;
+    move |r: &View<'_>| {
+        while k < entries.len() && entries[k].path_bytes() < r.path {
+            k += 1;
+        }
+        entries.get(k).is_some_and(|e| {
+            e.path_bytes() == r.path && r.matches(e) && now_ns - i128::from(r.mtime_ns) > RACY_NS
+        })
+    }
+}
+
 fn clamp(ns: i128) -> i64 {
     ns.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
-fn encode(root: &[u8], records: &[Record]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + records.len() * 112);
+fn le32(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// Writes the header with a zero count; returns where the count goes.
+fn header(out: &mut Vec<u8>, root: &[u8]) -> usize {
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&(root.len() as u32).to_le_bytes());
     out.extend_from_slice(root);
-    out.extend_from_slice(&(records.len() as u64).to_le_bytes());
+    let at = out.len();
+    out.extend_from_slice(&0u64.to_le_bytes());
+    at
+}
+
+#[cfg(test)]
+fn encode(root: &[u8], records: &[Record]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let at = header(&mut out, root);
+    out[at..at + 8].copy_from_slice(&(records.len() as u64).to_le_bytes());
     for r in records {
-        out.extend_from_slice(&(r.path.len() as u32).to_le_bytes());
-        out.extend_from_slice(&r.path);
-        out.extend_from_slice(&r.size.to_le_bytes());
-        out.extend_from_slice(&r.mtime_ns.to_le_bytes());
-        out.extend_from_slice(&r.ctime_ns.to_le_bytes());
-        out.extend_from_slice(&r.ino.to_le_bytes());
-        out.extend_from_slice(&r.dev.to_le_bytes());
-        out.extend_from_slice(&r.hash);
+        r.view().encode(&mut out);
     }
     let sum = blake3::hash(&out);
     out.extend_from_slice(sum.as_bytes());
@@ -271,7 +439,8 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode(bytes: &[u8], root: &[u8]) -> Result<Vec<Record>, &'static str> {
+/// Verifies a cache file and returns where each record starts.
+fn decode(bytes: &[u8], root: &[u8]) -> Result<Vec<usize>, &'static str> {
     if bytes.len() < MAGIC.len() + 32 {
         return Err("truncated");
     }
@@ -291,28 +460,23 @@ fn decode(bytes: &[u8], root: &[u8]) -> Result<Vec<Record>, &'static str> {
         return Err("other context root");
     }
     let n = c.u64()? as usize;
-    let mut records = Vec::with_capacity(n.min(body.len() / 80));
-    for _ in 0..n {
+    let mut index = Vec::with_capacity(n.min(body.len() / (4 + TAIL)));
+    let mut last: &[u8] = &[];
+    for k in 0..n {
+        let at = c.pos;
         let pl = c.u32()? as usize;
-        let path = c.take(pl)?.to_vec();
-        let rec = Record {
-            path,
-            size: c.u64()?,
-            mtime_ns: c.u64()? as i64,
-            ctime_ns: c.u64()? as i64,
-            ino: c.u64()?,
-            dev: c.u64()?,
-            hash: c.take(32)?.try_into().map_err(|_| "truncated")?,
-        };
-        if records.last().is_some_and(|p: &Record| p.path >= rec.path) {
+        let path = c.take(pl)?;
+        c.take(TAIL)?;
+        if k > 0 && last >= path {
             return Err("records out of order");
         }
-        records.push(rec);
+        last = path;
+        index.push(at);
     }
     if c.pos != body.len() {
         return Err("trailing bytes");
     }
-    Ok(records)
+    Ok(index)
 }
 
 #[cfg(test)]
@@ -403,5 +567,89 @@ mod tests {
         c.save(std::slice::from_ref(&b), NOW).unwrap();
         let c = StatCache::load(dir.path(), root);
         assert_eq!((c.len(), c.lookup(&b)), (1, Some([2; 32])));
+    }
+
+    #[test]
+    fn ordered_lookups_agree_with_searches_in_any_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/ctx");
+        let all: Vec<Entry> = ["a", "a.txt", "a/b", "a/c", "b", "c/d"]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| e(p, i as u64, 100))
+            .collect();
+        let mut c = StatCache::load(dir.path(), root);
+        for (i, x) in all.iter().enumerate() {
+            if i != 2 {
+                c.insert(x, [i as u8; 32]);
+            }
+        }
+        c.save(&all, NOW).unwrap();
+        let c = StatCache::load(dir.path(), root);
+        assert_eq!(c.len(), 5);
+        let want: Vec<Option<[u8; 32]>> = all.iter().map(|x| c.lookup(x)).collect();
+        assert_eq!(want[2], None, "never inserted");
+        assert_eq!(want[3], Some([3; 32]));
+        // In order from any starting point (as each rayon worker starts), and out of order.
+        for start in 0..all.len() {
+            let mut l = c.lookups();
+            for (x, w) in all[start..].iter().zip(&want[start..]) {
+                assert_eq!(l.get(x), *w, "{}", x.display());
+            }
+        }
+        let mut l = c.lookups();
+        for k in [4, 1, 5, 0, 3, 3, 2] {
+            assert_eq!(l.get(&all[k]), want[k], "{}", all[k].display());
+        }
+        let mut l = c.lookups();
+        assert_eq!(l.get(&e("a/c", 3, 101)), None, "stat change invalidates");
+        assert_eq!(l.get(&e("zz", 1, 100)), None);
+    }
+
+    #[test]
+    fn an_unchanged_cache_is_not_rewritten_and_a_changed_one_is() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/ctx");
+        let (a, b) = (e("a", 1, 100), e("b", 1, 100));
+        let rec = |x: &Entry, h: u8| Record {
+            path: x.path_bytes().to_vec(),
+            size: x.size,
+            mtime_ns: 100,
+            ctime_ns: 100,
+            ino: 2,
+            dev: 1,
+            hash: [h; 32],
+        };
+        let mut c = StatCache::load(dir.path(), root);
+        c.insert(&b, [2; 32]);
+        c.insert(&a, [1; 32]);
+        c.save(&[a.clone(), b.clone()], NOW).unwrap();
+        let file = c.path().to_path_buf();
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            encode(b"/ctx", &[rec(&a, 1), rec(&b, 2)])
+        );
+        let ino = std::fs::metadata(&file).unwrap().ino();
+
+        let mut c = StatCache::load(dir.path(), root);
+        c.save(&[a.clone(), b.clone()], NOW).unwrap();
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().ino(),
+            ino,
+            "not rewritten"
+        );
+
+        let mut c = StatCache::load(dir.path(), root);
+        c.save(std::slice::from_ref(&b), NOW).unwrap();
+        assert_ne!(std::fs::metadata(&file).unwrap().ino(), ino, "rewritten");
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            encode(b"/ctx", &[rec(&b, 2)])
+        );
+        assert_eq!(
+            (c.len(), c.lookup(&b), c.lookup(&a)),
+            (1, Some([2; 32]), None)
+        );
     }
 }

@@ -398,11 +398,37 @@ impl Config {
         join_clean(&self.root, &service.context)
     }
 
-    /// A path under `root` as shown in messages (`examples/auth/Dockerfile`).
+    /// A path under `root` as shown in messages (`examples/auth/Dockerfile`), normalised
+    /// lexically so `app/../outside/Dockerfile` reads `outside/Dockerfile`. For display only:
+    /// through a symlink `..` may lead elsewhere on disk.
     pub fn display_path(&self, rel: &Path) -> String {
-        let p = join_clean(&self.root, rel);
+        let p = normalize_lexically(&join_clean(&self.root, rel));
         p.strip_prefix("./").unwrap_or(&p).display().to_string()
     }
+}
+
+/// `p` with `.` dropped and `dir/..` pairs removed, without touching the disk; leading `..`
+/// stay, `..` above the root is the root, and nothing left is `.`.
+pub fn normalize_lexically(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(c),
+            },
+            _ => out.push(c),
+        }
+    }
+    if out.is_empty() {
+        return PathBuf::from(".");
+    }
+    out.iter().collect()
 }
 
 /// `root/rel` without a leading `./` when root is `.`.
@@ -1005,6 +1031,16 @@ impl LineIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lexical_normalisation() {
+        let n = |s: &str| normalize_lexically(Path::new(s)).display().to_string();
+        assert_eq!(n("app/../outside/Dockerfile"), "outside/Dockerfile");
+        assert_eq!(n("./a/./b/.."), "a");
+        assert_eq!(n("../x/../../y"), "../../y");
+        assert_eq!(n("/a/../../b"), "/b");
+        assert_eq!(n("a/.."), ".");
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("ctxbuild.toml"), text)

@@ -157,19 +157,26 @@ pub fn render_with(
         (Kind::Node, _) => ("node", NODE),
     };
     let template = format!("{}/{}", service.kind.as_str(), variant.as_str());
+    let configured = match variant {
+        Variant::Alpine => service.base_image.alpine.clone(),
+        Variant::Slim => service.base_image.slim.clone(),
+    }
+    .unwrap_or_else(|| default_base_image(service.kind, variant).to_string());
     let base = base_image
         .map(str::to_string)
-        .or_else(|| match variant {
-            Variant::Alpine => service.base_image.alpine.clone(),
-            Variant::Slim => service.base_image.slim.clone(),
-        })
-        .unwrap_or_else(|| default_base_image(service.kind, variant).to_string());
-    let flag = match variant {
-        Variant::Alpine => "--alpine",
-        Variant::Slim => "--slim",
+        .unwrap_or_else(|| configured.clone());
+    let mut flags = match variant {
+        Variant::Alpine => "--alpine".to_string(),
+        Variant::Slim => "--slim".to_string(),
     };
+    // The header's command must re-render this very file: an override the configuration does
+    // not carry goes into it. One equal to the configured image is left out, so `check`'s fresh
+    // render (which passes the file's FROM back in) reproduces a plain render's header.
+    if base != configured {
+        flags.push_str(&format!(" --base-image {base}"));
+    }
     let header = format!(
-        "{HEADER_PREFIX}{template} v{TEMPLATE_VERSION}; do not edit: change ctxbuild.toml and run `ctxbuild render {} {flag}`.",
+        "{HEADER_PREFIX}{template} v{TEMPLATE_VERSION}; do not edit: change ctxbuild.toml and run `ctxbuild render {} {flags}`.",
         service.name
     );
     let worker = worker_class.unwrap_or(WORKER_NEW);
