@@ -435,6 +435,32 @@ fn some(names: &[String], verb: &str, max: usize) -> Vec<String> {
     v
 }
 
+/// The words that differ between two spellings of an instruction with the same keyword, so a
+/// long `LABEL` or `RUN` line that changed in one value names just that value. `None` when the
+/// keyword changed or most of the line did (then the whole old line says more).
+fn changed_words(before: &str, after: &str) -> Option<(String, String)> {
+    let (b, a): (Vec<&str>, Vec<&str>) = (
+        before.split_whitespace().collect(),
+        after.split_whitespace().collect(),
+    );
+    if !b.first()?.eq_ignore_ascii_case(a.first()?) {
+        return None;
+    }
+    let prefix = b.iter().zip(&a).take_while(|(x, y)| x == y).count();
+    let suffix = b[prefix..]
+        .iter()
+        .rev()
+        .zip(a[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let was = b[prefix..b.len() - suffix].join(" ");
+    let now = a[prefix..a.len() - suffix].join(" ");
+    if was.is_empty() || now.is_empty() || 2 * (b.len() - prefix - suffix) > b.len() - 1 {
+        return None;
+    }
+    Some((was, now))
+}
+
 fn sentence(step: &PlanStep, reason: &MissReason, definite: bool) -> String {
     let head = format!(
         "Step {}/{} {} {} rebuild",
@@ -445,9 +471,10 @@ fn sentence(step: &PlanStep, reason: &MissReason, definite: bool) -> String {
     );
     match reason {
         MissReason::NewStep => format!("{head}: it is new since the saved plan"),
-        MissReason::Instruction { before } => {
-            format!("{head}: the instruction changed (was `{before}`)")
-        }
+        MissReason::Instruction { before } => match changed_words(before, &step.instruction) {
+            Some((was, now)) => format!("{head}: the instruction changed: `{was}` → `{now}`"),
+            None => format!("{head}: the instruction changed (was `{before}`)"),
+        },
         MissReason::Base { before } => format!("{head}: the base changed (was `{before}`)"),
         MissReason::SourceStage { stage } => format!(
             "{head}: it depends on the output of stage `{stage}`, which rebuilds \
@@ -532,6 +559,21 @@ fn sentence(step: &PlanStep, reason: &MissReason, definite: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changed_words_name_only_what_moved() {
+        assert_eq!(
+            changed_words(
+                r#"LABEL "a"="1" "rev"="c0708b5" "z"="9""#,
+                r#"LABEL "a"="1" "rev"="053f7b1" "z"="9""#
+            ),
+            Some((r#""rev"="c0708b5""#.into(), r#""rev"="053f7b1""#.into()))
+        );
+        // A different keyword or a mostly rewritten line keeps the whole old line.
+        assert_eq!(changed_words("RUN make", "CMD make"), None);
+        assert_eq!(changed_words("RUN a b c", "RUN x y c"), None);
+        assert_eq!(changed_words("RUN a", "RUN a"), None);
+    }
     use crate::dockerfile::parse;
     use crate::key::plan::{plan, PlanOptions};
     use crate::key::testutil::{dir as d, manifest as m};
