@@ -4,6 +4,7 @@
 //! terminal: they receive a [`GlobalConfig`]. This keeps the library testable and `--json` honest.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 
 /// When to use colour, as given by `--color`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -104,4 +105,13 @@ impl GlobalConfig {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
+}
+
+/// ctxbuild's cache directory (stat caches, saved build plans): `$CTXBUILD_CACHE_DIR` when set
+/// and not empty, else the user cache directory's `ctxbuild/`; `None` when neither exists.
+pub fn cache_root() -> Option<PathBuf> {
+    std::env::var_os("CTXBUILD_CACHE_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs::cache_dir().map(|d| d.join("ctxbuild")))
 }

@@ -9,6 +9,7 @@ use ctxbuild::clean::{
     self, default_remove_threads, CleanOptions, CleanReport, Mode, Progress, Rules, Scope,
 };
 use ctxbuild::config::{ProgressMode, Verbosity};
+use ctxbuild::context::sizes::human_bytes;
 use ctxbuild::context::EntryKind;
 use ctxbuild::diagnostics::diagnose;
 use ctxbuild::exit::ExitStatus;
@@ -186,21 +187,6 @@ fn plural(n: u64, word: &str) -> String {
         (1, _) => format!("1 {word}"),
         (_, "directory") => format!("{n} directories"),
         _ => format!("{n} {word}s"),
-    }
-}
-
-fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 

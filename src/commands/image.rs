@@ -633,14 +633,10 @@ fn with_label_line(text: &str, labels: &[(String, String)]) -> String {
     out
 }
 
-/// `$CTXBUILD_CACHE_DIR`, else the user cache directory's `ctxbuild/`.
+/// ctxbuild's cache directory; the temporary directory when the user has none, because the
+/// saved plan is what lets the next build say why a step rebuilt.
 fn cache_dir() -> PathBuf {
-    match std::env::var_os("CTXBUILD_CACHE_DIR").filter(|v| !v.is_empty()) {
-        Some(d) => PathBuf::from(d),
-        None => dirs::cache_dir()
-            .unwrap_or_else(std::env::temp_dir)
-            .join("ctxbuild"),
-    }
+    ctxbuild::config::cache_root().unwrap_or_else(|| std::env::temp_dir().join("ctxbuild"))
 }
 
 /// Where the plan of the last build of `service` tagged `tag` is kept.

@@ -57,11 +57,7 @@ pub(super) fn warn_exposed(ctx: &Context, path: &Path, printer: &Printer) {
 
 /// The stat-cache directory: `$CTXBUILD_CACHE_DIR/stat`, else the user cache dir.
 pub(super) fn cache_dir() -> Option<PathBuf> {
-    std::env::var_os("CTXBUILD_CACHE_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| dirs::cache_dir().map(|d| d.join("ctxbuild")))
-        .map(|d| d.join("stat"))
+    ctxbuild::config::cache_root().map(|d| d.join("stat"))
 }
 
 /// `K=V` as given; a bare `K` takes its value from the environment, as `docker build` does
