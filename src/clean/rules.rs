@@ -300,6 +300,19 @@ pub enum Kind {
     Symlink,
 }
 
+impl From<std::fs::FileType> for Kind {
+    /// From `lstat`'s view: a symlink is a symlink whatever it points to.
+    fn from(ft: std::fs::FileType) -> Kind {
+        if ft.is_symlink() {
+            Kind::Symlink
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        }
+    }
+}
+
 /// Why an entry that a rule names is left in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -203,13 +203,7 @@ impl ParallelVisitor for Visitor<'_> {
         let Some(ft) = dent.file_type() else {
             return WalkState::Continue;
         };
-        let kind = if ft.is_symlink() {
-            Kind::Symlink
-        } else if ft.is_dir() {
-            Kind::Dir
-        } else {
-            Kind::File
-        };
+        let kind = Kind::from(ft);
         let path = dent.path();
         let rel = path.strip_prefix(root).unwrap_or(path);
         let name = dent.file_name();
@@ -288,13 +282,7 @@ fn subtree(found: &mut Found, root: &Path, top: &Path, rule: &Rule, rules: &Rule
             }
         };
         let ft = e.file_type();
-        let kind = if ft.is_symlink() {
-            Kind::Symlink
-        } else if ft.is_dir() {
-            Kind::Dir
-        } else {
-            Kind::File
-        };
+        let kind = Kind::from(ft);
         let rel = e.path().strip_prefix(root).unwrap_or(e.path());
         match rules.judge_in_subtree(rel, e.file_name(), kind, rule) {
             Verdict::Kept(reason) => {
