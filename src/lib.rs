@@ -18,6 +18,7 @@ pub mod diagnostics;
 pub mod dockerfile;
 pub mod engine;
 pub mod exit;
+pub mod fsutil;
 pub mod key;
 pub mod pollution;
 pub mod printer;

@@ -1,0 +1,290 @@
+//! Reading and writing the files ctxbuild itself consumes and produces, safely.
+//!
+//! Every input file (a Dockerfile, `ctxbuild.toml`, a saved plan, a requirements file…) is read
+//! through [`read_limited`]: it refuses anything that is not a regular file (a FIFO would hang,
+//! `/dev/zero` would never end) without blocking on it, and stops at a size limit instead of
+//! growing without bound. Every file ctxbuild writes for itself (saved plans, the stat cache, a
+//! tar given to `-o`) goes through [`write_atomic`]: a fresh temporary file in the same
+//! directory, created exclusively and without following symlinks, synced, then renamed over the
+//! destination — a planted symlink cannot redirect the write and a full disk leaves the previous
+//! file whole.
+//!
+//! This module knows nothing of Docker; it is a leaf every stage may use.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// 16 MiB: far above any real Dockerfile, `.dockerignore`, config or requirements file.
+pub const TEXT_LIMIT: u64 = 16 << 20;
+
+/// Why an input file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: is {kind}, not a regular file", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("{}: larger than the {} MiB limit for this input", path.display(), limit >> 20)]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("{}: not valid UTF-8", path.display())]
+    NotUtf8 { path: PathBuf },
+}
+
+impl ReadError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            ReadError::Io { path, .. }
+            | ReadError::NotRegular { path, .. }
+            | ReadError::TooLarge { path, .. }
+            | ReadError::NotUtf8 { path } => path,
+        }
+    }
+
+    /// True when the file does not exist (callers often treat that as "absent", not an error).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ReadError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// Names a non-regular file type for messages.
+pub fn kind_name(ft: &std::fs::FileType) -> &'static str {
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else {
+        "a regular file"
+    }
+}
+
+/// Opens `path` for reading (following symlinks, as a user expects of `-f link`) only if it is a
+/// regular file. `O_NONBLOCK` keeps `open` from hanging on a FIFO; the type is then checked on
+/// the opened descriptor, so a swap between check and use cannot slip a FIFO in.
+pub fn open_regular(path: &Path) -> Result<File, ReadError> {
+    let io = |source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let ft = file.metadata().map_err(io)?.file_type();
+    if !ft.is_file() {
+        return Err(ReadError::NotRegular {
+            path: path.to_path_buf(),
+            kind: kind_name(&ft),
+        });
+    }
+    Ok(file)
+}
+
+/// Reads a whole regular file of at most `limit` bytes.
+pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
+    let file = open_regular(path)?;
+    let mut buf = Vec::new();
+    file.take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|source| ReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if buf.len() as u64 > limit {
+        return Err(ReadError::TooLarge {
+            path: path.to_path_buf(),
+            limit,
+        });
+    }
+    Ok(buf)
+}
+
+/// Reads a regular UTF-8 text file of at most [`TEXT_LIMIT`] bytes.
+pub fn read_text(path: &Path) -> Result<String, ReadError> {
+    let bytes = read_limited(path, TEXT_LIMIT)?;
+    String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8 {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Writes `path` atomically through a temporary file in the same directory.
+///
+/// The temporary file is created with `O_CREAT|O_EXCL|O_NOFOLLOW` (a symlink planted at its name
+/// makes the write fail instead of following it), filled by `fill`, synced, and renamed over
+/// `path`; on any error it is removed and `path` is untouched. `rename` replaces a symlink at
+/// `path` itself rather than writing through it.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut attempt = 0u32;
+    let (tmp, mut file) = loop {
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}.{}.tmp", std::process::id(), unique(attempt)));
+        let tmp = dir.join(tmp_name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    };
+    let result = fill(&mut file)
+        .and_then(|()| file.flush())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Make the rename itself durable; failure to sync a directory is not worth failing for.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically (see [`write_atomic_with`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+fn unique(attempt: u32) -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ ((attempt as u64) << 32)
+}
+
+/// Reads `SOURCE_DATE_EPOCH`: unset or empty is `None`; anything but a non-negative integer is
+/// an error naming the value (reproducible-builds.org: "it MUST be an integer").
+pub fn source_date_epoch(value: Option<&str>) -> Result<Option<u64>, String> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.trim().is_empty() => Ok(None),
+        Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| {
+            format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970 (unset it or give an integer)")
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_fifo_without_hanging() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("fifo");
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let e = read_limited(&p, 10).unwrap_err();
+        assert!(
+            matches!(e, ReadError::NotRegular { kind: "a FIFO", .. }),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn refuses_devices_and_dirs() {
+        let e = read_limited(Path::new("/dev/zero"), 10).unwrap_err();
+        assert!(e.to_string().contains("character device"), "{e}");
+        let e = read_limited(Path::new("/"), 10).unwrap_err();
+        assert!(matches!(e, ReadError::NotRegular { .. }) || matches!(e, ReadError::Io { .. }));
+    }
+
+    #[test]
+    fn stops_at_the_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, vec![b'x'; 11]).unwrap();
+        assert!(matches!(
+            read_limited(&p, 10),
+            Err(ReadError::TooLarge { .. })
+        ));
+        assert_eq!(read_limited(&p, 11).unwrap().len(), 11);
+    }
+
+    #[test]
+    fn atomic_write_replaces_and_does_not_follow_links() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        std::fs::write(&outside, "keep").unwrap();
+        let target = d.path().join("plan.json");
+        // A symlink at the destination is replaced, not written through.
+        std::os::unix::fs::symlink(&outside, &target).unwrap();
+        write_atomic(&target, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert!(!std::fs::symlink_metadata(&target)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(names.len(), 2);
+    }
+
+    #[test]
+    fn failed_fill_keeps_the_old_file() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("f");
+        std::fs::write(&target, "old").unwrap();
+        let r = write_atomic_with(&target, |_| Err(io::Error::other("disk full")));
+        assert!(r.is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn full_disk_is_an_error() {
+        // /dev/full as the directory is impossible; write through a fill that hits ENOSPC.
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("f");
+        let r = write_atomic_with(&target, |_| Err(io::Error::from_raw_os_error(libc::ENOSPC)));
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::ENOSPC));
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn source_date_epoch_is_validated() {
+        assert_eq!(source_date_epoch(None), Ok(None));
+        assert_eq!(source_date_epoch(Some("")), Ok(None));
+        assert_eq!(
+            source_date_epoch(Some("1700000000")),
+            Ok(Some(1_700_000_000))
+        );
+        assert!(source_date_epoch(Some("garbage")).is_err());
+        assert!(source_date_epoch(Some("-5")).is_err());
+    }
+}
