@@ -5,6 +5,7 @@
 //! walk → filter → clean | key → tar → engine → report.
 //!
 //! Module map (one concern per file):
+//! - [`pathrules`]: Go's `path.Clean` / `path.Match` and moby's COPY source rules, once.
 //! - [`context`]: the Docker-faithful model of a build context (`.dockerignore`, walk, entries).
 //! - [`clean`]: removal of bytecode pollution.
 //! - [`exit`], [`diagnostics`]: exit statuses and `error:` / `caused by:` / `hint:` rendering.
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod exit;
 pub mod fsutil;
 pub mod key;
+pub mod pathrules;
 pub mod pollution;
 pub mod printer;
 pub mod progress;
