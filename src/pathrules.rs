@@ -417,7 +417,11 @@ mod tests {
     #[test]
     fn match_matches_go_vectors() {
         let ok = |p: &str, s: &str, want: bool| {
-            assert_eq!(match_path(p.as_bytes(), s.as_bytes()), Ok(want), "Match({p:?}, {s:?})");
+            assert_eq!(
+                match_path(p.as_bytes(), s.as_bytes()),
+                Ok(want),
+                "Match({p:?}, {s:?})"
+            );
         };
         ok("abc", "abc", true);
         ok("*", "abc", true);

@@ -5,7 +5,7 @@
 //! expanded with the meta ARG defaults first, and skipped if they stay unresolved.
 
 use super::dockerfile::Parsed;
-use super::{Finding, ServiceCtx};
+use super::{Finding, RuleId, ServiceCtx};
 use crate::dockerfile::{shell, Keyword};
 
 /// The tag of an image reference (`None` when untagged); a digest counts as pinned.
@@ -54,7 +54,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
             Some(_) => continue,
         };
         out.push(cx.finding(
-            "base-image-tag",
+            RuleId::BaseImageTag,
             p.loc(cx, ins.line, None),
             format!("{problem}: it changes without any edit here"),
             "pin a version tag (python:3.12-alpine, node:20-alpine) or a digest (image@sha256:…)",

@@ -2,11 +2,11 @@
 //! helpers they share: the final stage's effective command and a shell-word splitter for the
 //! `sh -c` scripts Docker itself never parses.
 
-use super::{DockerfileText, Finding, ServiceCtx};
+use super::{DockerfileText, Finding, RuleId, ServiceCtx};
 use crate::dockerfile::{self, Dockerfile, Instruction, Keyword};
 
 pub fn check(cx: &ServiceCtx, d: &DockerfileText) -> Vec<Finding> {
-    let parsed = match dockerfile::parse(&d.text, &d.display) {
+    let parsed = match &d.parsed {
         Ok(p) => p,
         Err(e) => {
             let line = error_line(&e);
@@ -18,7 +18,7 @@ pub fn check(cx: &ServiceCtx, d: &DockerfileText) -> Vec<Finding> {
             };
             let message = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
             return vec![cx.finding(
-                "dockerfile-invalid",
+                RuleId::DockerfileInvalid,
                 (d.display.clone(), line),
                 message,
                 "fix the syntax; `docker build` would reject this file too",
@@ -27,7 +27,7 @@ pub fn check(cx: &ServiceCtx, d: &DockerfileText) -> Vec<Finding> {
     };
     let f = Parsed {
         text: d,
-        df: &parsed,
+        df: parsed,
     };
     let mut out = super::runtime::check(cx, &f);
     out.extend(super::ports::check(cx, &f));
@@ -376,13 +376,9 @@ mod tests {
             service: &config.services[0],
             context_dir: ".".into(),
             dockerfile: None,
-            excluded: &|_, _| false,
+            context: None,
         };
-        let d = DockerfileText {
-            display: "rv/syn.df".into(),
-            text: "FROM x\nBOGUS y\n".into(),
-            rendered: false,
-        };
+        let d = DockerfileText::new("rv/syn.df", "FROM x\nBOGUS y\n", false);
         let f = check(&cx, &d);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].rule, "dockerfile-invalid");
@@ -397,11 +393,7 @@ mod tests {
     #[test]
     fn command_follows_stage_chain_and_exec() {
         let df = parsed("FROM python:3.12 AS base\nCMD [\"sh\", \"-c\", \"exec gunicorn a:b\"]\nFROM base\nRUN true\n");
-        let t = DockerfileText {
-            display: "Dockerfile".into(),
-            text: String::new(),
-            rendered: false,
-        };
+        let t = DockerfileText::new("Dockerfile", "FROM x\n", false);
         let p = Parsed { text: &t, df: &df };
         let c = p.command().unwrap();
         assert_eq!(c.at.line, 2);

@@ -19,9 +19,9 @@
 
 use super::manifest::{feed_bytes, Hash, Manifest, ManifestEntry};
 use crate::context::EntryKind;
-use crate::pathrules;
 use crate::dockerfile::shell::{expand, expand_words};
 use crate::dockerfile::{Dockerfile, Instruction, Keyword};
+use crate::pathrules;
 use rayon::prelude::*;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -1019,7 +1019,12 @@ mod tests {
         let m = man(base());
         let plain = keys("FROM img\nCOPY req.txt /r/\n", &m, &[]);
         // `nope` does not exist: the join with the root removes it before any lookup.
-        for spelled in ["./nope/../req.txt", "/req.txt", "app/../req.txt", "./req.txt/"] {
+        for spelled in [
+            "./nope/../req.txt",
+            "/req.txt",
+            "app/../req.txt",
+            "./req.txt/",
+        ] {
             let k = keys(&format!("FROM img\nCOPY {spelled} /r/\n"), &m, &[]);
             assert_eq!(k[1], plain[1], "{spelled}");
         }
@@ -1043,7 +1048,12 @@ mod tests {
             Err(PlanError::NoMatch { .. })
         ));
         let df = format!("FROM img\nCOPY {}.txt /r/\n", "*".repeat(60_000));
-        let p = plan(&parse(&df, "Dockerfile").unwrap(), &m, &PlanOptions::default()).unwrap();
+        let p = plan(
+            &parse(&df, "Dockerfile").unwrap(),
+            &m,
+            &PlanOptions::default(),
+        )
+        .unwrap();
         assert_eq!(p.steps[1].files, 1);
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
     }
