@@ -26,6 +26,13 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
             .flatten()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .collect();
+    let any_value: Vec<(String, String)> =
+        p.df.meta_args()
+            .iter()
+            .filter_map(|i| i.key_values(escape).ok())
+            .flatten()
+            .map(|(k, _)| (k, "x".to_string()))
+            .collect();
     let mut stages: Vec<String> = Vec::new();
     let mut out = Vec::new();
     for ins in
@@ -36,6 +43,17 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
         let Some((raw, name)) = ins.from_parts() else {
             continue;
         };
+        // Every declared meta ARG may be set by --build-arg; an image name that stays blank
+        // whatever they are set to fails every build ("base name should not be blank").
+        if shell::expand(&raw, &any_value, escape).is_ok_and(|i| i.is_empty()) {
+            out.push(cx.finding(
+                RuleId::DockerfileInvalid,
+                p.loc(cx, ins.line, None),
+                format!("base name ({raw}) should not be blank"),
+                "declare the variable with `ARG NAME=default` before the first FROM, or name the image",
+            ));
+            continue;
+        }
         let image = shell::expand(&raw, &meta, escape).unwrap_or(raw.clone());
         let known_stage = stages.contains(&image.to_ascii_lowercase());
         if let Some(n) = name {

@@ -19,7 +19,7 @@
 
 use super::manifest::{feed_bytes, Hash, Manifest, ManifestEntry};
 use crate::context::EntryKind;
-use crate::dockerfile::shell::{expand, expand_words};
+use crate::dockerfile::shell::{self, ExpandError, Lookup, MAX_TOTAL_EXPANDED};
 use crate::dockerfile::{Dockerfile, Instruction, Keyword};
 use crate::pathrules;
 use rayon::prelude::*;
@@ -257,6 +257,27 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
         line: ins.line,
         message: e.to_string(),
     };
+    // Every expansion is counted: values are kept for later steps, so each capped one could
+    // still add up without bound.
+    let produced = std::cell::Cell::new(0usize);
+    let account = |n: usize| {
+        produced.set(produced.get().saturating_add(n));
+        if produced.get() > MAX_TOTAL_EXPANDED {
+            Err(ExpandError::TotalTooLong)
+        } else {
+            Ok(())
+        }
+    };
+    let expand = |w: &str, env: &dyn Lookup, esc: char| -> Result<String, ExpandError> {
+        let s = shell::expand(w, env, esc)?;
+        account(s.len())?;
+        Ok(s)
+    };
+    let expand_words = |w: &str, env: &dyn Lookup, esc: char| -> Result<Vec<String>, ExpandError> {
+        let words = shell::expand_words(w, env, esc)?;
+        account(words.iter().map(String::len).sum())?;
+        Ok(words)
+    };
     let override_of = |k: &str| {
         opts.build_args
             .iter()
@@ -332,7 +353,15 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
         match ins.keyword {
             Keyword::From => {
                 let (image, stage_name) = ins.from_parts().unwrap_or_default();
-                let image = expand(&image, &meta, esc).map_err(|e| xerr(ins, e))?;
+                let raw = image;
+                let image = expand(&raw, &meta, esc).map_err(|e| xerr(ins, e))?;
+                if image.is_empty() {
+                    return Err(PlanError::Expand {
+                        name: name.into(),
+                        line: ins.line,
+                        message: format!("base name ({raw}) should not be blank"),
+                    });
+                }
                 let lower = image.to_ascii_lowercase();
                 let parent = stage_states
                     .iter()
@@ -1056,6 +1085,51 @@ mod tests {
         .unwrap();
         assert_eq!(p.steps[1].files, 1);
         assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    /// Issue 12 §2: these aborted `plan` (stack overflow) or took 2 GB.
+    #[test]
+    fn hostile_expansions_fail_with_their_line() {
+        let m = man(base());
+        let err = |df: &str| {
+            plan(
+                &parse(df, "Dockerfile").unwrap(),
+                &m,
+                &PlanOptions::default(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let deep = format!("{}x{}", "${a:-".repeat(5_000), "}".repeat(5_000));
+        let e = err(&format!("FROM img\nENV A={deep}\n"));
+        assert!(
+            e.starts_with("Dockerfile:2: substitutions nested more than"),
+            "{e}"
+        );
+        let mut df = String::from("FROM img\nARG B=bb\n");
+        for _ in 0..28 {
+            df.push_str("ARG B=$B$B\n");
+        }
+        let e = err(&df);
+        assert!(
+            e.starts_with("Dockerfile:2") && e.contains("larger than 1 MiB"),
+            "{e}"
+        );
+        // Many values under the cap still add up: 150 copies of a 512 KiB value.
+        let mut df = String::from("FROM img\nARG B=bb\n");
+        for _ in 0..18 {
+            df.push_str("ARG B=$B$B\n");
+        }
+        for i in 0..150 {
+            df.push_str(&format!("ENV C{i}=$B\n"));
+        }
+        let e = err(&df);
+        assert!(e.contains("in total"), "{e}");
+        // Docker: "base name (${UNSET}) should not be blank".
+        let e = err("FROM ${UNSET}\nRUN true\n");
+        assert_eq!(e, "Dockerfile:1: base name (${UNSET}) should not be blank");
+        let e = err("ARG E=\nFROM $E\n");
+        assert_eq!(e, "Dockerfile:2: base name ($E) should not be blank");
     }
 
     #[test]
