@@ -9,7 +9,7 @@ pub fn check(cx: &ServiceCtx, d: &DockerfileText) -> Vec<Finding> {
     let parsed = match &d.parsed {
         Ok(p) => p,
         Err(e) => {
-            let line = error_line(&e);
+            let line = error_line(e);
             // The parser's message starts with `file:line: `; the finding shows its location.
             let text = e.to_string();
             let prefix = match line {
