@@ -1,13 +1,15 @@
-//! Runs the Dockerfile rule families over one Dockerfile parsed by [`crate::dockerfile`], and the
-//! helpers they share: the final stage's effective command and a shell-word splitter for the
+//! One Dockerfile as the rule families read it ([`Parsed`], or the `dockerfile-invalid`
+//! finding when it does not parse), and the helpers they share: the final stage's effective command and a shell-word splitter for the
 //! `sh -c` scripts Docker itself never parses.
 
 use super::{DockerfileText, Finding, RuleId, ServiceCtx};
 use crate::dockerfile::{self, Dockerfile, Instruction, Keyword};
 
-pub fn check(cx: &ServiceCtx, d: &DockerfileText) -> Vec<Finding> {
-    let parsed = match &d.parsed {
-        Ok(p) => p,
+/// The Dockerfile as the rule families read it, or the `dockerfile-invalid` finding when it
+/// does not parse (then no other Dockerfile rule can run).
+pub fn parsed<'a>(cx: &ServiceCtx, d: &'a DockerfileText) -> Result<Parsed<'a>, Finding> {
+    match &d.parsed {
+        Ok(df) => Ok(Parsed { text: d, df }),
         Err(e) => {
             let line = error_line(e);
             // The parser's message starts with `file:line: `; the finding shows its location.
@@ -17,24 +19,14 @@ pub fn check(cx: &ServiceCtx, d: &DockerfileText) -> Vec<Finding> {
                 None => format!("{}: ", d.display),
             };
             let message = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
-            return vec![cx.finding(
+            Err(cx.finding(
                 RuleId::DockerfileInvalid,
                 (d.display.clone(), line),
                 message,
                 "fix the syntax; `docker build` would reject this file too",
-            )];
+            ))
         }
-    };
-    let f = Parsed {
-        text: d,
-        df: parsed,
-    };
-    let mut out = super::runtime::check(cx, &f);
-    out.extend(super::ports::check(cx, &f));
-    out.extend(super::copy::check(cx, &f));
-    out.extend(super::base_image::check(cx, &f));
-    out.extend(super::generated::check(cx, &f));
-    out
+    }
 }
 
 fn error_line(e: &dockerfile::ParseError) -> Option<u32> {
@@ -379,11 +371,10 @@ mod tests {
             context: None,
         };
         let d = DockerfileText::new("rv/syn.df", "FROM x\nBOGUS y\n", false);
-        let f = check(&cx, &d);
-        assert_eq!(f.len(), 1);
-        assert_eq!(f[0].rule, "dockerfile-invalid");
-        assert_eq!(f[0].location(), "rv/syn.df:2");
-        assert_eq!(f[0].message, "unknown instruction: BOGUS");
+        let f = parsed(&cx, &d).err().unwrap();
+        assert_eq!(f.rule, "dockerfile-invalid");
+        assert_eq!(f.location(), "rv/syn.df:2");
+        assert_eq!(f.message, "unknown instruction: BOGUS");
     }
 
     fn parsed(text: &str) -> Dockerfile {

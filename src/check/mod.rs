@@ -324,7 +324,16 @@ pub fn check_service(
         findings.extend(context::check(&cx, c));
     }
     if let Some(d) = dockerfile {
-        findings.extend(dockerfile::check(&cx, d));
+        match dockerfile::parsed(&cx, d) {
+            Ok(f) => {
+                findings.extend(runtime::check(&cx, &f));
+                findings.extend(ports::check(&cx, &f));
+                findings.extend(copy::check(&cx, &f));
+                findings.extend(base_image::check(&cx, &f));
+                findings.extend(generated::check(&cx, &f));
+            }
+            Err(invalid) => findings.push(invalid),
+        }
     }
     findings
 }
