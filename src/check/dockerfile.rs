@@ -371,7 +371,7 @@ mod tests {
             context: None,
         };
         let d = DockerfileText::new("rv/syn.df", "FROM x\nBOGUS y\n", false);
-        let f = parsed(&cx, &d).err().unwrap();
+        let f = super::parsed(&cx, &d).err().unwrap();
         assert_eq!(f.rule, "dockerfile-invalid");
         assert_eq!(f.location(), "rv/syn.df:2");
         assert_eq!(f.message, "unknown instruction: BOGUS");
