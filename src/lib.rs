@@ -9,6 +9,7 @@
 //! - [`clean`]: removal of bytecode pollution.
 //! - [`exit`], [`diagnostics`]: exit statuses and `error:` / `caused by:` / `hint:` rendering.
 //! - [`config`]: global settings resolved once from the CLI and the environment.
+//! - [`python`]: offline analysis of a Python project (dependencies, servers, app, gunicorn).
 
 pub mod check;
 pub mod clean;
@@ -23,6 +24,7 @@ pub mod key;
 pub mod pollution;
 pub mod printer;
 pub mod progress;
+pub mod python;
 pub mod report;
 pub mod service;
 pub mod tarball;
