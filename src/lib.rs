@@ -10,6 +10,7 @@
 //! - [`clean`]: removal of bytecode pollution.
 //! - [`exit`], [`diagnostics`]: exit statuses and `error:` / `caused by:` / `hint:` rendering.
 //! - [`config`]: global settings resolved once from the CLI and the environment.
+//! - [`python`]: offline analysis of a Python project (dependencies, servers, app, gunicorn).
 
 pub mod check;
 pub mod clean;
@@ -25,6 +26,7 @@ pub mod pathrules;
 pub mod pollution;
 pub mod printer;
 pub mod progress;
+pub mod python;
 pub mod report;
 pub mod service;
 pub mod tarball;

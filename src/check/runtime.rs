@@ -87,7 +87,15 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                                 ),
                             ));
                         } else if w.starts_with("uvicorn_worker.") {
-                            match requirements_mention(cx, "uvicorn-worker") {
+                            // A ctxbuild render (template v2+) installs uvicorn-worker itself
+                            // when the project does not (python::servers), whatever the source.
+                            let installed_by_template = p.text.rendered
+                                || crate::service::render::generated_by(&p.text.text)
+                                    .is_some_and(|(_, _, v)| v >= 2);
+                            match requirements_mention(cx, "uvicorn-worker")
+                                .filter(|_| !installed_by_template)
+                                .or(installed_by_template.then_some(true))
+                            {
                                 Some(true) => {}
                                 Some(false) => out.push(cx.finding(
                                     RuleId::AsgiServer,

@@ -116,6 +116,9 @@ pub struct Service {
     pub timeout: u32,
     /// The requirements file, relative to the context (Python services).
     pub requirements: PathBuf,
+    /// `dependencies = "uv" | "pyproject" | "requirements" | "none"`: how the image installs
+    /// the project's dependencies; `None` = detected (see [`crate::python::deps::analyse`]).
+    pub dependencies: Option<crate::python::DependencySource>,
     pub base_image: BaseImages,
     /// Build-only system packages, removed after `pip install`.
     pub system_packages: Vec<String>,
@@ -235,6 +238,7 @@ const SERVICE_KEYS: &[&str] = &[
     "workers",
     "timeout",
     "requirements",
+    "dependencies",
     "base_image",
     "system_packages",
     "runtime_packages",
@@ -284,6 +288,7 @@ struct RawService {
     workers: Option<Spanned<i64>>,
     timeout: Option<Spanned<i64>>,
     requirements: Option<Spanned<String>>,
+    dependencies: Option<Spanned<crate::python::DependencySource>>,
     base_image: Option<RawBaseImage>,
     #[serde(default)]
     system_packages: Vec<Spanned<String>>,
@@ -548,6 +553,10 @@ impl Validator<'_> {
             }
             None => PathBuf::from("requirements.txt"),
         };
+        let dependencies = raw.dependencies.map(|d| {
+            at("dependencies", d.span());
+            d.into_inner()
+        });
         let base_image = match raw.base_image {
             Some(b) => BaseImages {
                 alpine: b.alpine.map(|i| self.image(i)).transpose()?,
@@ -566,6 +575,7 @@ impl Validator<'_> {
         };
         let health_path = match raw.health_path {
             Some(h) => {
+                at("health_path", h.span());
                 if !h.get_ref().starts_with('/')
                     || !h
                         .get_ref()
@@ -606,6 +616,7 @@ impl Validator<'_> {
             workers,
             timeout,
             requirements,
+            dependencies,
             base_image,
             system_packages,
             runtime_packages,
@@ -1198,5 +1209,31 @@ ignore = ["base-image-tag"]
         assert_eq!(li.pos(0), Pos { line: 1, column: 1 });
         assert_eq!(li.pos(3), Pos { line: 2, column: 1 });
         assert_eq!(li.pos(5), Pos { line: 2, column: 2 });
+    }
+
+    #[test]
+    fn dependencies_source_is_configurable() {
+        let base = "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\n";
+        let c = Config::parse(Path::new("ctxbuild.toml"), base).unwrap();
+        assert_eq!(c.services[0].dependencies, None);
+        let c = Config::parse(
+            Path::new("ctxbuild.toml"),
+            &format!("{base}dependencies = \"uv\"\nhealth_path = \"/hz\"\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.services[0].dependencies,
+            Some(crate::python::DependencySource::Uv)
+        );
+        assert_eq!(c.services[0].pos("dependencies").line, 4);
+        assert_eq!(c.services[0].pos("health_path").line, 5);
+        let e = Config::parse(
+            Path::new("ctxbuild.toml"),
+            &format!("{base}dependencies = \"poetry\"\n"),
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("ctxbuild.toml:4:"), "{text}");
+        assert!(text.contains("poetry"), "{text}");
     }
 }
