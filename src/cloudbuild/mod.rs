@@ -329,7 +329,9 @@ fn select<'a>(config: &'a Config, names: &[String]) -> Result<Vec<&'a Service>, 
 }
 
 fn check_step(request: &Request, contexts: &[String]) -> Step {
-    let mut args = strings(&["--progress", "plain", "clean", "--check", "--context-only"]);
+    // The whole of each context, .dockerignore or not: image steps keep bytecode out of the
+    // build anyway, so this gate is about the checkout — bytecode committed to the repository.
+    let mut args = strings(&["--progress", "plain", "clean", "--check"]);
     args.extend(contexts.iter().cloned());
     Step {
         id: CHECK_STEP_ID.into(),

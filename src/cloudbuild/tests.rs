@@ -105,7 +105,6 @@ fn check_runs_first_and_every_image_step_waits_for_it_alone() {
             "plain",
             "clean",
             "--check",
-            "--context-only",
             "examples/auth",
             "examples/backend",
             "examples/frontend"
