@@ -455,3 +455,26 @@ fn schema_rejects_bad_durations_artifacts_and_non_string_args() {
         "listed twice",
     );
 }
+
+#[test]
+fn the_readme_example_passes_the_schema() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let section = &readme[readme
+        .find("## Cloud Build")
+        .expect("a Cloud Build section")..];
+    let start = section.find("```yaml\n").expect("a yaml example") + "```yaml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    assert_eq!(schema::validate(example), Vec::<String>::new(), "{example}");
+    // It is what the generator writes, in flow style.
+    let generated = generate(
+        &repo_config(),
+        &Request {
+            services: vec!["backend".into()],
+            ..deploy_request()
+        },
+    )
+    .unwrap();
+    let parsed = YamlLoader::load_from_str(example).unwrap().remove(0);
+    assert_eq!(to_json(&parsed), serde_json::to_value(&generated).unwrap());
+}
