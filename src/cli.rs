@@ -65,6 +65,7 @@ pub enum Command {
     Check(CheckArgs),
     Image(ImageArgs),
     Completions(CompletionsArgs),
+    Cloudbuild(CloudbuildArgs),
 }
 
 /// Remove Python bytecode pollution (*.pyc, *.pyo, __pycache__) from a tree, in parallel.
@@ -376,4 +377,44 @@ pub struct CompletionsArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+/// Generate a Google Cloud Build config: a `clean --check` gate, one `image --push` step per
+/// service in parallel, and optionally `gcloud run deploy` steps from each service's [deploy].
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  ctxbuild cloudbuild -o cloudbuild.yaml\n  ctxbuild cloudbuild backend auth --deploy -o cloudbuild.yaml\n  ctxbuild cloudbuild --step-image europe-docker.pkg.dev/acme/tools/ctxbuild:1 --json\n  gcloud builds submit --config cloudbuild.yaml ."
+)]
+pub struct CloudbuildArgs {
+    /// Services to build (default: all in ctxbuild.toml).
+    pub services: Vec<String>,
+
+    /// Write to FILE instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Add a `gcloud run deploy` step per service, with port, CPU, memory, concurrency and
+    /// request timeout from its [deploy] table.
+    #[arg(long)]
+    pub deploy: bool,
+
+    /// Print Cloud Build's JSON form of the config instead of YAML.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The image that runs ctxbuild's steps.
+    #[arg(long, value_name = "IMAGE", default_value = ctxbuild::cloudbuild::DEFAULT_STEP_IMAGE)]
+    pub step_image: String,
+
+    /// Pass --base-image IMAGE to every image step.
+    #[arg(long, value_name = "IMAGE")]
+    pub base_image: Option<String>,
+
+    /// Build the Debian slim variant instead of Alpine.
+    #[arg(long)]
+    pub slim: bool,
+
+    /// The configuration file, relative to the repository root (default: ./ctxbuild.toml).
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }

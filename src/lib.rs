@@ -11,9 +11,11 @@
 //! - [`exit`], [`diagnostics`]: exit statuses and `error:` / `caused by:` / `hint:` rendering.
 //! - [`config`]: global settings resolved once from the CLI and the environment.
 //! - [`python`]: offline analysis of a Python project (dependencies, servers, app, gunicorn).
+//! - [`cloudbuild`]: a Cloud Build config generated from `ctxbuild.toml`, and its schema check.
 
 pub mod check;
 pub mod clean;
+pub mod cloudbuild;
 pub mod config;
 pub mod context;
 pub mod diagnostics;

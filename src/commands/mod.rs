@@ -3,6 +3,7 @@
 
 mod check;
 mod clean;
+mod cloudbuild;
 mod completions;
 mod context;
 mod explain;
@@ -27,5 +28,6 @@ pub fn dispatch(command: &Command, printer: &mut Printer) -> anyhow::Result<Exit
         Command::Check(a) => check::run(a, printer),
         Command::Image(a) => image::run(a, printer),
         Command::Completions(a) => completions::run(a, printer),
+        Command::Cloudbuild(a) => cloudbuild::run(a, printer),
     }
 }
