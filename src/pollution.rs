@@ -2,7 +2,9 @@
 //!
 //! One definition shared by `clean` (which removes it), `ls --sizes` (which weighs it), `check`
 //! (which reports it) and `image` (which never sends it). Decided by name alone, so walkers can
-//! classify before asking for metadata.
+//! classify before asking for metadata. [`keep_out`] is `image`'s filter over a scanned context.
+
+pub mod keep_out;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

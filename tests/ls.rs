@@ -84,13 +84,13 @@ fn sizes_weigh_directories_and_pollution() {
     let o = ctxbuild(d.path(), &["ls", "--sizes"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
-    assert!(text.starts_with("context: 4 files, 4.4 KiB\n"), "{text}");
+    assert!(text.starts_with("context: 4 files, 4.50 kB\n"), "{text}");
     assert!(text.contains("heaviest directories:\n"), "{text}");
     let first = text.lines().nth(2).unwrap();
     assert!(first.ends_with("  app"), "{text}");
     assert!(
         text.contains(
-            "pollution: 2 bytecode files in 1 __pycache__ dir, 3.4 KiB (77.7% of the context)"
+            "pollution: 2 bytecode files in 1 __pycache__ dir, 3.50 kB (77.7% of the context)"
         ),
         "{text}"
     );

@@ -5,19 +5,26 @@
 //! Paths are shown relative to the root; with several roots, prefixed by the root as given.
 
 use crate::cli::CleanArgs;
+use crate::ui::exit::ExitStatus;
+use crate::ui::printer::Printer;
+use crate::ui::progress::Renderer;
+use crate::ui::theme::{bytes as human_bytes, plural};
+use crate::ui::Verbosity;
 use ctxbuild::clean::{
-    self, default_remove_threads, CleanOptions, CleanReport, Mode, Progress, Rules, Scope,
+    self, default_remove_threads, CleanOptions, CleanReport, Mode, Rules, Scope,
 };
-use ctxbuild::config::{ProgressMode, Verbosity};
-use ctxbuild::context::sizes::human_bytes;
+use ctxbuild::config::Settings;
 use ctxbuild::context::EntryKind;
 use ctxbuild::diagnostics::diagnose;
-use ctxbuild::exit::ExitStatus;
-use ctxbuild::printer::Printer;
+use ctxbuild::events::{CleanProgress, Discard, Event, Sink};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-pub fn run(args: &CleanArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
+pub fn run(
+    args: &CleanArgs,
+    printer: &mut Printer,
+    settings: &Settings,
+) -> anyhow::Result<ExitStatus> {
     let rules =
         Rules::new(&args.debris, &args.erase, &args.keep, args.include_venv).map_err(diagnose)?;
     let mode = if args.check {
@@ -36,13 +43,14 @@ pub fn run(args: &CleanArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     for d in &dirs {
         clean::resolve_root(d).map_err(diagnose)?;
     }
-    let walk_threads = printer.config.threads;
+    let walk_threads = settings.threads.get();
     let remove_threads = args
         .remove_threads
         .map(usize::from)
         .unwrap_or_else(|| default_remove_threads(walk_threads));
 
-    let bars = (printer.config.progress == ProgressMode::Bars && !args.json).then(Bars::new);
+    let renderer = Renderer::new(printer.ui);
+    let sink: &dyn Sink = if args.json { &Discard } else { &renderer };
     let mut reports: Vec<(PathBuf, CleanReport)> = Vec::new();
     for dir in &dirs {
         let opts = CleanOptions {
@@ -57,16 +65,10 @@ pub fn run(args: &CleanArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
             walk_threads,
             remove_threads,
         };
-        let progress: &dyn Progress = match &bars {
-            Some(b) => b,
-            None => &clean::NoProgress,
-        };
-        let report = clean::clean(&opts, progress).map_err(diagnose)?;
+        let report = clean::clean(&opts, &CleanProgress(sink)).map_err(diagnose)?;
         reports.push((dir.clone(), report));
     }
-    if let Some(b) = bars {
-        b.bar.finish_and_clear();
-    }
+    sink.event(&Event::Finished);
 
     let failed = reports.iter().any(|(_, r)| !r.failures.is_empty());
     let found = reports.iter().any(|(_, r)| !r.is_clean());
@@ -157,7 +159,7 @@ fn render(
     };
     printer.info(&head);
     if kept > 0 {
-        let more = if printer.config.verbosity >= Verbosity::Verbose {
+        let more = if printer.ui.verbosity >= Verbosity::Verbose {
             ""
         } else {
             " (-v lists them)"
@@ -180,14 +182,6 @@ fn render(
         printer.info("hint: run `ctxbuild clean` to remove it");
     }
     Ok(())
-}
-
-fn plural(n: u64, word: &str) -> String {
-    match (n, word) {
-        (1, _) => format!("1 {word}"),
-        (_, "directory") => format!("{n} directories"),
-        _ => format!("{n} {word}s"),
-    }
 }
 
 /// `--json`: the reports themselves, with the root as given and the totals.
@@ -227,55 +221,9 @@ impl<'a> JsonOut<'a> {
     }
 }
 
-/// The live display: a spinner while walking, a bar while removing. Only made when the
-/// resolved configuration says bars (a terminal on stderr, not `--quiet`).
-struct Bars {
-    bar: indicatif::ProgressBar,
-}
-
-impl Bars {
-    fn new() -> Bars {
-        let bar = indicatif::ProgressBar::with_draw_target(
-            None,
-            indicatif::ProgressDrawTarget::stderr_with_hz(10),
-        );
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} {wide_bar} {pos}/{len}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar.set_message("scanning");
-        Bars { bar }
-    }
-}
-
-impl Progress for Bars {
-    fn walking(&self, entries: u64) {
-        self.bar.set_message(format!("scanned {entries} entries"));
-        self.bar.tick();
-    }
-
-    fn removing(&self, done: u64, total: u64) {
-        if self.bar.length() != Some(total) {
-            self.bar.set_length(total);
-            self.bar.set_message("removing");
-        }
-        self.bar.set_position(done);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_and_plurals() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 * 1024 * 1024), "3.0 MiB");
-        assert_eq!(plural(1, "directory"), "1 directory");
-        assert_eq!(plural(2, "directory"), "2 directories");
-        assert_eq!(plural(0, "file"), "0 files");
-    }
 
     #[test]
     fn paths_are_relative_to_the_root() {

@@ -8,33 +8,17 @@
 
 use super::plan::{inside_context, scan};
 use crate::cli::ContextArgs;
+use crate::ui::exit::ExitStatus;
+use crate::ui::printer::{Printer, Stdout, WriteError};
 use anyhow::Context as _;
+use ctxbuild::config::Settings;
 use ctxbuild::context::{Entry, EntryKind};
 use ctxbuild::diagnostics::{diagnose, ResultExt};
-use ctxbuild::exit::ExitStatus;
-use ctxbuild::printer::{Closed, Printer};
 use ctxbuild::tarball::{self, TarOptions};
 use std::fs::File;
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-
-/// Streams into the printer (the only writer of stdout); a closed pipe becomes BrokenPipe.
-struct Stdout<'a>(&'a mut Printer);
-
-impl Write for Stdout<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .bytes(buf)
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))?;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0
-            .flush()
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
-    }
-}
 
 /// A temporary file beside the output; removed on drop unless [`Staged::commit`] renamed it.
 struct Staged {
@@ -86,17 +70,18 @@ fn output_in_context(root: &Path, output: &Path) -> (Option<PathBuf>, Option<(u6
     (inside_context(root, output), id)
 }
 
-pub fn run(args: &ContextArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
+pub fn run(
+    args: &ContextArgs,
+    printer: &mut Printer,
+    settings: &Settings,
+) -> anyhow::Result<ExitStatus> {
     let to_stdout = args.output.as_os_str() == "-";
     if to_stdout && std::io::stdout().is_terminal() {
         return Err(anyhow::anyhow!("refusing to write a tar to a terminal"))
             .hint("redirect stdout or use -o FILE");
     }
-    let ctx = scan(&args.dir, args.file.as_deref(), printer)?;
-    let mtime = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(0);
+    let mtime = settings.mtime()?;
+    let ctx = scan(&args.context.dir, args.context.file.as_deref(), settings)?;
     let mut opts = TarOptions {
         mtime,
         gzip: args.gzip,
@@ -142,7 +127,7 @@ pub fn run(args: &ContextArgs, printer: &mut Printer) -> anyhow::Result<ExitStat
             ));
             Ok(ExitStatus::Success)
         }
-        Err(e) if e.is_broken_pipe() => Err(Closed.into()),
+        Err(e) if e.is_broken_pipe() => Err(WriteError::Closed.into()),
         Err(e) => Err(diagnose(e)),
     }
 }
@@ -150,6 +135,7 @@ pub fn run(args: &ContextArgs, printer: &mut Printer) -> anyhow::Result<ExitStat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
 
     #[test]
     fn a_failed_run_leaves_the_previous_output_intact() {

@@ -3,20 +3,22 @@
 //! with its manifest for `ctxbuild explain`. Also the shared plumbing `explain` uses.
 
 use crate::cli::PlanArgs;
+use crate::ui::exit::ExitStatus;
+use crate::ui::printer::Printer;
 use anyhow::Context as _;
+use ctxbuild::buildargs::{self, BuildArg};
+use ctxbuild::config::Settings;
 use ctxbuild::context::{self, Context, ContextOptions};
 use ctxbuild::diagnostics::{diagnose, ResultExt};
 use ctxbuild::dockerfile;
-use ctxbuild::exit::ExitStatus;
 use ctxbuild::key::{self, Manifest, ManifestStats, Plan, PlanOptions, StatCache};
-use ctxbuild::printer::Printer;
 use std::path::{Path, PathBuf};
 
 /// Inputs shared by `plan` and `explain`.
 pub(super) struct Request<'a> {
     pub dir: &'a Path,
     pub file: Option<&'a Path>,
-    pub build_args: &'a [String],
+    pub build_args: &'a [BuildArg],
     pub target: Option<String>,
     pub stat_cache: bool,
     /// A file ctxbuild writes or reads beside the plan (`--save`, `--since`): reported by
@@ -55,20 +57,9 @@ pub(super) fn warn_exposed(ctx: &Context, path: &Path, printer: &Printer) {
     }
 }
 
-/// The stat-cache directory: `$CTXBUILD_CACHE_DIR/stat`, else the user cache dir.
-pub(super) fn cache_dir() -> Option<PathBuf> {
-    ctxbuild::config::cache_root().map(|d| d.join("stat"))
-}
-
-/// `K=V` as given; a bare `K` takes its value from the environment, as `docker build` does
-/// (and is dropped when unset).
-pub(super) fn parse_build_args(args: &[String]) -> Vec<(String, String)> {
-    args.iter()
-        .filter_map(|a| match a.split_once('=') {
-            Some((k, v)) => Some((k.to_string(), v.to_string())),
-            None => std::env::var(a).ok().map(|v| (a.clone(), v)),
-        })
-        .collect()
+/// The stat-cache directory: `CACHE_DIR/stat`.
+fn cache_dir(settings: &Settings) -> Option<PathBuf> {
+    settings.cache_dir.as_ref().map(|d| d.join("stat"))
 }
 
 fn now_ns() -> i128 {
@@ -79,10 +70,14 @@ fn now_ns() -> i128 {
 }
 
 /// Scans the context, fails like Docker on unreadable entries.
-pub(super) fn scan(dir: &Path, file: Option<&Path>, printer: &Printer) -> anyhow::Result<Context> {
+pub(super) fn scan(
+    dir: &Path,
+    file: Option<&Path>,
+    settings: &Settings,
+) -> anyhow::Result<Context> {
     let mut opts = ContextOptions::new(dir);
     opts.dockerfile = file.map(Path::to_path_buf);
-    opts.threads = printer.config.threads;
+    opts.threads = settings.threads.get();
     let ctx = context::scan(&opts).map_err(diagnose)?;
     if let Some(issue) = ctx
         .issues
@@ -96,8 +91,8 @@ pub(super) fn scan(dir: &Path, file: Option<&Path>, printer: &Printer) -> anyhow
 }
 
 /// Loads the stat cache of the context at `dir`, unless disabled.
-fn load_cache(root: &Path, stat_cache: bool) -> Option<StatCache> {
-    match (stat_cache, cache_dir()) {
+fn load_cache(root: &Path, stat_cache: bool, settings: &Settings) -> Option<StatCache> {
+    match (stat_cache, cache_dir(settings)) {
         (true, Some(dir)) => Some(StatCache::load(&dir, root)),
         _ => None,
     }
@@ -127,15 +122,19 @@ pub(super) fn manifest(
 }
 
 /// Scan, key and plan.
-pub(super) fn compute(req: &Request, printer: &Printer) -> anyhow::Result<(Plan, Manifest)> {
+pub(super) fn compute(
+    req: &Request,
+    printer: &Printer,
+    settings: &Settings,
+) -> anyhow::Result<(Plan, Manifest)> {
     let started = now_ns();
     let clock = std::time::Instant::now();
     // The stat cache loads (and verifies its checksum) while the walk runs.
     let (ctx, cache) = std::thread::scope(|s| {
         let loader = std::fs::canonicalize(req.dir)
             .ok()
-            .map(|root| s.spawn(move || load_cache(&root, req.stat_cache)));
-        let ctx = scan(req.dir, req.file, printer);
+            .map(|root| s.spawn(move || load_cache(&root, req.stat_cache, settings)));
+        let ctx = scan(req.dir, req.file, settings);
         let cache = loader.and_then(|h| h.join().ok()).flatten();
         (ctx, cache)
     });
@@ -144,9 +143,9 @@ pub(super) fn compute(req: &Request, printer: &Printer) -> anyhow::Result<(Plan,
         warn_exposed(&ctx, w, printer);
     }
     // A root that moved between the two resolutions gets the cache of the scanned one.
-    let mut cache = match (cache, cache_dir()) {
+    let mut cache = match (cache, cache_dir(settings)) {
         (Some(c), Some(dir)) if c.path() == StatCache::file_for(&dir, &ctx.root) => Some(c),
-        _ => load_cache(&ctx.root, req.stat_cache),
+        _ => load_cache(&ctx.root, req.stat_cache, settings),
     };
     printer.verbose(&format!(
         "scanned {} entries in {:.0?}",
@@ -168,15 +167,12 @@ pub(super) fn compute(req: &Request, printer: &Printer) -> anyhow::Result<(Plan,
         printer.warn(&format!("{df_name}:{}: {}", w.line, w.message));
     }
     let clock = std::time::Instant::now();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(printer.config.threads)
-        .build()
-        .context("cannot start hashing threads")?;
-    let (m, _) = manifest(&ctx, cache.as_mut(), &pool, printer)?;
+    let pool = &settings.pool;
+    let (m, _) = manifest(&ctx, cache.as_mut(), pool, printer)?;
     printer.verbose(&format!("keyed the context in {:.0?}", clock.elapsed()));
     let clock = std::time::Instant::now();
     let opts = PlanOptions {
-        build_args: parse_build_args(req.build_args),
+        build_args: buildargs::resolve_from_process(req.build_args),
         target: req.target.clone(),
     };
     // The stat cache is saved (usually: found unchanged) while the plan is computed.
@@ -202,16 +198,20 @@ pub(super) fn compute(req: &Request, printer: &Printer) -> anyhow::Result<(Plan,
     Ok((plan, m))
 }
 
-pub fn run(args: &PlanArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
+pub fn run(
+    args: &PlanArgs,
+    printer: &mut Printer,
+    settings: &Settings,
+) -> anyhow::Result<ExitStatus> {
     let req = Request {
-        dir: &args.dir,
-        file: args.file.as_deref(),
-        build_args: &args.build_args,
-        target: args.target.clone(),
+        dir: &args.context.dir,
+        file: args.context.file.as_deref(),
+        build_args: &args.build.build_args,
+        target: args.build.target.clone(),
         stat_cache: !args.no_stat_cache,
         watch: args.save.as_deref(),
     };
-    let (plan, m) = compute(&req, printer)?;
+    let (plan, m) = compute(&req, printer, settings)?;
     // Not freed entry by entry at exit (see `compute`) unless it is saved.
     let m = std::mem::ManuallyDrop::new(m);
     if let Some(save) = &args.save {
