@@ -513,7 +513,7 @@ pub fn reason_text(instruction: &str, reason: &MissReason) -> String {
                     parts.push(format!("build arg {k} removed (was {v})"));
                 }
             }
-            format!("{}", parts.join(", "))
+            parts.join(", ")
         }
         MissReason::Other => "a variable or an earlier step changed".to_string(),
         MissReason::Files(d) => {
@@ -543,7 +543,7 @@ pub fn reason_text(instruction: &str, reason: &MissReason) -> String {
                 parts.push(format!("{} added", pollution_group(&poll)));
             }
             parts.extend(some(&d.removed, "removed", 3));
-            let mut s = format!("{}", parts.join(", "));
+            let mut s = parts.join(", ");
             if !poll.is_empty() {
                 let in_cache = poll
                     .iter()
