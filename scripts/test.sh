@@ -17,4 +17,4 @@ export CTXBUILD_TEST_REGISTRY="${CTXBUILD_TEST_REGISTRY:-127.0.0.1:5000}"
 # Engine tests must run: a missing daemon is a failure, not a skip.
 export CTXBUILD_REQUIRE_ENGINE=1
 
-cargo test --locked "$@"
+cargo test --locked --features engine-tests "$@"

@@ -40,6 +40,10 @@ fn plan_takes_a_bare_build_arg_from_the_environment_or_leaves_it_unset() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "engine-tests"),
+    ignore = "engine test: run with --features engine-tests (scripts/test.sh does)"
+)]
 fn image_leaves_an_unset_bare_build_arg_unset_and_labels_never_read_the_environment() {
     common::require_engine();
     let env = busybox_service("FROM BUSYBOX\nARG V=dflt\nRUN echo \"V is <$V>\"\n");

@@ -2,6 +2,9 @@
 //! events, cache hits, failures with exit codes, cancellation, unreachable hosts, push.
 //!
 //! Contexts are made with the `tar` crate here; `tests/image_e2e.rs` covers the whole command.
+// Engine suite: built only with `--features engine-tests` (scripts/test.sh always enables it;
+// there a missing engine fails the run).
+#![cfg(feature = "engine-tests")]
 
 mod common;
 #[path = "common/engine.rs"]

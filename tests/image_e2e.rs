@@ -3,6 +3,9 @@
 //! code COPY and what follows; bytecode junk is not sent; failures, Ctrl-C and unreachable
 //! engines give their documented exit codes and leave no container behind; --push then pull by
 //! digest.
+// Engine suite: built only with `--features engine-tests` (scripts/test.sh always enables it;
+// there a missing engine fails the run).
+#![cfg(feature = "engine-tests")]
 
 mod common;
 #[path = "common/engine.rs"]
