@@ -6,14 +6,13 @@
 //!
 //! Module map (one concern per file):
 //! - [`context`]: the Docker-faithful model of a build context (`.dockerignore`, walk, entries).
-//! - [`pollution`]: what bytecode pollution is, and `image`'s filter that keeps it out.
+//! - [`pollution`]: what bytecode pollution is; [`keep_out`]: `image`'s filter that keeps it out.
 //! - [`clean`]: removal of bytecode pollution.
 //! - [`key`]: manifests, per-step cache keys, the diff that explains a miss, saved plans.
-//! - [`build`]: the `image` use case ([`build::image`]), streaming [`events`] into a sink.
+//! - [`image`]: the `image` use case ([`image::build`]), streaming [`events`] into a sink.
 //! - [`diagnostics`]: error classes and hints (the binary renders them).
 //! - [`config`]: settings resolved once by the binary and passed in (threads, pool, cache).
 
-pub mod build;
 pub mod buildargs;
 pub mod check;
 pub mod clean;
@@ -24,6 +23,8 @@ pub mod dockerfile;
 pub mod engine;
 pub mod events;
 pub mod fsutil;
+pub mod image;
+pub mod keep_out;
 pub mod key;
 pub mod pollution;
 pub mod report;

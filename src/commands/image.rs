@@ -1,4 +1,4 @@
-//! `ctxbuild image SERVICE`: the arguments become an [`ImageRequest`], [`build::image`] does the
+//! `ctxbuild image SERVICE`: the arguments become an [`ImageRequest`], [`image::build`] does the
 //! work (streaming progress into the ui's renderer), and the report is printed (and written as
 //! JSON with `--report`).
 
@@ -6,8 +6,8 @@ use crate::cli::ImageArgs;
 use crate::ui::exit::ExitStatus;
 use crate::ui::printer::Printer;
 use crate::ui::progress::Renderer;
-use ctxbuild::build::{self, DockerfileSource, ImageRequest};
 use ctxbuild::config::Settings;
+use ctxbuild::image::{self, DockerfileSource, ImageRequest};
 use ctxbuild::service::{self, Variant};
 
 pub fn run(
@@ -37,7 +37,7 @@ pub fn run(
         engine_host: args.host.clone(),
     };
     let renderer = Renderer::new(printer.ui);
-    let outcome = build::image(&req, settings, &renderer)?;
+    let outcome = image::build(&req, settings, &renderer)?;
 
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&outcome.report)? + "\n";

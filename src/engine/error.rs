@@ -126,7 +126,7 @@ pub enum EngineError {
     },
 
     #[error("cannot read the Docker config {path}: {message}")]
-    DockerConfig { path: String, message: String },
+    DockerConfigFile { path: String, message: String },
 
     #[error("the Docker engine at {host} failed: {message}")]
     Other { host: String, message: String },
@@ -199,7 +199,7 @@ impl Diagnose for EngineError {
             ),
             EngineError::Push { kind: PushFailure::Auth, tag, .. } => Some(format!(
                 "log in first: `docker login {}` (or configure a credential helper in ~/.docker/config.json)",
-                super::auth::registry_of(tag)
+                super::reference::registry_of(tag)
             )),
             EngineError::Push { kind: PushFailure::Network, .. } => Some(
                 "check that the registry is up and reachable from the engine (the engine pushes, not ctxbuild)".into(),
@@ -226,7 +226,7 @@ impl Diagnose for EngineError {
             EngineError::Host(_)
             | EngineError::Api { .. }
             | EngineError::Context { .. }
-            | EngineError::DockerConfig { .. }
+            | EngineError::DockerConfigFile { .. }
             | EngineError::Other { .. } => ErrorClass::Failed,
         }
     }

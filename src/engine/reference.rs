@@ -255,6 +255,17 @@ pub fn check_platform(value: &str) -> Result<(), InputError> {
     Ok(())
 }
 
+/// The registry host of an image reference, as the Docker CLI decides it: the first path
+/// component if it has a `.` or `:` or is `localhost`, else Docker Hub (`docker.io`).
+pub fn registry_of(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first.to_string()
+        }
+        _ => "docker.io".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

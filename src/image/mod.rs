@@ -2,7 +2,7 @@
 //! Dockerfile, gate on `check`, scan the context (bytecode always left out), key it, stream the
 //! deterministic tar to the engine, push, and return the per-layer cache report as data.
 //!
-//! [`image`] takes an [`ImageRequest`] and the resolved [`Settings`] and returns an
+//! [`build`] takes an [`ImageRequest`] and the resolved [`Settings`] and returns an
 //! [`ImageOutcome`]; progress streams into a [`Sink`] as [`Event`]s. Nothing here prints,
 //! parses command lines or picks exit codes: errors carry an
 //! [`ErrorClass`](crate::diagnostics::ErrorClass) and hints.
@@ -22,9 +22,10 @@ use crate::context::{self, ContextOptions, Entry};
 use crate::diagnostics::{diagnose, ErrorClass, ResultExt};
 use crate::engine::{self, BuildOptions, DockerConfig, Engine, EngineConfig, EngineError};
 use crate::events::{CleanProgress, Degraded, Event, Sink};
+use crate::keep_out;
 use crate::key::store::{PlanKey, PlanStore};
 use crate::key::{self, Manifest, Plan, PlanOptions, StatCache};
-use crate::pollution::{self, keep_out};
+use crate::pollution;
 use crate::report::Report;
 use crate::service::Config;
 use crate::tarball::{self, TarOptions};
@@ -91,7 +92,7 @@ fn shown(findings: &[Finding]) -> String {
 }
 
 /// Builds (and pushes) a service's image.
-pub fn image(
+pub fn build(
     req: &ImageRequest,
     settings: &Settings,
     sink: &dyn Sink,

@@ -1,5 +1,5 @@
 //! Bytecode `image` keeps out of what it sends, whatever `.dockerignore` says: every file and
-//! `__pycache__` directory [`super::classify`] calls pollution, except what a COPY/ADD names on
+//! `__pycache__` directory [`crate::pollution::classify`] calls pollution, except what a COPY/ADD names on
 //! purpose (and the directories on the way to it).
 //!
 //! Boundary: filters a scanned context's entries and reports what it left out, as data.
@@ -95,7 +95,7 @@ pub fn exclude_pollution(entries: &mut Vec<Entry>, sources: &[String]) -> KeptOu
         let n = e.path.iter().count();
         e.path.iter().enumerate().any(|(i, comp)| {
             let is_dir = i + 1 < n || e.kind == EntryKind::Dir;
-            super::classify(comp, is_dir).is_some()
+            crate::pollution::classify(comp, is_dir).is_some()
         })
     };
     let named: Vec<PathBuf> = entries
