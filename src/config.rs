@@ -31,6 +31,8 @@ impl Settings {
     ) -> anyhow::Result<Settings> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.get())
+            // The whole command runs on a pool thread (see main): give it a main-thread stack.
+            .stack_size(8 << 20)
             .build()
             .map_err(|e| anyhow::anyhow!("cannot start {threads} worker threads: {e}"))?;
         Ok(Settings {
@@ -81,4 +83,20 @@ pub fn cache_root() -> Option<PathBuf> {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| dirs::cache_dir().map(|d| d.join("ctxbuild")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_has_the_threads_asked_for() {
+        let one = Settings::new(NonZeroUsize::MIN, None, Ok(None)).unwrap();
+        assert_eq!(one.pool.install(rayon::current_num_threads), 1);
+        let three = Settings::new(NonZeroUsize::new(3).unwrap(), None, Ok(Some(7))).unwrap();
+        assert_eq!(three.pool.install(rayon::current_num_threads), 3);
+        assert_eq!(three.mtime().unwrap(), 7);
+        let bad = Settings::new(NonZeroUsize::MIN, None, Err("bad".into())).unwrap();
+        assert!(bad.mtime().is_err());
+    }
 }

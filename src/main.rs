@@ -31,8 +31,12 @@ fn main() -> std::process::ExitCode {
     );
     let mut printer = Printer::new(ui);
     let threads = g.threads.and_then(|t| NonZeroUsize::new(usize::from(t)));
-    let result = Settings::from_env(threads)
-        .and_then(|settings| commands::dispatch(&cli.command, &mut printer, &settings));
+    // Every stage runs inside the one pool, so `-j N` bounds hashing, sorting and keying alike
+    // (rayon work outside it would fall back to the global pool's one thread per CPU).
+    let result = Settings::from_env(threads).and_then(|settings| {
+        let pool = settings.pool.clone();
+        pool.install(|| commands::dispatch(&cli.command, &mut printer, &settings))
+    });
     // Output still buffered may fail only now (a full disk): that is the run's failure too.
     let flushed = printer.flush();
     let result = match (result, flushed) {
