@@ -69,7 +69,10 @@ pub fn run(
         let mut outcome = None;
         let written = fsutil::write_atomic_with(&args.output, |f| {
             let r = tarball::write_context(&ctx.root, &entries, f, &opts);
-            let io = r.as_ref().err().map(|e| std::io::Error::other(e.to_string()));
+            let io = r
+                .as_ref()
+                .err()
+                .map(|e| std::io::Error::other(e.to_string()));
             outcome = Some(r);
             io.map_or(Ok(()), Err)
         });
