@@ -6,7 +6,6 @@
 //! the context is left out of the tar (it is not part of what the user means to send, and it
 //! would change while being archived).
 
-use super::plan::{inside_context, scan};
 use crate::cli::ContextArgs;
 use crate::ui::exit::ExitStatus;
 use crate::ui::printer::{Printer, Stdout, WriteError};
@@ -15,6 +14,7 @@ use ctxbuild::config::Settings;
 use ctxbuild::context::{Entry, EntryKind};
 use ctxbuild::diagnostics::{diagnose, ResultExt};
 use ctxbuild::fsutil;
+use ctxbuild::key::compute::{inside_context, scan_readable as scan};
 use ctxbuild::tarball::{self, TarOptions};
 use std::io::IsTerminal;
 use std::os::unix::fs::MetadataExt;

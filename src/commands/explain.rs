@@ -2,13 +2,14 @@
 //! `ctxbuild plan --save` and say, per step, hit, miss or
 //! maybe (depends on content ctxbuild cannot see), and why the first miss misses.
 
-use super::plan::{compute, Request};
+use super::plan::show_notes;
 use crate::cli::ExplainArgs;
 use crate::ui::exit::ExitStatus;
 use crate::ui::printer::Printer;
 use anyhow::Context as _;
 use ctxbuild::config::Settings;
 use ctxbuild::diagnostics::ResultExt;
+use ctxbuild::key::compute::{compute, Computed, Request};
 use ctxbuild::key::{self, Plan, Verdict};
 
 pub fn run(
@@ -30,7 +31,12 @@ pub fn run(
         stat_cache: true,
         watch: Some(&args.since),
     };
-    let (new, m) = compute(&req, printer, settings)?;
+    let Computed {
+        plan: new,
+        manifest: m,
+        notes,
+    } = compute(&req, settings)?;
+    show_notes(&notes, printer);
     let old_m = old.manifest.clone().unwrap_or_default();
     if old.manifest.is_none() {
         printer.warn("the saved plan has no manifest (saved with --json?): files cannot be named");

@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod compute;
 pub mod diff;
 pub mod manifest;
 pub mod plan;
