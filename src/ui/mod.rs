@@ -4,6 +4,7 @@
 //! Presentation settings ([`UiConfig`]) are resolved once in `main` from the flags and the
 //! environment (`NO_COLOR`, terminals) and never reach the library.
 
+pub mod clean;
 pub mod diagnostics;
 pub mod exit;
 pub mod printer;
