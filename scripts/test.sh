@@ -21,4 +21,4 @@ export CTXBUILD_TEST_STEP_IMAGE="${CTXBUILD_STEP_IMAGE:-ctxbuild-test/ctxbuild:d
 # Engine tests must run: a missing daemon is a failure, not a skip.
 export CTXBUILD_REQUIRE_ENGINE=1
 
-cargo test --locked "$@"
+cargo test --locked --features engine-tests "$@"

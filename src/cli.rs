@@ -1,9 +1,80 @@
 //! The command line, as clap derive types only. No logic here: `main.rs` resolves these into
-//! library configuration and dispatches to `commands/`.
+//! settings and dispatches to `commands/`. Argument groups several commands share (the context
+//! and its Dockerfile, build inputs, the service and its template) are defined once and
+//! flattened.
 
 use clap::{Args, Parser, Subcommand};
-use ctxbuild::config::{ColorChoice, ProgressChoice};
+use ctxbuild::buildargs::{BuildArg, Label};
 use std::path::PathBuf;
+
+/// When to use colour, as given by `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+/// How to show progress, as given by `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressChoice {
+    /// Live bars on a terminal, plain lines elsewhere.
+    Auto,
+    /// Live bars (only drawn on a terminal).
+    Tty,
+    /// One plain line per event, for CI and Cloud Build logs.
+    Plain,
+    /// No progress output at all.
+    None,
+}
+
+/// The build context and its Dockerfile (`ls`, `plan`, `explain`, `context`).
+#[derive(Debug, Args)]
+pub struct ContextDirArgs {
+    /// The build context (default: the current directory).
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// The Dockerfile (default: DIR/Dockerfile).
+    #[arg(short = 'f', long, value_name = "DOCKERFILE")]
+    pub file: Option<PathBuf>,
+}
+
+/// What a build is given (`plan`, `explain`, `image`).
+#[derive(Debug, Args)]
+pub struct BuildInputArgs {
+    /// Build-time variables, as for docker build (repeatable): K=V, or K to take K's value
+    /// from the environment (left unset when K is not set there).
+    #[arg(long = "build-arg", value_name = "K=V")]
+    pub build_args: Vec<BuildArg>,
+
+    /// Stop at this stage, as for docker build --target.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+}
+
+/// A service of ctxbuild.toml and its template (`render`, `image`).
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// The service name from ctxbuild.toml.
+    pub service: String,
+
+    /// Use the Alpine variant (the default for Python services).
+    #[arg(long, conflicts_with = "slim")]
+    pub alpine: bool,
+
+    /// Use the Debian slim variant.
+    #[arg(long)]
+    pub slim: bool,
+
+    /// Override the base image (e.g. an offline-built image).
+    #[arg(long, value_name = "IMAGE")]
+    pub base_image: Option<String>,
+
+    /// The configuration file (default: ./ctxbuild.toml).
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -126,13 +197,8 @@ pub struct CleanArgs {
     after_help = "Examples:\n  ctxbuild ls                        # the context of .\n  ctxbuild ls examples/backend --json\n  ctxbuild ls . -f docker/Dockerfile --sizes"
 )]
 pub struct LsArgs {
-    /// The build context (default: the current directory).
-    #[arg(value_name = "DIR", default_value = ".")]
-    pub dir: PathBuf,
-
-    /// The Dockerfile (default: DIR/Dockerfile).
-    #[arg(short = 'f', long, value_name = "DOCKERFILE")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub context: ContextDirArgs,
 
     /// Print type, size, mode and link target as JSON.
     #[arg(long)]
@@ -153,21 +219,11 @@ pub struct LsArgs {
     after_help = "Examples:\n  ctxbuild plan examples/backend\n  ctxbuild plan . --build-arg PY=3.12 --target runtime --json\n  ctxbuild plan . --save .ctxbuild-plan.json"
 )]
 pub struct PlanArgs {
-    /// The build context (default: the current directory).
-    #[arg(value_name = "DIR", default_value = ".")]
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub context: ContextDirArgs,
 
-    /// The Dockerfile (default: DIR/Dockerfile).
-    #[arg(short = 'f', long, value_name = "DOCKERFILE")]
-    pub file: Option<PathBuf>,
-
-    /// Build-time variables, as for docker build (repeatable).
-    #[arg(long = "build-arg", value_name = "K=V")]
-    pub build_args: Vec<String>,
-
-    /// Stop at this stage, as for docker build --target.
-    #[arg(long, value_name = "STAGE")]
-    pub target: Option<String>,
+    #[command(flatten)]
+    pub build: BuildInputArgs,
 
     /// Print the plan as JSON.
     #[arg(long)]
@@ -188,25 +244,15 @@ pub struct PlanArgs {
     after_help = "Examples:\n  ctxbuild plan . --save before.json && edit app/main.py\n  ctxbuild explain . --since before.json"
 )]
 pub struct ExplainArgs {
-    /// The build context (default: the current directory).
-    #[arg(value_name = "DIR", default_value = ".")]
-    pub dir: PathBuf,
-
-    /// The Dockerfile (default: DIR/Dockerfile).
-    #[arg(short = 'f', long, value_name = "DOCKERFILE")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub context: ContextDirArgs,
 
     /// The plan saved earlier with `ctxbuild plan --save`.
     #[arg(long, value_name = "FILE")]
     pub since: PathBuf,
 
-    /// Build-time variables, as for docker build (repeatable).
-    #[arg(long = "build-arg", value_name = "K=V")]
-    pub build_args: Vec<String>,
-
-    /// Stop at this stage, as for docker build --target.
-    #[arg(long, value_name = "STAGE")]
-    pub target: Option<String>,
+    #[command(flatten)]
+    pub build: BuildInputArgs,
 
     /// Print the explanation as JSON.
     #[arg(long)]
@@ -219,13 +265,8 @@ pub struct ExplainArgs {
     after_help = "Examples:\n  ctxbuild context . -o ctx.tar\n  ctxbuild context . -o - --gzip | wc -c"
 )]
 pub struct ContextArgs {
-    /// The build context (default: the current directory).
-    #[arg(value_name = "DIR", default_value = ".")]
-    pub dir: PathBuf,
-
-    /// The Dockerfile (default: DIR/Dockerfile).
-    #[arg(short = 'f', long, value_name = "DOCKERFILE")]
-    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub context: ContextDirArgs,
 
     /// Output file; `-` for stdout.
     #[arg(short = 'o', long, value_name = "FILE")]
@@ -243,16 +284,8 @@ pub struct ContextArgs {
     after_help = "Examples:\n  ctxbuild render backend --alpine\n  ctxbuild render auth --slim -o examples/auth/Dockerfile --write-dockerignore"
 )]
 pub struct RenderArgs {
-    /// The service name from ctxbuild.toml.
-    pub service: String,
-
-    /// Use the Alpine variant (the default for Python services).
-    #[arg(long, conflicts_with = "slim")]
-    pub alpine: bool,
-
-    /// Use the Debian slim variant.
-    #[arg(long)]
-    pub slim: bool,
+    #[command(flatten)]
+    pub service: ServiceArgs,
 
     /// Write to FILE instead of stdout.
     #[arg(short = 'o', long, value_name = "FILE")]
@@ -261,14 +294,6 @@ pub struct RenderArgs {
     /// Also write a .dockerignore into the service's context if it has none.
     #[arg(long)]
     pub write_dockerignore: bool,
-
-    /// Override the base image (e.g. an offline-built image).
-    #[arg(long, value_name = "IMAGE")]
-    pub base_image: Option<String>,
-
-    /// The configuration file (default: ./ctxbuild.toml).
-    #[arg(short = 'c', long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
 }
 
 /// Lint Dockerfiles, compose files and ctxbuild.toml for the drift that breaks deploys.
@@ -299,16 +324,8 @@ pub struct CheckArgs {
     after_help = "Examples:\n  ctxbuild image backend --alpine\n  ctxbuild image backend --alpine -t gcr.io/acme/backend:$SHORT_SHA --push\n  ctxbuild image backend --base-image ctxbuild-test/python:3-bookworm --report report.json"
 )]
 pub struct ImageArgs {
-    /// The service name from ctxbuild.toml.
-    pub service: String,
-
-    /// Use the Alpine variant (the default for Python services).
-    #[arg(long, conflicts_with = "slim")]
-    pub alpine: bool,
-
-    /// Use the Debian slim variant.
-    #[arg(long)]
-    pub slim: bool,
+    #[command(flatten)]
+    pub service: ServiceArgs,
 
     /// Use this Dockerfile instead of rendering one.
     #[arg(short = 'f', long, value_name = "DOCKERFILE")]
@@ -318,13 +335,8 @@ pub struct ImageArgs {
     #[arg(short = 't', long = "tag", value_name = "NAME:TAG")]
     pub tags: Vec<String>,
 
-    /// Build-time variables (repeatable).
-    #[arg(long = "build-arg", value_name = "K=V")]
-    pub build_args: Vec<String>,
-
-    /// Build up to this stage.
-    #[arg(long, value_name = "STAGE")]
-    pub target: Option<String>,
+    #[command(flatten)]
+    pub build: BuildInputArgs,
 
     /// Do not use the layer cache.
     #[arg(long)]
@@ -338,13 +350,9 @@ pub struct ImageArgs {
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
 
-    /// Extra image labels (repeatable).
+    /// Extra image labels (repeatable); a bare K sets K to "".
     #[arg(long = "label", value_name = "K=V")]
-    pub labels: Vec<String>,
-
-    /// Override the base image.
-    #[arg(long, value_name = "IMAGE")]
-    pub base_image: Option<String>,
+    pub labels: Vec<Label>,
 
     /// Skip the `check` gate.
     #[arg(long)]
@@ -365,10 +373,6 @@ pub struct ImageArgs {
     /// The Docker engine, as for docker -H (default: $DOCKER_HOST or the local socket).
     #[arg(short = 'H', long, value_name = "HOST")]
     pub host: Option<String>,
-
-    /// The configuration file (default: ./ctxbuild.toml).
-    #[arg(short = 'c', long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
 }
 
 /// Print shell completions.
@@ -417,4 +421,50 @@ pub struct CloudbuildArgs {
     /// The configuration file, relative to the repository root (default: ./ctxbuild.toml).
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn shared_groups_parse_the_same_everywhere() {
+        let cli = Cli::try_parse_from([
+            "ctxbuild",
+            "image",
+            "svc",
+            "--slim",
+            "--build-arg",
+            "A=1",
+            "--build-arg",
+            "B",
+            "--label",
+            "k",
+            "-c",
+            "x.toml",
+        ])
+        .unwrap();
+        let Command::Image(a) = cli.command else {
+            panic!("not image")
+        };
+        assert!(a.service.slim);
+        assert_eq!(
+            a.build.build_args,
+            vec![
+                BuildArg::Set {
+                    key: "A".into(),
+                    value: "1".into()
+                },
+                BuildArg::FromEnv { key: "B".into() }
+            ]
+        );
+        assert_eq!(a.labels[0].value, "");
+        assert!(Cli::try_parse_from(["ctxbuild", "plan", "--build-arg", "=v"]).is_err());
+    }
 }

@@ -1,110 +1,79 @@
-//! Global settings resolved once from the command line and the environment.
+//! Settings every use case receives, resolved once by the binary and passed explicitly: the
+//! worker-thread count and the one rayon pool built from it, ctxbuild's cache directory, and
+//! the tar mtime (`SOURCE_DATE_EPOCH`).
 //!
-//! No other module reads environment variables about presentation or asks whether a stream is a
-//! terminal: they receive a [`GlobalConfig`]. This keeps the library testable and `--json` honest.
+//! No stage reads these from the environment itself; presentation (colour, progress, verbosity)
+//! is the binary's and never reaches the library.
 
-use std::io::IsTerminal;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-/// When to use colour, as given by `--color`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
-
-/// How to show progress, as given by `--progress`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ProgressChoice {
-    /// Live bars on a terminal, plain lines elsewhere.
-    Auto,
-    /// Live bars (only drawn on a terminal).
-    Tty,
-    /// One plain line per event, for CI and Cloud Build logs.
-    Plain,
-    /// No progress output at all.
-    None,
-}
-
-/// How chatty to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Verbosity {
-    Quiet,
-    Normal,
-    Verbose,
-}
-
-/// How progress is actually shown, after looking at the terminal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProgressMode {
-    Bars,
-    Plain,
-    Off,
-}
-
-/// Settings every command receives, decided once.
+/// Resolved settings.
 #[derive(Debug, Clone)]
-pub struct GlobalConfig {
-    /// Colour on stderr (diagnostics, summaries).
-    pub color: bool,
-    pub progress: ProgressMode,
-    pub verbosity: Verbosity,
-    /// Worker threads for walking, hashing and removing; never 0.
-    pub threads: usize,
+pub struct Settings {
+    /// Worker threads for walking, hashing and removing.
+    pub threads: NonZeroUsize,
+    /// The pool every parallel stage runs on (hashing, keying), built with `threads` threads.
+    pub pool: Arc<rayon::ThreadPool>,
+    /// ctxbuild's cache directory (stat caches, saved plans), when there is one.
+    pub cache_dir: Option<PathBuf>,
+    /// `SOURCE_DATE_EPOCH` as read: the mtime of tar entries, or why the value is invalid.
+    pub source_date_epoch: Result<Option<u64>, String>,
 }
 
-impl GlobalConfig {
-    /// Resolves the user's choices against the environment (`NO_COLOR`, `CI`, terminals).
-    pub fn resolve(
-        color: ColorChoice,
-        progress: ProgressChoice,
-        quiet: bool,
-        verbose: u8,
-        threads: Option<usize>,
-    ) -> GlobalConfig {
-        let stderr_tty = std::io::stderr().is_terminal();
-        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-        let color = match color {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => stderr_tty && !no_color,
-        };
-        let verbosity = if quiet {
-            Verbosity::Quiet
-        } else if verbose > 0 {
-            Verbosity::Verbose
-        } else {
-            Verbosity::Normal
-        };
-        let progress = match (progress, verbosity) {
-            (_, Verbosity::Quiet) | (ProgressChoice::None, _) => ProgressMode::Off,
-            (ProgressChoice::Plain, _) => ProgressMode::Plain,
-            (ProgressChoice::Tty, _) if stderr_tty => ProgressMode::Bars,
-            (ProgressChoice::Tty, _) => ProgressMode::Off,
-            (ProgressChoice::Auto, _) if stderr_tty => ProgressMode::Bars,
-            (ProgressChoice::Auto, _) => ProgressMode::Plain,
-        };
-        let threads = threads
-            .filter(|&t| t > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        GlobalConfig {
-            color,
-            progress,
-            verbosity,
+impl Settings {
+    /// Builds the pool for `threads` workers.
+    pub fn new(
+        threads: NonZeroUsize,
+        cache_dir: Option<PathBuf>,
+        source_date_epoch: Result<Option<u64>, String>,
+    ) -> anyhow::Result<Settings> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.get())
+            // The whole command runs on a pool thread (see main): give it a main-thread stack.
+            .stack_size(8 << 20)
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot start {threads} worker threads: {e}"))?;
+        Ok(Settings {
             threads,
+            pool: Arc::new(pool),
+            cache_dir,
+            source_date_epoch,
+        })
+    }
+
+    /// Settings from the process environment with `threads` workers (tests, library callers).
+    pub fn from_env(threads: Option<NonZeroUsize>) -> anyhow::Result<Settings> {
+        let threads = threads.unwrap_or_else(default_threads);
+        let sde = std::env::var("SOURCE_DATE_EPOCH").ok();
+        Settings::new(
+            threads,
+            cache_root(),
+            crate::fsutil::source_date_epoch(sde.as_deref()),
+        )
+    }
+
+    /// The mtime of every tar entry: `SOURCE_DATE_EPOCH`, or 0 when unset.
+    pub fn mtime(&self) -> anyhow::Result<u64> {
+        match &self.source_date_epoch {
+            Ok(v) => Ok(v.unwrap_or(0)),
+            Err(e) => Err(anyhow::anyhow!("{e}")),
         }
     }
 
-    /// A configuration for tests and library callers: no colour, no progress, default threads.
-    pub fn plain() -> GlobalConfig {
-        GlobalConfig {
-            color: false,
-            progress: ProgressMode::Off,
-            verbosity: Verbosity::Normal,
-            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        }
+    /// The cache directory for things a build needs to keep (saved plans): the configured one,
+    /// else the temporary directory's `ctxbuild/`.
+    pub fn build_cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("ctxbuild"))
     }
+}
+
+/// The number of CPUs (2 when unknown).
+pub fn default_threads() -> NonZeroUsize {
+    std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN.saturating_add(1))
 }
 
 /// ctxbuild's cache directory (stat caches, saved build plans): `$CTXBUILD_CACHE_DIR` when set
@@ -114,4 +83,20 @@ pub fn cache_root() -> Option<PathBuf> {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| dirs::cache_dir().map(|d| d.join("ctxbuild")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_has_the_threads_asked_for() {
+        let one = Settings::new(NonZeroUsize::MIN, None, Ok(None)).unwrap();
+        assert_eq!(one.pool.install(rayon::current_num_threads), 1);
+        let three = Settings::new(NonZeroUsize::new(3).unwrap(), None, Ok(Some(7))).unwrap();
+        assert_eq!(three.pool.install(rayon::current_num_threads), 3);
+        assert_eq!(three.mtime().unwrap(), 7);
+        let bad = Settings::new(NonZeroUsize::MIN, None, Err("bad".into())).unwrap();
+        assert!(bad.mtime().is_err());
+    }
 }

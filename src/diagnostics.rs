@@ -1,12 +1,29 @@
-//! Error rendering in the uv style: `error:` what happened, `caused by:` the chain, `hint:` the fix.
+//! What an error means for the caller: its [`ErrorClass`] and its hints (the fix for the user).
 //!
-//! Stage modules return their own `thiserror` enums. At the command edge they become
+//! Stage modules return their own `thiserror` enums. At the use-case edge they become
 //! `anyhow::Error`s; a [`Hint`] layer attached with [`ResultExt`] (or [`diagnose`] for errors
-//! that implement [`Diagnose`]) carries the fix and the exit status. [`render`] is the only
-//! place that formats an error for a person.
+//! that implement [`Diagnose`]) carries the fix and the class. The library renders nothing:
+//! the binary lays out `error:` / `caused by:` / `hint:` from [`messages`] and [`hints_of`] and
+//! maps the class to an exit code.
 
-use crate::exit::ExitStatus;
 use std::fmt;
+
+/// What kind of failure an error is; the binary maps each class to its exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Bad input, a usage error, an I/O failure, or an operation that failed.
+    Failed,
+    /// The work ran and found problems (the `check` gate of `image`).
+    Findings,
+    /// No Docker engine answered at the configured host.
+    EngineUnreachable,
+    /// The engine answered but the build failed.
+    BuildFailed,
+    /// The build succeeded but a push failed.
+    PushFailed,
+    /// Interrupted by Ctrl-C / SIGINT.
+    Interrupted,
+}
 
 /// An error annotated with a fix for the user and the exit status it maps to.
 ///
@@ -15,7 +32,7 @@ use std::fmt;
 #[derive(Debug)]
 pub struct Hint {
     pub text: Option<String>,
-    pub status: ExitStatus,
+    pub class: ErrorClass,
     inner: anyhow::Error,
 }
 
@@ -32,36 +49,32 @@ impl std::error::Error for Hint {
     }
 }
 
-fn wrap(inner: anyhow::Error, text: Option<String>, status: ExitStatus) -> anyhow::Error {
-    anyhow::Error::new(Hint {
-        text,
-        status,
-        inner,
-    })
+fn wrap(inner: anyhow::Error, text: Option<String>, class: ErrorClass) -> anyhow::Error {
+    anyhow::Error::new(Hint { text, class, inner })
 }
 
-/// Stage errors that know their fix and exit status.
+/// Stage errors that know their fix and class.
 pub trait Diagnose: std::error::Error + Send + Sync + 'static {
     /// One line telling the user what to do, if there is something to do.
     fn hint(&self) -> Option<String> {
         None
     }
-    /// The exit status this error maps to.
-    fn status(&self) -> ExitStatus {
-        ExitStatus::Error
+    /// What kind of failure this is.
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Failed
     }
 }
 
-/// Wraps a stage error into an `anyhow::Error` that carries its hint and status.
+/// Wraps a stage error into an `anyhow::Error` that carries its hint and class.
 pub fn diagnose<E: Diagnose>(err: E) -> anyhow::Error {
-    let (text, status) = (err.hint(), err.status());
-    wrap(anyhow::Error::new(err), text, status)
+    let (text, class) = (err.hint(), err.class());
+    wrap(anyhow::Error::new(err), text, class)
 }
 
-/// Attach a hint or a status to any fallible result.
+/// Attach a hint or a class to any fallible result.
 pub trait ResultExt<T> {
     fn hint(self, text: impl Into<String>) -> anyhow::Result<T>;
-    fn with_status(self, status: ExitStatus) -> anyhow::Result<T>;
+    fn with_class(self, class: ErrorClass) -> anyhow::Result<T>;
 }
 
 impl<T, E> ResultExt<T> for Result<T, E>
@@ -71,27 +84,28 @@ where
     fn hint(self, text: impl Into<String>) -> anyhow::Result<T> {
         self.map_err(|e| {
             let e: anyhow::Error = e.into();
-            let status = status_of(&e);
-            wrap(e, Some(text.into()), status)
+            let class = class_of(&e);
+            wrap(e, Some(text.into()), class)
         })
     }
 
-    fn with_status(self, status: ExitStatus) -> anyhow::Result<T> {
+    fn with_class(self, class: ErrorClass) -> anyhow::Result<T> {
         self.map_err(|e| {
             let e: anyhow::Error = e.into();
-            wrap(e, None, status)
+            wrap(e, None, class)
         })
     }
 }
 
-/// The exit status an error maps to: the outermost [`Hint`]'s, else [`ExitStatus::Error`].
-pub fn status_of(err: &anyhow::Error) -> ExitStatus {
+/// The class of an error: the outermost [`Hint`]'s, else [`ErrorClass::Failed`].
+pub fn class_of(err: &anyhow::Error) -> ErrorClass {
     err.chain()
-        .find_map(|c| c.downcast_ref::<Hint>().map(|h| h.status))
-        .unwrap_or(ExitStatus::Error)
+        .find_map(|c| c.downcast_ref::<Hint>().map(|h| h.class))
+        .unwrap_or(ErrorClass::Failed)
 }
 
-fn hints_of(err: &anyhow::Error) -> Vec<String> {
+/// Every hint attached along the chain, outermost first, each once.
+pub fn hints_of(err: &anyhow::Error) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for c in err.chain() {
         if let Some(Hint { text: Some(t), .. }) = c.downcast_ref::<Hint>() {
@@ -103,26 +117,12 @@ fn hints_of(err: &anyhow::Error) -> Vec<String> {
     out
 }
 
-/// Formats an error for a person: `error: …`, then `  caused by: …` lines, then `hint: …` lines.
-pub fn render(err: &anyhow::Error) -> String {
-    render_styled(err, false)
-}
-
-/// [`render`], with `error:` in bold red and `hint:` in bold cyan when `color` is on.
-pub fn render_styled(err: &anyhow::Error, color: bool) -> String {
-    let label = |text: &str, style: console::Style| {
-        if color {
-            style.force_styling(true).apply_to(text).to_string()
-        } else {
-            text.to_string()
-        }
-    };
-    let error_label = label("error:", console::Style::new().red().bold());
-    let hint_label = label("hint:", console::Style::new().cyan().bold());
+/// The messages of an error's chain, outermost first, each said once (thiserror
+/// `#[error(transparent)]` and `{0}` wrappers repeat their source).
+pub fn messages(err: &anyhow::Error) -> Vec<String> {
     let mut messages: Vec<String> = Vec::new();
     for c in err.chain() {
         let m = c.to_string();
-        // thiserror `#[error(transparent)]` and `{0}` wrappers repeat their source; say it once.
         if messages
             .last()
             .is_some_and(|last| last == &m || last.ends_with(&m))
@@ -131,24 +131,7 @@ pub fn render_styled(err: &anyhow::Error, color: bool) -> String {
         }
         messages.push(m);
     }
-    let mut out = String::new();
-    let mut it = messages.into_iter();
-    out.push_str(&error_label);
-    out.push(' ');
-    out.push_str(&it.next().unwrap_or_else(|| "unknown error".to_string()));
-    out.push('\n');
-    for m in it {
-        out.push_str("  caused by: ");
-        out.push_str(&m);
-        out.push('\n');
-    }
-    for h in hints_of(err) {
-        out.push_str(&hint_label);
-        out.push(' ');
-        out.push_str(&h);
-        out.push('\n');
-    }
-    out
+    messages
 }
 
 #[cfg(test)]
@@ -170,39 +153,34 @@ mod tests {
     }
 
     #[test]
-    fn renders_error_cause_and_hint() {
+    fn messages_cause_and_hint() {
         let e = diagnose(ReadFailed {
             path: "app/main.py".into(),
             source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied"),
         });
-        let text = render(&e);
         assert_eq!(
-            text,
-            "error: cannot read app/main.py\n  caused by: permission denied\nhint: check the file's permissions\n"
+            messages(&e),
+            vec![
+                "cannot read app/main.py".to_string(),
+                "permission denied".into()
+            ]
         );
-        assert_eq!(status_of(&e), ExitStatus::Error);
+        assert_eq!(
+            hints_of(&e),
+            vec!["check the file's permissions".to_string()]
+        );
+        assert_eq!(class_of(&e), ErrorClass::Failed);
     }
 
     #[test]
-    fn colour_only_when_asked() {
-        let e = anyhow::anyhow!("boom");
-        assert_eq!(render_styled(&e, false), "error: boom\n");
-        let styled = render_styled(&e, true);
-        assert!(styled.contains("\u{1b}["), "{styled:?}");
-        assert!(styled.ends_with("boom\n"));
-    }
-
-    #[test]
-    fn status_and_hint_attach_to_any_error() {
+    fn class_and_hint_attach_to_any_error() {
         let r: Result<(), std::io::Error> = Err(std::io::Error::other("connection refused"));
         let e = r
             .hint("start dockerd")
-            .with_status(ExitStatus::EngineUnreachable)
+            .with_class(ErrorClass::EngineUnreachable)
             .unwrap_err();
-        assert_eq!(status_of(&e), ExitStatus::EngineUnreachable);
-        assert_eq!(
-            render(&e),
-            "error: connection refused\nhint: start dockerd\n"
-        );
+        assert_eq!(class_of(&e), ErrorClass::EngineUnreachable);
+        assert_eq!(messages(&e), vec!["connection refused".to_string()]);
+        assert_eq!(hints_of(&e), vec!["start dockerd".to_string()]);
     }
 }

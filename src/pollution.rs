@@ -2,7 +2,8 @@
 //!
 //! One definition shared by `clean` (which removes it), `ls --sizes` (which weighs it), `check`
 //! (which reports it) and `image` (which never sends it). Decided by name alone, so walkers can
-//! classify before asking for metadata.
+//! classify before asking for metadata. `keep_out` beside it is `image`'s filter over a scanned
+//! context.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -2,11 +2,12 @@
 //! seconds, layer size, image id), totals, why the first rebuilt step rebuilt, what the context
 //! sent and kept out, and what was pushed.
 //!
-//! One data structure, two renderings: [`Report::human`] for people and serde JSON for
-//! `--report FILE`. It computes nothing from the engine or the disk itself: callers give it the
-//! build outcome, the image history and the key diff's words.
+//! One data structure: the binary renders it for people and as serde JSON for `--report FILE`.
+//! It computes nothing from the engine or the disk itself: callers give it the build outcome,
+//! the image history and the key diff's structured reason.
 
 use crate::engine::{BuildOutcome, HistoryLayer, PushOutcome, StepStatus};
+use crate::key::{FileChange, MissReason};
 use serde::Serialize;
 
 /// The whole report.
@@ -51,16 +52,69 @@ pub struct Totals {
     pub image_size: u64,
 }
 
-/// The reason ctxbuild's own key diff gives for the first rebuilt step.
+/// Why the first rebuilt step rebuilt: the structured cause, and the words made from it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RebuildReason {
     pub step: usize,
     pub instruction: String,
-    /// One sentence, e.g. "app/main.py content changed".
+    /// What made it rebuild, as data.
+    pub cause: RebuildCause,
+    /// The cause in words, e.g. "app/main.py content changed" (made from `cause`).
     pub summary: String,
-    /// The individual changes (files added/removed/changed, mode changes, Dockerfile line
-    /// changed, build-arg changed, base image changed).
+    /// The individual file changes, e.g. "app/main.py content changed" (made from `cause`).
     pub changes: Vec<String>,
+}
+
+/// What made a step rebuild.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RebuildCause {
+    /// ctxbuild's key diff against the plan saved at the previous build.
+    KeyDiff { reason: MissReason },
+    /// Past the Dockerfile: a label the engine applies as an extra LABEL step changed.
+    Label,
+    /// `--no-cache`: every step rebuilt because it was asked to.
+    NoCache,
+}
+
+impl RebuildReason {
+    /// The reason for `step` (running `instruction`) from its structured cause.
+    pub fn new(step: usize, instruction: String, cause: RebuildCause) -> RebuildReason {
+        let (summary, changes) = match &cause {
+            RebuildCause::KeyDiff { reason } => {
+                let changes = match reason {
+                    MissReason::Files(d) => d.changes().iter().map(change_text).collect(),
+                    _ => Vec::new(),
+                };
+                (crate::key::reason_text(&instruction, reason), changes)
+            }
+            RebuildCause::Label => (
+                "an image label changed (e.g. the git revision): the engine applies labels as \
+                 extra LABEL steps"
+                    .to_string(),
+                Vec::new(),
+            ),
+            RebuildCause::NoCache => ("--no-cache: every step rebuilt".to_string(), Vec::new()),
+        };
+        RebuildReason {
+            step,
+            instruction,
+            cause,
+            summary,
+            changes,
+        }
+    }
+}
+
+fn change_text(c: &FileChange) -> String {
+    match c {
+        FileChange::Added(p) => format!("{p} added"),
+        FileChange::Removed(p) => format!("{p} removed"),
+        FileChange::Content(p) => format!("{p} content changed"),
+        FileChange::Mode(p) => format!("{p} mode changed"),
+        FileChange::Type(p) => format!("{p} type changed"),
+        FileChange::Link(p) => format!("{p} link target changed"),
+    }
 }
 
 /// What was sent to the engine.
@@ -151,103 +205,11 @@ impl Report {
     /// because anything changed. `None` when nothing was built.
     pub fn no_cache_reason(&self) -> Option<RebuildReason> {
         let first = self.first_built_step()?;
-        Some(RebuildReason {
-            step: first.number,
-            instruction: first.instruction.clone(),
-            summary: "--no-cache: every step rebuilt".into(),
-            changes: Vec::new(),
-        })
-    }
-
-    /// The report for people: a table, then the totals and the reason.
-    pub fn human(&self, paint: &dyn Fn(&str, console::Style) -> String) -> String {
-        const INSTR_WIDTH: usize = 64;
-        let mut out = String::new();
-        let num_w = self
-            .steps
-            .iter()
-            .map(|s| format!("{}/{}", s.number, s.total).len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        out.push_str(&format!(
-            "{:<num_w$}  {:<6}  {:>7}  {:>9}  {:<12}  {}\n",
-            "Step", "Cache", "Time", "Size", "Image", "Instruction"
-        ));
-        for s in &self.steps {
-            // Padded before painting: escape codes would break the column width.
-            let status = match s.status {
-                StepStatus::Cached => paint("CACHED", console::Style::new().green()),
-                StepStatus::Built => paint("BUILT ", console::Style::new().yellow().bold()),
-            };
-            out.push_str(&format!(
-                "{:<num_w$}  {}  {:>7}  {:>9}  {:<12}  {}\n",
-                format!("{}/{}", s.number, s.total),
-                status,
-                format!("{:.1}s", s.seconds),
-                s.layer_size.map_or_else(|| "-".to_string(), human_bytes),
-                s.image_id.as_deref().map_or("-", |i| &i[..i.len().min(12)]),
-                truncate(&s.instruction, INSTR_WIDTH),
-            ));
-        }
-        let t = &self.totals;
-        out.push_str(&format!(
-            "\nBuilt {} in {:.1}s: {}/{} steps cached ({:.0}%), image {}\n",
-            short_id(&self.image_id),
-            t.build_seconds,
-            t.cached_steps,
-            t.steps,
-            t.cached_share * 100.0,
-            human_bytes(t.image_size)
-        ));
-        if let Some(r) = &self.rebuild_reason {
-            out.push_str(&format!(
-                "Step {} `{}` rebuilt: {}\n",
-                r.step,
-                truncate(&r.instruction, INSTR_WIDTH),
-                r.summary
-            ));
-            for c in r.changes.iter().take(10) {
-                out.push_str(&format!("  {c}\n"));
-            }
-            if r.changes.len() > 10 {
-                out.push_str(&format!("  … and {} more\n", r.changes.len() - 10));
-            }
-        } else if let Some(first) = self.first_built_step() {
-            out.push_str(&format!(
-                "Step {} `{}` rebuilt (no earlier build of this service to compare with)\n",
-                first.number,
-                truncate(&first.instruction, INSTR_WIDTH)
-            ));
-        }
-        let c = &self.context;
-        out.push_str(&format!(
-            "Context: {} sent in {:.1}s",
-            human_bytes(c.bytes_sent),
-            c.upload_seconds
-        ));
-        if c.pollution_excluded_entries > 0 {
-            out.push_str(&format!(
-                "; {} bytecode entries ({}) kept out",
-                c.pollution_excluded_entries,
-                human_bytes(c.pollution_excluded_bytes)
-            ));
-        }
-        out.push('\n');
-        for tag in &self.tags {
-            out.push_str(&format!("Tagged {tag}\n"));
-        }
-        for p in &self.pushed {
-            out.push_str(&format!(
-                "Pushed {} {}\n",
-                p.tag,
-                p.digest.as_deref().unwrap_or("(no digest reported)")
-            ));
-        }
-        for w in &self.warnings {
-            out.push_str(&format!("warning: {w}\n"));
-        }
-        out
+        Some(RebuildReason::new(
+            first.number,
+            first.instruction.clone(),
+            RebuildCause::NoCache,
+        ))
     }
 }
 
@@ -261,41 +223,6 @@ fn layer_size(history: &[HistoryLayer], short_id: &str, whole_image: bool) -> Op
         Some(history[pos..].iter().map(|l| l.size).sum())
     } else {
         Some(history[pos].size)
-    }
-}
-
-fn short_id(id: &str) -> &str {
-    let id = id.strip_prefix("sha256:").unwrap_or(id);
-    &id[..id.len().min(12)]
-}
-
-fn truncate(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(width - 1).collect();
-        t.push('…');
-        t
-    }
-}
-
-/// Bytes for people: 1000-based like the docker CLI ("191MB" there, "191 MB" here).
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else if v < 10.0 {
-        format!("{v:.2} {}", UNITS[u])
-    } else if v < 100.0 {
-        format!("{v:.1} {}", UNITS[u])
-    } else {
-        format!("{v:.0} {}", UNITS[u])
     }
 }
 
@@ -383,61 +310,50 @@ mod tests {
     }
 
     #[test]
-    fn human_and_json_come_from_the_same_data() {
-        let mut r = Report::new(Some("backend".into()), &outcome(), &history(), 7_004_320);
-        r.rebuild_reason = Some(RebuildReason {
-            step: 3,
-            instruction: "COPY . /app/".into(),
-            summary: "app/main.py content changed".into(),
-            changes: vec!["app/main.py content changed".into()],
-        });
-        r.context.pollution_excluded_entries = 212;
-        r.context.pollution_excluded_bytes = 3_400_000;
-        let text = r.human(&|s, _| s.to_string());
-        assert!(text.contains("3/3   BUILT "), "{text}");
-        assert!(text.contains("2/3   CACHED"), "{text}");
-        assert!(text.contains("2/3 steps cached (67%)"), "{text}");
-        assert!(
-            text.contains("Step 3 `COPY . /app/` rebuilt: app/main.py content changed"),
-            "{text}"
+    fn the_reason_is_made_from_the_structured_cause() {
+        // An instruction holding ": " once corrupted a reason parsed back out of the sentence.
+        let reason = RebuildReason::new(
+            3,
+            "RUN echo step: two".into(),
+            RebuildCause::KeyDiff {
+                reason: MissReason::Instruction {
+                    before: "RUN echo step: one".into(),
+                },
+            },
         );
-        assert!(
-            text.contains("212 bytecode entries (3.40 MB) kept out"),
-            "{text}"
-        );
-        let json: serde_json::Value = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["steps"][2]["status"], "BUILT");
-        assert_eq!(json["steps"][0]["layer_size"], 7_000_000);
-        assert_eq!(
-            json["rebuild_reason"]["summary"],
-            "app/main.py content changed"
-        );
-        assert_eq!(json["context"]["pollution_excluded_entries"], 212);
-        assert_eq!(json["totals"]["cached_steps"], 2);
-    }
+        assert_eq!(reason.summary, "the instruction changed: `one` → `two`");
+        let json = serde_json::to_value(&reason).unwrap();
+        assert_eq!(json["cause"]["kind"], "key-diff");
+        assert_eq!(json["cause"]["reason"]["kind"], "instruction");
+        assert_eq!(json["cause"]["reason"]["before"], "RUN echo step: one");
+        assert_eq!(json["instruction"], "RUN echo step: two");
 
-    #[test]
-    fn no_cache_says_so_instead_of_a_missing_comparison() {
-        let mut r = Report::new(Some("backend".into()), &outcome(), &history(), 7_004_320);
-        r.rebuild_reason = r.no_cache_reason();
-        let text = r.human(&|s, _| s.to_string());
-        assert!(
-            text.contains("Step 3 `COPY . /app/` rebuilt: --no-cache: every step rebuilt"),
-            "{text}"
+        let mut files = crate::key::FileDiff::default();
+        files.content_changed.push("app/main.py".into());
+        files.added.push("app/new.py".into());
+        let reason = RebuildReason::new(
+            4,
+            "COPY . /app/".into(),
+            RebuildCause::KeyDiff {
+                reason: MissReason::Files(files),
+            },
         );
-        assert!(!text.contains("no earlier build"), "{text}");
-        let json: serde_json::Value = serde_json::to_value(&r).unwrap();
         assert_eq!(
-            json["rebuild_reason"]["summary"],
-            "--no-cache: every step rebuilt"
+            reason.changes,
+            vec!["app/main.py content changed", "app/new.py added"]
+        );
+        assert_eq!(
+            reason.summary,
+            "app/main.py content changed, app/new.py added"
         );
     }
 
     #[test]
-    fn bytes_read_like_the_cli() {
-        assert_eq!(human_bytes(0), "0 B");
-        assert_eq!(human_bytes(1_982_485), "1.98 MB");
-        assert_eq!(human_bytes(191_000_000), "191 MB");
-        assert_eq!(human_bytes(12_345), "12.3 kB");
+    fn no_cache_is_its_own_cause() {
+        let r = Report::new(Some("backend".into()), &outcome(), &history(), 7_004_320);
+        let reason = r.no_cache_reason().unwrap();
+        assert_eq!(reason.cause, RebuildCause::NoCache);
+        assert_eq!(reason.summary, "--no-cache: every step rebuilt");
+        assert_eq!(reason.step, 3);
     }
 }

@@ -6,6 +6,9 @@
 //! Mutations are cumulative and never revert to an earlier state, and the Dockerfile carries a
 //! unique label, so layers from earlier rounds or earlier test runs can never produce a hit
 //! the keys did not predict. Every image built is removed at the end.
+// Engine suite: built only with `--features engine-tests` (scripts/test.sh always enables it;
+// there a missing engine fails the run).
+#![cfg(feature = "engine-tests")]
 
 mod common;
 

@@ -6,6 +6,9 @@
 //! instantiated with `docker create` (never run), exported, and the paths under `ctx/` read from
 //! the tar. Paths, types, symlink targets and permission bits must all agree. Every mismatch
 //! names its case; images and containers are removed afterwards.
+// Engine suite: built only with `--features engine-tests` (scripts/test.sh always enables it;
+// there a missing engine fails the run).
+#![cfg(feature = "engine-tests")]
 
 mod common;
 

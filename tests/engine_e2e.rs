@@ -2,16 +2,19 @@
 //! events, cache hits, failures with exit codes, cancellation, unreachable hosts, push.
 //!
 //! Contexts are made with the `tar` crate here; `tests/image_e2e.rs` covers the whole command.
+// Engine suite: built only with `--features engine-tests` (scripts/test.sh always enables it;
+// there a missing engine fails the run).
+#![cfg(feature = "engine-tests")]
 
 mod common;
 #[path = "common/engine.rs"]
 mod engine_helpers;
 
 use ctxbuild::diagnostics::Diagnose;
+use ctxbuild::diagnostics::ErrorClass;
 use ctxbuild::engine::{
     BuildEvent, BuildOptions, Engine, EngineConfig, EngineError, PushFailure, StepStatus,
 };
-use ctxbuild::exit::ExitStatus;
 use engine_helpers::{containers_mentioning, rmi, tar_of};
 
 fn engine() -> Engine {
@@ -150,7 +153,7 @@ fn failing_run_reports_step_code_and_output_and_leaves_no_container() {
         }
         other => panic!("expected BuildFailed, got {other:?}"),
     }
-    assert_eq!(err.status(), ExitStatus::BuildFailed);
+    assert_eq!(err.class(), ErrorClass::BuildFailed);
     assert!(err.to_string().contains("step 3/3"), "{err}");
     assert_eq!(containers_mentioning(&marker), Vec::<String>::new());
 }
@@ -167,7 +170,7 @@ fn dockerfile_syntax_error_is_a_rejected_build() {
         .unwrap_err();
     assert!(matches!(err, EngineError::BuildRejected { .. }), "{err:?}");
     assert!(err.to_string().contains("unknown instruction"), "{err}");
-    assert_eq!(err.status(), ExitStatus::BuildFailed);
+    assert_eq!(err.class(), ErrorClass::BuildFailed);
 }
 
 #[test]
@@ -215,7 +218,7 @@ fn cancel_mid_run_removes_the_intermediate_container() {
         .unwrap_err();
     assert!(saw_running);
     assert!(matches!(err, EngineError::Interrupted), "{err:?}");
-    assert_eq!(err.status().code(), 130);
+    assert_eq!(err.class(), ErrorClass::Interrupted);
     assert!(
         started.elapsed().as_secs() < 25,
         "did not wait for the sleep"
@@ -232,7 +235,7 @@ fn unreachable_hosts_name_the_host_and_exit_3() {
             matches!(err, EngineError::Unreachable { .. }),
             "{host}: {err:?}"
         );
-        assert_eq!(err.status(), ExitStatus::EngineUnreachable);
+        assert_eq!(err.class(), ErrorClass::EngineUnreachable);
         assert!(err.to_string().contains(host), "{err}");
         assert!(err.to_string().contains("from --host"), "{err}");
         assert!(err.hint().is_some());
@@ -306,25 +309,27 @@ fn push_to_a_dead_registry_is_a_network_failure() {
         EngineError::Push { kind, .. } => assert_eq!(*kind, PushFailure::Network, "{err}"),
         other => panic!("expected a push failure, got {other:?}"),
     }
-    assert_eq!(err.status(), ExitStatus::PushFailed);
+    assert_eq!(err.class(), ErrorClass::PushFailed);
     rmi(&[&tag]);
 }
 
 #[test]
 fn an_injected_dockerfile_is_not_visible_to_copy() {
-    use ctxbuild::engine::inject::{Injection, INJECTED_DOCKERFILE};
+    // The production path: `image`'s tar options (injected Dockerfile + self-hiding
+    // .dockerignore) written by the context tar writer.
+    use ctxbuild::image::inject::{tar_options, INJECTED_DOCKERFILE};
     let e = engine();
     let tag = format!("ctxbuild-e2e/{}:1", common::unique("inject"));
-    let inj = Injection {
-        dockerfile: format!(
-            "FROM {}\nCOPY . /x/\nRUN find /x | sort\n",
-            common::busybox_image()
-        )
-        .into_bytes(),
-        dockerignore: None,
-        mtime: 0,
-    };
-    let ctx = tar_of(files(&[("app.py", "print(1)\n")]));
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tree(dir.path(), &[("app.py", "print(1)\n")]);
+    let ctx = ctxbuild::context::scan(&ctxbuild::context::ContextOptions::new(dir.path())).unwrap();
+    let dockerfile = format!(
+        "FROM {}\nCOPY . /x/\nRUN find /x | sort\n",
+        common::busybox_image()
+    );
+    let opts = tar_options(&ctx, &dockerfile, 0).unwrap();
+    let root = ctx.root.clone();
+    let sent: Vec<_> = ctx.sent().into_iter().cloned().collect();
     let mut out = Vec::new();
     e.build(
         &BuildOptions {
@@ -333,8 +338,8 @@ fn an_injected_dockerfile_is_not_visible_to_copy() {
             ..Default::default()
         },
         move |w: &mut dyn std::io::Write| {
-            inj.write(w)?;
-            ctx(w)
+            ctxbuild::tarball::write_context(&root, &sent, w, &opts)?;
+            Ok(())
         },
         &mut |ev| {
             if let BuildEvent::Output { line, .. } = ev {

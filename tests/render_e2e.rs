@@ -3,6 +3,9 @@
 //! response and in the process list), and with `PORT` set it listens there instead.
 //!
 //! pip installs the requirements from PyPI during the build. Everything made here is removed.
+// Engine suite: built only with `--features engine-tests` (scripts/test.sh always enables it;
+// there a missing engine fails the run).
+#![cfg(feature = "engine-tests")]
 
 mod common;
 

@@ -180,6 +180,10 @@ fn gzip_is_deterministic() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "engine-tests"),
+    ignore = "engine test: run with --features engine-tests (scripts/test.sh does)"
+)]
 fn the_engine_builds_from_it() {
     require_engine();
     let tmp = tempfile::tempdir().unwrap();

@@ -1,10 +1,10 @@
 //! `ctxbuild check`: runs the lint and prints its report, as text or `--json` from the same data.
 
 use crate::cli::CheckArgs;
+use crate::ui::exit::ExitStatus;
+use crate::ui::printer::Printer;
 use ctxbuild::check::{self, Finding, Severity};
 use ctxbuild::diagnostics::diagnose;
-use ctxbuild::exit::ExitStatus;
-use ctxbuild::printer::Printer;
 use ctxbuild::service::{self, Config};
 
 pub fn run(args: &CheckArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {

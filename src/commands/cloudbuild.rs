@@ -2,11 +2,11 @@
 //! generated config (YAML, or Cloud Build's JSON form with `--json`).
 
 use crate::cli::CloudbuildArgs;
+use crate::ui::exit::ExitStatus;
+use crate::ui::printer::Printer;
 use ctxbuild::cloudbuild::{self, Request};
 use ctxbuild::diagnostics::{diagnose, ResultExt};
-use ctxbuild::exit::ExitStatus;
 use ctxbuild::fsutil;
-use ctxbuild::printer::Printer;
 use ctxbuild::service::{self, Config};
 use std::path::Path;
 

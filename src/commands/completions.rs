@@ -1,9 +1,9 @@
 //! `ctxbuild completions SHELL`: shell completion scripts generated from the clap definition.
 
 use crate::cli::{Cli, CompletionsArgs};
+use crate::ui::exit::ExitStatus;
+use crate::ui::printer::Printer;
 use clap::CommandFactory;
-use ctxbuild::exit::ExitStatus;
-use ctxbuild::printer::Printer;
 
 pub fn run(args: &CompletionsArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
     let mut buf = Vec::new();

@@ -2,15 +2,21 @@
 //! `ctxbuild plan --save` and say, per step, hit, miss or
 //! maybe (depends on content ctxbuild cannot see), and why the first miss misses.
 
-use super::plan::{compute, Request};
+use super::plan::show_notes;
 use crate::cli::ExplainArgs;
+use crate::ui::exit::ExitStatus;
+use crate::ui::printer::Printer;
 use anyhow::Context as _;
+use ctxbuild::config::Settings;
 use ctxbuild::diagnostics::ResultExt;
-use ctxbuild::exit::ExitStatus;
+use ctxbuild::key::compute::{compute, Computed, Request};
 use ctxbuild::key::{self, Plan, Verdict};
-use ctxbuild::printer::Printer;
 
-pub fn run(args: &ExplainArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
+pub fn run(
+    args: &ExplainArgs,
+    printer: &mut Printer,
+    settings: &Settings,
+) -> anyhow::Result<ExitStatus> {
     let text = std::fs::read(&args.since)
         .with_context(|| format!("cannot read the saved plan {}", args.since.display()))
         .hint("save one first: ctxbuild plan --save FILE")?;
@@ -18,14 +24,19 @@ pub fn run(args: &ExplainArgs, printer: &mut Printer) -> anyhow::Result<ExitStat
         .with_context(|| format!("{} is not a plan saved by ctxbuild", args.since.display()))
         .hint("save one with: ctxbuild plan --save FILE")?;
     let req = Request {
-        dir: &args.dir,
-        file: args.file.as_deref(),
-        build_args: &args.build_args,
-        target: args.target.clone().or_else(|| old.target.clone()),
+        dir: &args.context.dir,
+        file: args.context.file.as_deref(),
+        build_args: &args.build.build_args,
+        target: args.build.target.clone().or_else(|| old.target.clone()),
         stat_cache: true,
         watch: Some(&args.since),
     };
-    let (new, m) = compute(&req, printer)?;
+    let Computed {
+        plan: new,
+        manifest: m,
+        notes,
+    } = compute(&req, settings)?;
+    show_notes(&notes, printer);
     let old_m = old.manifest.clone().unwrap_or_default();
     if old.manifest.is_none() {
         printer.warn("the saved plan has no manifest (saved with --json?): files cannot be named");

@@ -5,11 +5,13 @@
 //! way. Entries that could not be read are warned about on stderr and make the exit non-zero.
 
 use crate::cli::LsArgs;
-use ctxbuild::context::sizes::{human_bytes, sizes, SizeReport};
+use crate::ui::exit::ExitStatus;
+use crate::ui::printer::Printer;
+use crate::ui::theme::bytes as human_bytes;
+use ctxbuild::config::Settings;
+use ctxbuild::context::sizes::{sizes, SizeReport};
 use ctxbuild::context::{scan_with, ContextOptions, Detail, Entry, EntryKind, IssueKind};
 use ctxbuild::diagnostics::diagnose;
-use ctxbuild::exit::ExitStatus;
-use ctxbuild::printer::Printer;
 use std::borrow::Cow;
 
 /// How many directories `--sizes` lists.
@@ -44,12 +46,16 @@ impl<'a> Row<'a> {
     }
 }
 
-pub fn run(args: &LsArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
+pub fn run(
+    args: &LsArgs,
+    printer: &mut Printer,
+    settings: &Settings,
+) -> anyhow::Result<ExitStatus> {
     let opts = ContextOptions {
-        root: args.dir.clone(),
-        dockerfile: args.file.clone(),
+        root: args.context.dir.clone(),
+        dockerfile: args.context.file.clone(),
         buildkit: args.buildkit,
-        threads: printer.config.threads,
+        threads: settings.threads.get(),
     };
     // Plain paths need no metadata: skip the lstat per entry, as fd does.
     let detail = if args.json || args.sizes {

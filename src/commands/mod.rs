@@ -1,4 +1,4 @@
-//! One file per subcommand: each turns parsed arguments into library calls and prints the
+//! One file per subcommand: each turns parsed arguments into one library call and prints the
 //! returned data through the [`Printer`]. No command does the work itself.
 
 mod check;
@@ -13,20 +13,25 @@ mod plan;
 mod render;
 
 use crate::cli::Command;
-use ctxbuild::exit::ExitStatus;
-use ctxbuild::printer::Printer;
+use crate::ui::exit::ExitStatus;
+use crate::ui::printer::Printer;
+use ctxbuild::config::Settings;
 
 /// Runs one subcommand.
-pub fn dispatch(command: &Command, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
+pub fn dispatch(
+    command: &Command,
+    printer: &mut Printer,
+    settings: &Settings,
+) -> anyhow::Result<ExitStatus> {
     match command {
-        Command::Clean(a) => clean::run(a, printer),
-        Command::Ls(a) => ls::run(a, printer),
-        Command::Plan(a) => plan::run(a, printer),
-        Command::Explain(a) => explain::run(a, printer),
-        Command::Context(a) => context::run(a, printer),
+        Command::Clean(a) => clean::run(a, printer, settings),
+        Command::Ls(a) => ls::run(a, printer, settings),
+        Command::Plan(a) => plan::run(a, printer, settings),
+        Command::Explain(a) => explain::run(a, printer, settings),
+        Command::Context(a) => context::run(a, printer, settings),
         Command::Render(a) => render::run(a, printer),
         Command::Check(a) => check::run(a, printer),
-        Command::Image(a) => image::run(a, printer),
+        Command::Image(a) => image::run(a, printer, settings),
         Command::Completions(a) => completions::run(a, printer),
         Command::Cloudbuild(a) => cloudbuild::run(a, printer),
     }

@@ -1,19 +1,20 @@
 //! `ctxbuild render`: prints or writes a service's Dockerfile, and optionally its `.dockerignore`.
 
 use crate::cli::RenderArgs;
+use crate::ui::exit::ExitStatus;
+use crate::ui::printer::Printer;
 use ctxbuild::diagnostics::{diagnose, ResultExt};
-use ctxbuild::exit::ExitStatus;
-use ctxbuild::printer::Printer;
 use ctxbuild::service::{self, render, Config, Variant};
 use std::path::Path;
 
 pub fn run(args: &RenderArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus> {
-    let path = service::config_path(args.config.as_deref());
+    let s = &args.service;
+    let path = service::config_path(s.config.as_deref());
     let config = Config::load(&path).map_err(diagnose)?;
-    let svc = config.service(&args.service).map_err(diagnose)?;
-    let variant = Variant::from_flags(args.slim);
+    let svc = config.service(&s.service).map_err(diagnose)?;
+    let variant = Variant::from_flags(s.slim);
     let rendered =
-        render::render(&config, svc, variant, args.base_image.as_deref()).map_err(diagnose)?;
+        render::render(&config, svc, variant, s.base_image.as_deref()).map_err(diagnose)?;
     match args.output.as_deref() {
         Some(out) if out != Path::new("-") => {
             std::fs::write(out, &rendered.dockerfile)

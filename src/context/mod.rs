@@ -25,7 +25,7 @@ mod walk;
 pub use dockerignore::{MatchInfo, Matcher, Pattern, PatternError, PatternErrorKind};
 pub use entry::{Entry, EntryKind, StatInfo};
 
-use crate::exit::ExitStatus;
+use crate::diagnostics::ErrorClass;
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -251,8 +251,8 @@ impl crate::diagnostics::Diagnose for ContextError {
         }
     }
 
-    fn status(&self) -> ExitStatus {
-        ExitStatus::Error
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Failed
     }
 }
 

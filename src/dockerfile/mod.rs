@@ -390,7 +390,7 @@ impl Diagnose for ParseError {
             _ => None,
         }
     }
-    fn status(&self) -> crate::exit::ExitStatus {
-        crate::exit::ExitStatus::Error
+    fn class(&self) -> crate::diagnostics::ErrorClass {
+        crate::diagnostics::ErrorClass::Failed
     }
 }

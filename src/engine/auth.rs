@@ -6,6 +6,7 @@
 //! Never logs or returns a secret in an error message.
 
 use super::error::EngineError;
+pub use super::reference::registry_of;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -87,14 +88,14 @@ impl DockerConfig {
                 return Ok(DockerConfig::default())
             }
             Err(e) => {
-                return Err(EngineError::DockerConfig {
+                return Err(EngineError::DockerConfigFile {
                     path: path.display().to_string(),
                     message: e.to_string(),
                 })
             }
         };
         let file: ConfigFile =
-            serde_json::from_str(&text).map_err(|e| EngineError::DockerConfig {
+            serde_json::from_str(&text).map_err(|e| EngineError::DockerConfigFile {
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;
@@ -148,20 +149,21 @@ impl DockerConfig {
                     .decode(auth.trim())
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| EngineError::DockerConfig {
+                    .ok_or_else(|| EngineError::DockerConfigFile {
                         path: self.path_text(),
                         message: format!(
                             "the `auth` entry for {key} is not base64 of user:password"
                         ),
                     })?;
-                let (u, p) = decoded
-                    .split_once(':')
-                    .ok_or_else(|| EngineError::DockerConfig {
-                        path: self.path_text(),
-                        message: format!(
-                            "the `auth` entry for {key} has no `:` between user and password"
-                        ),
-                    })?;
+                let (u, p) =
+                    decoded
+                        .split_once(':')
+                        .ok_or_else(|| EngineError::DockerConfigFile {
+                            path: self.path_text(),
+                            message: format!(
+                                "the `auth` entry for {key} has no `:` between user and password"
+                            ),
+                        })?;
                 username = Some(u.to_string());
                 password = Some(p.to_string());
             }
@@ -192,17 +194,6 @@ fn normalize_key(key: &str) -> String {
     match host {
         "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io".to_string(),
         h => h.to_string(),
-    }
-}
-
-/// The registry host of an image reference, as the Docker CLI decides it: the first path
-/// component if it has a `.` or `:` or is `localhost`, else Docker Hub (`docker.io`).
-pub fn registry_of(image: &str) -> String {
-    match image.split_once('/') {
-        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-            first.to_string()
-        }
-        _ => "docker.io".to_string(),
     }
 }
 

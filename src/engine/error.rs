@@ -7,7 +7,7 @@
 
 use super::host::{HostError, HostSource};
 use crate::diagnostics::Diagnose;
-use crate::exit::ExitStatus;
+use crate::diagnostics::ErrorClass;
 use std::fmt;
 
 /// Any error as a boxed source.
@@ -126,7 +126,7 @@ pub enum EngineError {
     },
 
     #[error("cannot read the Docker config {path}: {message}")]
-    DockerConfig { path: String, message: String },
+    DockerConfigFile { path: String, message: String },
 
     #[error("the Docker engine at {host} failed: {message}")]
     Other { host: String, message: String },
@@ -199,7 +199,7 @@ impl Diagnose for EngineError {
             ),
             EngineError::Push { kind: PushFailure::Auth, tag, .. } => Some(format!(
                 "log in first: `docker login {}` (or configure a credential helper in ~/.docker/config.json)",
-                super::auth::registry_of(tag)
+                super::reference::registry_of(tag)
             )),
             EngineError::Push { kind: PushFailure::Network, .. } => Some(
                 "check that the registry is up and reachable from the engine (the engine pushes, not ctxbuild)".into(),
@@ -211,23 +211,23 @@ impl Diagnose for EngineError {
         }
     }
 
-    fn status(&self) -> ExitStatus {
+    fn class(&self) -> ErrorClass {
         match self {
             EngineError::Unreachable { .. }
             | EngineError::PermissionDenied { .. }
-            | EngineError::Tls { .. } => ExitStatus::EngineUnreachable,
+            | EngineError::Tls { .. } => ErrorClass::EngineUnreachable,
             EngineError::BuildRejected { .. }
             | EngineError::BuildFailed { .. }
-            | EngineError::Disconnected { .. } => ExitStatus::BuildFailed,
+            | EngineError::Disconnected { .. } => ErrorClass::BuildFailed,
             EngineError::Push { .. } | EngineError::CredentialHelper { .. } => {
-                ExitStatus::PushFailed
+                ErrorClass::PushFailed
             }
-            EngineError::Interrupted => ExitStatus::Interrupted,
+            EngineError::Interrupted => ErrorClass::Interrupted,
             EngineError::Host(_)
             | EngineError::Api { .. }
             | EngineError::Context { .. }
-            | EngineError::DockerConfig { .. }
-            | EngineError::Other { .. } => ExitStatus::Error,
+            | EngineError::DockerConfigFile { .. }
+            | EngineError::Other { .. } => ErrorClass::Failed,
         }
     }
 }
@@ -332,7 +332,7 @@ mod tests {
             from: HostSource::Flag,
             cause: "no such file".into(),
         };
-        assert_eq!(e.status(), ExitStatus::EngineUnreachable);
+        assert_eq!(e.class(), ErrorClass::EngineUnreachable);
         assert!(e.to_string().contains("unix:///nonexistent.sock"));
         let e = EngineError::PermissionDenied {
             host: "unix:///var/run/docker.sock".into(),
@@ -341,13 +341,13 @@ mod tests {
         };
         assert!(e.hint().unwrap().contains("docker group"));
         assert!(e.hint().unwrap().contains("DOCKER_HOST"));
-        assert_eq!(EngineError::Interrupted.status().code(), 130);
+        assert_eq!(EngineError::Interrupted.class(), ErrorClass::Interrupted);
         let e = EngineError::Push {
             tag: "127.0.0.1:5000/app:1".into(),
             kind: PushFailure::Auth,
             message: "unauthorized".into(),
         };
-        assert_eq!(e.status(), ExitStatus::PushFailed);
+        assert_eq!(e.class(), ErrorClass::PushFailed);
         assert!(e.hint().unwrap().contains("docker login 127.0.0.1:5000"));
     }
 
@@ -363,7 +363,7 @@ mod tests {
             code: Some(3),
             tail: vec!["hello".into()],
         };
-        assert_eq!(e.status(), ExitStatus::BuildFailed);
+        assert_eq!(e.class(), ErrorClass::BuildFailed);
         assert_eq!(
             e.to_string(),
             "step 4/4 `RUN exit 3` failed with exit code 3\n  last output:\n    | hello"

@@ -15,7 +15,6 @@ mod build;
 pub mod error;
 pub mod events;
 pub mod host;
-pub mod inject;
 mod push;
 pub mod reference;
 pub mod steps;

@@ -5,7 +5,7 @@
 //! Only syntax: whether a registry or platform is reachable or supported is the engine's call.
 
 use crate::diagnostics::Diagnose;
-use crate::exit::ExitStatus;
+use crate::diagnostics::ErrorClass;
 
 /// A `-t` or `--platform` value the engine would refuse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,8 +23,8 @@ impl Diagnose for InputError {
             InputError::Platform { .. } => "fix the --platform value: OS[/ARCH[/VARIANT]], e.g. --platform linux/amd64 or linux/arm64/v8".into(),
         })
     }
-    fn status(&self) -> ExitStatus {
-        ExitStatus::Error
+    fn class(&self) -> ErrorClass {
+        ErrorClass::Failed
     }
 }
 
@@ -255,6 +255,17 @@ pub fn check_platform(value: &str) -> Result<(), InputError> {
     Ok(())
 }
 
+/// The registry host of an image reference, as the Docker CLI decides it: the first path
+/// component if it has a `.` or `:` or is `localhost`, else Docker Hub (`docker.io`).
+pub fn registry_of(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+            first.to_string()
+        }
+        _ => "docker.io".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,7 +303,7 @@ mod tests {
         }
         let e = check_tag("Bad Tag").unwrap_err();
         assert!(e.to_string().starts_with("-t `Bad Tag`"), "{e}");
-        assert_eq!(e.status(), ExitStatus::Error);
+        assert_eq!(e.class(), ErrorClass::Failed);
         assert!(e.hint().unwrap().contains("-t"));
     }
 
@@ -312,6 +323,6 @@ mod tests {
         }
         let e = check_platform("bogus").unwrap_err();
         assert!(e.hint().unwrap().contains("--platform"));
-        assert_eq!(e.status(), ExitStatus::Error);
+        assert_eq!(e.class(), ErrorClass::Failed);
     }
 }

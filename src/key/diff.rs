@@ -462,27 +462,33 @@ fn changed_words(before: &str, after: &str) -> Option<(String, String)> {
 }
 
 fn sentence(step: &PlanStep, reason: &MissReason, definite: bool) -> String {
-    let head = format!(
-        "Step {}/{} {} {} rebuild",
+    format!(
+        "Step {}/{} {} {} rebuild: {}",
         step.index,
         step.total,
         step.instruction,
-        if definite { "will" } else { "may" }
-    );
+        if definite { "will" } else { "may" },
+        reason_text(&step.instruction, reason)
+    )
+}
+
+/// Why a step misses, as the clause after "will rebuild: ", from the structured reason
+/// (`instruction` is the step's current instruction). The report and `explain` both use it.
+pub fn reason_text(instruction: &str, reason: &MissReason) -> String {
     match reason {
-        MissReason::NewStep => format!("{head}: it is new since the saved plan"),
-        MissReason::Instruction { before } => match changed_words(before, &step.instruction) {
-            Some((was, now)) => format!("{head}: the instruction changed: `{was}` → `{now}`"),
-            None => format!("{head}: the instruction changed (was `{before}`)"),
+        MissReason::NewStep => "it is new since the saved plan".to_string(),
+        MissReason::Instruction { before } => match changed_words(before, instruction) {
+            Some((was, now)) => format!("the instruction changed: `{was}` → `{now}`"),
+            None => format!("the instruction changed (was `{before}`)"),
         },
-        MissReason::Base { before } => format!("{head}: the base changed (was `{before}`)"),
+        MissReason::Base { before } => format!("the base changed (was `{before}`)"),
         MissReason::SourceStage { stage } => format!(
-            "{head}: it depends on the output of stage `{stage}`, which rebuilds \
+            "it depends on the output of stage `{stage}`, which rebuilds \
              (Docker hits if the copied files come out identical)"
         ),
-        MissReason::Remote => format!(
-            "{head}: ADD fetches a remote source (the cache depends on the downloaded content)"
-        ),
+        MissReason::Remote => {
+            "ADD fetches a remote source (the cache depends on the downloaded content)".to_string()
+        }
         MissReason::BuildArgs { before, after } => {
             let split = |a: &'_ String| -> (String, String) {
                 match a.split_once('=') {
@@ -507,9 +513,9 @@ fn sentence(step: &PlanStep, reason: &MissReason, definite: bool) -> String {
                     parts.push(format!("build arg {k} removed (was {v})"));
                 }
             }
-            format!("{head}: {}", parts.join(", "))
+            parts.join(", ")
         }
-        MissReason::Other => format!("{head}: a variable or an earlier step changed"),
+        MissReason::Other => "a variable or an earlier step changed".to_string(),
         MissReason::Files(d) => {
             let mut parts = Vec::new();
             parts.extend(some(&d.content_changed, "content changed", 3));
@@ -537,7 +543,7 @@ fn sentence(step: &PlanStep, reason: &MissReason, definite: bool) -> String {
                 parts.push(format!("{} added", pollution_group(&poll)));
             }
             parts.extend(some(&d.removed, "removed", 3));
-            let mut s = format!("{head}: {}", parts.join(", "));
+            let mut s = parts.join(", ");
             if !poll.is_empty() {
                 let in_cache = poll
                     .iter()

@@ -16,14 +16,18 @@
 //! # Ok(()) }
 //! ```
 
+pub mod compute;
 pub mod diff;
 pub mod manifest;
 pub mod plan;
 pub mod statcache;
+pub mod store;
 #[cfg(test)]
 mod testutil;
 
-pub use diff::{explain, Explanation, FileChange, FileDiff, MissReason, StepVerdict, Verdict};
+pub use diff::{
+    explain, reason_text, Explanation, FileChange, FileDiff, MissReason, StepVerdict, Verdict,
+};
 pub use manifest::{Manifest, ManifestEntry, ManifestStats};
 pub use plan::{plan, Plan, PlanError, PlanOptions, PlanStep};
 pub use statcache::StatCache;

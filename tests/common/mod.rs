@@ -7,17 +7,75 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The built `ctxbuild` binary.
+/// The cache directory every run of this test process shares unless a [`TestEnv`] gives its
+/// own: never the user's `~/.cache/ctxbuild`.
+fn process_cache_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("cache tempdir"))
+        .path()
+}
+
+/// The built `ctxbuild` binary, isolated: its cache directory is this test process's own,
+/// `SOURCE_DATE_EPOCH` is unset (tar mtimes 0), colour is off.
 pub fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_ctxbuild"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ctxbuild"));
+    c.env("CTXBUILD_CACHE_DIR", process_cache_dir())
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("NO_COLOR", "1")
+        .env_remove("CTXBUILD_COLOR");
+    c
+}
+
+/// A temporary directory to run `ctxbuild` in, with its own cache directory and a fixed
+/// `SOURCE_DATE_EPOCH` — the one harness new tests use.
+pub struct TestEnv {
+    dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    pub fn new() -> TestEnv {
+        TestEnv {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// The directory (the working directory of every run).
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes `files` (path, contents) under the directory.
+    pub fn with(self, files: &[(&str, &str)]) -> TestEnv {
+        write_tree(self.path(), files);
+        self
+    }
+
+    /// `ctxbuild ARGS` ready to run in the directory, its cache in `.cache/` there.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = bin();
+        c.current_dir(self.path())
+            .env("CTXBUILD_CACHE_DIR", self.path().join(".cache"))
+            .env("SOURCE_DATE_EPOCH", "0")
+            .args(args);
+        c
+    }
+
+    /// Runs `ctxbuild ARGS` in the directory.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run ctxbuild")
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> TestEnv {
+        TestEnv::new()
+    }
 }
 
 /// Runs `ctxbuild ARGS` in `dir` with colour and progress off.
 pub fn ctxbuild(dir: &Path, args: &[&str]) -> Output {
     bin()
         .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("CTXBUILD_COLOR")
         .args(args)
         .output()
         .expect("run ctxbuild")

@@ -1,0 +1,457 @@
+//! `image` as a library use case: resolve a service from `ctxbuild.toml`, pick or render its
+//! Dockerfile, gate on `check`, scan the context (bytecode always left out), key it, stream the
+//! deterministic tar to the engine, push, and return the per-layer cache report as data.
+//!
+//! [`build`] takes an [`ImageRequest`] and the resolved [`Settings`] and returns an
+//! [`ImageOutcome`]; progress streams into a [`Sink`] as [`Event`]s. Nothing here prints,
+//! parses command lines or picks exit codes: errors carry an
+//! [`ErrorClass`](crate::diagnostics::ErrorClass) and hints.
+
+pub mod dockerfile;
+pub mod inject;
+pub mod labels;
+pub mod reason;
+
+pub use dockerfile::{DockerfileSource, ResolvedDockerfile};
+
+use crate::buildargs::{self, BuildArg, Label};
+use crate::check::{self, DockerfileText, Finding};
+use crate::clean::{self, CleanOptions, Mode, Rules, Scope};
+use crate::config::Settings;
+use crate::context::{self, ContextOptions, Entry};
+use crate::diagnostics::{diagnose, ErrorClass, ResultExt};
+use crate::engine::{self, BuildOptions, DockerConfig, Engine, EngineConfig, EngineError};
+use crate::events::{CleanProgress, Degraded, Event, Sink};
+use crate::keep_out;
+use crate::key::store::{PlanKey, PlanStore};
+use crate::key::{self, Manifest, Plan, PlanOptions, StatCache};
+use crate::pollution;
+use crate::report::Report;
+use crate::service::Config;
+use crate::tarball::{self, TarOptions};
+use std::path::{Path, PathBuf};
+
+/// What to build, as asked.
+#[derive(Debug, Clone)]
+pub struct ImageRequest {
+    /// `ctxbuild.toml` (or `-c FILE`).
+    pub config_path: PathBuf,
+    pub service: String,
+    pub dockerfile: DockerfileSource,
+    /// `-t`, in order; empty means `ctxbuild/SERVICE:latest-build`.
+    pub tags: Vec<String>,
+    pub build_args: Vec<BuildArg>,
+    pub target: Option<String>,
+    /// Extra labels, after ctxbuild's own.
+    pub labels: Vec<Label>,
+    pub no_cache: bool,
+    pub pull: bool,
+    pub platform: Option<String>,
+    pub push: bool,
+    /// Remove the context's bytecode before scanning it.
+    pub clean: bool,
+    /// Refuse to build when `check` finds errors.
+    pub check: bool,
+    /// The engine, as for `docker -H` (default: `$DOCKER_HOST` or the local socket).
+    pub engine_host: Option<String>,
+}
+
+/// A finished build.
+#[derive(Debug)]
+pub struct ImageOutcome {
+    /// The per-layer cache report (rebuild reason, kept-out bytecode and pushed digests inside).
+    pub report: Report,
+    /// Bytecode a COPY/ADD names on purpose, sent although it is pollution.
+    pub bytecode_named: Vec<String>,
+    /// The build succeeded but pushing failed: the report is still worth showing.
+    pub push_error: Option<anyhow::Error>,
+}
+
+/// The `check` gate refused to build.
+#[derive(Debug, thiserror::Error)]
+#[error("`ctxbuild check` found {} error(s) in service `{service}`; not building:\n{}", findings.len(), shown(findings))]
+pub struct GateFailed {
+    pub service: String,
+    pub findings: Vec<Finding>,
+}
+
+fn shown(findings: &[Finding]) -> String {
+    let lines: Vec<String> = findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: error[{}] {}\n  fix: {}",
+                f.location(),
+                f.rule,
+                f.message,
+                f.fix
+            )
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// Builds (and pushes) a service's image.
+pub fn build(
+    req: &ImageRequest,
+    settings: &Settings,
+    sink: &dyn Sink,
+) -> anyhow::Result<ImageOutcome> {
+    // Bad input fails before anything is scanned, built or tagged.
+    for tag in &req.tags {
+        engine::reference::check_tag(tag).map_err(diagnose)?;
+    }
+    if let Some(p) = &req.platform {
+        engine::reference::check_platform(p).map_err(diagnose)?;
+    }
+    let mtime = settings.mtime()?;
+
+    let config = Config::load(&req.config_path).map_err(diagnose)?;
+    let svc = config.service(&req.service).map_err(diagnose)?;
+    let ctx_dir = config.context_dir(svc);
+    dockerfile::check_context_dir(&config, svc, &ctx_dir)?;
+
+    // Fail fast when no engine answers, before any scan or render work.
+    let engine_config = EngineConfig::from_env(req.engine_host.as_deref()).map_err(diagnose)?;
+    let engine = Engine::connect(&engine_config).map_err(diagnose)?;
+    sink.event(&Event::EngineConnected {
+        host: engine.host(),
+        api_version: engine.api_version(),
+    });
+
+    let df = dockerfile::resolve(&req.dockerfile, &config, svc, &ctx_dir)?;
+    // A parse error is the check gate's to report (or the engine's, with --no-check).
+    let parsed = crate::dockerfile::parse(&df.text, &df.display).ok();
+    if let (Some(parsed), Some(target)) = (&parsed, req.target.as_deref()) {
+        parsed.steps(Some(target)).map_err(diagnose)?;
+    }
+    if req.check {
+        let findings = check::gate(
+            &config,
+            svc,
+            &DockerfileText::new(df.display.clone(), df.text.clone(), df.rendered.is_some()),
+        )
+        .map_err(diagnose)?;
+        if !findings.is_empty() {
+            return Err(GateFailed {
+                service: svc.name.clone(),
+                findings,
+            })
+            .hint("fix them, or pass --no-check to build anyway")
+            .with_class(ErrorClass::Findings);
+        }
+    }
+    if req.clean {
+        clean_context(&ctx_dir, settings, sink)?;
+    }
+
+    let mut scanned = context::scan(&ContextOptions {
+        root: ctx_dir.clone(),
+        dockerfile: df.path.clone(),
+        buildkit: false,
+        threads: settings.threads.get(),
+    })
+    .map_err(diagnose)?;
+    if scanned.has_unreadable() {
+        let context = config.display_path(&svc.context);
+        let issues: Vec<String> = scanned
+            .issues
+            .iter()
+            .map(|i| format!("{context}: {i}"))
+            .collect();
+        return Err(anyhow::anyhow!("{}", issues.join("\n"))
+            .context("some files of the context cannot be read; docker build would fail too"));
+    }
+
+    // Bytecode never reaches the engine, whatever .dockerignore says: leave it out of what
+    // COPY sees (and so of the keys) and of the tar.
+    let sources = parsed
+        .as_ref()
+        .map(keep_out::copy_sources)
+        .unwrap_or_default();
+    let kept_out = keep_out::exclude_pollution(&mut scanned.entries, &sources);
+    if !kept_out.named.is_empty() {
+        sink.event(&Event::BytecodeNamed {
+            paths: &kept_out.named,
+        });
+    }
+    if kept_out.entries > 0 {
+        sink.event(&Event::BytecodeKeptOut {
+            entries: kept_out.entries,
+            bytes: kept_out.bytes,
+            rules: pollution::DOCKERIGNORE_RULES,
+        });
+    }
+
+    // ctxbuild's own keys of the context, for the source-digest label and the rebuild reason.
+    let cache_dir = settings.build_cache_dir();
+    let manifest = match key_context(&scanned, &cache_dir, settings) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            sink.event(&Event::Degraded {
+                what: Degraded::KeyContext,
+                error: &e,
+            });
+            None
+        }
+    };
+
+    let mut image_labels = vec![(labels::SERVICE.to_string(), svc.name.clone())];
+    if let Some(r) = &df.rendered {
+        image_labels.push((
+            labels::TEMPLATE.to_string(),
+            format!("{} v{}", r.template, r.template_version),
+        ));
+    }
+    if let Some(m) = &manifest {
+        image_labels.push((labels::SOURCE_DIGEST.to_string(), m.digest()));
+    }
+    if let Some(rev) = labels::git_revision(&ctx_dir) {
+        image_labels.push((labels::REVISION.to_string(), rev));
+    }
+    image_labels.extend(req.labels.iter().map(|l| (l.key.clone(), l.value.clone())));
+
+    // The Dockerfile travels in the tar: as the context's own file, or injected under a fixed
+    // name with a .dockerignore line that hides it from COPY. An injected one carries the
+    // labels as one LABEL line: the engine would add one cached-or-not step per label.
+    let inject = df.rendered.is_some() || scanned.dockerfile.is_none();
+    let mut text = df.text.clone();
+    let mut api_labels = Vec::new();
+    if inject && req.target.is_none() {
+        text = labels::with_label_line(&text, &image_labels);
+    } else {
+        // With --target only the engine knows which stage is last.
+        api_labels = image_labels;
+    }
+    let (tar_opts, dockerfile_in_tar) = if inject {
+        let opts = inject::tar_options(&scanned, &text, mtime)
+            .map_err(anyhow::Error::from)
+            .map_err(|e| e.context("cannot read .dockerignore of the context"))?;
+        (opts, inject::INJECTED_DOCKERFILE.to_string())
+    } else {
+        let name = scanned.dockerfile.as_ref().map_or_else(
+            || "Dockerfile".to_string(),
+            |p| p.to_string_lossy().into_owned(),
+        );
+        (
+            TarOptions {
+                mtime,
+                ..Default::default()
+            },
+            name,
+        )
+    };
+
+    let build_args = buildargs::resolve_from_process(&req.build_args);
+    let plan = manifest.as_ref().and_then(|m| {
+        match plan_steps(&text, &df.display, m, &build_args, req.target.as_deref()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                sink.event(&Event::Degraded {
+                    what: Degraded::PlanSteps,
+                    error: &e,
+                });
+                None
+            }
+        }
+    });
+
+    let tags = if req.tags.is_empty() {
+        vec![format!("ctxbuild/{}:latest-build", svc.name)]
+    } else {
+        req.tags.clone()
+    };
+    let opts = BuildOptions {
+        dockerfile: Some(dockerfile_in_tar),
+        tags: tags.clone(),
+        build_args,
+        labels: api_labels,
+        target: req.target.clone(),
+        no_cache: req.no_cache,
+        pull: req.pull,
+        platform: req.platform.clone(),
+    };
+
+    engine.cancel_on_signals().map_err(diagnose)?;
+    let root = scanned.root.clone();
+    let sent: Vec<Entry> = scanned.sent().into_iter().cloned().collect();
+    let producer = move |w: &mut dyn std::io::Write| -> Result<(), engine::error::BoxError> {
+        tarball::write_context(&root, &sent, w, &tar_opts)?;
+        Ok(())
+    };
+    let built = engine.build(&opts, producer, &mut |e| sink.event(&Event::Build(e)));
+    sink.event(&Event::Finished);
+    let built = built.map_err(diagnose)?;
+
+    let history = engine.history(&built.image_id).map_err(diagnose)?;
+    // The image's size is the sum of its layers: no second request needed.
+    let size = history.iter().map(|l| l.size).sum();
+    let mut report = Report::new(Some(svc.name.clone()), &built, &history, size);
+    report.context.pollution_excluded_entries = kept_out.entries;
+    report.context.pollution_excluded_bytes = kept_out.bytes;
+    if let (Some(plan), Some(manifest)) = (plan, manifest) {
+        let store = PlanStore::new(&cache_dir);
+        let key = PlanKey {
+            context: scanned.root.clone(),
+            dockerfile: df.identity(),
+            service: svc.name.clone(),
+            tag: tags[0].clone(),
+        };
+        if !req.no_cache {
+            report.rebuild_reason =
+                reason::rebuild_reason(&report, store.load(&key).as_ref(), &plan, &manifest);
+        }
+        if let Err(e) = store.save(&key, plan, manifest) {
+            let e = anyhow::Error::from(e).context(format!(
+                "cannot save this build's plan to {}",
+                store.path(&key).display()
+            ));
+            sink.event(&Event::Degraded {
+                what: Degraded::SavePlan,
+                error: &e,
+            });
+        }
+    }
+    if req.no_cache {
+        // Nothing changed: the cache was not asked.
+        report.rebuild_reason = report.no_cache_reason();
+    }
+
+    let mut push_error = None;
+    if req.push {
+        push_error = push(&engine, &tags, &mut report, sink)?;
+    }
+    Ok(ImageOutcome {
+        report,
+        bytecode_named: kept_out.named,
+        push_error,
+    })
+}
+
+/// Pushes every tag in order, stopping at the first failure (returned, not raised: the build
+/// succeeded). An interrupt is raised.
+fn push(
+    engine: &Engine,
+    tags: &[String],
+    report: &mut Report,
+    sink: &dyn Sink,
+) -> anyhow::Result<Option<anyhow::Error>> {
+    let docker_config =
+        DockerConfig::load(engine::auth::config_dir(&|k| std::env::var(k).ok()).as_deref())
+            .map_err(diagnose)?;
+    let mut failed = None;
+    for tag in tags {
+        let pushed = docker_config.credentials_for(tag).and_then(|creds| {
+            engine.push(tag, creds.as_ref(), &mut |event| {
+                sink.event(&Event::Push { tag, event })
+            })
+        });
+        match pushed {
+            Ok(p) => {
+                sink.event(&Event::Pushed {
+                    tag,
+                    digest: p.digest.as_deref(),
+                });
+                report.pushed.push(p);
+            }
+            Err(EngineError::Interrupted) => {
+                sink.event(&Event::Finished);
+                return Err(diagnose(EngineError::Interrupted));
+            }
+            Err(e) => {
+                failed = Some(diagnose(e));
+                break;
+            }
+        }
+    }
+    sink.event(&Event::Finished);
+    Ok(failed)
+}
+
+/// Runs `ctxbuild clean --context-only` on the context before scanning it.
+fn clean_context(ctx_dir: &Path, settings: &Settings, sink: &dyn Sink) -> anyhow::Result<()> {
+    let threads = settings.threads.get();
+    let opts = CleanOptions {
+        root: ctx_dir.to_path_buf(),
+        rules: Rules::bytecode(),
+        mode: Mode::Remove,
+        scope: Scope::Context,
+        walk_threads: threads,
+        remove_threads: clean::default_remove_threads(threads),
+    };
+    let report = clean::clean(&opts, &CleanProgress(sink)).map_err(diagnose)?;
+    sink.event(&Event::ContextCleaned {
+        files: report.files,
+        dirs: report.dirs,
+        bytes: report.bytes,
+    });
+    if let Some(f) = report.failures.first() {
+        anyhow::bail!(
+            "cannot remove {} ({}); {} removal(s) failed",
+            f.path.display(),
+            f.error,
+            report.failures.len()
+        );
+    }
+    Ok(())
+}
+
+/// The content manifest of the context as COPY will see it, hashed on the settings' pool (the
+/// stat cache makes it cheap).
+fn key_context(
+    scanned: &context::Context,
+    cache_dir: &Path,
+    settings: &Settings,
+) -> anyhow::Result<Manifest> {
+    let stat_dir = cache_dir.join("stat");
+    let mut stat = StatCache::load(&stat_dir, &scanned.root);
+    let (manifest, _) = settings
+        .pool
+        .install(|| key::manifest::build(&scanned.root, &scanned.entries, Some(&mut stat)))
+        .map_err(diagnose)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128);
+    // A stat cache that cannot be written only makes the next run slower.
+    if std::fs::create_dir_all(&stat_dir).is_ok() {
+        let _ = stat.save(&scanned.entries, now);
+    }
+    Ok(manifest)
+}
+
+/// The per-step keys of the Dockerfile as sent.
+fn plan_steps(
+    text: &str,
+    display: &str,
+    manifest: &Manifest,
+    build_args: &[(String, String)],
+    target: Option<&str>,
+) -> anyhow::Result<Plan> {
+    let df = crate::dockerfile::parse(text, display).map_err(diagnose)?;
+    let opts = PlanOptions {
+        build_args: build_args.to_vec(),
+        target: target.map(str::to_string),
+    };
+    key::plan(&df, manifest, &opts).map_err(diagnose)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::{class_of, hints_of, messages};
+
+    #[test]
+    fn a_missing_target_stage_is_a_usage_error() {
+        let df = crate::dockerfile::parse("FROM x AS build\nFROM y\n", "bb.df").unwrap();
+        assert!(df.steps(Some("build")).is_ok());
+        assert!(df.steps(Some("BUILD")).is_ok());
+        let e = diagnose(df.steps(Some("nope")).unwrap_err());
+        let text = messages(&e).join("\n");
+        assert!(
+            text.contains("bb.df: target stage 'nope' could not be found"),
+            "{text}"
+        );
+        assert!(hints_of(&e).iter().any(|h| h.contains("name the stage")));
+        assert_eq!(class_of(&e), ErrorClass::Failed);
+    }
+}

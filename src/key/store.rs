@@ -1,0 +1,145 @@
+//! The saved plan of the last build of each image, so the next build's report can say why a
+//! step rebuilt.
+//!
+//! One file per (context, Dockerfile, service, tag): the name is a hash of the canonical context
+//! root, the Dockerfile's identity, the service and the tag, so two projects with the same
+//! service name and tag never read each other's plan. The file is versioned and names what it
+//! belongs to; a file of another version or another key counts as no plan. Written atomically
+//! (no-follow temporary file renamed into place), read with a size limit.
+
+use super::{Manifest, Plan};
+use crate::fsutil;
+use std::path::{Path, PathBuf};
+
+/// The format version; a file with another one is ignored (and overwritten by the next save).
+const VERSION: u32 = 1;
+
+/// The most a saved plan may weigh (its manifest lists every file of the context).
+const LIMIT: u64 = 512 << 20;
+
+/// What a saved plan belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PlanKey {
+    /// The canonical context root.
+    pub context: PathBuf,
+    /// The Dockerfile: its canonical path, or `<rendered TEMPLATE>`.
+    pub dockerfile: String,
+    pub service: String,
+    pub tag: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Saved {
+    version: u32,
+    key: PlanKey,
+    plan: Plan,
+}
+
+/// The directory of saved plans.
+#[derive(Debug, Clone)]
+pub struct PlanStore {
+    dir: PathBuf,
+}
+
+impl PlanStore {
+    /// The store under ctxbuild's cache directory.
+    pub fn new(cache_dir: &Path) -> PlanStore {
+        PlanStore {
+            dir: cache_dir.join("plans"),
+        }
+    }
+
+    /// Where the plan for `key` lives.
+    pub fn path(&self, key: &PlanKey) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        let mut h = blake3::Hasher::new();
+        for part in [
+            key.context.as_os_str().as_bytes(),
+            key.dockerfile.as_bytes(),
+            key.service.as_bytes(),
+            key.tag.as_bytes(),
+        ] {
+            // Length-prefixed: ("ab", "c") and ("a", "bc") differ.
+            h.update(&(part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        let hex = h.finalize().to_hex();
+        self.dir.join(format!("{}.json", &hex[..32]))
+    }
+
+    /// The plan saved for `key` (with its manifest), or `None` when there is none, it cannot
+    /// be read, or it is of another version or key.
+    pub fn load(&self, key: &PlanKey) -> Option<Plan> {
+        let bytes = fsutil::read_limited(&self.path(key), LIMIT).ok()?;
+        let saved: Saved = serde_json::from_slice(&bytes).ok()?;
+        (saved.version == VERSION && &saved.key == key).then_some(saved.plan)
+    }
+
+    /// Saves `plan` with `manifest` for `key`, atomically.
+    pub fn save(&self, key: &PlanKey, mut plan: Plan, manifest: Manifest) -> std::io::Result<()> {
+        plan.manifest = Some(manifest);
+        std::fs::create_dir_all(&self.dir)?;
+        let saved = Saved {
+            version: VERSION,
+            key: key.clone(),
+            plan,
+        };
+        let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+        fsutil::write_atomic(&self.path(key), &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(context: &str, service: &str, tag: &str) -> PlanKey {
+        PlanKey {
+            context: PathBuf::from(context),
+            dockerfile: "<rendered python-asgi/alpine>".into(),
+            service: service.into(),
+            tag: tag.into(),
+        }
+    }
+
+    fn plan(digest: &str) -> Plan {
+        let df = crate::dockerfile::parse("FROM x\nCOPY . /app\n", "Dockerfile").unwrap();
+        let mut p = crate::key::plan(&df, &Manifest::default(), &Default::default()).unwrap();
+        p.context_digest = digest.into();
+        p
+    }
+
+    #[test]
+    fn two_projects_with_the_same_service_and_tag_do_not_share_a_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PlanStore::new(dir.path());
+        let a = key("/src/project-a/backend", "backend", "app:1");
+        let b = key("/src/project-b/backend", "backend", "app:1");
+        assert_ne!(store.path(&a), store.path(&b));
+        store.save(&a, plan("aaa"), Manifest::default()).unwrap();
+        assert_eq!(store.load(&a).unwrap().context_digest, "aaa");
+        assert!(store.load(&b).is_none());
+        store.save(&b, plan("bbb"), Manifest::default()).unwrap();
+        assert_eq!(store.load(&a).unwrap().context_digest, "aaa");
+        assert_eq!(store.load(&b).unwrap().context_digest, "bbb");
+        // The manifest travels with the plan, for the next diff.
+        assert!(store.load(&a).unwrap().manifest.is_some());
+    }
+
+    #[test]
+    fn another_version_or_a_corrupt_file_counts_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PlanStore::new(dir.path());
+        let k = key("/p", "s", "t");
+        store.save(&k, plan("x"), Manifest::default()).unwrap();
+        let path = store.path(&k);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("\"version\":1", "\"version\":0", 1)).unwrap();
+        assert!(store.load(&k).is_none());
+        std::fs::write(&path, "{not json").unwrap();
+        assert!(store.load(&k).is_none());
+        // The next save replaces it.
+        store.save(&k, plan("y"), Manifest::default()).unwrap();
+        assert_eq!(store.load(&k).unwrap().context_digest, "y");
+    }
+}
