@@ -53,6 +53,27 @@ impl ReadError {
     }
 }
 
+/// For callers whose error types carry an `io::Error` next to the path: the OS error itself when
+/// there was one (so `NotFound` checks keep working), else the reason without the path.
+impl From<ReadError> for io::Error {
+    fn from(e: ReadError) -> io::Error {
+        match e {
+            ReadError::Io { source, .. } => source,
+            ReadError::NotRegular { kind, .. } => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("is {kind}, not a regular file"),
+            ),
+            ReadError::TooLarge { limit, .. } => io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!("larger than the {} MiB limit for this input", limit >> 20),
+            ),
+            ReadError::NotUtf8 { .. } => {
+                io::Error::new(io::ErrorKind::InvalidData, "not valid UTF-8")
+            }
+        }
+    }
+}
+
 /// Names a non-regular file type for messages.
 pub fn kind_name(ft: &std::fs::FileType) -> &'static str {
     if ft.is_dir() {

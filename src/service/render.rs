@@ -122,12 +122,11 @@ pub fn render(
         Kind::PythonAsgi => {
             let rel = service.context.join(&service.requirements);
             let path = config.context_dir(service).join(&service.requirements);
-            let text =
-                std::fs::read_to_string(&path).map_err(|source| RenderError::Requirements {
-                    service: service.name.clone(),
-                    path: config.display_path(&rel),
-                    source,
-                })?;
+            let text = crate::fsutil::read_text(&path).map_err(|e| RenderError::Requirements {
+                service: service.name.clone(),
+                path: config.display_path(&rel),
+                source: e.into(),
+            })?;
             Some(worker_class(&text))
         }
         Kind::Node => None,
