@@ -115,3 +115,11 @@ pub fn cache_root() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| dirs::cache_dir().map(|d| d.join("ctxbuild")))
 }
+
+/// The mtime of every entry of the context tar: `SOURCE_DATE_EPOCH` when set, else 0. A value
+/// that is not a number of seconds is an error (a silent 0 would hide the typo and change the
+/// image digest the user is trying to pin).
+pub fn tar_mtime() -> Result<u64, String> {
+    let value = std::env::var_os("SOURCE_DATE_EPOCH").map(|v| v.to_string_lossy().into_owned());
+    Ok(crate::fsutil::source_date_epoch(value.as_deref())?.unwrap_or(0))
+}
