@@ -24,5 +24,6 @@ pub mod pollution;
 pub mod printer;
 pub mod progress;
 pub mod report;
+pub mod secrets;
 pub mod service;
 pub mod tarball;

@@ -2,18 +2,13 @@
 //! (`.env` files, PEM private keys, Google service-account keys).
 //!
 //! Walks the context without following symlinks, skipping what `.dockerignore` excludes, and
-//! reads only the first 64 KiB of files whose names can hold keys (`*.json`, `*.pem`, `*.key`,
-//! `*.p8`, `id_rsa*`…, names without an extension), so the walk stays cheap on big contexts. Removing or
-//! excluding anything is `clean`'s and `image`'s job, not this module's.
+//! hands the files it sends to [`crate::secrets::scan`] (name and content, bounded cost). Removing
+//! or excluding anything is `clean`'s and `image`'s job, not this module's.
 
 use super::{Finding, ServiceCtx};
 use crate::context::dockerignore::{Matcher, PatternError};
 use crate::pollution;
-use std::io::Read;
 use std::path::Path;
-
-/// Files larger than this are not searched for key material.
-const SCAN_LIMIT: u64 = 64 * 1024;
 
 /// Relative `/`-separated path and is-directory → left out of the context.
 pub type Excluded = Box<dyn Fn(&str, bool) -> bool>;
@@ -83,6 +78,7 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
     let mut pyc_bytes = 0u64;
     let mut first_pyc: Option<String> = None;
     let root = &cx.context_dir;
+    let mut files = Vec::new();
     let mut walk = walkdir::WalkDir::new(root)
         .follow_links(false)
         .sort_by_file_name()
@@ -119,20 +115,11 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
         if !entry.file_type().is_file() {
             continue;
         }
-        let name = entry.file_name().to_string_lossy();
-        let secret = if is_dotenv(&name) {
-            Some(Secret::DotEnv)
-        } else if may_hold_key(&name) {
-            scan(entry.path())
-        } else {
-            None
-        };
-        let Some(secret) = secret else { continue };
-        let (what, line) = match secret {
-            Secret::DotEnv => ("an environment file (.env)", None),
-            Secret::PrivateKey { line } => ("a private key", Some(line)),
-            Secret::ServiceAccount { line } => ("a Google service-account key", Some(line)),
-        };
+        files.push(rel.to_path_buf());
+    }
+    for found in crate::secrets::scan(root, &files) {
+        let rel_s = found.path.to_string_lossy();
+        let (what, line) = (found.kind.describe(), found.line);
         out.push(cx.finding(
             "context-secret",
             (cx.display(&rel_s), line),
@@ -165,13 +152,6 @@ pub fn may_hold_key(name: &str) -> bool {
         || lower.starts_with("id_ed25519")
         || lower.starts_with("id_dsa")
         || ext.is_none()
-}
-
-fn scan(path: &Path) -> Option<Secret> {
-    let file = std::fs::File::open(path).ok()?;
-    let mut buf = Vec::new();
-    file.take(SCAN_LIMIT).read_to_end(&mut buf).ok()?;
-    secret_in(&String::from_utf8_lossy(&buf))
 }
 
 #[cfg(test)]
