@@ -116,6 +116,27 @@ pub fn open_regular(path: &Path) -> Result<File, ReadError> {
     Ok(file)
 }
 
+/// Opens `path` for reading without following a symlink at its last component and without
+/// blocking, only if it is a regular file: for files a walk found, which may have been swapped
+/// for a FIFO, a device or a link since (the open must neither hang nor read elsewhere).
+pub fn open_found_file(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)?;
+    let ft = file.metadata()?.file_type();
+    if !ft.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "is {}, not a regular file (it changed during the run)",
+                kind_name(&ft)
+            ),
+        ));
+    }
+    Ok(file)
+}
+
 /// Reads a whole regular file of at most `limit` bytes.
 pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let file = open_regular(path)?;
