@@ -53,6 +53,27 @@ impl ReadError {
     }
 }
 
+/// For callers whose error types carry an `io::Error` next to the path: the OS error itself when
+/// there was one (so `NotFound` checks keep working), else the reason without the path.
+impl From<ReadError> for io::Error {
+    fn from(e: ReadError) -> io::Error {
+        match e {
+            ReadError::Io { source, .. } => source,
+            ReadError::NotRegular { kind, .. } => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("is {kind}, not a regular file"),
+            ),
+            ReadError::TooLarge { limit, .. } => io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!("larger than the {} MiB limit for this input", limit >> 20),
+            ),
+            ReadError::NotUtf8 { .. } => {
+                io::Error::new(io::ErrorKind::InvalidData, "not valid UTF-8")
+            }
+        }
+    }
+}
+
 /// Names a non-regular file type for messages.
 pub fn kind_name(ft: &std::fs::FileType) -> &'static str {
     if ft.is_dir() {
@@ -91,6 +112,27 @@ pub fn open_regular(path: &Path) -> Result<File, ReadError> {
             path: path.to_path_buf(),
             kind: kind_name(&ft),
         });
+    }
+    Ok(file)
+}
+
+/// Opens `path` for reading without following a symlink at its last component and without
+/// blocking, only if it is a regular file: for files a walk found, which may have been swapped
+/// for a FIFO, a device or a link since (the open must neither hang nor read elsewhere).
+pub fn open_found_file(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)?;
+    let ft = file.metadata()?.file_type();
+    if !ft.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "is {}, not a regular file (it changed during the run)",
+                kind_name(&ft)
+            ),
+        ));
     }
     Ok(file)
 }

@@ -34,5 +34,6 @@ pub mod pathrules;
 pub mod pollution;
 pub mod python;
 pub mod report;
+pub mod secrets;
 pub mod service;
 pub mod tarball;

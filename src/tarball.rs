@@ -280,7 +280,7 @@ fn write_items<W: Write>(
                     .map_err(TarError::Write)?;
             }
             EntryKind::File => {
-                let f = std::fs::File::open(root.join(rel)).map_err(read_err)?;
+                let f = crate::fsutil::open_found_file(&root.join(rel)).map_err(read_err)?;
                 let mut h = header(tar::EntryType::Regular, mode, size, mtime);
                 let mut r = Exact {
                     inner: f,
@@ -473,5 +473,26 @@ mod tests {
         }
         assert_eq!(seen[1].0, long);
         assert_eq!(seen[2].1.as_deref(), Some(target.as_str()));
+    }
+
+    #[test]
+    fn a_fifo_swapped_in_for_the_dockerfile_is_an_error_not_a_hang() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("Dockerfile");
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        // As if the walk had seen a regular file there.
+        let entries = vec![e("Dockerfile", EntryKind::File, 0o644, 13, None)];
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root = d.path().to_path_buf();
+        std::thread::spawn(move || {
+            let r = write_context(&root, &entries, io::sink(), &TarOptions::default());
+            let _ = tx.send(r.map(|_| ()).map_err(|e| format!("{e}: {:?}", e)));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the tar writer hung on a FIFO");
+        let err = r.unwrap_err();
+        assert!(err.contains("FIFO"), "{err}");
     }
 }

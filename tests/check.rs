@@ -839,3 +839,31 @@ fn readme_documents_every_rule() {
         assert!(section.contains(&row), "README's check table lacks {row}");
     }
 }
+
+#[test]
+fn context_secret_by_content_under_innocent_names() {
+    case(
+        "context-secret",
+        "api/notes/private.txt:2",
+        &[(
+            "api/notes/private.txt",
+            "keep safe\n-----BEGIN PRIVATE KEY-----\nMIIE\n",
+        )],
+        &[("api/notes/private.txt", "keep safe\n")],
+    );
+    case(
+        "context-secret",
+        "api/data.bin.txt:3",
+        &[(
+            "api/data.bin.txt",
+            "{\n\"project_id\": \"p\",\n\"type\": \"service_account\"\n}\n",
+        )],
+        &[("api/data.bin.txt", "{\"type\": \"user\"}\n")],
+    );
+    case(
+        "context-secret",
+        "api/prod.env",
+        &[("api/prod.env", "DB=x\n")],
+        &[("api/prod.env.example", "DB=x\n")],
+    );
+}

@@ -121,7 +121,7 @@ pub fn parse(text: &str) -> Result<Option<Node>, (String, u32, u32)> {
 pub fn check_file(config: &Config, rel: &Path) -> Vec<Finding> {
     let display = config.display_path(rel);
     let path = config.root.join(rel);
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::fsutil::read_text(&path).map_err(std::io::Error::from) {
         Ok(t) => t,
         Err(e) => {
             return vec![Finding::new(

@@ -176,7 +176,7 @@ fn requirements_name(cx: &ServiceCtx) -> String {
 
 /// Whether the service's requirements list `package`; `None` when there is no such file.
 fn requirements_mention(cx: &ServiceCtx, package: &str) -> Option<bool> {
-    let text = std::fs::read_to_string(cx.context_dir.join(&cx.service.requirements)).ok()?;
+    let text = crate::fsutil::read_text(&cx.context_dir.join(&cx.service.requirements)).ok()?;
     Some(requirements::mentions(&text, package))
 }
 

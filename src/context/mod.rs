@@ -305,12 +305,12 @@ fn resolve_dockerfile(
 
 /// Reads and parses an ignore file; `None` when it does not exist.
 fn read_ignore(path: &Path, name: &str) -> Result<Option<Matcher>, ContextError> {
-    match std::fs::read(path) {
+    match crate::fsutil::read_limited(path, crate::fsutil::TEXT_LIMIT) {
         Ok(text) => Ok(Some(Matcher::parse(&text, name)?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(ContextError::ReadIgnore {
             path: PathBuf::from(name),
-            source: e,
+            source: e.into(),
         }),
     }
 }

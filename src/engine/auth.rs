@@ -82,7 +82,7 @@ impl DockerConfig {
             return Ok(DockerConfig::default());
         };
         let path = dir.join("config.json");
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::fsutil::read_text(&path).map_err(std::io::Error::from) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(DockerConfig::default())

@@ -157,6 +157,20 @@ impl Engine {
                             message,
                         })
                     }
+                    Some(Err(
+                        e @ (bollard::errors::Error::JsonSerdeError { .. }
+                        | bollard::errors::Error::JsonDataError { .. }),
+                    )) => {
+                        for ev in decoder.finish() {
+                            tracker.observe(&ev, started.elapsed());
+                            on_event(&ev);
+                        }
+                        return Err(EngineError::MalformedStream {
+                            host: self.config.host.clone(),
+                            step: tracker.last().map(StepRecord::step_ref),
+                            message: e.to_string(),
+                        });
+                    }
                     Some(Err(e)) => {
                         let mut ev = decoder.finish();
                         for e in ev.drain(..) {

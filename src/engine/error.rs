@@ -102,6 +102,15 @@ pub enum EngineError {
         cause: BoxError,
     },
 
+    /// The engine answered the build with something that is not its JSON message stream (a
+    /// proxy's error page, a broken or hostile engine). The connection itself was fine.
+    #[error("the Docker engine at {host} sent a malformed build stream {}: {message}", match .step { Some(s) => format!("during {s}"), None => "before the first step".to_string() })]
+    MalformedStream {
+        host: String,
+        step: Option<StepRef>,
+        message: String,
+    },
+
     #[error("cannot produce the build context")]
     Context {
         #[source]
@@ -197,6 +206,9 @@ impl Diagnose for EngineError {
             EngineError::Disconnected { .. } => Some(
                 "check the engine's logs (`journalctl -u docker`) and run the build again; the layers already built are cached".into(),
             ),
+            EngineError::MalformedStream { .. } => Some(
+                "check that DOCKER_HOST points at a Docker engine and not at a proxy or another service".into(),
+            ),
             EngineError::Push { kind: PushFailure::Auth, tag, .. } => Some(format!(
                 "log in first: `docker login {}` (or configure a credential helper in ~/.docker/config.json)",
                 super::reference::registry_of(tag)
@@ -218,7 +230,8 @@ impl Diagnose for EngineError {
             | EngineError::Tls { .. } => ErrorClass::EngineUnreachable,
             EngineError::BuildRejected { .. }
             | EngineError::BuildFailed { .. }
-            | EngineError::Disconnected { .. } => ErrorClass::BuildFailed,
+            | EngineError::Disconnected { .. }
+            | EngineError::MalformedStream { .. } => ErrorClass::BuildFailed,
             EngineError::Push { .. } | EngineError::CredentialHelper { .. } => {
                 ErrorClass::PushFailed
             }

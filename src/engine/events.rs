@@ -6,6 +6,11 @@
 //! an event. Text arrives in arbitrary chunks ("Step 1/4 : FROM x" and its newline come
 //! separately), so it is re-assembled into lines here.
 //!
+//! Memory is bounded whatever a step prints: a line longer than [`LINE_LIMIT`] is cut into
+//! [`BuildEvent::Output`] pieces of at most that size as it arrives (a `RUN` printing 100 MB
+//! without a newline streams through in 64 KiB pieces instead of being held whole), and each
+//! chunk is searched for newlines once, not the whole pending line again.
+//!
 //! [`EngineError`]: super::EngineError
 
 use bollard::models::BuildInfo;
@@ -46,6 +51,11 @@ pub enum BuildEvent {
     Error { message: String, code: Option<i64> },
 }
 
+/// The longest line kept whole; longer ones are emitted in pieces of this size.
+pub const LINE_LIMIT: usize = 64 * 1024;
+/// The longest status or error message kept; the rest is cut (a hostile engine can send any).
+pub const MESSAGE_LIMIT: usize = 64 * 1024;
+
 /// Turns engine messages into [`BuildEvent`]s.
 #[derive(Debug, Default)]
 pub struct Decoder {
@@ -75,16 +85,12 @@ impl Decoder {
     pub fn feed(&mut self, info: &BuildInfo) -> Vec<BuildEvent> {
         let mut out = Vec::new();
         if let Some(text) = &info.stream {
-            self.pending.push_str(text);
-            while let Some(nl) = self.pending.find('\n') {
-                let line: String = self.pending.drain(..=nl).collect();
-                self.line(&line[..line.len() - 1], &mut out);
-            }
+            self.push_text(text, &mut out);
         }
         if let Some(status) = &info.status {
             out.push(BuildEvent::Status {
-                id: info.id.clone(),
-                status: status.clone(),
+                id: info.id.as_deref().map(|s| cut(s, MESSAGE_LIMIT)),
+                status: cut(status, MESSAGE_LIMIT),
             });
         }
         if let Some(aux) = &info.aux {
@@ -97,11 +103,44 @@ impl Decoder {
         }
         if let Some(detail) = &info.error_detail {
             self.flush(&mut out);
-            let message = detail.message.clone().unwrap_or_default();
+            let message = cut(detail.message.as_deref().unwrap_or_default(), MESSAGE_LIMIT);
             let code = detail.code.or_else(|| exit_code_in(&message));
             out.push(BuildEvent::Error { message, code });
         }
         out
+    }
+
+    /// Splits stream text into lines; `pending` never holds more than [`LINE_LIMIT`] bytes.
+    fn push_text(&mut self, mut text: &str, out: &mut Vec<BuildEvent>) {
+        while !text.is_empty() {
+            match text.find('\n') {
+                Some(nl) if self.pending.len() + nl <= LINE_LIMIT => {
+                    self.pending.push_str(&text[..nl]);
+                    text = &text[nl + 1..];
+                    let line = std::mem::take(&mut self.pending);
+                    self.line(&line, out);
+                }
+                _ if self.pending.len() >= LINE_LIMIT => {
+                    let piece = std::mem::take(&mut self.pending);
+                    self.line(&piece, out);
+                }
+                found => {
+                    let room = LINE_LIMIT - self.pending.len();
+                    let want = found.unwrap_or(text.len());
+                    if want <= room {
+                        // No newline in this chunk and it fits: wait for the rest of the line.
+                        self.pending.push_str(text);
+                        return;
+                    }
+                    // The line outgrows the limit: emit a full piece and go on with the rest.
+                    let take = floor_char_boundary(text, room);
+                    self.pending.push_str(&text[..take]);
+                    text = &text[take..];
+                    let piece = std::mem::take(&mut self.pending);
+                    self.line(&piece, out);
+                }
+            }
+        }
     }
 
     /// An error the stream reported without its detail (bollard keeps only the message).
@@ -109,7 +148,7 @@ impl Decoder {
         let mut out = Vec::new();
         self.flush(&mut out);
         out.push(BuildEvent::Error {
-            message: message.to_string(),
+            message: cut(message, MESSAGE_LIMIT),
             code: exit_code_in(message),
         });
         out
@@ -217,6 +256,32 @@ impl Decoder {
             line: clean,
         });
     }
+}
+
+/// The largest index `<= i` on a char boundary of `s` (at least one char when `i` is 0 and `s`
+/// is not empty, so a piece always makes progress).
+fn floor_char_boundary(s: &str, i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    let mut j = i;
+    while j > 0 && !s.is_char_boundary(j) {
+        j -= 1;
+    }
+    if j == 0 {
+        s.char_indices().nth(1).map_or(s.len(), |(k, _)| k)
+    } else {
+        j
+    }
+}
+
+/// `s`, cut to at most `limit` bytes (on a char boundary) with a note of what was left out.
+fn cut(s: &str, limit: usize) -> String {
+    if s.len() <= limit {
+        return s.to_string();
+    }
+    let end = floor_char_boundary(s, limit);
+    format!("{} … ({} more bytes)", &s[..end], s.len() - end)
 }
 
 /// A 12-character (or longer) lowercase hex image id.
@@ -489,5 +554,64 @@ mod tests {
         assert_eq!(strip_ansi("\x1b[91merr\x1b[0m"), "err");
         assert_eq!(strip_ansi("plain"), "plain");
         assert_eq!(strip_ansi("\x1b[1;32mok"), "ok");
+    }
+
+    fn stream_msg(text: &str) -> BuildInfo {
+        BuildInfo {
+            stream: Some(text.to_string()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_line_without_end_streams_out_in_bounded_pieces() {
+        let mut d = Decoder::new();
+        let mut pieces = Vec::new();
+        d.feed(&stream_msg("Step 1/1 : RUN yes\n"));
+        // 1 MiB of output in 3000-byte chunks with a 3-byte char straddling piece boundaries.
+        let chunk = "x€".repeat(600);
+        let mut sent = 0;
+        while sent < 1 << 20 {
+            for e in d.feed(&stream_msg(&chunk)) {
+                pieces.push(e);
+            }
+            sent += chunk.len();
+            assert!(
+                d.pending.len() <= LINE_LIMIT + 4,
+                "pending grew to {}",
+                d.pending.len()
+            );
+        }
+        pieces.extend(d.feed(&stream_msg("\ndone\n")));
+        let lines: Vec<&str> = pieces
+            .iter()
+            .map(|e| match e {
+                BuildEvent::Output { number: 1, line } => line.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(lines.len() > 16, "{} pieces", lines.len());
+        assert!(lines.iter().all(|l| l.len() <= LINE_LIMIT));
+        assert_eq!(lines.last(), Some(&"done"));
+        let total: usize = lines[..lines.len() - 1].iter().map(|l| l.len()).sum();
+        assert_eq!(total, sent, "nothing lost or duplicated");
+    }
+
+    #[test]
+    fn huge_messages_are_cut() {
+        let mut d = Decoder::new();
+        let long = "e".repeat(MESSAGE_LIMIT * 3);
+        let ev = d.feed_error(&long);
+        match &ev[..] {
+            [BuildEvent::Error { message, .. }] => {
+                assert!(message.len() < MESSAGE_LIMIT + 64);
+                assert!(
+                    message.ends_with("more bytes)"),
+                    "{}",
+                    &message[message.len() - 40..]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

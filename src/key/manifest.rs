@@ -204,7 +204,7 @@ pub fn hash_file(root: &Path, rel: &Path, size_hint: u64) -> Result<Hash, KeyErr
         path: rel.to_path_buf(),
         source,
     };
-    let mut f = std::fs::File::open(&full).map_err(err)?;
+    let mut f = crate::fsutil::open_found_file(&full).map_err(err)?;
     let mut h = blake3::Hasher::new();
     // One reusable chunk buffer per worker thread: bounded memory, no allocation per file.
     thread_local! {

@@ -26,6 +26,9 @@ const VERSION: u32 = 1;
 /// Entries whose mtime is this close to the start of the run are left out of the cache.
 pub const RACY_NS: i128 = 2_000_000_000;
 
+/// A cache file larger than this is not read (it is rebuilt): ~6 million records, far above any
+/// real context, and a bound on what a corrupted or planted file can make us allocate.
+const CACHE_LIMIT: u64 = 1 << 30;
 /// Bytes after the path of a record: size, mtime, ctime, inode, device, hash.
 const TAIL: usize = 5 * 8 + 32;
 
@@ -144,20 +147,21 @@ impl StatCache {
     pub fn load(dir: &Path, root: &Path) -> StatCache {
         let file = Self::file_for(dir, root);
         let root_b = root.as_os_str().as_bytes().to_vec();
-        let (buf, index, state) = match std::fs::read(&file) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                (Vec::new(), Vec::new(), LoadState::Missing)
-            }
-            Err(e) => (
-                Vec::new(),
-                Vec::new(),
-                LoadState::Rebuilt(format!("unreadable: {e}")),
-            ),
-            Ok(bytes) => match decode(&bytes, &root_b) {
-                Ok(index) => (bytes, index, LoadState::Valid),
-                Err(why) => (Vec::new(), Vec::new(), LoadState::Rebuilt(why.into())),
-            },
-        };
+        let (buf, index, state) =
+            match crate::fsutil::read_limited(&file, CACHE_LIMIT).map_err(std::io::Error::from) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    (Vec::new(), Vec::new(), LoadState::Missing)
+                }
+                Err(e) => (
+                    Vec::new(),
+                    Vec::new(),
+                    LoadState::Rebuilt(format!("unreadable: {e}")),
+                ),
+                Ok(bytes) => match decode(&bytes, &root_b) {
+                    Ok(index) => (bytes, index, LoadState::Valid),
+                    Err(why) => (Vec::new(), Vec::new(), LoadState::Rebuilt(why.into())),
+                },
+            };
         StatCache {
             file,
             root: root_b,
@@ -302,12 +306,7 @@ impl StatCache {
         if let Some(dir) = self.file.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        let tmp = self
-            .file
-            .with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, &self.buf).map_err(err)?;
-        std::fs::rename(&tmp, &self.file).map_err(err)?;
-        Ok(())
+        crate::fsutil::write_atomic(&self.file, &self.buf).map_err(err)
     }
 
     /// Number of records usable for lookups.
@@ -650,6 +649,90 @@ mod tests {
         assert_eq!(
             (c.len(), c.lookup(&b), c.lookup(&a)),
             (1, Some([2; 32]), None)
+        );
+    }
+
+    #[test]
+    fn save_does_not_write_through_a_symlink_planted_at_the_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let root = Path::new("/ctx");
+        let file = StatCache::file_for(dir.path(), root);
+        // The name the first version wrote to before renaming.
+        let old_tmp = file.with_extension(format!("tmp{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &old_tmp).unwrap();
+        let a = e("a", 3, 100);
+        let mut c = StatCache::load(dir.path(), root);
+        c.insert(&a, [1; 32]);
+        c.save(std::slice::from_ref(&a), NOW).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(StatCache::load(dir.path(), root).lookup(&a), Some([1; 32]));
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_the_cache_is_rebuilt_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/ctx");
+        let file = StatCache::file_for(dir.path(), root);
+        let c = std::ffi::CString::new(file.as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let c = StatCache::load(dir.path(), root);
+        assert!(
+            matches!(&c.state, LoadState::Rebuilt(why) if why.contains("FIFO")),
+            "{:?}",
+            c.state
+        );
+    }
+
+    /// A full disk leaves the previous cache whole. Needs a tiny tmpfs, so root; skipped (with a
+    /// note) otherwise — `fsutil`'s own tests cover the error path without a mount.
+    #[test]
+    fn full_disk_keeps_the_previous_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = std::ffi::CString::new(dir.path().as_os_str().as_bytes()).unwrap();
+        let (src, fs, opts) = (c"tmpfs", c"tmpfs", c"size=64k");
+        if unsafe {
+            libc::mount(
+                src.as_ptr(),
+                c.as_ptr(),
+                fs.as_ptr(),
+                0,
+                opts.as_ptr().cast(),
+            )
+        } != 0
+        {
+            eprintln!("skipped: cannot mount a tmpfs (not root)");
+            return;
+        }
+        struct Unmount<'a>(&'a std::ffi::CStr);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+        let _guard = Unmount(&c);
+        let root = Path::new("/ctx");
+        let a = e("a", 3, 100);
+        let mut cache = StatCache::load(dir.path(), root);
+        cache.insert(&a, [1; 32]);
+        cache.save(std::slice::from_ref(&a), NOW).unwrap();
+        let before = std::fs::read(cache.path()).unwrap();
+
+        // ~200 KiB of records cannot fit in 64 KiB.
+        let many: Vec<Entry> = (0..2000).map(|i| e(&format!("f{i:05}"), i, 100)).collect();
+        let mut cache = StatCache::load(dir.path(), root);
+        for x in &many {
+            cache.insert(x, [7; 32]);
+        }
+        let err = cache.save(&many, NOW).unwrap_err();
+        assert_eq!(err.source.raw_os_error(), Some(libc::ENOSPC), "{err}");
+        assert_eq!(std::fs::read(cache.path()).unwrap(), before);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp left"
         );
     }
 }

@@ -200,8 +200,10 @@ pub fn analyse(context: &Path, settings: &DepsSettings) -> Result<Dependencies, 
     Ok(deps)
 }
 
+/// Present as anything but a directory: a FIFO or device named `requirements.txt` counts as
+/// found, so reading it fails with "is a FIFO, not a regular file" instead of "not found".
 fn is_file(p: &Path) -> bool {
-    std::fs::metadata(p).is_ok_and(|m| m.is_file())
+    std::fs::metadata(p).is_ok_and(|m| !m.is_dir())
 }
 
 fn line_of(text: &str, offset: usize) -> usize {

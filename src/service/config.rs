@@ -334,9 +334,9 @@ enum Number {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = crate::fsutil::read_text(path).map_err(|e| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            source: e.into(),
         })?;
         Config::parse(path, &text)
     }

@@ -22,6 +22,8 @@ use crate::diagnostics::Diagnose;
 use crate::python::deps::{self, DepsError, DepsSettings};
 use crate::python::servers::UV_PIN;
 use crate::python::{DependencySource, InstallPlan};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Bumped whenever a template's output changes, so images and `check` can tell old renders.
@@ -352,19 +354,74 @@ pub fn dockerignore(kind: Kind) -> String {
 }
 
 /// Writes `.dockerignore` into the service's context unless one exists; returns the path written.
+///
+/// Never writes outside the project: a `.dockerignore` that is a symbolic link (even a dangling
+/// one) is refused rather than followed, and so is a context directory that a symbolic link
+/// leads out of the directory holding `ctxbuild.toml` (a cloned repository can plant either).
+/// A context the configuration itself places elsewhere (`context = "../shared"`) is the
+/// user's choice and is allowed. The file is created exclusively without following links; a
+/// failed write removes it rather than leaving a truncated one.
 pub fn write_dockerignore(
     config: &Config,
     service: &Service,
 ) -> Result<Option<PathBuf>, RenderError> {
     let path = config.context_dir(service).join(".dockerignore");
-    if path.exists() {
-        return Ok(None);
-    }
-    std::fs::write(&path, dockerignore(service.kind)).map_err(|source| RenderError::Write {
+    let fail = |source| RenderError::Write {
         path: display(&path),
         source,
-    })?;
+    };
+    let dir = safe_context_dir(config, service).map_err(fail)?;
+    let target = dir.join(".dockerignore");
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&target);
+    let mut file = match created {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return match std::fs::symlink_metadata(&target) {
+                Ok(md) if md.file_type().is_symlink() => Err(fail(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "is a symbolic link; ctxbuild does not write through links (remove it, or write .dockerignore yourself)",
+                ))),
+                _ => Ok(None),
+            };
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    let written = file
+        .write_all(dockerignore(service.kind).as_bytes())
+        .and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&target);
+        return Err(fail(e));
+    }
     Ok(Some(path))
+}
+
+/// The service's context directory, canonical, refused when a symbolic link takes it out of the
+/// configuration's directory although the configured path stays inside it.
+fn safe_context_dir(config: &Config, service: &Service) -> std::io::Result<PathBuf> {
+    use std::path::Component;
+    let root = std::fs::canonicalize(&config.root)?;
+    let dir = std::fs::canonicalize(config.context_dir(service))?;
+    let declared_inside = !service
+        .context
+        .components()
+        .any(|c| matches!(c, Component::ParentDir | Component::RootDir));
+    if declared_inside && !dir.starts_with(&root) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!(
+                "the context directory leads through a symbolic link to {}, outside {}",
+                dir.display(),
+                root.display()
+            ),
+        ));
+    }
+    Ok(dir)
 }
 
 fn display(p: &Path) -> String {
@@ -374,6 +431,78 @@ fn display(p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A project directory holding `ctxbuild.toml` with service `api` in `context`.
+    fn project(context: &str) -> (tempfile::TempDir, Config) {
+        let d = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\ncontext = \"{context}\"\n"
+        );
+        let path = d.path().join("ctxbuild.toml");
+        std::fs::write(&path, &text).unwrap();
+        let c = Config::parse(&path, &text).unwrap();
+        (d, c)
+    }
+
+    #[test]
+    fn a_fifo_as_requirements_is_refused_without_hanging() {
+        let (d, c) = project(".");
+        let fifo = d.path().join(&c.services[0].requirements);
+        let cs = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(cs.as_ptr(), 0o644) }, 0);
+        let e = render(&c, &c.services[0], Variant::Slim, None).unwrap_err();
+        let chain = format!("{:?}", e);
+        assert!(chain.contains("FIFO"), "{chain}");
+    }
+
+    #[test]
+    fn write_dockerignore_creates_once() {
+        let (d, c) = project(".");
+        let written = write_dockerignore(&c, &c.services[0]).unwrap();
+        assert_eq!(written, Some(d.path().join(".dockerignore")));
+        assert!(std::fs::read_to_string(d.path().join(".dockerignore"))
+            .unwrap()
+            .contains(".git"));
+        std::fs::write(d.path().join(".dockerignore"), "mine\n").unwrap();
+        assert_eq!(write_dockerignore(&c, &c.services[0]).unwrap(), None);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join(".dockerignore")).unwrap(),
+            "mine\n"
+        );
+    }
+
+    #[test]
+    fn write_dockerignore_does_not_follow_a_planted_link() {
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("authorized_keys");
+        let (d, c) = project(".");
+        // Dangling: the first version saw "does not exist" and wrote through it.
+        std::os::unix::fs::symlink(&victim, d.path().join(".dockerignore")).unwrap();
+        let e = write_dockerignore(&c, &c.services[0]).unwrap_err();
+        assert!(format!("{:?}", e).contains("symbolic link"), "{e:?}");
+        assert!(!victim.exists());
+        // Pointing at an existing file: left alone too.
+        std::fs::write(&victim, "keep").unwrap();
+        assert!(write_dockerignore(&c, &c.services[0]).is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    }
+
+    #[test]
+    fn write_dockerignore_refuses_a_context_linked_out_of_the_project() {
+        let outside = tempfile::tempdir().unwrap();
+        let (d, c) = project("api");
+        std::os::unix::fs::symlink(outside.path(), d.path().join("api")).unwrap();
+        let e = write_dockerignore(&c, &c.services[0]).unwrap_err();
+        assert!(format!("{:?}", e).contains("outside"), "{e:?}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+
+        // A link that stays inside the project is fine.
+        let (d, c) = project("api");
+        std::fs::create_dir(d.path().join("real")).unwrap();
+        std::os::unix::fs::symlink("real", d.path().join("api")).unwrap();
+        assert!(write_dockerignore(&c, &c.services[0]).unwrap().is_some());
+        assert!(d.path().join("real/.dockerignore").is_file());
+    }
 
     fn service(extra: &str) -> Service {
         let text = format!("[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\n{extra}");

@@ -1,0 +1,657 @@
+//! Secrets in a build context, recognised by file name and by content.
+//!
+//! Given a context root and the relative paths of the regular files it sends, [`scan`] says
+//! which hold credentials: PEM private keys and Google service-account keys under any name,
+//! AWS secret keys and access-key ids, registry tokens in `.npmrc`/`.pypirc`, `.netrc`
+//! passwords, docker `config.json` logins, and environment files (`.env`, `.env.local`,
+//! `prod.env`). It reads files and returns data; what to tell the user is `check`'s job.
+//!
+//! Cost is bounded so a big context costs about what listing it does: files that cannot carry a
+//! text secret are skipped by extension without being opened (bytecode, images, archives), a
+//! NUL in the first block marks the rest as binary, and a file is read in [`BLOCK`]-sized
+//! pieces (one buffer per worker thread) up to [`SCAN_LIMIT`] bytes — a key hidden after
+//! 64 KiB of padding is still found. Files are scanned in parallel with rayon.
+
+use aho_corasick::AhoCorasick;
+use rayon::prelude::*;
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Bytes read at a time.
+pub const BLOCK: usize = 64 * 1024;
+/// Bytes of one file searched at most (the start of the file).
+pub const SCAN_LIMIT: u64 = 16 << 20;
+/// Bytes of the previous block kept in front of the next, so a marker split across two reads
+/// is still seen whole together with the start of its line.
+const OVERLAP: usize = 512;
+
+/// What kind of credential a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretKind {
+    /// `.env`, `.env.production`, `prod.env` (templates such as `.env.example` excepted).
+    EnvFile,
+    /// `-----BEGIN … PRIVATE KEY-----`.
+    PrivateKey,
+    /// A Google service-account key (`"type": "service_account"`).
+    ServiceAccountKey,
+    /// `aws_secret_access_key = …`.
+    AwsSecretKey,
+    /// An AWS access-key id (`AKIA` + 16 characters).
+    AwsAccessKeyId,
+    /// An auth token or password in `.npmrc` or `.pypirc`.
+    RegistryToken,
+    /// A `password` in `.netrc`.
+    Netrc,
+    /// Registry logins (`"auths"` with an `"auth"` value) in a docker `config.json`.
+    DockerAuth,
+}
+
+impl SecretKind {
+    /// A noun phrase for messages: "a private key".
+    pub fn describe(self) -> &'static str {
+        match self {
+            SecretKind::EnvFile => "an environment file (.env)",
+            SecretKind::PrivateKey => "a private key",
+            SecretKind::ServiceAccountKey => "a Google service-account key",
+            SecretKind::AwsSecretKey => "an AWS secret access key",
+            SecretKind::AwsAccessKeyId => "an AWS access key id",
+            SecretKind::RegistryToken => "a package-registry token",
+            SecretKind::Netrc => "a .netrc password",
+            SecretKind::DockerAuth => "docker registry credentials",
+        }
+    }
+}
+
+/// A secret found in one file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub kind: SecretKind,
+    /// 1-based line of the evidence; `None` when the name alone decides (`.env`).
+    pub line: Option<u32>,
+}
+
+/// A secret found in the context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFinding {
+    /// As given to [`scan`] (relative to the context root).
+    pub path: PathBuf,
+    pub kind: SecretKind,
+    pub line: Option<u32>,
+}
+
+/// Scans the regular files at `paths` (relative to `root`) in parallel; findings come back in
+/// the order of `paths`. Files that vanished or cannot be read are skipped: the walk that
+/// produced the paths reports unreadable files itself.
+pub fn scan<P: AsRef<Path> + Sync>(root: &Path, paths: &[P]) -> Vec<SecretFinding> {
+    let found: Vec<Option<SecretFinding>> = paths
+        .par_iter()
+        .map(|p| {
+            let rel = p.as_ref();
+            let name = rel.file_name().unwrap_or(rel.as_os_str());
+            scan_file(&root.join(rel), name).map(|f| SecretFinding {
+                path: rel.to_path_buf(),
+                kind: f.kind,
+                line: f.line,
+            })
+        })
+        .collect();
+    found.into_iter().flatten().collect()
+}
+
+/// What one file holds, judging by `name` (its final component) and its content at `path`.
+pub fn scan_file(path: &Path, name: &OsStr) -> Option<Found> {
+    let name = name.as_bytes();
+    if is_env_file(name) {
+        return Some(Found {
+            kind: SecretKind::EnvFile,
+            line: None,
+        });
+    }
+    if cannot_hold_text(name) {
+        return None;
+    }
+    let named = NamedFile::of(name);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        // Never block on a FIFO swapped in after the walk, never follow a swapped-in link.
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    search(file.take(SCAN_LIMIT), named)
+}
+
+/// `.env`, `.env.<anything>`, `<anything>.env`, except the templates people commit on purpose.
+pub fn is_env_file(name: &[u8]) -> bool {
+    const TEMPLATES: [&[u8]; 6] = [
+        b"example",
+        b"sample",
+        b"template",
+        b"dist",
+        b"defaults",
+        b"tpl",
+    ];
+    if name == b".env" {
+        return true;
+    }
+    if let Some(suffix) = name.strip_prefix(b".env.") {
+        return !TEMPLATES.contains(&suffix);
+    }
+    if let Some(stem) = name.strip_suffix(b".env") {
+        let stem = stem.strip_prefix(b".").unwrap_or(stem);
+        return !stem.is_empty()
+            && !TEMPLATES
+                .iter()
+                .any(|t| stem.eq_ignore_ascii_case(t) || stem.ends_with(&[b".", *t].concat()));
+    }
+    false
+}
+
+/// Files not worth opening: formats that cannot carry a text credential (compiled code, media,
+/// archives, fonts), and program source, where a key would be a string literal of a test fixture
+/// far more often than a deployment secret, and which makes up most of a Python context's bytes
+/// (reading it would cost several times the walk). Skipped without being opened.
+fn cannot_hold_text(name: &[u8]) -> bool {
+    const BINARY: &[&[u8]] = &[
+        b"pyc", b"pyo", b"so", b"dylib", b"dll", b"exe", b"o", b"a", b"class", b"jar", b"whl",
+        b"egg", b"zip", b"gz", b"tgz", b"bz2", b"xz", b"zst", b"7z", b"tar", b"png", b"jpg",
+        b"jpeg", b"gif", b"bmp", b"ico", b"icns", b"webp", b"woff", b"woff2", b"ttf", b"otf",
+        b"eot", b"pdf", b"mp3", b"mp4", b"wav", b"ogg", b"flac", b"mov", b"avi", b"mo", b"sqlite",
+        b"db", b"pickle", b"pkl", b"npy", b"npz", b"parquet", b"onnx", b"pt", b"wasm", b"aifc",
+        b"aiff", b"au", // Program source.
+        b"py", b"pyi", b"pyx", b"pxd", b"c", b"h", b"cc", b"cpp", b"hpp", b"rs", b"go", b"java",
+        b"kt", b"swift", b"cs", b"rb", b"php", b"pl", b"lua", b"scala", b"decTest",
+    ];
+    match name.iter().rposition(|&b| b == b'.') {
+        Some(i) if i > 0 => {
+            let ext = &name[i + 1..];
+            BINARY.iter().any(|b| ext.eq_ignore_ascii_case(b))
+        }
+        _ => false,
+    }
+}
+
+/// Files whose name gives their format, and so what a credential in them looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NamedFile {
+    Npmrc,
+    Pypirc,
+    Netrc,
+    Other,
+}
+
+impl NamedFile {
+    fn of(name: &[u8]) -> NamedFile {
+        match name {
+            b".npmrc" | b"npmrc" => NamedFile::Npmrc,
+            b".pypirc" | b"pypirc" => NamedFile::Pypirc,
+            b".netrc" | b"_netrc" | b"netrc" => NamedFile::Netrc,
+            _ => NamedFile::Other,
+        }
+    }
+}
+
+/// The markers searched in every file, in one pass. Each hit is then confirmed on its line.
+const MARKERS: &[&str] = &[
+    "PRIVATE KEY-----",
+    "service_account",
+    "aws_secret_access_key",
+    "AWS_SECRET_ACCESS_KEY",
+    "AKIA",
+    "\"auths\"",
+    "_authToken",
+    "_auth",
+    "_password",
+    "password",
+];
+const M_PEM: usize = 0;
+const M_SA: usize = 1;
+const M_AWS_SECRET: usize = 2;
+const M_AWS_SECRET_UPPER: usize = 3;
+const M_AKIA: usize = 4;
+const M_AUTHS: usize = 5;
+const M_NPM_TOKEN: usize = 6;
+const M_NPM_AUTH: usize = 7;
+const M_NPM_PASSWORD: usize = 8;
+const M_PASSWORD: usize = 9;
+
+fn markers() -> &'static AhoCorasick {
+    static AC: OnceLock<AhoCorasick> = OnceLock::new();
+    // Leftmost-longest: `_authToken` wins over `_auth`, `_password` over `password`, so one
+    // non-overlapping pass (which keeps the SIMD prefilter fully effective) sees each marker once.
+    AC.get_or_init(|| {
+        AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(MARKERS)
+            .expect("fixed patterns")
+    })
+}
+
+/// Streams `r` block by block through the marker automaton; stops at the first confirmed
+/// secret. Memory: one block plus [`OVERLAP`] per thread.
+fn search(mut r: impl Read, named: NamedFile) -> Option<Found> {
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUF.with(|b| {
+        let mut buf = b.borrow_mut();
+        buf.resize(OVERLAP + BLOCK, 0);
+        // Bytes of the window that came from the previous block.
+        let mut carried = 0usize;
+        // Newlines in everything before the window.
+        let mut lines_before = 0u32;
+        // Whether the docker `"auths"` object was seen (its `"auth"` values may come later).
+        let mut auths_seen = false;
+        let mut first = true;
+        loop {
+            let n = read_full(&mut r, &mut buf[carried..])?;
+            if n == 0 {
+                return None;
+            }
+            let window = &buf[..carried + n];
+            if first && memchr::memchr(0, window).is_some() {
+                return None;
+            }
+            first = false;
+            for m in markers().find_iter(window) {
+                // A marker well inside the carried part was already judged, with context.
+                if m.end() + 64 <= carried {
+                    continue;
+                }
+                let kind = confirm(
+                    m.pattern().as_usize(),
+                    window,
+                    m.start(),
+                    m.end(),
+                    named,
+                    &mut auths_seen,
+                );
+                if let Some(kind) = kind {
+                    let line = lines_before
+                        + memchr::memchr_iter(b'\n', &window[..m.start()]).count() as u32
+                        + 1;
+                    return Some(Found {
+                        kind,
+                        line: Some(line),
+                    });
+                }
+            }
+            // Docker's config: the `"auth"` values follow `"auths"`, maybe in a later block.
+            if auths_seen {
+                if let Some(line) = docker_auth_value(window) {
+                    return Some(Found {
+                        kind: SecretKind::DockerAuth,
+                        line: Some(lines_before + line),
+                    });
+                }
+            }
+            let keep = OVERLAP.min(window.len());
+            let drop = window.len() - keep;
+            lines_before += memchr::memchr_iter(b'\n', &window[..drop]).count() as u32;
+            buf.copy_within(drop..drop + keep, 0);
+            carried = keep;
+        }
+    })
+}
+
+/// Reads until `buf` is full or the end; `None` on an error.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Option<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(n)
+}
+
+/// The line around `start..end` in `window` (as far as the window reaches).
+fn line_of(window: &[u8], start: usize, end: usize) -> (&[u8], &[u8]) {
+    let from = memchr::memrchr(b'\n', &window[..start]).map_or(0, |i| i + 1);
+    let to = memchr::memchr(b'\n', &window[end..]).map_or(window.len(), |i| end + i);
+    (&window[from..start], &window[end..to])
+}
+
+/// Whether the marker `pattern` at `start..end` is a real secret, and which.
+fn confirm(
+    pattern: usize,
+    window: &[u8],
+    start: usize,
+    end: usize,
+    named: NamedFile,
+    auths_seen: &mut bool,
+) -> Option<SecretKind> {
+    let (before, after) = line_of(window, start, end);
+    match pattern {
+        M_PEM => {
+            // The armour line itself: nothing after the marker but the end of the line (the
+            // body follows), or an escaped `\n` and the body (a key inside JSON or YAML). Prose
+            // and code that only name the marker ("… '-----BEGIN RSA PRIVATE KEY-----' and")
+            // are not keys.
+            let body_follows = match trim_end(after) {
+                [] => true,
+                [b'\\', b'n', rest @ ..] => rest
+                    .first()
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/'),
+                _ => false,
+            };
+            (contains(before, b"-----BEGIN ") && body_follows).then_some(SecretKind::PrivateKey)
+        }
+        M_SA => {
+            // `"type": "service_account"`: the value right after `"type"` and a colon.
+            let b = trim_end(before);
+            let b = b.strip_suffix(b"\"")?;
+            let b = trim_end(b).strip_suffix(b":")?;
+            let ok = trim_end(b).ends_with(b"\"type\"") && after.first() == Some(&b'"');
+            ok.then_some(SecretKind::ServiceAccountKey)
+        }
+        M_AWS_SECRET | M_AWS_SECRET_UPPER => {
+            // `aws_secret_access_key = VALUE` / `AWS_SECRET_ACCESS_KEY=VALUE`, a 40-char value.
+            let v = assigned_value(after)?;
+            let v = v.strip_prefix(b"\"").unwrap_or(v);
+            let len = v
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric() || **b == b'/' || **b == b'+')
+                .count();
+            (len >= 40).then_some(SecretKind::AwsSecretKey)
+        }
+        M_AKIA => {
+            let boundary = |b: Option<&u8>| b.is_none_or(|b| !b.is_ascii_alphanumeric());
+            let id = window.get(end..end + 16)?;
+            let ok = boundary(before.last())
+                && id
+                    .iter()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+                && boundary(window.get(end + 16))
+                && !contains(id, b"EXAMPLE");
+            ok.then_some(SecretKind::AwsAccessKeyId)
+        }
+        M_AUTHS => {
+            *auths_seen = true;
+            None
+        }
+        M_NPM_TOKEN | M_NPM_AUTH | M_NPM_PASSWORD if named == NamedFile::Npmrc => {
+            let v = assigned_value(after)?;
+            (!v.is_empty()).then_some(SecretKind::RegistryToken)
+        }
+        M_PASSWORD if named == NamedFile::Pypirc => {
+            // An ini key at the start of the line: `password = …` / `password: …`.
+            let at_start = trim_end(before).is_empty();
+            let v = assigned_value(after)?;
+            (at_start && !v.is_empty()).then_some(SecretKind::RegistryToken)
+        }
+        M_PASSWORD if named == NamedFile::Netrc => {
+            // `machine h login u password p`: the token, then whitespace and a value.
+            let token_start = before.last().is_none_or(|b| b.is_ascii_whitespace());
+            let value_follows = after.first().is_some_and(|b| b.is_ascii_whitespace())
+                && after.iter().any(|b| !b.is_ascii_whitespace());
+            (token_start && value_follows).then_some(SecretKind::Netrc)
+        }
+        _ => None,
+    }
+}
+
+/// The value in `after` when it starts with `=` or `:` (spaces around allowed), trimmed.
+fn assigned_value(after: &[u8]) -> Option<&[u8]> {
+    let a = trim_start(after);
+    let a = a.strip_prefix(b"=").or_else(|| a.strip_prefix(b":"))?;
+    Some(trim_end(trim_start(a)))
+}
+
+/// `"auth": "<non-empty>"` in `window`: the line number (1-based, within the window).
+fn docker_auth_value(window: &[u8]) -> Option<u32> {
+    for i in memchr::memmem::find_iter(window, b"\"auth\"") {
+        let rest = trim_start(&window[i + 6..]);
+        let Some(rest) = rest.strip_prefix(b":") else {
+            continue;
+        };
+        let rest = trim_start(rest);
+        if rest.starts_with(b"\"") && rest.get(1).is_some_and(|&b| b != b'"') {
+            return Some(memchr::memchr_iter(b'\n', &window[..i]).count() as u32 + 1);
+        }
+    }
+    None
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    memchr::memmem::find(hay, needle).is_some()
+}
+
+fn trim_start(s: &[u8]) -> &[u8] {
+    let i = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    &s[i..]
+}
+
+fn trim_end(s: &[u8]) -> &[u8] {
+    let i = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(0, |i| i + 1);
+    &s[..i]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn find(name: &str, content: &[u8]) -> Option<Found> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        scan_file(&p, OsStr::new(name))
+    }
+
+    fn kind(name: &str, content: &str) -> Option<SecretKind> {
+        find(name, content.as_bytes()).map(|f| f.kind)
+    }
+
+    const PEM: &str =
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\n-----END RSA PRIVATE KEY-----\n";
+    const SA: &str = "{\n  \"type\": \"service_account\",\n  \"project_id\": \"p\",\n  \"private_key_id\": \"abc\"\n}\n";
+
+    #[test]
+    fn private_keys_under_any_name() {
+        for name in ["private.txt", "server.crt", "notes", "key.pem", "README.md"] {
+            assert_eq!(kind(name, PEM), Some(SecretKind::PrivateKey), "{name}");
+        }
+        assert_eq!(
+            find("x.txt", format!("a\nb\n{PEM}").as_bytes())
+                .unwrap()
+                .line,
+            Some(3)
+        );
+        let openssh = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n";
+        assert_eq!(kind("deploy", openssh), Some(SecretKind::PrivateKey));
+        // A certificate or a public key is not a secret.
+        assert_eq!(
+            kind("server.crt", "-----BEGIN CERTIFICATE-----\nMII\n"),
+            None
+        );
+        assert_eq!(kind("k.pub", "-----BEGIN PUBLIC KEY-----\nMII\n"), None);
+        // Prose and code that only name the marker are not keys.
+        assert_eq!(
+            kind(
+                "ssh.txt",
+                "START = b\"-----BEGIN OPENSSH PRIVATE KEY-----\"\n"
+            ),
+            None
+        );
+        assert_eq!(
+            kind(
+                "doc.txt",
+                "when your file has '-----BEGIN RSA PRIVATE KEY-----' and\n"
+            ),
+            None
+        );
+        // Inside JSON, with escaped newlines.
+        assert_eq!(
+            kind("x.json", "{\"k\": \"-----BEGIN PRIVATE KEY-----\\nMIIEvQ\\n-----END PRIVATE KEY-----\\n\"}\n"),
+            Some(SecretKind::PrivateKey)
+        );
+        assert_eq!(
+            kind("doc.txt", "look for 'PRIVATE KEY-----' markers\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn service_account_under_any_name_and_after_64_kib() {
+        assert_eq!(kind("creds.txt", SA), Some(SecretKind::ServiceAccountKey));
+        assert_eq!(kind("data", SA), Some(SecretKind::ServiceAccountKey));
+        let padded = format!(
+            "{{{}\n\"x\": 1,\n\"type\": \"service_account\"\n}}\n",
+            " ".repeat(200_000)
+        );
+        let f = find("blob.json", padded.as_bytes()).unwrap();
+        assert_eq!((f.kind, f.line), (SecretKind::ServiceAccountKey, Some(3)));
+        // The marker split across two reads is still found.
+        for shift in [BLOCK - 10, BLOCK - 3, BLOCK + OVERLAP - 5] {
+            let mut s = "\n".repeat(shift);
+            s.push_str("\"type\": \"service_account\"\n");
+            assert_eq!(
+                kind("f.json", &s),
+                Some(SecretKind::ServiceAccountKey),
+                "{shift}"
+            );
+        }
+        assert_eq!(kind("u.json", "{\"type\": \"authorized_user\"}"), None);
+        assert_eq!(kind("doc.yaml", "kind = 'service_account'\n"), None);
+    }
+
+    #[test]
+    fn aws_credentials() {
+        let ini = "[default]\naws_access_key_id = AKIAIOSFODNN7REALKEY\naws_secret_access_key = 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\n";
+        let f = find("credentials", ini.as_bytes()).unwrap();
+        assert_eq!((f.kind, f.line), (SecretKind::AwsAccessKeyId, Some(2)));
+        assert_eq!(
+            kind(
+                "deploy.sh",
+                "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzzzzzzzzz\n"
+            ),
+            Some(SecretKind::AwsSecretKey)
+        );
+        assert_eq!(
+            kind("conf.yaml", "id: AKIAZZZZZZZZZZZZZZZZ\n"),
+            Some(SecretKind::AwsAccessKeyId)
+        );
+        // AWS's documented example id, a longer token, and a bare mention are not.
+        assert_eq!(kind("docs.txt", "AKIAIOSFODNN7EXAMPLE\n"), None);
+        assert_eq!(
+            kind("docs.txt", "Credential=AKIAEXAMPLEPBUMBC3GA%2F\n"),
+            None
+        );
+        assert_eq!(kind("x.txt", "AKIAZZZZZZZZZZZZZZZZZZZ\n"), None);
+        assert_eq!(kind("x.sh", "os.environ['AWS_SECRET_ACCESS_KEY']\n"), None);
+    }
+
+    #[test]
+    fn registry_tokens_netrc_and_docker_logins() {
+        assert_eq!(
+            kind(".npmrc", "//registry.npmjs.org/:_authToken=npm_abcdef\n"),
+            Some(SecretKind::RegistryToken)
+        );
+        assert_eq!(
+            kind(".npmrc", "registry=https://registry.npmjs.org/\n"),
+            None
+        );
+        assert_eq!(
+            kind(
+                ".pypirc",
+                "[pypi]\nusername = __token__\npassword = pypi-AgEIcHlwaS5vcmc\n"
+            ),
+            Some(SecretKind::RegistryToken)
+        );
+        assert_eq!(kind(".pypirc", "[pypi]\nusername = me\n"), None);
+        assert_eq!(
+            kind(".netrc", "machine example.com login me password s3cret\n"),
+            Some(SecretKind::Netrc)
+        );
+        assert_eq!(kind(".netrc", "machine example.com login me\n"), None);
+        let docker = "{\n  \"auths\": {\n    \"ghcr.io\": {\n      \"auth\": \"dXNlcjpwYXNz\"\n    }\n  }\n}\n";
+        let f = find("config.json", docker.as_bytes()).unwrap();
+        assert_eq!((f.kind, f.line), (SecretKind::DockerAuth, Some(4)));
+        assert_eq!(
+            kind(
+                "config.json",
+                "{\"auths\": {\"ghcr.io\": {}}, \"credsStore\": \"pass\"}"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn env_file_names() {
+        for yes in [
+            ".env",
+            ".env.local",
+            ".env.production",
+            "prod.env",
+            ".prod.env",
+        ] {
+            assert!(is_env_file(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            ".env.example",
+            "example.env",
+            ".env.sample",
+            "env",
+            ".envrc",
+            ".venv",
+            "sample.env",
+            "x.env.example",
+        ] {
+            assert!(!is_env_file(no.as_bytes()), "{no}");
+        }
+        assert_eq!(kind("prod.env", ""), Some(SecretKind::EnvFile));
+    }
+
+    #[test]
+    fn binaries_are_skipped() {
+        let mut bin = b"\x00\x01".to_vec();
+        bin.extend_from_slice(PEM.as_bytes());
+        assert_eq!(find("blob", &bin), None, "NUL in the first block");
+        assert_eq!(kind("m.cpython-312.pyc", PEM), None, "skipped by extension");
+        assert_eq!(
+            kind("fixtures.py", PEM),
+            None,
+            "program source is not opened"
+        );
+    }
+
+    #[test]
+    fn scan_keeps_order_and_skips_missing_and_fifos() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.txt"), PEM).unwrap();
+        std::fs::write(d.path().join("b.txt"), "nothing\n").unwrap();
+        std::fs::write(d.path().join("c"), SA).unwrap();
+        let fifo = d.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let got = scan(d.path(), &["c", "a.txt", "b.txt", "gone", "pipe"]);
+        let kinds: Vec<(&str, SecretKind)> = got
+            .iter()
+            .map(|f| (f.path.to_str().unwrap(), f.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("c", SecretKind::ServiceAccountKey),
+                ("a.txt", SecretKind::PrivateKey)
+            ]
+        );
+    }
+}
