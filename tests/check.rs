@@ -10,12 +10,14 @@ const CONFIG: &str = r#"[services.api]
 kind = "python-asgi"
 context = "api"
 app = "main:app"
-
+dockerfile = "Dockerfile"
 [services.api.deploy]
 cpu = 1
 memory = "1Gi"
 request_timeout = 300
 "#;
+
+const MAIN_PY: &str = "from fastapi import FastAPI\napp = FastAPI()\n";
 
 const REQUIREMENTS: &str = "fastapi\ngunicorn\nuvicorn\nuvicorn-worker\n";
 
@@ -33,6 +35,12 @@ CMD ["sh", "-c", "exec gunicorn main:app -w 2 -k uvicorn_worker.UvicornWorker --
 
 const GOOD_CMD: &str = r#"CMD ["sh", "-c", "exec gunicorn main:app -w 2 -k uvicorn_worker.UvicornWorker --bind 0.0.0.0:${PORT:-8080} --timeout 300"]"#;
 
+/// The clean service without a `dockerfile` key: it builds (and is checked as) the rendered
+/// template.
+fn rendered_config() -> String {
+    CONFIG.replace("dockerfile = \"Dockerfile\"\n", "")
+}
+
 /// The findings (rule, location, severity) and exit code of `check --json` on the clean
 /// service with `changes` applied (a file written with "" is deleted).
 fn check(changes: &[(&str, &str)]) -> (Vec<(String, String, String)>, i32) {
@@ -42,10 +50,7 @@ fn check(changes: &[(&str, &str)]) -> (Vec<(String, String, String)>, i32) {
         &[
             ("ctxbuild.toml", CONFIG),
             ("api/requirements.txt", REQUIREMENTS),
-            (
-                "api/main.py",
-                "from fastapi import FastAPI\napp = FastAPI()\n",
-            ),
+            ("api/main.py", MAIN_PY),
             ("api/Dockerfile", DOCKERFILE),
             ("api/.dockerignore", "**/__pycache__\n**/*.pyc\n.env\n"),
         ],
@@ -451,10 +456,7 @@ fn generated_stale() {
 #[test]
 fn context_missing() {
     // A wrong `context` is reported at its own key, not as a missing Dockerfile under it.
-    let config = CONFIG.replace(
-        "app = \"main:app\"",
-        "app = \"main:app\"\ndockerfile = \"Dockerfile\"",
-    );
+    let config = CONFIG.to_string();
     let wrong = config.replace("context = \"api\"", "context = \"nosvc\"");
     case(
         "context-missing",
@@ -472,8 +474,8 @@ fn context_missing() {
 #[test]
 fn dockerfile_missing() {
     let config = CONFIG.replace(
-        "app = \"main:app\"",
-        "app = \"main:app\"\ndockerfile = \"docker/Dockerfile.prod\"",
+        "dockerfile = \"Dockerfile\"",
+        "dockerfile = \"docker/Dockerfile.prod\"",
     );
     case(
         "dockerfile-missing",
@@ -489,11 +491,16 @@ fn dockerfile_missing() {
 #[test]
 fn requirements_missing() {
     // Without a Dockerfile of its own the service is checked as rendered, which needs requirements.
+    let rendered = rendered_config();
     case(
         "requirements-missing",
         "ctxbuild.toml:1",
-        &[("api/Dockerfile", ""), ("api/requirements.txt", "")],
-        &[("api/Dockerfile", "")],
+        &[
+            ("ctxbuild.toml", &rendered),
+            ("api/Dockerfile", ""),
+            ("api/requirements.txt", ""),
+        ],
+        &[("ctxbuild.toml", &rendered), ("api/Dockerfile", "")],
     );
     // A hand-written Dockerfile with the uvicorn_worker worker: the package cannot be verified
     // without the file, which is as much an error as a file that lacks it.
@@ -751,6 +758,7 @@ fn human_output_names_rule_location_and_fix() {
         &[
             ("ctxbuild.toml", CONFIG),
             ("api/requirements.txt", REQUIREMENTS),
+            ("api/main.py", MAIN_PY),
             ("api/Dockerfile", &bad),
         ],
     );
@@ -768,12 +776,15 @@ fn human_output_names_rule_location_and_fix() {
 #[test]
 fn only_named_services_are_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let two = format!("{CONFIG}\n[services.web]\nkind = \"node\"\ncontext = \"web\"\n");
+    let two = format!(
+        "{CONFIG}\n[services.web]\nkind = \"node\"\ncontext = \"web\"\ndockerfile = \"Dockerfile\"\n"
+    );
     common::write_tree(
         dir.path(),
         &[
             ("ctxbuild.toml", &two),
             ("api/requirements.txt", REQUIREMENTS),
+            ("api/main.py", MAIN_PY),
             ("api/Dockerfile", DOCKERFILE),
             ("web/Dockerfile", "FROM node\nCMD [\"node\", \"s.js\"]\n"),
         ],
