@@ -58,7 +58,11 @@ pub fn check(cx: &ServiceCtx, p: &Parsed, builder: Builder) -> Vec<Finding> {
             continue;
         };
         // One finding per instruction: the builder stops at its first unknown flag.
-        let Some(flag) = ins.flags.iter().find(|f| !allowed.contains(&f.name.as_str())) else {
+        let Some(flag) = ins
+            .flags
+            .iter()
+            .find(|f| !allowed.contains(&f.name.as_str()))
+        else {
             continue;
         };
         let written = match &flag.value {

@@ -240,7 +240,10 @@ mod tests {
             r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
             "sub/api/Dockerfile"
         );
-        assert_eq!(r["locations"][0]["physicalLocation"]["region"]["startLine"], 9);
+        assert_eq!(
+            r["locations"][0]["physicalLocation"]["region"]["startLine"],
+            9
+        );
         let rules = v["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap();
         assert_eq!(
             rules[r["ruleIndex"].as_u64().unwrap() as usize]["id"],

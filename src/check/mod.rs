@@ -19,8 +19,8 @@ pub mod copy;
 pub mod dockerfile;
 pub mod format;
 pub mod generated;
-pub mod python;
 pub mod ports;
+pub mod python;
 pub mod rules;
 pub mod runtime;
 
@@ -404,7 +404,10 @@ pub fn check_service_with(
 /// The context's `Dockerfile`/`dockerfile` that the service does not build: a warning saying
 /// how to use it — unless ctxbuild rendered it (a render committed for compose), which is held
 /// to its template by `generated-stale` instead.
-fn unused_dockerfiles(cx: &ServiceCtx, resolution: &service_dockerfile::Resolution) -> Vec<Finding> {
+fn unused_dockerfiles(
+    cx: &ServiceCtx,
+    resolution: &service_dockerfile::Resolution,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     for rel in &resolution.unused {
         let display = cx.display(&rel.to_string_lossy());

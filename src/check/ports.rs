@@ -53,9 +53,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
             None => (
                 option_value(&words, Some("-b"), "--bind")
                     .map(|(v, _)| v.to_string())
-                    .or_else(|| {
-                        option_value(&words, None, "--port").map(|(v, _)| format!(":{v}"))
-                    }),
+                    .or_else(|| option_value(&words, None, "--port").map(|(v, _)| format!(":{v}"))),
                 "the command line".to_string(),
                 p.loc(cx, line, None),
             ),
@@ -63,7 +61,10 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
         let fixed = bind
             .as_deref()
             .filter(|b| !b.contains('$') && !b.contains("PORT"))
-            .and_then(|b| b.rsplit_once(':').map(|(_, p)| p.trim_matches(['"', '\'']).to_string()))
+            .and_then(|b| {
+                b.rsplit_once(':')
+                    .map(|(_, p)| p.trim_matches(['"', '\'']).to_string())
+            })
             .and_then(|p| p.parse::<u16>().ok());
         if let Some(n) = fixed {
             if n != want {

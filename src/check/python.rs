@@ -10,7 +10,7 @@
 
 use super::dockerfile::{basename, Parsed};
 use super::{Finding, RuleId, ServiceCtx};
-use crate::dockerfile::{Instruction, Keyword};
+use crate::dockerfile::{shell, Instruction, Keyword};
 use crate::python::gunicorn::{self, Origin, Setting, Settings};
 use crate::python::{self as py, servers::Server, DepsSettings, Servers};
 use crate::service::config::Kind;
@@ -182,11 +182,10 @@ fn installed_by_dockerfile(p: &Parsed, package: &str) -> bool {
 /// when the image's WORKDIR holds the context's files).
 fn requirement_files(p: &Parsed) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for i in p
-        .df
-        .instructions
-        .iter()
-        .filter(|i| i.keyword == Keyword::Run)
+    for i in
+        p.df.instructions
+            .iter()
+            .filter(|i| i.keyword == Keyword::Run)
     {
         let words = super::dockerfile::shell_words(&i.args);
         for (k, w) in words.iter().enumerate() {
@@ -235,7 +234,8 @@ pub fn check_health(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
         return Vec::new();
     }
     let path = &cx.service.health_path;
-    if py::health::find_mention(&cx.context_dir, path).is_some() || path.trim_matches('/').is_empty()
+    if py::health::find_mention(&cx.context_dir, path).is_some()
+        || path.trim_matches('/').is_empty()
     {
         return Vec::new();
     }
@@ -282,7 +282,10 @@ pub fn gunicorn_config(cx: &ServiceCtx, p: &Parsed, args: &[String]) -> Gunicorn
         }
     };
     if given.as_deref().is_some_and(|c| c.starts_with("python:")) {
-        unreadable = Some(format!("`{}` is a Python module", given.unwrap_or_default()));
+        unreadable = Some(format!(
+            "`{}` is a Python module",
+            given.unwrap_or_default()
+        ));
     }
     GunicornConfig {
         settings: gunicorn::effective(file, env.as_ref().map(|(v, _)| v.as_str()), args),
@@ -303,7 +306,11 @@ fn gunicorn_env(p: &Parsed) -> Option<(String, usize)> {
                 .rev()
                 .find(|(k, _)| k == "GUNICORN_CMD_ARGS")
                 .and_then(|(_, v)| v)
-                .map(|v| (v, i.line))
+                // ENV values are quoted and expanded by the builder: `"-k a --bind b"`.
+                .map(|v| {
+                    let none: Vec<(String, String)> = Vec::new();
+                    (shell::expand(&v, &none, escape).unwrap_or(v), i.line)
+                })
         })
 }
 

@@ -26,7 +26,11 @@ pub fn run(args: &CheckArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     let path = service::config_path(args.config.as_deref());
     let config = Config::load(&path).map_err(diagnose)?;
     let report = check::run(&config, &args.services).map_err(diagnose)?;
-    let format = if args.json { CheckFormat::Json } else { args.format };
+    let format = if args.json {
+        CheckFormat::Json
+    } else {
+        args.format
+    };
     let paths = || check::format::Paths {
         prefix: check::format::repo_prefix(std::path::Path::new(".")),
         config_file: config.path.display().to_string(),
@@ -58,7 +62,11 @@ pub fn run(args: &CheckArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
             plural(config.compose.len(), "compose file"),
             plural(report.errors, "error"),
             plural(report.warnings, "warning"),
-            if report.notes > 0 { format!(", {}", plural(report.notes, "note")) } else { String::new() },
+            if report.notes > 0 {
+                format!(", {}", plural(report.notes, "note"))
+            } else {
+                String::new()
+            },
         ));
     }
     Ok(if report.has_errors() {
