@@ -299,15 +299,20 @@ pub struct RenderArgs {
 /// Lint Dockerfiles, compose files and ctxbuild.toml for the drift that breaks deploys.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  ctxbuild check\n  ctxbuild check backend auth --json\n  ctxbuild check --rules"
+    after_help = "Examples:\n  ctxbuild check\n  ctxbuild check backend auth --json\n  ctxbuild check --format sarif > ctxbuild.sarif\n  ctxbuild check --format github\n  ctxbuild check --rules"
 )]
 pub struct CheckArgs {
     /// Services to check (default: all in ctxbuild.toml).
     pub services: Vec<String>,
 
-    /// Print findings as JSON.
-    #[arg(long)]
+    /// Print findings as JSON (same as `--format json`).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+
+    /// Output format: human, json, sarif (SARIF 2.1.0 for code scanning) or github (workflow
+    /// annotations).
+    #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
+    pub format: CheckFormat,
 
     /// List every rule (id, severity, what it catches) and exit.
     #[arg(long, conflicts_with = "services")]
@@ -316,6 +321,15 @@ pub struct CheckArgs {
     /// The configuration file (default: ./ctxbuild.toml).
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// The formats of `check --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    Human,
+    Json,
+    Sarif,
+    Github,
 }
 
 /// Build a service image through the Docker Engine API, with a per-layer cache report.

@@ -39,12 +39,40 @@ pub fn classify(name: &OsStr, is_dir: bool) -> Option<Bytecode> {
     }
 }
 
+/// `part` as a share of `total` for messages: one decimal, but never `0.0%` for a share that
+/// is not zero (`<0.1%`), and never `100.0%` for one that is not everything (`>99.9%`).
+pub fn share_text(part: u64, total: u64) -> String {
+    if part == 0 || total == 0 {
+        return "0%".into();
+    }
+    if part >= total {
+        return "100%".into();
+    }
+    let share = part as f64 * 100.0 / total as f64;
+    if share < 0.05 {
+        "<0.1%".into()
+    } else if share >= 99.95 {
+        ">99.9%".into()
+    } else {
+        format!("{share:.1}%")
+    }
+}
+
 /// The `.dockerignore` lines that keep bytecode out of any context.
 pub const DOCKERIGNORE_RULES: &[&str] = &["**/__pycache__", "**/*.pyc", "**/*.pyo"];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shares_never_round_to_zero_or_everything() {
+        assert_eq!(share_text(1, 1_000_000), "<0.1%");
+        assert_eq!(share_text(0, 10), "0%");
+        assert_eq!(share_text(1, 4), "25.0%");
+        assert_eq!(share_text(999_999, 1_000_000), ">99.9%");
+        assert_eq!(share_text(5, 5), "100%");
+    }
 
     fn f(name: &str) -> Option<Bytecode> {
         classify(OsStr::new(name), false)

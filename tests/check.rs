@@ -10,12 +10,14 @@ const CONFIG: &str = r#"[services.api]
 kind = "python-asgi"
 context = "api"
 app = "main:app"
-
+dockerfile = "Dockerfile"
 [services.api.deploy]
 cpu = 1
 memory = "1Gi"
 request_timeout = 300
 "#;
+
+const MAIN_PY: &str = "from fastapi import FastAPI\napp = FastAPI()\n";
 
 const REQUIREMENTS: &str = "fastapi\ngunicorn\nuvicorn\nuvicorn-worker\n";
 
@@ -33,19 +35,28 @@ CMD ["sh", "-c", "exec gunicorn main:app -w 2 -k uvicorn_worker.UvicornWorker --
 
 const GOOD_CMD: &str = r#"CMD ["sh", "-c", "exec gunicorn main:app -w 2 -k uvicorn_worker.UvicornWorker --bind 0.0.0.0:${PORT:-8080} --timeout 300"]"#;
 
+/// The clean service without a `dockerfile` key: it builds (and is checked as) the rendered
+/// template.
+fn rendered_config() -> String {
+    CONFIG.replace("dockerfile = \"Dockerfile\"\n", "")
+}
+
 /// The findings (rule, location, severity) and exit code of `check --json` on the clean
 /// service with `changes` applied (a file written with "" is deleted).
 fn check(changes: &[(&str, &str)]) -> (Vec<(String, String, String)>, i32) {
+    let dir = service_dir(changes);
+    check_in(dir.path())
+}
+
+/// The clean service with `changes` applied, in a temporary directory.
+fn service_dir(changes: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     common::write_tree(
         dir.path(),
         &[
             ("ctxbuild.toml", CONFIG),
             ("api/requirements.txt", REQUIREMENTS),
-            (
-                "api/main.py",
-                "from fastapi import FastAPI\napp = FastAPI()\n",
-            ),
+            ("api/main.py", MAIN_PY),
             ("api/Dockerfile", DOCKERFILE),
             ("api/.dockerignore", "**/__pycache__\n**/*.pyc\n.env\n"),
         ],
@@ -57,7 +68,30 @@ fn check(changes: &[(&str, &str)]) -> (Vec<(String, String, String)>, i32) {
             common::write_tree(dir.path(), &[(path, text)]);
         }
     }
+    dir
+}
+
+/// The whole `check --json` report of the clean service with `changes` applied.
+fn report(changes: &[(&str, &str)]) -> serde_json::Value {
+    let dir = service_dir(changes);
     let o = common::ctxbuild(dir.path(), &["check", "--json"]);
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The message of the first finding of `rule` in `report`.
+fn message<'a>(report: &'a serde_json::Value, rule: &str) -> &'a str {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == rule)
+        .unwrap_or_else(|| panic!("no {rule} in {report:#}"))["message"]
+        .as_str()
+        .unwrap()
+}
+
+fn check_in(dir: &std::path::Path) -> (Vec<(String, String, String)>, i32) {
+    let o = common::ctxbuild(dir, &["check", "--json"]);
     let code = o.status.code().unwrap();
     assert!(
         code == 0 || code == 1,
@@ -451,10 +485,7 @@ fn generated_stale() {
 #[test]
 fn context_missing() {
     // A wrong `context` is reported at its own key, not as a missing Dockerfile under it.
-    let config = CONFIG.replace(
-        "app = \"main:app\"",
-        "app = \"main:app\"\ndockerfile = \"Dockerfile\"",
-    );
+    let config = CONFIG.to_string();
     let wrong = config.replace("context = \"api\"", "context = \"nosvc\"");
     case(
         "context-missing",
@@ -472,8 +503,8 @@ fn context_missing() {
 #[test]
 fn dockerfile_missing() {
     let config = CONFIG.replace(
-        "app = \"main:app\"",
-        "app = \"main:app\"\ndockerfile = \"docker/Dockerfile.prod\"",
+        "dockerfile = \"Dockerfile\"",
+        "dockerfile = \"docker/Dockerfile.prod\"",
     );
     case(
         "dockerfile-missing",
@@ -489,11 +520,16 @@ fn dockerfile_missing() {
 #[test]
 fn requirements_missing() {
     // Without a Dockerfile of its own the service is checked as rendered, which needs requirements.
+    let rendered = rendered_config();
     case(
         "requirements-missing",
         "ctxbuild.toml:1",
-        &[("api/Dockerfile", ""), ("api/requirements.txt", "")],
-        &[("api/Dockerfile", "")],
+        &[
+            ("ctxbuild.toml", &rendered),
+            ("api/Dockerfile", ""),
+            ("api/requirements.txt", ""),
+        ],
+        &[("ctxbuild.toml", &rendered), ("api/Dockerfile", "")],
     );
     // A hand-written Dockerfile with the uvicorn_worker worker: the package cannot be verified
     // without the file, which is as much an error as a file that lacks it.
@@ -751,6 +787,7 @@ fn human_output_names_rule_location_and_fix() {
         &[
             ("ctxbuild.toml", CONFIG),
             ("api/requirements.txt", REQUIREMENTS),
+            ("api/main.py", MAIN_PY),
             ("api/Dockerfile", &bad),
         ],
     );
@@ -768,12 +805,15 @@ fn human_output_names_rule_location_and_fix() {
 #[test]
 fn only_named_services_are_checked() {
     let dir = tempfile::tempdir().unwrap();
-    let two = format!("{CONFIG}\n[services.web]\nkind = \"node\"\ncontext = \"web\"\n");
+    let two = format!(
+        "{CONFIG}\n[services.web]\nkind = \"node\"\ncontext = \"web\"\ndockerfile = \"Dockerfile\"\n"
+    );
     common::write_tree(
         dir.path(),
         &[
             ("ctxbuild.toml", &two),
             ("api/requirements.txt", REQUIREMENTS),
+            ("api/main.py", MAIN_PY),
             ("api/Dockerfile", DOCKERFILE),
             ("web/Dockerfile", "FROM node\nCMD [\"node\", \"s.js\"]\n"),
         ],
@@ -820,8 +860,8 @@ fn every_rule_has_a_case() {
         .iter()
         .map(|r| r.id.as_str())
         .filter(|id| {
-            !src.contains(&format!("case(\"{id}\""))
-                && !src.contains(&format!("case(\n        \"{id}\""))
+            let flat: String = src.split_whitespace().collect();
+            !flat.contains(&format!("case(\"{id}\""))
         })
         .collect();
     assert!(
@@ -866,4 +906,556 @@ fn context_secret_by_content_under_innocent_names() {
         &[("api/prod.env", "DB=x\n")],
         &[("api/prod.env.example", "DB=x\n")],
     );
+}
+
+// ---- Issue 9: the Dockerfile a service builds, and the Python project behind it ----
+
+#[test]
+fn dockerfile_unused() {
+    // ctxbuild.toml decides: without a `dockerfile` key the render is built (and checked), and
+    // the context's own Dockerfile is a warning that says how to use it.
+    let rendered = rendered_config();
+    case(
+        "dockerfile-unused",
+        "api/Dockerfile",
+        &[("ctxbuild.toml", &rendered)],
+        &[],
+    );
+    // The lowercase name the docker CLI accepts is found too.
+    case(
+        "dockerfile-unused",
+        "api/dockerfile",
+        &[
+            ("ctxbuild.toml", &rendered),
+            ("api/Dockerfile", ""),
+            ("api/dockerfile", DOCKERFILE),
+        ],
+        &[
+            (
+                "ctxbuild.toml",
+                &CONFIG.replace("\"Dockerfile\"", "\"dockerfile\""),
+            ),
+            ("api/Dockerfile", ""),
+            ("api/dockerfile", DOCKERFILE),
+        ],
+    );
+    let r = report(&[("ctxbuild.toml", &rendered)]);
+    let f = &r["findings"][0];
+    assert!(
+        f["fix"]
+            .as_str()
+            .unwrap()
+            .contains("`dockerfile = \"Dockerfile\"`"),
+        "{f}"
+    );
+    // check and image agree: a broken but unused Dockerfile is not what gets built.
+    let broken = DOCKERFILE.replace("WORKDIR /app", "WORKDIRR /app");
+    let (findings, code) = check(&[("ctxbuild.toml", &rendered), ("api/Dockerfile", &broken)]);
+    assert!(
+        !findings.iter().any(|(r, ..)| r == "dockerfile-invalid"),
+        "{findings:?}"
+    );
+    assert_eq!(code, 0);
+    assert_eq!(
+        r["dockerfiles"][0]["dockerfile"], "<rendered python-asgi/alpine>",
+        "{r:#}"
+    );
+    assert_eq!(
+        report(&[])["dockerfiles"][0]["dockerfile"],
+        "api/Dockerfile"
+    );
+}
+
+#[test]
+fn dockerfile_outside_the_context_is_configurable() {
+    let outside = CONFIG.replace(
+        "dockerfile = \"Dockerfile\"",
+        "dockerfile = \"../docker/api.Dockerfile\"",
+    );
+    let r = report(&[
+        ("ctxbuild.toml", &outside),
+        ("api/Dockerfile", ""),
+        ("docker/api.Dockerfile", DOCKERFILE),
+    ]);
+    assert_eq!(r["findings"], serde_json::json!([]), "{r:#}");
+    assert_eq!(r["dockerfiles"][0]["dockerfile"], "docker/api.Dockerfile");
+    // Its lines are reported in that file.
+    let bad = DOCKERFILE.replace("EXPOSE 8080", "EXPOSE 8001");
+    case(
+        "port-mismatch",
+        "docker/api.Dockerfile:8",
+        &[("ctxbuild.toml", &outside), ("docker/api.Dockerfile", &bad)],
+        &[
+            ("ctxbuild.toml", &outside),
+            ("docker/api.Dockerfile", DOCKERFILE),
+        ],
+    );
+    // Above the directory of ctxbuild.toml: a configuration error naming the key.
+    let dir = service_dir(&[(
+        "ctxbuild.toml",
+        &CONFIG.replace("\"Dockerfile\"", "\"../../api.Dockerfile\""),
+    )]);
+    let o = common::ctxbuild(dir.path(), &["check"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = common::stderr(&o);
+    assert!(err.contains("ctxbuild.toml:5"), "{err}");
+    assert!(err.contains("relative to the service's `context`"), "{err}");
+}
+
+#[test]
+fn server_not_installed() {
+    // A hand-written CMD running gunicorn that nothing installs dies with exit 127 at boot.
+    let old_worker = dockerfile_with_cmd(&GOOD_CMD.replace(
+        "uvicorn_worker.UvicornWorker",
+        "uvicorn.workers.UvicornWorker",
+    ));
+    case(
+        "server-not-installed",
+        "api/Dockerfile:9",
+        &[
+            ("api/Dockerfile", &old_worker),
+            ("api/requirements.txt", "fastapi\nuvicorn\n"),
+        ],
+        &[
+            ("api/Dockerfile", &old_worker),
+            (
+                "api/requirements.txt",
+                "fastapi\nuvicorn\ngunicorn==23.0.0\n",
+            ),
+        ],
+    );
+    // uvicorn run directly: `fastapi[standard]` pulls it in.
+    let uvicorn = dockerfile_with_cmd(
+        r#"CMD ["sh", "-c", "exec uvicorn main:app --host 0.0.0.0 --port ${PORT:-8080}"]"#,
+    );
+    case(
+        "server-not-installed",
+        "api/Dockerfile:9",
+        &[
+            ("api/Dockerfile", &uvicorn),
+            ("api/requirements.txt", "fastapi\n"),
+        ],
+        &[
+            ("api/Dockerfile", &uvicorn),
+            ("api/requirements.txt", "fastapi[standard]>=0.110\n"),
+        ],
+    );
+    // The Dockerfile may install it itself.
+    let own = old_worker.replace(
+        "RUN pip install --no-cache-dir -r requirements.txt",
+        "RUN pip install --no-cache-dir -r requirements.txt gunicorn==23.0.0",
+    );
+    let (findings, _) = check(&[
+        ("api/Dockerfile", &own),
+        ("api/requirements.txt", "fastapi\nuvicorn\n"),
+    ]);
+    assert!(
+        !findings.iter().any(|(r, ..)| r == "server-not-installed"),
+        "{findings:?}"
+    );
+    let r = report(&[
+        ("api/Dockerfile", &old_worker),
+        ("api/requirements.txt", "fastapi\nuvicorn\n"),
+    ]);
+    assert!(
+        message(&r, "server-not-installed").contains("`exec: gunicorn: not found`"),
+        "{r:#}"
+    );
+}
+
+#[test]
+fn template_installs() {
+    // The rendered template adds the server the project does not list, and says so.
+    let rendered = rendered_config();
+    case(
+        "template-installs",
+        "ctxbuild.toml:1",
+        &[
+            ("ctxbuild.toml", &rendered),
+            ("api/Dockerfile", ""),
+            ("api/requirements.txt", "fastapi\n"),
+        ],
+        &[("ctxbuild.toml", &rendered), ("api/Dockerfile", "")],
+    );
+    let r = report(&[
+        ("ctxbuild.toml", &rendered),
+        ("api/Dockerfile", ""),
+        ("api/requirements.txt", "fastapi\nuvicorn\n"),
+    ]);
+    let m = message(&r, "template-installs");
+    assert!(
+        m.starts_with("the image installs gunicorn==27.0.1 uvicorn-worker==0.4.0 (not in api/requirements.txt)"),
+        "{m}"
+    );
+    // A note: exit 0, counted apart from warnings.
+    assert_eq!(
+        (r["errors"].as_u64(), r["notes"].as_u64()),
+        (Some(0), Some(1))
+    );
+}
+
+#[test]
+fn app_unresolved() {
+    let app = |a: &str| CONFIG.replace("app = \"main:app\"", &format!("app = \"{a}\""));
+    let hint = |changes: &[(&str, &str)]| -> String {
+        let r = report(changes);
+        let f = r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["rule"] == "app-unresolved")
+            .unwrap_or_else(|| panic!("{r:#}"))
+            .clone();
+        f["fix"].as_str().unwrap().to_string()
+    };
+    // A module that does not exist.
+    case(
+        "app-unresolved",
+        "ctxbuild.toml:4",
+        &[("ctxbuild.toml", &app("server:app"))],
+        &[
+            ("ctxbuild.toml", &app("server:app")),
+            ("api/server.py", MAIN_PY),
+        ],
+    );
+    // A missing attribute.
+    case(
+        "app-unresolved",
+        "ctxbuild.toml:4",
+        &[("ctxbuild.toml", &app("main:application"))],
+        &[("ctxbuild.toml", &app("main:app"))],
+    );
+    // A file path instead of an import path.
+    assert!(
+        hint(&[("ctxbuild.toml", &app("main.py:app"))]).contains("`app = \"main:app\"`"),
+        "main.py:app"
+    );
+    // `main.py` is only a launcher: the suggestion is what it starts.
+    let launcher = "import uvicorn\n\nif __name__ == \"__main__\":\n    uvicorn.run(\"pkg.api:app\", host=\"0.0.0.0\")\n";
+    let files = [
+        ("api/main.py", launcher),
+        ("api/pkg/__init__.py", "\n"),
+        ("api/pkg/api.py", MAIN_PY),
+    ];
+    assert!(
+        hint(&files).contains("`app = \"pkg.api:app\"`"),
+        "{}",
+        hint(&files)
+    );
+    let mut fixed = files.to_vec();
+    let cfg = app("pkg.api:app");
+    fixed.push(("ctxbuild.toml", &cfg));
+    let (findings, _) = check(&fixed);
+    assert!(
+        !findings.iter().any(|(r, ..)| r == "app-unresolved"),
+        "{findings:?}"
+    );
+}
+
+#[test]
+fn builder_syntax() {
+    // Each line is rejected by the classic builder (dockerd 20.10, DOCKER_BUILDKIT=0).
+    let flagged = [
+        (
+            "RUN pip install --no-cache-dir -r requirements.txt",
+            "RUN --mount=type=cache,target=/root/.cache pip install -r requirements.txt",
+            "the --mount option requires BuildKit",
+        ),
+        (
+            "RUN pip install --no-cache-dir -r requirements.txt",
+            "RUN --network=none pip install --no-cache-dir -r requirements.txt",
+            "Unknown flag: network",
+        ),
+        (
+            "RUN pip install --no-cache-dir -r requirements.txt",
+            "RUN --security=insecure pip install --no-cache-dir -r requirements.txt",
+            "Unknown flag: security",
+        ),
+        ("COPY . .", "COPY --link . .", "Unknown flag: link"),
+        ("COPY . .", "COPY --chmod=644 . .", "the --chmod option requires BuildKit"),
+        ("COPY . .", "ADD --chmod=644 . .", "the --chmod option requires BuildKit"),
+        ("COPY . .", "COPY --parents . .", "Unknown flag: parents"),
+        ("COPY . .", "COPY --exclude=*.md . .", "Unknown flag: exclude"),
+        (
+            "COPY . .",
+            "ADD --checksum=sha256:0000000000000000000000000000000000000000000000000000000000000000 . .",
+            "Unknown flag: checksum",
+        ),
+    ];
+    for (from, to, says) in flagged {
+        let bad = DOCKERFILE.replace(from, to);
+        let line = bad.lines().position(|l| l == to).unwrap() + 1;
+        case(
+            "builder-syntax",
+            &format!("api/Dockerfile:{line}"),
+            &[("api/Dockerfile", &bad)],
+            &[],
+        );
+        let m = message(&report(&[("api/Dockerfile", &bad)]), "builder-syntax").to_string();
+        assert!(m.contains("classic builder") && m.contains(says), "{m}");
+    }
+    // What the classic builder accepts passes.
+    let (findings, _) = check(&[(
+        "api/Dockerfile",
+        &DOCKERFILE.replace("COPY . .", "COPY --chown=10001:10001 . ."),
+    )]);
+    assert!(findings.is_empty(), "{findings:?}");
+    // The builder is a parameter of the rule: BuildKit accepts the same file.
+    let bad = DOCKERFILE.replace("COPY . .", "COPY --link . .");
+    let dir = service_dir(&[("api/Dockerfile", &bad)]);
+    let config = ctxbuild::service::Config::load(&dir.path().join("ctxbuild.toml")).unwrap();
+    let run = |builder| {
+        ctxbuild::check::run_with(&config, &[], &ctxbuild::check::Options { builder })
+            .unwrap()
+            .findings
+            .iter()
+            .filter(|f| f.rule == "builder-syntax")
+            .count()
+    };
+    assert_eq!(run(ctxbuild::check::Builder::Classic), 1);
+    assert_eq!(run(ctxbuild::check::Builder::BuildKit), 0);
+}
+
+const GUNICORN_ONLY: &str = r#"CMD ["sh", "-c", "exec gunicorn main:app"]"#;
+
+#[test]
+fn gunicorn_conf_is_honoured() {
+    // The worker class set in gunicorn.conf.py (in the WORKDIR, from `COPY . .`) counts: no
+    // false asgi-server error; the fixed bind there is the real problem, reported at its line.
+    let plain = dockerfile_with_cmd(GUNICORN_ONLY);
+    let conf =
+        "import os\nworker_class = \"uvicorn_worker.UvicornWorker\"\nbind = \"0.0.0.0:8000\"\n";
+    let (findings, _) = check(&[("api/Dockerfile", &plain), ("api/gunicorn.conf.py", conf)]);
+    assert!(
+        !findings.iter().any(|(r, ..)| r == "asgi-server"),
+        "{findings:?}"
+    );
+    let good_conf = "import os\nworker_class = \"uvicorn_worker.UvicornWorker\"\nbind = \"0.0.0.0:\" + os.environ.get(\"PORT\", \"8080\")\n";
+    case(
+        "port-mismatch",
+        "api/gunicorn.conf.py:3",
+        &[("api/Dockerfile", &plain), ("api/gunicorn.conf.py", conf)],
+        &[
+            ("api/Dockerfile", &plain),
+            ("api/gunicorn.conf.py", good_conf),
+        ],
+    );
+    case(
+        "port-fixed",
+        "api/gunicorn.conf.py:3",
+        &[
+            ("api/Dockerfile", &plain),
+            ("api/gunicorn.conf.py", &conf.replace("8000", "8080")),
+        ],
+        &[
+            ("api/Dockerfile", &plain),
+            ("api/gunicorn.conf.py", good_conf),
+        ],
+    );
+    // Without the file, gunicorn's sync worker runs.
+    case(
+        "asgi-server",
+        "api/Dockerfile:9",
+        &[("api/Dockerfile", &plain)],
+        &[
+            ("api/Dockerfile", &plain),
+            ("api/gunicorn.conf.py", good_conf),
+        ],
+    );
+    // `-c` names another file; GUNICORN_CMD_ARGS in ENV sets the worker too.
+    let with_c = dockerfile_with_cmd(
+        r#"CMD ["sh", "-c", "exec gunicorn -c /app/conf/gunicorn.py main:app"]"#,
+    );
+    let (findings, _) = check(&[
+        ("api/Dockerfile", &with_c),
+        ("api/conf/gunicorn.py", good_conf),
+    ]);
+    assert!(findings.is_empty(), "{findings:?}");
+    let env = plain.replace(
+        "EXPOSE 8080",
+        "EXPOSE 8080\nENV GUNICORN_CMD_ARGS=\"-k uvicorn_worker.UvicornWorker --bind 0.0.0.0:9000\"",
+    );
+    case(
+        "port-mismatch",
+        "api/Dockerfile:9",
+        &[("api/Dockerfile", &env)],
+        // Without a bind gunicorn follows $PORT itself.
+        &[("api/Dockerfile", &env.replace(" --bind 0.0.0.0:9000", ""))],
+    );
+    let (findings, _) = check(&[("api/Dockerfile", &env)]);
+    assert!(
+        !findings.iter().any(|(r, ..)| r == "asgi-server"),
+        "{findings:?}"
+    );
+}
+
+#[test]
+fn no_cmd_says_what_ctxbuild_knows() {
+    let none = DOCKERFILE.replace(&format!("{GOOD_CMD}\n"), "");
+    let r = report(&[("api/Dockerfile", &none)]);
+    let m = message(&r, "asgi-server");
+    assert!(
+        m.contains("the base image's CMD runs") && m.contains("cannot see it offline"),
+        "{m}"
+    );
+    assert!(!m.contains("Python prompt"), "{m}");
+}
+
+#[test]
+fn health_path_unmentioned() {
+    let rendered =
+        rendered_config().replace("dockerfile", "health_path = \"/healthz\"\ndockerfile");
+    let rendered = if rendered.contains("health_path") {
+        rendered
+    } else {
+        rendered_config().replace(
+            "[services.api.deploy]",
+            "health_path = \"/healthz\"\n[services.api.deploy]",
+        )
+    };
+    case(
+        "health-path-unmentioned",
+        "ctxbuild.toml:5",
+        &[("ctxbuild.toml", &rendered), ("api/Dockerfile", "")],
+        &[
+            ("ctxbuild.toml", &rendered),
+            ("api/Dockerfile", ""),
+            (
+                "api/main.py",
+                "from fastapi import FastAPI\napp = FastAPI()\n\n@app.get(\"/healthz\")\ndef hz():\n    return {}\n",
+            ),
+        ],
+    );
+}
+
+#[test]
+fn messages_are_tidy() {
+    // No stray space inside backticks in the bytecode fix, no "the incident" anywhere.
+    let r = report(&[
+        ("api/lib/__pycache__/m.cpython-312.pyc", "\u{1}bc"),
+        ("api/.dockerignore", ".env\n"),
+    ]);
+    let f = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "context-bytecode")
+        .unwrap();
+    let fix = f["fix"].as_str().unwrap();
+    for (i, span) in fix.split('`').enumerate() {
+        if i % 2 == 1 {
+            assert_eq!(span, span.trim(), "space inside backticks: {fix}");
+        }
+    }
+    assert!(fix.contains("`**/__pycache__`"), "{fix}");
+    assert!(
+        f["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 bytecode file,"),
+        "{f}"
+    );
+    for r in RULES {
+        assert!(!r.summary.contains("incident"), "{}", r.summary);
+    }
+    let small = CONFIG.replace("memory = \"1Gi\"", "memory = \"512Mi\"");
+    let r = report(&[("ctxbuild.toml", &small)]);
+    assert!(!message(&r, "cloudrun-small-profile").contains("incident"));
+}
+
+// ---- Issue 12 §7: --format sarif | github ----
+
+#[test]
+fn format_sarif_is_valid_sarif_2_1_0() {
+    let bad = DOCKERFILE.replace("EXPOSE 8080", "EXPOSE 8001");
+    let dir = service_dir(&[("api/Dockerfile", &bad)]);
+    let o = common::ctxbuild(dir.path(), &["check", "--format", "sarif"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The required fields of SARIF 2.1.0 (sarifLog, run, tool, toolComponent,
+    // reportingDescriptor, result, message, physicalLocation, artifactLocation, region).
+    assert_eq!(v["version"], "2.1.0");
+    assert!(v["$schema"].as_str().unwrap().contains("sarif-2.1.0"));
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    let driver = &runs[0]["tool"]["driver"];
+    assert_eq!(driver["name"], "ctxbuild");
+    let rules = driver["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), RULES.len());
+    for (rule, known) in rules.iter().zip(RULES) {
+        assert_eq!(rule["id"], known.id.as_str());
+        assert!(!rule["shortDescription"]["text"]
+            .as_str()
+            .unwrap()
+            .is_empty());
+        assert!(!rule["help"]["text"].as_str().unwrap().is_empty());
+    }
+    let results = runs[0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "{v:#}");
+    let r = &results[0];
+    assert_eq!(r["ruleId"], "port-mismatch");
+    assert_eq!(
+        rules[r["ruleIndex"].as_u64().unwrap() as usize]["id"],
+        "port-mismatch"
+    );
+    assert!(["error", "warning", "note", "none"].contains(&r["level"].as_str().unwrap()));
+    assert_eq!(r["level"], "error");
+    assert!(r["message"]["text"].as_str().unwrap().contains("8001"));
+    let loc = &r["locations"][0]["physicalLocation"];
+    assert_eq!(loc["artifactLocation"]["uri"], "api/Dockerfile");
+    assert_eq!(loc["region"]["startLine"], 8);
+    // uri is relative to the repository root, also when run from a subdirectory.
+    std::fs::create_dir(dir.path().join(".git")).unwrap();
+    let sub = tempfile::tempdir_in(dir.path()).unwrap();
+    std::fs::rename(dir.path().join("api"), sub.path().join("api")).unwrap();
+    std::fs::rename(
+        dir.path().join("ctxbuild.toml"),
+        sub.path().join("ctxbuild.toml"),
+    )
+    .unwrap();
+    let o = common::ctxbuild(sub.path(), &["check", "--format", "sarif"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let name = sub.path().file_name().unwrap().to_str().unwrap();
+    assert_eq!(
+        v["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        format!("{name}/api/Dockerfile")
+    );
+}
+
+#[test]
+fn format_github_annotations() {
+    let bad = DOCKERFILE.replace("EXPOSE 8080", "EXPOSE 8001");
+    let dir = service_dir(&[("api/Dockerfile", &bad)]);
+    let o = common::ctxbuild(dir.path(), &["check", "--format", "github"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = common::stdout(&o);
+    assert!(
+        out.starts_with("::error file=api/Dockerfile,line=8,title=port-mismatch::EXPOSE defaults to port 8001, but the deploy sends traffic to 8080%0Afix: "),
+        "{out}"
+    );
+    assert_eq!(out.lines().count(), 1, "{out}");
+    // --json stays an alias of --format json.
+    let a = common::ctxbuild(dir.path(), &["check", "--json"]);
+    let b = common::ctxbuild(dir.path(), &["check", "--format", "json"]);
+    assert_eq!(a.stdout, b.stdout);
+    assert!(!a.stdout.is_empty());
+}
+
+#[test]
+fn github_actions_example_runs_the_integrations() {
+    let wf =
+        std::fs::read_to_string(common::repo_root().join("examples/github-actions.yml")).unwrap();
+    for needle in [
+        "ctxbuild clean --check",
+        "ctxbuild check --format sarif > ctxbuild.sarif",
+        "github/codeql-action/upload-sarif",
+        "sarif_file: ctxbuild.sarif",
+        "ctxbuild check --format github",
+        "security-events: write",
+    ] {
+        assert!(
+            wf.contains(needle),
+            "examples/github-actions.yml lacks {needle}"
+        );
+    }
 }

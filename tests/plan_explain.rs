@@ -60,10 +60,8 @@ fn json_shape_and_table() {
     assert_eq!(steps[4]["index"], 5);
     assert_eq!(steps[4]["instruction"], "COPY app/ /app/");
     assert_eq!(steps[4]["sources"], serde_json::json!(["app/"]));
-    assert_eq!(
-        steps[4]["files"], 4,
-        "app, app/main.py, app/pkg, app/pkg/util.py"
-    );
+    // Files only: app/main.py and app/pkg/util.py (not the directories app and app/pkg).
+    assert_eq!(steps[4]["files"], 2, "app/main.py, app/pkg/util.py");
     assert!(
         v.get("manifest").is_none(),
         "the manifest is only in saved plans"

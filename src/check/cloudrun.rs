@@ -1,5 +1,5 @@
 //! Cloud Run deploy settings from `ctxbuild.toml`: values and combinations Cloud Run rejects,
-//! and the small profile the incident outgrew.
+//! and the small default profile that multi-worker Python services outgrow.
 //!
 //! Limits follow Cloud Run's documentation for services: CPU 0.08–1 (fractional) or 1, 2, 4, 6, 8;
 //! memory 128Mi–32Gi; more than 4/8/16/24 GiB needs at least 2/4/6/8 CPUs; 4 CPUs need at least
@@ -124,7 +124,7 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
             RuleId::CloudrunSmallProfile,
             cx.config_loc("deploy.memory"),
             format!(
-                "service `{name}`: {mem} / {} CPU is at or below the {} / {} CPU profile the incident outgrew",
+                "service `{name}`: {mem} / {} CPU is at or below the {} / {} CPU small profile (`[check]` small_profile_memory / small_profile_cpu): Python services with several gunicorn workers run out of memory there under load",
                 d.cpu,
                 format_memory(small.small_memory),
                 small.small_cpu

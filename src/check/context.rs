@@ -51,11 +51,30 @@ pub fn check(cx: &ServiceCtx, ctx: &Context) -> Vec<Finding> {
             RuleId::ContextBytecode,
             (cx.display(first_pyc.as_deref().unwrap_or(".")), None),
             format!(
-                "{pyc_count} bytecode file(s), {pyc_bytes} bytes, are sent in the build context of `{}`; they change on every run and break the layer cache",
+                "{pyc_count} bytecode {}, {pyc_bytes} bytes, {} sent in the build context of `{}`; {} on every run and {} the layer cache",
+                if pyc_count == 1 { "file" } else { "files" },
+                if pyc_count == 1 { "is" } else { "are" },
+                cx.service.name,
+                if pyc_count == 1 { "it changes" } else { "they change" },
+                if pyc_count == 1 { "breaks" } else { "break" },
+            ),
+            format!(
+                "run `ctxbuild clean {}` and add {} to {} (`ctxbuild render {} --write-dockerignore` writes one)",
+                cx.display("."),
+                backticked(pollution::DOCKERIGNORE_RULES),
+                cx.display(".dockerignore"),
                 cx.service.name
             ),
-            format!("run `ctxbuild clean {}` and add {} to .dockerignore (`ctxbuild render {} --write-dockerignore` writes one)", cx.display("."), pollution::DOCKERIGNORE_RULES.join(" "), cx.service.name),
         ));
     }
     out
+}
+
+/// `` `a`, `b` and `c` `` — each item in its own backticks, no space inside them.
+fn backticked(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("`{}`", i.trim())).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => quoted.concat(),
+    }
 }

@@ -11,21 +11,26 @@
 //! families read that [`Context`]. Each Dockerfile is parsed once ([`DockerfileText::new`]).
 
 pub mod base_image;
+pub mod builder;
 pub mod cloudrun;
 pub mod compose;
 pub mod context;
 pub mod copy;
 pub mod dockerfile;
+pub mod format;
 pub mod generated;
 pub mod ports;
+pub mod python;
 pub mod rules;
 pub mod runtime;
 
+pub use builder::Builder;
 pub use rules::{Rule, RuleId, Severity, RULES};
 
 use crate::context::{self as ctx, Context, ContextError, ContextOptions};
 use crate::dockerfile::{self as df, Dockerfile, ParseError};
 use crate::service::config::{Config, ConfigError, Kind, Pos, Service};
+use crate::service::dockerfile::{self as service_dockerfile, DockerfileChoice};
 use crate::service::render::{self, Variant};
 use std::path::{Path, PathBuf};
 
@@ -80,8 +85,28 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub errors: usize,
     pub warnings: usize,
+    /// Notes: what ctxbuild adds or assumes, never a problem.
+    pub notes: usize,
     /// The services that were checked.
     pub services: Vec<String>,
+    /// Which Dockerfile each checked service builds, and why.
+    pub dockerfiles: Vec<UsedDockerfile>,
+}
+
+/// The Dockerfile `check` linted for a service (the one `image` builds).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UsedDockerfile {
+    pub service: String,
+    /// Its path relative to the configuration's directory, or `<rendered python-asgi/alpine>`.
+    pub dockerfile: String,
+    /// Why this one (`` `dockerfile` in ctxbuild.toml ``, or the rendered template).
+    pub reason: String,
+}
+
+/// How `check` runs: the builder the image will be built with decides which syntax is an error.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    pub builder: Builder,
 }
 
 impl Report {
@@ -100,11 +125,17 @@ impl Report {
             .iter()
             .filter(|f| f.severity == Severity::Error)
             .count();
+        let notes = findings
+            .iter()
+            .filter(|f| f.severity == Severity::Note)
+            .count();
         Report {
-            warnings: findings.len() - errors,
+            warnings: findings.len() - errors - notes,
             errors,
+            notes,
             findings,
             services,
+            dockerfiles: Vec::new(),
         }
     }
 
@@ -209,6 +240,11 @@ impl ServiceCtx<'_> {
 /// Fails only on the configuration itself (an unknown service, an unknown id in
 /// `check.ignore`).
 pub fn run(config: &Config, names: &[String]) -> Result<Report, ConfigError> {
+    run_with(config, names, &Options::default())
+}
+
+/// [`run`] with explicit [`Options`].
+pub fn run_with(config: &Config, names: &[String], opts: &Options) -> Result<Report, ConfigError> {
     let ignore = rules::ignored(config)?;
     let services: Vec<&Service> = if names.is_empty() {
         config.services.iter().collect()
@@ -224,17 +260,22 @@ pub fn run(config: &Config, names: &[String]) -> Result<Report, ConfigError> {
         picked
     };
     let mut findings = Vec::new();
+    let mut used = Vec::new();
     for s in &services {
-        findings.extend(check_service(config, s, None));
+        let (f, u) = check_service_with(config, s, None, opts);
+        findings.extend(f);
+        used.extend(u);
     }
     for c in &config.compose {
         findings.extend(compose::check_file(config, c));
     }
-    Ok(Report::new(
+    let mut report = Report::new(
         findings,
         services.iter().map(|s| s.name.clone()).collect(),
         &ignore,
-    ))
+    );
+    report.dockerfiles = used;
+    Ok(report)
 }
 
 /// The errors that must stop `ctxbuild image` from building `dockerfile` for `service`.
@@ -244,7 +285,7 @@ pub fn gate(
     dockerfile: &DockerfileText,
 ) -> Result<Vec<Finding>, ConfigError> {
     let report = Report::new(
-        check_service(config, service, Some(dockerfile)),
+        check_service_with(config, service, Some(dockerfile), &Options::default()).0,
         vec![service.name.clone()],
         &rules::ignored(config)?,
     );
@@ -256,13 +297,30 @@ pub fn gate(
 }
 
 /// All findings for one service. `dockerfile` overrides the one `check` would pick
-/// (configured → `<context>/Dockerfile` → rendered Alpine).
+/// ([`service_dockerfile::resolve`]: the `dockerfile` key, else the rendered Alpine template).
 pub fn check_service(
     config: &Config,
     service: &Service,
     dockerfile: Option<&DockerfileText>,
 ) -> Vec<Finding> {
+    check_service_with(config, service, dockerfile, &Options::default()).0
+}
+
+/// [`check_service`] with [`Options`], also returning the Dockerfile it checked when `check`
+/// picked it itself.
+pub fn check_service_with(
+    config: &Config,
+    service: &Service,
+    dockerfile: Option<&DockerfileText>,
+    opts: &Options,
+) -> (Vec<Finding>, Option<UsedDockerfile>) {
     let context_dir = config.context_dir(service);
+    let resolution = service_dockerfile::resolve(config, service, Variant::Alpine);
+    let used = dockerfile.is_none().then(|| UsedDockerfile {
+        service: service.name.clone(),
+        dockerfile: resolution.display(service),
+        reason: resolution.reason.clone(),
+    });
     let mut findings = Vec::new();
     if !context_dir.is_dir() {
         // Nothing under a missing context can be read: reporting its Dockerfile or requirements
@@ -292,14 +350,14 @@ pub fn check_service(
             context: None,
         };
         findings.extend(cloudrun::check(&cx));
-        return findings;
+        return (findings, used);
     }
 
     let picked;
     let dockerfile = match dockerfile {
         Some(d) => Some(d),
         None => {
-            let (d, f) = pick_dockerfile(config, service, &context_dir);
+            let (d, f) = pick_dockerfile(config, service, &resolution);
             findings.extend(f);
             picked = d;
             picked.as_ref()
@@ -323,6 +381,7 @@ pub fn check_service(
     if let Some(c) = &scanned {
         findings.extend(context::check(&cx, c));
     }
+    findings.extend(python::check_app(&cx));
     if let Some(d) = dockerfile {
         match dockerfile::parsed(&cx, d) {
             Ok(f) => {
@@ -331,11 +390,61 @@ pub fn check_service(
                 findings.extend(copy::check(&cx, &f));
                 findings.extend(base_image::check(&cx, &f));
                 findings.extend(generated::check(&cx, &f));
+                findings.extend(builder::check(&cx, &f, opts.builder));
+                findings.extend(python::check_servers(&cx, &f));
+                findings.extend(python::check_health(&cx, &f));
             }
             Err(invalid) => findings.push(invalid),
         }
     }
-    findings
+    findings.extend(unused_dockerfiles(&cx, &resolution));
+    (findings, used)
+}
+
+/// The context's `Dockerfile`/`dockerfile` that the service does not build: a warning saying
+/// how to use it — unless ctxbuild rendered it (a render committed for compose), which is held
+/// to its template by `generated-stale` instead.
+fn unused_dockerfiles(
+    cx: &ServiceCtx,
+    resolution: &service_dockerfile::Resolution,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for rel in &resolution.unused {
+        let display = cx.display(&rel.to_string_lossy());
+        let Ok(text) = DockerfileText::from_file(&cx.context_dir.join(rel), display.clone()) else {
+            continue;
+        };
+        if render::generated_by(&text.text).is_some() {
+            if let Ok(p) = dockerfile::parsed(cx, &text) {
+                out.extend(generated::check(cx, &p));
+            }
+            continue;
+        }
+        let builds = match &resolution.choice {
+            DockerfileChoice::Rendered { .. } => format!(
+                "the rendered template (ctxbuild.toml has no `dockerfile` key for `{}`)",
+                cx.service.name
+            ),
+            DockerfileChoice::Configured { display, .. } => {
+                format!("{display} (its `dockerfile` key)")
+            }
+        };
+        let key = format!("dockerfile = \"{}\"", rel.display());
+        out.push(cx.finding(
+            RuleId::DockerfileUnused,
+            (display.clone(), None),
+            format!(
+                "{display} is not used: service `{}` builds {builds}",
+                cx.service.name
+            ),
+            format!(
+                "to build it, add `{key}` to [services.{}] in {} (the path is relative to the context); otherwise delete or rename it",
+                cx.service.name,
+                cx.config.path.display()
+            ),
+        ));
+    }
+    out
 }
 
 /// The service's context as Docker's classic builder receives it (its Dockerfile, when it is
@@ -383,38 +492,38 @@ fn scan_context(
     })
 }
 
-/// The Dockerfile `check` looks at when none is given, plus findings about choosing it.
+/// The Dockerfile `check` looks at when none is given (the one [`service_dockerfile::resolve`]
+/// chose), plus findings about reading or rendering it.
 fn pick_dockerfile(
     config: &Config,
     service: &Service,
-    context_dir: &Path,
+    resolution: &service_dockerfile::Resolution,
 ) -> (Option<DockerfileText>, Vec<Finding>) {
-    let named = service.dockerfile.clone();
-    let rel = named.clone().unwrap_or_else(|| PathBuf::from("Dockerfile"));
-    let path = context_dir.join(&rel);
-    let display = config.display_path(&service.context.join(&rel));
-    match DockerfileText::from_file(&path, display.clone()) {
-        Ok(d) => return (Some(d), Vec::new()),
-        Err(e) if named.is_some() || !e.is_not_found() => {
-            let e = match e {
-                crate::fsutil::ReadError::Io { source, .. } => source.to_string(),
-                other => other.to_string(),
+    let variant = match &resolution.choice {
+        DockerfileChoice::Configured { path, display, .. } => {
+            return match DockerfileText::from_file(path, display.clone()) {
+                Ok(d) => (Some(d), Vec::new()),
+                Err(e) => {
+                    let e = match e {
+                        crate::fsutil::ReadError::Io { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    };
+                    let Pos { line, .. } = service.pos("dockerfile");
+                    let mut f = Finding::new(
+                        RuleId::DockerfileMissing,
+                        config.path.display().to_string(),
+                        Some(line),
+                        format!("service `{}`: cannot read its Dockerfile {display}: {e}", service.name),
+                        format!("create it, fix `dockerfile` in {} (it is relative to the service's context), or remove the key to build the rendered template", config.path.display()),
+                    );
+                    f.service = Some(service.name.clone());
+                    (None, vec![f])
+                }
             };
-            let Pos { line, .. } = service.pos("dockerfile");
-            let mut f = Finding::new(
-                RuleId::DockerfileMissing,
-                config.path.display().to_string(),
-                Some(line),
-                format!("service `{}`: cannot read its Dockerfile {display}: {e}", service.name),
-                format!("create it, fix `dockerfile` in {}, or remove the key to use the rendered template", config.path.display()),
-            );
-            f.service = Some(service.name.clone());
-            return (None, vec![f]);
         }
-        Err(_) => {}
-    }
-    // No Dockerfile on disk: `image` renders one, so check what it would render.
-    match render::render(config, service, Variant::Alpine, None) {
+        DockerfileChoice::Rendered { variant } => *variant,
+    };
+    match render::render(config, service, variant, None) {
         Ok(r) => (Some(DockerfileText::from_render(&r)), Vec::new()),
         Err(render::RenderError::Requirements { path, .. }) if service.kind == Kind::PythonAsgi => {
             let Pos { line, .. } = service.pos("requirements");
@@ -423,13 +532,13 @@ fn pick_dockerfile(
                 config.path.display().to_string(),
                 Some(line),
                 format!("service `{}`: the requirements file {path} does not exist", service.name),
-                "create it with fastapi, gunicorn, uvicorn and uvicorn-worker, or set `requirements` to the right file",
+                "create it, or set `requirements` to the right file (or `dependencies` to the project's dependency source)",
             );
             f.service = Some(service.name.clone());
             (None, vec![f])
         }
         Err(e) => {
-            let f = Finding::new(
+            let mut f = Finding::new(
                 RuleId::DockerfileMissing,
                 config.path.display().to_string(),
                 Some(service.pos("").line),
@@ -437,8 +546,9 @@ fn pick_dockerfile(
                     "service `{}`: cannot render its Dockerfile: {e}",
                     service.name
                 ),
-                "report this as a ctxbuild bug",
+                "fix what the message names in the context or ctxbuild.toml",
             );
+            f.service = Some(service.name.clone());
             (None, vec![f])
         }
     }

@@ -27,27 +27,59 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
             }
         }
         let words = cmd.program();
-        let bind = option_value(&words, Some("-b"), "--bind").map(|(v, _)| v.to_string());
-        let port_opt = option_value(&words, None, "--port").map(|(v, _)| v.to_string());
+        let gunicorn_at = words
+            .iter()
+            .position(|w| super::dockerfile::basename(w) == "gunicorn")
+            .or_else(|| {
+                words
+                    .windows(2)
+                    .position(|w| w[0] == "-m" && w[1] == "gunicorn")
+                    .map(|i| i + 1)
+            });
+        // gunicorn's bind may come from gunicorn.conf.py or GUNICORN_CMD_ARGS: report it where
+        // it is set. Other servers: `--bind`/`--port` on the command line.
+        let (bind, where_, loc) = match gunicorn_at {
+            Some(g) => {
+                let gconf = super::python::gunicorn_config(cx, p, &words[g + 1..]);
+                match gconf.settings.bind.first() {
+                    Some(b) => (
+                        Some(b.value.text()),
+                        super::python::origin_words(cx, b),
+                        super::python::setting_loc(cx, p, &gconf, b, line, None),
+                    ),
+                    None => (None, String::new(), p.loc(cx, line, None)),
+                }
+            }
+            None => (
+                option_value(&words, Some("-b"), "--bind")
+                    .map(|(v, _)| v.to_string())
+                    .or_else(|| option_value(&words, None, "--port").map(|(v, _)| format!(":{v}"))),
+                "the command line".to_string(),
+                p.loc(cx, line, None),
+            ),
+        };
         let fixed = bind
             .as_deref()
-            .and_then(|b| b.rsplit_once(':').map(|(_, p)| p.to_string()))
-            .or(port_opt)
-            .filter(|p| !p.contains('$'))
+            .filter(|b| !b.contains('$') && !b.contains("PORT"))
+            .and_then(|b| {
+                b.rsplit_once(':')
+                    .map(|(_, p)| p.trim_matches(['"', '\'']).to_string())
+            })
             .and_then(|p| p.parse::<u16>().ok());
         if let Some(n) = fixed {
             if n != want {
-                out.push(mismatch(
-                    format!("the server binds a fixed port and {}", cmd.at.keyword),
-                    n,
-                    line,
+                out.push(cx.finding(
+                    RuleId::PortMismatch,
+                    loc,
+                    format!("the server binds fixed port {n} (in {where_}), but the deploy sends traffic to {want}; it also ignores $PORT, which Cloud Run sets"),
+                    format!("bind `0.0.0.0:${{PORT:-{want}}}` (in gunicorn.conf.py: `bind = \"0.0.0.0:\" + os.environ.get(\"PORT\", \"{want}\")`)"),
                 ));
             } else {
                 out.push(cx.finding(
                     RuleId::PortFixed,
-                    p.loc(cx, line, None),
-                    format!("the server binds port {n} literally and ignores $PORT, which Cloud Run sets"),
-                    format!("bind `0.0.0.0:${{PORT:-{want}}}` through `sh -c` so $PORT wins when set"),
+                    loc,
+                    format!("the server binds port {n} literally (in {where_}) and ignores $PORT, which Cloud Run sets"),
+                    format!("bind `0.0.0.0:${{PORT:-{want}}}` through `sh -c` (in gunicorn.conf.py: `bind = \"0.0.0.0:\" + os.environ.get(\"PORT\", \"{want}\")`) so $PORT wins when set"),
                 ));
             }
         }

@@ -12,6 +12,8 @@ use crate::service::config::{closest, Config, ConfigError};
 pub enum Severity {
     Error,
     Warning,
+    /// What ctxbuild adds or assumes: information, never a failure.
+    Note,
 }
 
 impl Severity {
@@ -19,6 +21,7 @@ impl Severity {
         match self {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         }
     }
 }
@@ -94,9 +97,15 @@ rules! {
     CloudrunCpuMemory "cloudrun-cpu-memory" Error "the CPU and memory combination is one Cloud Run rejects",
     CloudrunConcurrency "cloudrun-concurrency" Error "less than 1 CPU requires concurrency = 1",
     CloudrunRequestTimeout "cloudrun-request-timeout" Error "the request timeout is outside Cloud Run's 1 to 3600 seconds",
-    CloudrunSmallProfile "cloudrun-small-profile" Warning "the deploy runs on the small profile (512Mi / 1 CPU by default) the incident outgrew",
+    CloudrunSmallProfile "cloudrun-small-profile" Warning "the deploy runs on Cloud Run's smallest default profile (512Mi / 1 CPU by default), which busy Python services outgrow",
     ContextBytecode "context-bytecode" Warning "Python bytecode is sent in the build context",
     ContextSecret "context-secret" Error "a secret (.env, a private key, a service-account key) is sent in the build context",
+    DockerfileUnused "dockerfile-unused" Warning "a Dockerfile in the context is not the one the service builds (ctxbuild.toml's `dockerfile` key decides)",
+    ServerNotInstalled "server-not-installed" Error "the CMD runs gunicorn or uvicorn, which the project's dependencies never install (`exec: gunicorn: not found` at boot)",
+    TemplateInstalls "template-installs" Note "the rendered image installs the server packages the project does not list",
+    AppUnresolved "app-unresolved" Error "`app` does not name a module-level attribute of a module in the context",
+    BuilderSyntax "builder-syntax" Error "BuildKit-only syntax (RUN --mount, COPY --link, --chmod…) that the classic builder rejects",
+    HealthPathUnmentioned "health-path-unmentioned" Warning "the configured `health_path` appears nowhere in the app's source",
 }
 
 impl std::fmt::Display for RuleId {

@@ -4,7 +4,7 @@
 //!
 //! Reads the final stage's effective ENTRYPOINT + CMD (see `dockerfile.rs`); ports are `ports.rs`.
 
-use super::dockerfile::{basename, option_value, Parsed};
+use super::dockerfile::{basename, Parsed};
 use super::{Finding, RuleId, ServiceCtx};
 use crate::service::config::Kind;
 use crate::service::render::{WORKER_NEW, WORKER_OLD};
@@ -18,7 +18,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
             out.push(cx.finding(
                 RuleId::AsgiServer,
                 p.loc(cx, line, None),
-                format!("service `{}` has no CMD or ENTRYPOINT: the base image's default (a Python prompt) runs instead of the app", cx.service.name),
+                format!("service `{}` has no CMD or ENTRYPOINT: the base image's CMD runs, and ctxbuild cannot see it offline, so nothing says the app is served", cx.service.name),
                 fix_cmd(cx),
             ));
         }
@@ -70,16 +70,23 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                 ));
             }
             Some(g) => {
-                let args = &words[g..];
-                let worker =
-                    option_value(args, Some("-k"), "--worker-class").map(|(v, _)| v.to_string());
-                let has_config = option_value(args, Some("-c"), "--config").is_some();
+                let args = &words[g + 1..];
+                let gconf = super::python::gunicorn_config(cx, p, args);
+                let worker_setting = gconf.settings.worker_class.as_ref();
+                let worker = worker_setting.map(|w| w.value.text());
+                // Where the worker class was chosen: the command, GUNICORN_CMD_ARGS, or a line
+                // of gunicorn's config file.
+                let wloc = |key| match worker_setting {
+                    Some(w) => super::python::setting_loc(cx, p, &gconf, w, line, key),
+                    None => p.loc(cx, line, key),
+                };
+                let unknown_config = gconf.unreadable.is_some();
                 match worker.as_deref() {
                     Some(w) if w.ends_with("UvicornWorker") || w.ends_with("UvicornH11Worker") => {
                         if w.starts_with("uvicorn.workers.") {
                             out.push(cx.finding(
                                 RuleId::UvicornWorkerDeprecated,
-                                p.loc(cx, line, Some("requirements")),
+                                wloc(Some("requirements")),
                                 format!("`{w}` is deprecated since uvicorn 0.30 (it still works)"),
                                 format!(
                                     "add `uvicorn-worker` to {} and use `-k {WORKER_NEW}`",
@@ -99,7 +106,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                                 Some(true) => {}
                                 Some(false) => out.push(cx.finding(
                                     RuleId::AsgiServer,
-                                    p.loc(cx, line, Some("requirements")),
+                                    wloc(Some("requirements")),
                                     format!("`{w}` comes from the uvicorn-worker package, which {} does not list: gunicorn will fail to load the worker", requirements_name(cx)),
                                     format!("add `uvicorn-worker` to {}, or use `-k {WORKER_OLD}`", requirements_name(cx)),
                                 )),
@@ -114,15 +121,16 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                             }
                         }
                     }
-                    None if has_config => {}
+                    // A config file ctxbuild cannot read may set the worker: say nothing.
+                    None if unknown_config => {}
                     other => {
-                        let what = match other {
-                            Some(w) => format!("the `{w}` worker"),
-                            None => "gunicorn's default sync (WSGI) worker".to_string(),
+                        let what = match (other, worker_setting) {
+                            (Some(w), Some(s)) => format!("the `{w}` worker (set in {})", super::python::origin_words(cx, s)),
+                            _ => "gunicorn's default sync (WSGI) worker (no `-k` on the command line, in GUNICORN_CMD_ARGS or in gunicorn.conf.py)".to_string(),
                         };
                         out.push(cx.finding(
                             RuleId::AsgiServer,
-                            p.loc(cx, line, None),
+                            wloc(None),
                             format!("gunicorn runs {what}, which cannot serve the ASGI app of `{}`", cx.service.name),
                             format!("pass `-k {WORKER_NEW}` (with uvicorn-worker in {}) — or re-render with `ctxbuild render {}`", requirements_name(cx), cx.service.name),
                         ));
@@ -133,14 +141,19 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
     }
 
     if let (Some(g), Some(deploy)) = (gunicorn_at, &cx.service.deploy) {
-        let args = &words[g..];
-        let timeout = option_value(args, Some("-t"), "--timeout")
-            .and_then(|(v, _)| v.parse::<u32>().ok())
+        let gconf = super::python::gunicorn_config(cx, p, &words[g + 1..]);
+        let set = gconf.settings.timeout.as_ref();
+        let timeout = set
+            .and_then(|t| t.value.text().parse::<u32>().ok())
             .unwrap_or(30);
+        let loc = match set {
+            Some(s) => super::python::setting_loc(cx, p, &gconf, s, line, Some("timeout")),
+            None => p.loc(cx, line, Some("timeout")),
+        };
         if timeout > deploy.request_timeout {
             out.push(cx.finding(
                 RuleId::GunicornTimeout,
-                p.loc(cx, line, Some("timeout")),
+                loc,
                 format!(
                     "gunicorn --timeout {timeout} s is longer than the deploy's request timeout of {} s: Cloud Run cuts requests before gunicorn would",
                     deploy.request_timeout

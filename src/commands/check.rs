@@ -1,6 +1,6 @@
 //! `ctxbuild check`: runs the lint and prints its report, as text or `--json` from the same data.
 
-use crate::cli::CheckArgs;
+use crate::cli::{CheckArgs, CheckFormat};
 use crate::ui::exit::ExitStatus;
 use crate::ui::printer::Printer;
 use ctxbuild::check::{self, Finding, Severity};
@@ -26,9 +26,30 @@ pub fn run(args: &CheckArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     let path = service::config_path(args.config.as_deref());
     let config = Config::load(&path).map_err(diagnose)?;
     let report = check::run(&config, &args.services).map_err(diagnose)?;
-    if args.json {
-        printer.json(&report)?;
+    let format = if args.json {
+        CheckFormat::Json
     } else {
+        args.format
+    };
+    let paths = || check::format::Paths {
+        prefix: check::format::repo_prefix(std::path::Path::new(".")),
+        config_file: config.path.display().to_string(),
+    };
+    if format == CheckFormat::Json {
+        printer.json(&report)?;
+    } else if format == CheckFormat::Sarif {
+        printer.json(&check::format::sarif(&report, &paths()))?;
+    } else if format == CheckFormat::Github {
+        for line in check::format::github(&report, &paths()).lines() {
+            printer.line(line)?;
+        }
+    } else {
+        for u in &report.dockerfiles {
+            printer.info(&format!(
+                "{}: checking {} ({})",
+                u.service, u.dockerfile, u.reason
+            ));
+        }
         for f in &report.findings {
             for line in finding_text(f, printer).lines() {
                 printer.line(line)?;
@@ -36,11 +57,16 @@ pub fn run(args: &CheckArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
         }
         let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
         printer.info(&format!(
-            "checked {} and {}: {}, {}",
+            "checked {} and {}: {}, {}{}",
             plural(report.services.len(), "service"),
             plural(config.compose.len(), "compose file"),
             plural(report.errors, "error"),
             plural(report.warnings, "warning"),
+            if report.notes > 0 {
+                format!(", {}", plural(report.notes, "note"))
+            } else {
+                String::new()
+            },
         ));
     }
     Ok(if report.has_errors() {
@@ -56,6 +82,7 @@ pub fn finding_text(f: &Finding, printer: &Printer) -> String {
     let sev = match f.severity {
         Severity::Error => printer.paint("error", console::Style::new().red().bold()),
         Severity::Warning => printer.paint("warning", console::Style::new().yellow().bold()),
+        Severity::Note => printer.paint("note", console::Style::new().cyan().bold()),
     };
     format!(
         "{}: {sev}[{}] {}\n  fix: {}",

@@ -120,13 +120,9 @@ fn print_sizes(r: &SizeReport, printer: &mut Printer) -> anyhow::Result<()> {
     if p.tally.files == 0 && p.pycache_dirs == 0 {
         printer.line("pollution: none")?;
     } else {
-        let share = if r.total.bytes > 0 {
-            p.tally.bytes as f64 * 100.0 / r.total.bytes as f64
-        } else {
-            0.0
-        };
+        let share = ctxbuild::pollution::share_text(p.tally.bytes, r.total.bytes);
         printer.line(&format!(
-            "pollution: {} in {}, {} ({share:.1}% of the context)",
+            "pollution: {} in {}, {} ({share} of the context)",
             count(p.tally.files, "bytecode file"),
             count(p.pycache_dirs, "__pycache__ dir"),
             human_bytes(p.tally.bytes),

@@ -33,7 +33,8 @@ pub struct StepVerdict {
     pub instruction: String,
     /// `false` for steps Docker never caches (`FROM`, meta `ARG`).
     pub cacheable: bool,
-    /// The step's key was in the saved plan.
+    /// The step's key was in the saved plan and Docker consults its cache for it (never for
+    /// a `not-cached` step such as `FROM`, so `hit` and `verdict` agree).
     pub hit: bool,
     /// The prediction: a known key is a hit only when nothing unseen feeds the step.
     pub verdict: Verdict,
@@ -216,7 +217,7 @@ pub fn explain(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest) -> Ex
             total: s.total,
             instruction: s.instruction.clone(),
             cacheable: s.cacheable,
-            hit,
+            hit: hit && s.cacheable,
             verdict,
         });
     }
@@ -629,7 +630,9 @@ mod tests {
         let m1 = m(v);
         let e = explain(&pl(DF, &m0, &[]), &m0, &pl(DF, &m1, &[]), &m1);
         let hits: Vec<bool> = e.steps.iter().map(|s| s.hit).collect();
-        assert_eq!(hits, vec![true, true, true, false, false]);
+        // FROM is never looked up in the cache: `not-cached`, so not a hit either.
+        assert_eq!(hits, vec![false, true, true, false, false]);
+        assert_eq!(e.steps[0].verdict, Verdict::NotCached);
         let miss = e.first_miss.unwrap();
         assert_eq!(miss.index, 4);
         assert_eq!(

@@ -70,7 +70,7 @@ pub struct PlanStep {
     /// `COPY --from` value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
-    /// Context entries the sources select.
+    /// Context files (not directories) the sources select: `plan`'s FILES column.
     #[serde(default)]
     pub files: usize,
     /// `RUN`: the build args that take part in its key (`K=V`, sorted).
@@ -547,7 +547,11 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
                             select(manifest, &sources)
                         };
                         let sel = sel.map_err(|e| select_error(name, ins, e))?;
-                        step.files = sel.entries.len();
+                        step.files = sel
+                            .entries
+                            .iter()
+                            .filter(|&&i| manifest.entries[i].kind != EntryKind::Dir)
+                            .count();
                         sel.hash
                     }
                 };
@@ -1003,6 +1007,19 @@ mod tests {
             .unwrap();
         w[n].link_target = Some("other.py".into());
         assert_eq!(first_diff(&k1, &keys(DF, &man(w), &[])), Some(4));
+    }
+
+    #[test]
+    fn files_column_counts_files_not_directories() {
+        // `app/` selects app, app/main.py and app/empty: one file.
+        let p = plan(
+            &parse(DF, "Dockerfile").unwrap(),
+            &man(base()),
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(p.steps[4].instruction, "COPY app/ /app/");
+        assert_eq!(p.steps[4].files, 1);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use toml::Spanned;
 /// The file name looked for when no `-c FILE` is given.
 pub const DEFAULT_FILE: &str = "ctxbuild.toml";
 
-/// The Cloud Run profile the incident outgrew: 512 MiB and 1 CPU.
+/// Cloud Run's default profile, which busy multi-worker Python services outgrow: 512 MiB and 1 CPU.
 pub const DEFAULT_SMALL_MEMORY: u64 = 512 * MIB;
 pub const DEFAULT_SMALL_CPU: f64 = 1.0;
 
@@ -124,8 +124,9 @@ pub struct Service {
     pub system_packages: Vec<String>,
     /// System packages kept in the runtime image.
     pub runtime_packages: Vec<String>,
-    /// A hand-written Dockerfile relative to the context; `None` means the rendered one
-    /// (or `Dockerfile` when the context has one).
+    /// A hand-written Dockerfile relative to the context (it may lie outside it, under the
+    /// configuration's directory); `None` means the rendered template, whatever the context
+    /// holds (see [`crate::service::dockerfile::resolve`]).
     pub dockerfile: Option<PathBuf>,
     /// The HTTP path the HEALTHCHECK requests.
     pub health_path: String,
@@ -569,7 +570,7 @@ impl Validator<'_> {
         let dockerfile = match raw.dockerfile {
             Some(d) => {
                 at("dockerfile", d.span());
-                Some(PathBuf::from(self.rel_path(&d, "dockerfile")?))
+                Some(self.dockerfile_path(&d, &context)?)
             }
             None => None,
         };
@@ -822,6 +823,23 @@ impl Validator<'_> {
     }
 
     /// A relative path that stays inside the repository.
+    /// The `dockerfile` key: relative to the service's context (like compose's
+    /// `build.dockerfile`); it may leave the context with `..` (the file is then injected into
+    /// the build like a render), but not the directory of ctxbuild.toml.
+    fn dockerfile_path(&self, p: &Spanned<String>, context: &Path) -> Result<PathBuf, ConfigError> {
+        let s = p.get_ref();
+        let path = Path::new(s);
+        let escapes = normalize_lexically(&context.join(path)).starts_with("..");
+        if s.is_empty() || path.is_absolute() || escapes || s.ends_with('/') {
+            return self.err(
+                p.span(),
+                format!("dockerfile `{s}` must be a file path relative to the service's context, inside the repository"),
+                "`dockerfile` is relative to the service's `context` (\"Dockerfile.prod\", or \"../docker/api.Dockerfile\" for one outside it) and must stay under the directory of ctxbuild.toml",
+            );
+        }
+        Ok(PathBuf::from(s.trim_start_matches("./")))
+    }
+
     fn rel_path(&self, p: &Spanned<String>, what: &str) -> Result<String, ConfigError> {
         let s = p.get_ref();
         let path = Path::new(s);

@@ -3,9 +3,11 @@
 //!
 //! The API the `render`, `check` and `image` commands call:
 //! [`Config::load`] → [`Config::service`] → [`render::render`] (Dockerfile text + template id)
-//! and [`render::write_dockerignore`] / [`render::dockerignore`].
+//! and [`render::write_dockerignore`] / [`render::dockerignore`]; [`dockerfile::resolve`] is the
+//! one rule for which Dockerfile a service builds.
 
 pub mod config;
+pub mod dockerfile;
 pub mod render;
 pub mod requirements;
 
