@@ -11,6 +11,7 @@
 //! - [`exit`], [`diagnostics`]: exit statuses and `error:` / `caused by:` / `hint:` rendering.
 //! - [`config`]: global settings resolved once from the CLI and the environment.
 //! - [`python`]: offline analysis of a Python project (dependencies, servers, app, gunicorn).
+//! - [`init`]: what a repository holds that `ctxbuild.toml` should declare, and that file.
 
 pub mod check;
 pub mod clean;
@@ -21,6 +22,7 @@ pub mod dockerfile;
 pub mod engine;
 pub mod exit;
 pub mod fsutil;
+pub mod init;
 pub mod key;
 pub mod pathrules;
 pub mod pollution;
