@@ -7,6 +7,7 @@ mod completions;
 mod context;
 mod explain;
 mod image;
+mod init;
 mod ls;
 mod plan;
 mod render;
@@ -27,5 +28,6 @@ pub fn dispatch(command: &Command, printer: &mut Printer) -> anyhow::Result<Exit
         Command::Check(a) => check::run(a, printer),
         Command::Image(a) => image::run(a, printer),
         Command::Completions(a) => completions::run(a, printer),
+        Command::Init(a) => init::run(a, printer),
     }
 }

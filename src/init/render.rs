@@ -87,11 +87,11 @@ pub fn render_config(d: &Detection) -> String {
             );
             o.push_str("# (run `npm install` and commit package-lock.json).\n");
         }
-        let _ = writeln!(
-            o,
-            "# The directory `npm run build` writes (guessed from {}; default \"dist\").",
-            f.guessed_from
-        );
+        let why = match f.guessed_from.as_str() {
+            "default" => "package.json does not say; this is the default".to_string(),
+            from => format!("guessed from {from}; default \"dist\""),
+        };
+        let _ = writeln!(o, "# The directory `npm run build` writes ({why}).");
         let _ = writeln!(o, "build_output = {}", q(&f.build_output));
         o.push_str("# The file `node` runs inside build_output (default \"server.js\").\n");
         let _ = writeln!(o, "entrypoint = {}", q(&f.entrypoint));
@@ -143,7 +143,7 @@ fn python_service(o: &mut String, s: &PythonService) {
     } else {
         let _ = writeln!(
             o,
-            "# The ASGI app as gunicorn imports it (module:attr): {}:{} ({}){}.",
+            "# The ASGI app as gunicorn imports it (module:attr), found at\n# {}:{} ({}){}.",
             first.file.display(),
             first.line,
             first.class,
@@ -161,7 +161,7 @@ fn python_service(o: &mut String, s: &PythonService) {
     };
     let _ = writeln!(
         o,
-        "# Dependencies: detected \"{}\" ({how}; found: {}). Set to choose another source:",
+        "# Dependencies: detected \"{}\" ({how};\n# found: {}). Set `dependencies` to choose another source:",
         deps.source.as_str(),
         if files.is_empty() {
             "no dependency file".into()
@@ -266,8 +266,8 @@ fn defaults(o: &mut String, kind: Kind) {
     let _ = writeln!(
         o,
         "# base_image = {{ alpine = {}, slim = {} }}",
-        q(&default_base_image(kind, Variant::Alpine)),
-        q(&default_base_image(kind, Variant::Slim))
+        q(default_base_image(kind, Variant::Alpine)),
+        q(default_base_image(kind, Variant::Slim))
     );
 }
 

@@ -156,7 +156,7 @@ fn monorepo_service_in_a_subdirectory_and_a_frontend() {
         (f.name.as_str(), f.context.as_path()),
         ("web", Path::new("web"))
     );
-    assert!(!f.lockfile);
+    assert!(f.lockfile);
     assert_eq!(
         config.context_dir(config.service("api").unwrap()),
         corpus("monorepo").join("services/api")
@@ -311,4 +311,43 @@ fn toml_strings_are_escaped() {
     .unwrap();
     let (d, _, _) = detect_and_load(dir.path());
     assert_eq!(d.services[0].name, "we-ird-dir");
+}
+
+#[test]
+fn frontend_guesses_and_a_missing_lockfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web");
+    std::fs::create_dir_all(&web).unwrap();
+    std::fs::write(
+        web.join("package.json"),
+        r#"{"scripts": {"build": "next build"}}"#,
+    )
+    .unwrap();
+    // No build script: not a frontend.
+    std::fs::create_dir_all(dir.path().join("tool")).unwrap();
+    std::fs::write(
+        dir.path().join("tool/package.json"),
+        r#"{"scripts": {"test": "x"}}"#,
+    )
+    .unwrap();
+    let (d, _, text) = detect_and_load(dir.path());
+    assert_eq!(d.frontends.len(), 1);
+    let f = &d.frontends[0];
+    assert_eq!(
+        (f.build_output.as_str(), f.guessed_from.as_str()),
+        (".next/standalone", "next build")
+    );
+    assert!(!f.lockfile);
+    assert!(text.contains("# NOTE: no package-lock.json here"), "{text}");
+    // A broken manifest is a note naming the file and line.
+    std::fs::write(web.join("package.json"), "{\n  \"scripts\": \n").unwrap();
+    let d = detect(dir.path());
+    assert!(d.frontends.is_empty());
+    assert!(
+        d.notes
+            .iter()
+            .any(|n| n.starts_with("web/package.json:3: not JSON")),
+        "{:?}",
+        d.notes
+    );
 }
