@@ -206,7 +206,11 @@ fn python_service(o: &mut String, s: &PythonService) {
             o.push_str(
                 "# No Dockerfile in the context: the image builds from ctxbuild's template\n",
             );
-            o.push_str("# (`ctxbuild render NAME` shows it). To use your own:\n");
+            let _ = writeln!(
+                o,
+                "# (`ctxbuild render {}` shows it). To use your own:",
+                s.name
+            );
             o.push_str("# dockerfile = \"Dockerfile\"\n");
         }
     }
