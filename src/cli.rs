@@ -137,6 +137,7 @@ pub enum Command {
     Image(ImageArgs),
     Completions(CompletionsArgs),
     Cloudbuild(CloudbuildArgs),
+    Init(InitArgs),
 }
 
 /// Remove Python bytecode pollution (*.pyc, *.pyo, __pycache__) from a tree, in parallel.
@@ -435,6 +436,25 @@ pub struct CloudbuildArgs {
     /// The configuration file, relative to the repository root (default: ./ctxbuild.toml).
     #[arg(short = 'c', long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// Detect the services of a repository and write a commented ctxbuild.toml (never over one).
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  ctxbuild init                # detect in ., write ./ctxbuild.toml\n  ctxbuild init services/ --print\n  ctxbuild init --json | jq '.services[].app'"
+)]
+pub struct InitArgs {
+    /// The repository (default: the current directory); ctxbuild.toml is written there.
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// Print what was detected as JSON on stdout instead of the summary (still writes the file).
+    #[arg(long, conflicts_with = "print")]
+    pub json: bool,
+
+    /// Print the ctxbuild.toml init would write on stdout; write nothing.
+    #[arg(long)]
+    pub print: bool,
 }
 
 #[cfg(test)]

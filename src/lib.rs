@@ -15,6 +15,7 @@
 //! - [`config`]: settings resolved once by the binary and passed in (threads, pool, cache).
 //! - [`python`]: offline analysis of a Python project (dependencies, servers, app, gunicorn).
 //! - [`cloudbuild`]: a Cloud Build config generated from `ctxbuild.toml`, and its schema check.
+//! - [`init`]: what a repository holds that `ctxbuild.toml` should declare, and that file.
 
 pub mod buildargs;
 pub mod check;
@@ -28,6 +29,7 @@ pub mod engine;
 pub mod events;
 pub mod fsutil;
 pub mod image;
+pub mod init;
 pub mod keep_out;
 pub mod key;
 pub mod pathrules;

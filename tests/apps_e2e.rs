@@ -8,38 +8,12 @@
 //! (the pinned server layer in particular) are built once and reused. Each test removes its
 //! container and its tag; `rmi --no-prune` keeps the shared parent layers as build cache.
 
+#[path = "common/apps.rs"]
+mod apps;
 mod common;
 
+use apps::{assert_serves, copy_tree, http_get, Running};
 use common::{ctxbuild, docker, docker_output, python_image, require_engine, stderr, unique};
-use std::io::{Read, Write};
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-/// A built image and its running container, removed on drop (also when the test fails).
-struct Running {
-    image: String,
-    container: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = docker_output(&["rm", "-f", &self.container]);
-        let _ = docker_output(&["rmi", "--no-prune", &self.image]);
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.expect("walk corpus");
-        let rel = entry.path().strip_prefix(from).unwrap();
-        let dest = to.join(rel);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
 
 /// Renders service `name` of `tests/apps/NAME`, builds it with the classic builder, runs it
 /// with `PORT=8080` and a 1-second health interval.
@@ -65,116 +39,23 @@ fn build_and_run(name: &str) -> (Running, tempfile::TempDir) {
     );
     assert!(o.status.success(), "render failed: {}", stderr(&o));
     let image = format!("ctxbuild-apps-e2e/{}", unique(name));
-    let running = Running {
-        image: image.clone(),
-        container: unique(&format!("ctxbuild-apps-e2e-{name}")),
-    };
     let b = docker_output(&["build", "-q", "-t", &image, &dir.path().to_string_lossy()]);
-    assert!(
-        b.status.success(),
-        "build of {name} failed:\n{}\n{}",
-        String::from_utf8_lossy(&b.stdout),
-        String::from_utf8_lossy(&b.stderr)
-    );
-    docker(&[
-        "run",
-        "-d",
-        "--name",
-        &running.container,
-        "-e",
-        "PORT=8080",
-        "-p",
-        "127.0.0.1::8080",
-        "--health-interval",
-        "1s",
-        "--health-start-period",
-        "1s",
-        &image,
-    ]);
+    if !b.status.success() {
+        let _ = docker_output(&["rmi", "--no-prune", &image]);
+        panic!(
+            "build of {name} failed:\n{}\n{}",
+            String::from_utf8_lossy(&b.stdout),
+            String::from_utf8_lossy(&b.stderr)
+        );
+    }
+    let running = Running::start(&image, &unique(&format!("ctxbuild-apps-e2e-{name}")));
     (running, dir)
-}
-
-/// `GET path` on the container's published 8080, retried until it answers or 60 s pass.
-fn http_get(container: &str, path: &str) -> String {
-    let port = docker(&["port", container, "8080/tcp"]);
-    let addr = port
-        .lines()
-        .next()
-        .expect("published port")
-        .trim()
-        .to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let attempt = (|| -> std::io::Result<String> {
-            let mut s = std::net::TcpStream::connect(&addr)?;
-            s.set_read_timeout(Some(Duration::from_secs(5)))?;
-            write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-            let mut out = String::new();
-            s.read_to_string(&mut out)?;
-            Ok(out)
-        })();
-        match attempt {
-            Ok(r) if r.starts_with("HTTP/") => return r,
-            _ if Instant::now() > deadline => panic!(
-                "{container} never answered on {addr}: {attempt:?}\nlogs:\n{}",
-                logs(container)
-            ),
-            _ => std::thread::sleep(Duration::from_millis(300)),
-        }
-    }
-}
-
-fn logs(container: &str) -> String {
-    let o = docker_output(&["logs", container]);
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn wait_healthy(container: &str) {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let status = docker(&["inspect", "-f", "{{.State.Health.Status}}", container]);
-        match status.trim() {
-            "healthy" => return,
-            "unhealthy" => panic!("{container} turned unhealthy\nlogs:\n{}", logs(container)),
-            s if Instant::now() > deadline => {
-                panic!(
-                    "{container} still {s} after 90 s\nlogs:\n{}",
-                    logs(container)
-                )
-            }
-            _ => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
 }
 
 /// The checks every app must pass; returns the container for app-specific ones.
 fn assert_starts_right(name: &str) -> (Running, tempfile::TempDir) {
     let (running, dir) = build_and_run(name);
-    let c = running.container.clone();
-    let response = http_get(&c, "/");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(
-        response.contains(&format!("{{\"app\":\"{name}\"}}")),
-        "{response}"
-    );
-    let top = docker(&["top", &c]);
-    assert!(top.contains("gunicorn"), "{top}");
-    assert!(top.contains("-k uvicorn_worker.UvicornWorker"), "{top}");
-    // A master and two workers.
-    assert!(top.matches("gunicorn").count() >= 3, "{top}");
-    wait_healthy(&c);
-    let log = logs(&c);
-    assert!(log.contains("Booting worker"), "{log}");
-    for bad in ["error", "permission", "traceback", "warning"] {
-        assert!(
-            !log.to_lowercase().contains(bad),
-            "{name}: `{bad}` in the log:\n{log}"
-        );
-    }
+    assert_serves(&running.container, name);
     (running, dir)
 }
 

@@ -8,6 +8,7 @@ mod completions;
 mod context;
 mod explain;
 mod image;
+mod init;
 mod ls;
 mod plan;
 mod render;
@@ -34,5 +35,6 @@ pub fn dispatch(
         Command::Image(a) => image::run(a, printer, settings),
         Command::Completions(a) => completions::run(a, printer),
         Command::Cloudbuild(a) => cloudbuild::run(a, printer),
+        Command::Init(a) => init::run(a, printer),
     }
 }

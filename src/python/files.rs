@@ -44,7 +44,8 @@ pub struct SourceFile {
     pub text: String,
 }
 
-fn skip_dir(path: &Path, name: &str) -> bool {
+/// Whether a directory is never worth reading (VCS, caches, virtualenvs, tests, build output).
+pub fn skip_dir(path: &Path, name: &str) -> bool {
     SKIP_DIRS.contains(&name)
         || name.ends_with(".egg-info")
         || (name.starts_with('.') && name.len() > 1)

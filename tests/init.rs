@@ -1,0 +1,161 @@
+//! `ctxbuild init` as a user runs it: it writes a ctxbuild.toml that `ctxbuild check` loads,
+//! refuses to touch an existing one (byte for byte), prints only JSON with `--json`, and only
+//! the file with `--print`.
+
+#[path = "common/apps.rs"]
+mod apps;
+mod common;
+
+use common::{ctxbuild, stderr, stdout};
+use std::path::Path;
+
+/// A copy of `tests/apps/NAME` without its hand-written ctxbuild.toml.
+fn corpus_copy(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    apps::copy_tree(
+        &common::repo_root().join("tests/apps").join(name),
+        dir.path(),
+    );
+    let _ = std::fs::remove_file(dir.path().join("ctxbuild.toml"));
+    dir
+}
+
+#[test]
+fn init_writes_a_config_that_check_loads() {
+    let dir = corpus_copy("launcher");
+    let o = ctxbuild(dir.path(), &["init"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("  app           service.api:app  (service/api.py:5, FastAPI)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  dependencies  requirements  (requirements.txt)"),
+        "{out}"
+    );
+    assert!(out.contains("wrote ./ctxbuild.toml"), "{out}");
+    assert!(
+        out.contains("next: ctxbuild check && ctxbuild image "),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(dir.path().join("ctxbuild.toml")).unwrap();
+    assert!(text.contains("\napp = \"service.api:app\"\n"), "{text}");
+    let c = ctxbuild(dir.path(), &["check"]);
+    assert_eq!(c.status.code(), Some(0), "{}{}", stdout(&c), stderr(&c));
+    assert!(stderr(&c).contains("checked 1 service"), "{}", stderr(&c));
+}
+
+#[test]
+fn a_second_init_leaves_the_file_byte_identical() {
+    let dir = corpus_copy("req-no-gunicorn");
+    assert!(ctxbuild(dir.path(), &["init"]).status.success());
+    let path = dir.path().join("ctxbuild.toml");
+    let mut edited = std::fs::read(&path).unwrap();
+    edited.extend_from_slice(b"# edited by hand\n");
+    std::fs::write(&path, &edited).unwrap();
+    let o = ctxbuild(dir.path(), &["init"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("ctxbuild.toml already exists; init never overwrites it"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: edit it by hand, or run `ctxbuild init --print`"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), edited);
+    // --print still shows what init would write, and writes nothing.
+    let p = ctxbuild(dir.path(), &["init", "--print"]);
+    assert!(p.status.success());
+    assert!(stdout(&p).starts_with("# ctxbuild.toml, written by `ctxbuild init`"));
+    assert_eq!(std::fs::read(&path).unwrap(), edited);
+}
+
+#[test]
+fn json_is_the_detection_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    apps::copy_tree(&common::repo_root().join("tests/apps/monorepo"), dir.path());
+    std::fs::remove_file(dir.path().join("ctxbuild.toml")).unwrap();
+    let o = ctxbuild(dir.path(), &["init", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON only");
+    assert_eq!(v["services"][0]["context"], "services/api");
+    assert_eq!(v["services"][0]["app"], "api.app:app");
+    assert_eq!(v["services"][0]["dependencies"]["source"], "requirements");
+    assert_eq!(v["frontends"][0]["context"], "web");
+    assert_eq!(v["monorepo"], true);
+    assert!(dir.path().join("ctxbuild.toml").is_file());
+}
+
+#[test]
+fn print_writes_nothing_and_questions_are_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tree(
+        dir.path(),
+        &[
+            ("requirements.txt", "fastapi\n"),
+            ("main.py", "from fastapi import FastAPI\napp = FastAPI()\n"),
+            (
+                "admin.py",
+                "from fastapi import FastAPI\nadmin = FastAPI()\n",
+            ),
+        ],
+    );
+    let p = ctxbuild(dir.path(), &["init", "--print"]);
+    assert!(p.status.success());
+    assert!(
+        stdout(&p).contains("# QUESTION: 2 ASGI apps"),
+        "{}",
+        stdout(&p)
+    );
+    assert!(!dir.path().join("ctxbuild.toml").exists());
+    let o = ctxbuild(dir.path(), &["init"]);
+    let out = stdout(&o);
+    assert!(
+        out.contains("question: 2 ASGI apps in .: which one does service"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  wrote app = \"admin:admin\"; the others: main:app"),
+        "{out}"
+    );
+}
+
+#[test]
+fn lowercase_dockerfile_becomes_the_dockerfile_key() {
+    let dir = corpus_copy("lowercase-dockerfile");
+    let o = ctxbuild(dir.path(), &["init"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(
+            "  dockerfile    dockerfile (the context's own; written as the `dockerfile` key)"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    let text = std::fs::read_to_string(dir.path().join("ctxbuild.toml")).unwrap();
+    assert!(text.contains("\ndockerfile = \"dockerfile\"\n"), "{text}");
+    // `check` now lints that file (its uvicorn CMD is a finding), not the template.
+    let c = ctxbuild(dir.path(), &["check"]);
+    assert!(
+        stdout(&c).contains("dockerfile:6: error[asgi-server]"),
+        "{}",
+        stdout(&c)
+    );
+}
+
+#[test]
+fn a_dir_that_is_not_a_directory_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = ctxbuild(dir.path(), &["init", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("nope is not a directory"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!Path::new(&dir.path().join("nope/ctxbuild.toml")).exists());
+}
