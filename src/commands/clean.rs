@@ -32,18 +32,14 @@ pub fn run(args: &CleanArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     } else {
         args.dirs.clone()
     };
-    // Every root must be valid before anything is removed from any of them.
-    for d in &dirs {
-        clean::resolve_root(d).map_err(diagnose)?;
-    }
     let walk_threads = printer.config.threads;
     let remove_threads = args
         .remove_threads
         .map(usize::from)
         .unwrap_or_else(|| default_remove_threads(walk_threads));
-
-    let bars = (printer.config.progress == ProgressMode::Bars && !args.json).then(Bars::new);
-    let mut reports: Vec<(PathBuf, CleanReport)> = Vec::new();
+    // Every root (and with --context-only its .dockerignore) must be valid before anything is
+    // removed from any of them.
+    let mut prepared = Vec::with_capacity(dirs.len());
     for dir in &dirs {
         let opts = CleanOptions {
             root: dir.clone(),
@@ -56,13 +52,20 @@ pub fn run(args: &CleanArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
             },
             walk_threads,
             remove_threads,
+            cross_filesystems: args.cross_filesystems,
         };
+        prepared.push((dir.clone(), clean::prepare(&opts).map_err(diagnose)?));
+    }
+
+    let bars = (printer.config.progress == ProgressMode::Bars && !args.json).then(Bars::new);
+    let seen = clean::Seen::default();
+    let mut reports: Vec<(PathBuf, CleanReport)> = Vec::new();
+    for (dir, root) in prepared {
         let progress: &dyn Progress = match &bars {
             Some(b) => b,
             None => &clean::NoProgress,
         };
-        let report = clean::clean(&opts, progress).map_err(diagnose)?;
-        reports.push((dir.clone(), report));
+        reports.push((dir, root.run(progress, &seen)));
     }
     if let Some(b) = bars {
         b.bar.finish_and_clear();
@@ -131,8 +134,14 @@ fn render(
             ));
         }
         for s in &r.skipped {
+            let why = match s.reason {
+                clean::SkipReason::Virtualenv => "virtualenv; --include-venv cleans it",
+                clean::SkipReason::OtherFilesystem => {
+                    "another filesystem; --cross-filesystems cleans it"
+                }
+            };
             printer.verbose(&format!(
-                "skipped {} (virtualenv; --include-venv cleans it)",
+                "skipped {} ({why})",
                 shown(given, &s.path, several).display()
             ));
         }
@@ -140,7 +149,15 @@ fn render(
     let sum = |f: fn(&CleanReport) -> u64| reports.iter().map(|(_, r)| f(r)).sum::<u64>();
     let (files, dirs, bytes) = (sum(|r| r.files), sum(|r| r.dirs), sum(|r| r.bytes));
     let kept = sum(|r| r.kept.len() as u64);
-    let skipped = sum(|r| r.skipped.len() as u64);
+    let skipped_as = |reason| {
+        reports
+            .iter()
+            .flat_map(|(_, r)| &r.skipped)
+            .filter(|s| s.reason == reason)
+            .count() as u64
+    };
+    let skipped = skipped_as(clean::SkipReason::Virtualenv);
+    let mounts = skipped_as(clean::SkipReason::OtherFilesystem);
     let failures = sum(|r| r.failures.len() as u64);
     let secs: f64 = reports.iter().map(|(_, r)| r.elapsed.as_secs_f64()).sum();
     let what = format!(
@@ -168,6 +185,12 @@ fn render(
         printer.info(&format!(
             "skipped {} (--include-venv cleans them)",
             plural(skipped, "virtualenv")
+        ));
+    }
+    if mounts > 0 {
+        printer.info(&format!(
+            "skipped {} on other filesystems (--cross-filesystems cleans them)",
+            plural(mounts, "path")
         ));
     }
     if failures > 0 {

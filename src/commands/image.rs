@@ -563,6 +563,7 @@ fn clean_context(ctx_dir: &Path, printer: &Printer) -> anyhow::Result<()> {
         scope: Scope::Context,
         walk_threads: printer.config.threads,
         remove_threads: clean::default_remove_threads(printer.config.threads),
+        cross_filesystems: false,
     };
     let report = clean::clean(&opts, &clean::NoProgress).map_err(diagnose)?;
     printer.info(&format!(
