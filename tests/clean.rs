@@ -806,6 +806,187 @@ fn context_only_reports_an_invalid_dockerignore() {
     assert!(stderr(&o).contains(".dockerignore"), "{}", stderr(&o));
 }
 
+#[test]
+fn no_glob_or_debris_name_removes_through_a_virtualenv_or_vcs_metadata() {
+    let t = tmp();
+    let files: &[(&str, &str)] = &[
+        (".venv/pyvenv.cfg", ""),
+        (".venv/lib/site.py", "venv file"),
+        (".git/HEAD", "ref: main"),
+        ("build/.git/config", "nested repo"),
+        ("build/env/pyvenv.cfg", ""),
+        ("build/env/bin/python", "venv file"),
+        ("build/out.o", "x"),
+        // A virtualenv that happens to carry a debris name.
+        ("htmlcov/pyvenv.cfg", ""),
+        ("htmlcov/index.html", "venv file"),
+        ("app/main.py", "x"),
+    ];
+    write_tree(t.path(), files);
+    let o = ctxbuild(
+        t.path(),
+        &["clean", "--json", "--erase", "**", "--debris", "all"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for stays in [
+        ".venv/pyvenv.cfg",
+        ".venv/lib/site.py",
+        ".git/HEAD",
+        "build/.git/config",
+        "build/env/bin/python",
+        "htmlcov/index.html",
+    ] {
+        assert!(t.path().join(stays).exists(), "{stays} removed");
+    }
+    for gone in ["build/out.o", "app/main.py", "app"] {
+        assert!(!t.path().join(gone).exists(), "{gone} left");
+    }
+    let v = json(&o);
+    let skipped: Vec<&str> = v["roots"][0]["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped, [".venv", "build/env", "htmlcov"]);
+    // `build` holds what stays: it is kept, not removed.
+    assert!(paths(&v, "kept").contains(&"build".to_string()));
+
+    // Asked for explicitly, a virtualenv goes; VCS metadata never does.
+    let o = ctxbuild(t.path(), &["clean", "--erase", "**", "--include-venv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!t.path().join(".venv").exists());
+    assert!(!t.path().join("build/env").exists());
+    assert!(t.path().join(".git/HEAD").exists());
+    assert!(t.path().join("build/.git/config").exists());
+}
+
+#[test]
+fn context_only_validates_every_root_and_its_dockerignore_before_removing_anything() {
+    let t = tmp();
+    write_tree(
+        t.path(),
+        &[
+            ("good/x.pyc", "b"),
+            ("good/__pycache__/m.pyc", "b"),
+            ("bad/.dockerignore", "!\n"),
+            ("bad/y.pyc", "b"),
+        ],
+    );
+    let o = ctxbuild(t.path(), &["clean", "--context-only", "good", "bad"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(".dockerignore"), "{}", stderr(&o));
+    assert!(t.path().join("good/x.pyc").exists(), "good was cleaned");
+    assert!(t.path().join("good/__pycache__/m.pyc").exists());
+    assert!(t.path().join("bad/y.pyc").exists());
+}
+
+#[test]
+fn overlapping_roots_are_counted_once() {
+    let t = tmp();
+    write_tree(
+        t.path(),
+        &[
+            ("a/x.pyc", "12"),
+            ("a/sub/y.pyc", "345"),
+            ("a/sub/__pycache__/z.pyc", "6789"),
+        ],
+    );
+    for args in [
+        &["a", "a/sub"][..],
+        &["a/sub", "a"][..],
+        &["a", "a"][..],
+        &["a", "./a/sub/.."][..],
+    ] {
+        let mut argv = vec!["clean", "--dry-run", "--json"];
+        argv.extend(args);
+        let v = json(&ctxbuild(t.path(), &argv));
+        assert_eq!(
+            (v["files"].as_u64(), v["dirs"].as_u64()),
+            (Some(3), Some(1)),
+            "{args:?}"
+        );
+        assert_eq!(v["bytes"], 9, "{args:?}");
+        let mut argv = vec!["clean", "-n"];
+        argv.extend(args);
+        let o = ctxbuild(t.path(), &argv);
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{args:?}: {lines:?}");
+    }
+    let o = ctxbuild(t.path(), &["clean", "--json", "a/sub", "a"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(
+        (v["files"].as_u64(), v["bytes"].as_u64()),
+        (Some(3), Some(9))
+    );
+    assert!(!t.path().join("a/x.pyc").exists());
+}
+
+/// A bind mount made for one test, undone on drop (also when the test fails).
+struct BindMount(PathBuf);
+
+impl BindMount {
+    fn new(source: &Path, target: &Path) -> BindMount {
+        let o = Command::new("mount")
+            .arg("--bind")
+            .arg(source)
+            .arg(target)
+            .output()
+            .expect("run mount");
+        assert!(
+            o.status.success(),
+            "mount --bind failed ({}): this test needs root (or CAP_SYS_ADMIN)",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+        BindMount(target.to_path_buf())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_bind_mount_inside_the_root_is_not_crossed_unless_asked() {
+    let t = tmp();
+    write_tree(
+        t.path(),
+        &[
+            ("elsewhere/__pycache__/m.cpython-311.pyc", "theirs"),
+            ("elsewhere/x.pyc", "theirs"),
+            ("root/own.pyc", "ours"),
+            ("root/mnt/.keep", ""),
+        ],
+    );
+    let root = t.path().join("root");
+    let _mount = BindMount::new(&t.path().join("elsewhere"), &root.join("mnt"));
+    // The same filesystem bound elsewhere: st_dev alone cannot tell, the mount id does.
+    let o = ctxbuild(&root, &["clean", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(t.path().join("elsewhere/x.pyc").exists());
+    assert!(t
+        .path()
+        .join("elsewhere/__pycache__/m.cpython-311.pyc")
+        .exists());
+    assert!(!root.join("own.pyc").exists());
+    let v = json(&o);
+    assert_eq!(v["roots"][0]["skipped"][0]["path"], "mnt");
+    assert_eq!(v["roots"][0]["skipped"][0]["reason"], "other-filesystem");
+    let o = ctxbuild(&root, &["clean", "-n"]);
+    assert_eq!(stdout(&o), "");
+    let o = ctxbuild(&root, &["clean"]);
+    assert!(stderr(&o).contains("--cross-filesystems"), "{}", stderr(&o));
+
+    let o = ctxbuild(&root, &["clean", "--cross-filesystems"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!t.path().join("elsewhere/x.pyc").exists());
+    assert!(!t.path().join("elsewhere/__pycache__").exists());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Adversarial: directories swapped for symlinks while `clean` runs.
 
@@ -942,7 +1123,15 @@ impl Drop for Attacker {
 /// Runs `clean_once` in a loop for `budget` while the attacker swaps directories for links to
 /// the canary tree; after every run the canary tree must be exactly as it was.
 fn swap_stress(name: &str, budget: std::time::Duration, clean_once: &dyn Fn(&Path)) {
-    let t = tmp();
+    // On tmpfs when there is one: re-creating the bait costs ~100 ms a run on this disk, and
+    // more runs mean more races.
+    let t = match tempfile::Builder::new()
+        .prefix("clean-swap-")
+        .tempdir_in("/dev/shm")
+    {
+        Ok(t) => t,
+        Err(_) => tmp(),
+    };
     let (root, outside) = (t.path().join("root"), t.path().join("outside"));
     write_tree(&outside, BAIT);
     let before = snapshot(&outside);

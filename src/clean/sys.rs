@@ -335,4 +335,19 @@ mod tests {
         let d = dir.open_child(c"d").unwrap();
         assert!(dir.stat().unwrap().same_mount(&d.stat().unwrap()));
     }
+
+    #[test]
+    fn another_device_or_mount_is_another_filesystem() {
+        let at = |dev, mount| DirStat {
+            id: Id { dev, ino: 2 },
+            mount,
+        };
+        assert!(at(1, Some(7)).same_mount(&at(1, Some(7))));
+        // A bind mount of the same filesystem: same st_dev, another mount id.
+        assert!(!at(1, Some(7)).same_mount(&at(1, Some(8))));
+        assert!(!at(1, Some(7)).same_mount(&at(2, Some(7))));
+        // Without mount ids (kernel < 5.8) the device decides, like `rm --one-file-system`.
+        assert!(at(1, None).same_mount(&at(1, Some(8))));
+        assert!(!at(1, None).same_mount(&at(2, None)));
+    }
 }
