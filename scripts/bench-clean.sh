@@ -76,6 +76,6 @@ c, f, p = (r[k] for k in ("ctxbuild clean", "find -delete", "pyclean"))
 for stat in ("mean", "median", "min"):
     cf, cp = c[stat] / f[stat], c[stat] / p[stat]
     print(f"{stat:>6}: ctxbuild {c[stat]:.3f}s  find {f[stat]:.3f}s  pyclean {p[stat]:.3f}s"
-          f"  ->  ctxbuild/find {cf:.2f}x (target <= 0.5)  ctxbuild/pyclean {cp:.2f}x (target <= 0.2)")
+          f"  ->  ctxbuild/find {cf:.2f}x (target <= 0.25)  ctxbuild/pyclean {cp:.2f}x (target <= 0.12)")
 PY
 echo "results: $bench/clean.md, $bench/clean.json" >&2

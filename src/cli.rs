@@ -190,6 +190,11 @@ pub struct CleanArgs {
     /// on the filesystem, not the CPU, so more threads than cores help.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub remove_threads: Option<u16>,
+
+    /// Also clean inside other filesystems and mount points (bind mounts included) below the
+    /// root. By default they are skipped, like `rm --one-file-system`.
+    #[arg(long)]
+    pub cross_filesystems: bool,
 }
 
 /// List the files and symlinks visible to `COPY . /dst/`, exactly as Docker sees the context.

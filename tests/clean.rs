@@ -805,3 +805,420 @@ fn context_only_reports_an_invalid_dockerignore() {
     assert!(t.path().join("x.pyc").exists());
     assert!(stderr(&o).contains(".dockerignore"), "{}", stderr(&o));
 }
+
+#[test]
+fn no_glob_or_debris_name_removes_through_a_virtualenv_or_vcs_metadata() {
+    let t = tmp();
+    let files: &[(&str, &str)] = &[
+        (".venv/pyvenv.cfg", ""),
+        (".venv/lib/site.py", "venv file"),
+        (".git/HEAD", "ref: main"),
+        ("build/.git/config", "nested repo"),
+        ("build/env/pyvenv.cfg", ""),
+        ("build/env/bin/python", "venv file"),
+        ("build/out.o", "x"),
+        // A virtualenv that happens to carry a debris name.
+        ("htmlcov/pyvenv.cfg", ""),
+        ("htmlcov/index.html", "venv file"),
+        ("app/main.py", "x"),
+    ];
+    write_tree(t.path(), files);
+    let o = ctxbuild(
+        t.path(),
+        &["clean", "--json", "--erase", "**", "--debris", "all"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for stays in [
+        ".venv/pyvenv.cfg",
+        ".venv/lib/site.py",
+        ".git/HEAD",
+        "build/.git/config",
+        "build/env/bin/python",
+        "htmlcov/index.html",
+    ] {
+        assert!(t.path().join(stays).exists(), "{stays} removed");
+    }
+    for gone in ["build/out.o", "app/main.py", "app"] {
+        assert!(!t.path().join(gone).exists(), "{gone} left");
+    }
+    let v = json(&o);
+    let skipped: Vec<&str> = v["roots"][0]["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped, [".venv", "build/env", "htmlcov"]);
+    // `build` holds what stays: it is kept, not removed.
+    assert!(paths(&v, "kept").contains(&"build".to_string()));
+
+    // Asked for explicitly, a virtualenv goes; VCS metadata never does.
+    let o = ctxbuild(t.path(), &["clean", "--erase", "**", "--include-venv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!t.path().join(".venv").exists());
+    assert!(!t.path().join("build/env").exists());
+    assert!(t.path().join(".git/HEAD").exists());
+    assert!(t.path().join("build/.git/config").exists());
+}
+
+#[test]
+fn context_only_validates_every_root_and_its_dockerignore_before_removing_anything() {
+    let t = tmp();
+    write_tree(
+        t.path(),
+        &[
+            ("good/x.pyc", "b"),
+            ("good/__pycache__/m.pyc", "b"),
+            ("bad/.dockerignore", "!\n"),
+            ("bad/y.pyc", "b"),
+        ],
+    );
+    let o = ctxbuild(t.path(), &["clean", "--context-only", "good", "bad"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(".dockerignore"), "{}", stderr(&o));
+    assert!(t.path().join("good/x.pyc").exists(), "good was cleaned");
+    assert!(t.path().join("good/__pycache__/m.pyc").exists());
+    assert!(t.path().join("bad/y.pyc").exists());
+}
+
+#[test]
+fn overlapping_roots_are_counted_once() {
+    let t = tmp();
+    write_tree(
+        t.path(),
+        &[
+            ("a/x.pyc", "12"),
+            ("a/sub/y.pyc", "345"),
+            ("a/sub/__pycache__/z.pyc", "6789"),
+        ],
+    );
+    for args in [
+        &["a", "a/sub"][..],
+        &["a/sub", "a"][..],
+        &["a", "a"][..],
+        &["a", "./a/sub/.."][..],
+    ] {
+        let mut argv = vec!["clean", "--dry-run", "--json"];
+        argv.extend(args);
+        let v = json(&ctxbuild(t.path(), &argv));
+        assert_eq!(
+            (v["files"].as_u64(), v["dirs"].as_u64()),
+            (Some(3), Some(1)),
+            "{args:?}"
+        );
+        assert_eq!(v["bytes"], 9, "{args:?}");
+        let mut argv = vec!["clean", "-n"];
+        argv.extend(args);
+        let o = ctxbuild(t.path(), &argv);
+        let out = stdout(&o);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{args:?}: {lines:?}");
+    }
+    let o = ctxbuild(t.path(), &["clean", "--json", "a/sub", "a"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(
+        (v["files"].as_u64(), v["bytes"].as_u64()),
+        (Some(3), Some(9))
+    );
+    assert!(!t.path().join("a/x.pyc").exists());
+}
+
+/// A bind mount made for one test, undone on drop (also when the test fails).
+struct BindMount(PathBuf);
+
+impl BindMount {
+    fn new(source: &Path, target: &Path) -> BindMount {
+        let o = Command::new("mount")
+            .arg("--bind")
+            .arg(source)
+            .arg(target)
+            .output()
+            .expect("run mount");
+        assert!(
+            o.status.success(),
+            "mount --bind failed ({}): this test needs root (or CAP_SYS_ADMIN)",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+        BindMount(target.to_path_buf())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_bind_mount_inside_the_root_is_not_crossed_unless_asked() {
+    let t = tmp();
+    write_tree(
+        t.path(),
+        &[
+            ("elsewhere/__pycache__/m.cpython-311.pyc", "theirs"),
+            ("elsewhere/x.pyc", "theirs"),
+            ("root/own.pyc", "ours"),
+            ("root/mnt/.keep", ""),
+        ],
+    );
+    let root = t.path().join("root");
+    let _mount = BindMount::new(&t.path().join("elsewhere"), &root.join("mnt"));
+    // The same filesystem bound elsewhere: st_dev alone cannot tell, the mount id does.
+    let o = ctxbuild(&root, &["clean", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(t.path().join("elsewhere/x.pyc").exists());
+    assert!(t
+        .path()
+        .join("elsewhere/__pycache__/m.cpython-311.pyc")
+        .exists());
+    assert!(!root.join("own.pyc").exists());
+    let v = json(&o);
+    assert_eq!(v["roots"][0]["skipped"][0]["path"], "mnt");
+    assert_eq!(v["roots"][0]["skipped"][0]["reason"], "other-filesystem");
+    let o = ctxbuild(&root, &["clean", "-n"]);
+    assert_eq!(stdout(&o), "");
+    let o = ctxbuild(&root, &["clean"]);
+    assert!(stderr(&o).contains("--cross-filesystems"), "{}", stderr(&o));
+
+    let o = ctxbuild(&root, &["clean", "--cross-filesystems"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!t.path().join("elsewhere/x.pyc").exists());
+    assert!(!t.path().join("elsewhere/__pycache__").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Adversarial: directories swapped for symlinks while `clean` runs.
+
+/// Names under every swapped directory, mirrored by the canary tree outside the root: each is
+/// something some rule in the stress runs would remove (bytecode, `--debris all`, `--erase`).
+const BAIT: &[(&str, &str)] = &[
+    ("__pycache__/m.cpython-311.pyc", "canary"),
+    ("__pycache__/m.cpython-311.opt-1.pyc", "canary"),
+    ("x.pyc", "canary"),
+    ("y.pyo", "canary"),
+    (".coverage", "canary"),
+    ("coverage.xml", "canary"),
+    ("run.log", "canary"),
+    (".pytest_cache/v/cache/nodeids", "canary"),
+    ("build/out.o", "canary"),
+    ("pkg/__pycache__/n.cpython-311.pyc", "canary"),
+    ("pkg/mod.egg-info/PKG-INFO", "canary"),
+];
+
+/// Every path below `dir` with its type, size and a hash of its content (links: their target).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
+    use std::hash::{Hash, Hasher};
+    let mut out = BTreeMap::new();
+    for e in walkdir::WalkDir::new(dir).follow_links(false) {
+        let e = e.unwrap();
+        let md = e.path().symlink_metadata().unwrap();
+        let what = if md.file_type().is_symlink() {
+            format!("link {}", std::fs::read_link(e.path()).unwrap().display())
+        } else if md.is_dir() {
+            "dir".to_string()
+        } else {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            std::fs::read(e.path()).unwrap().hash(&mut h);
+            format!("file {} {:x}", md.len(), h.finish())
+        };
+        out.insert(e.path().strip_prefix(dir).unwrap().to_path_buf(), what);
+    }
+    out
+}
+
+/// Swaps `root/dN` (and `root/dN/pkg`, `root/dN/__pycache__`) for symlinks to the canary tree
+/// and back, in a loop, until dropped. `pause` holds the tree in its real shape.
+struct Attacker {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    gate: std::sync::Arc<std::sync::Mutex<()>>,
+    swaps: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const SWAPPED: usize = 12;
+
+impl Attacker {
+    fn start(root: &Path, outside: &Path) -> Attacker {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::{Arc, Mutex};
+        let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
+        let gate = Arc::new(Mutex::new(()));
+        let swaps = Arc::new(AtomicU64::new(0));
+        let (root, outside) = (root.to_path_buf(), outside.to_path_buf());
+        let thread = {
+            let (stop, paused, gate, swaps) =
+                (stop.clone(), paused.clone(), gate.clone(), swaps.clone());
+            std::thread::spawn(move || {
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    if paused.load(Ordering::Relaxed) {
+                        std::thread::sleep(std::time::Duration::from_micros(200));
+                        continue;
+                    }
+                    let _g = gate.lock().unwrap();
+                    n += 1;
+                    let i = n % SWAPPED;
+                    // Three levels: the top directory, a package, a __pycache__.
+                    let (real, target) = match n % 3 {
+                        0 => (root.join(format!("d{i}")), outside.clone()),
+                        1 => (root.join(format!("d{i}/pkg")), outside.join("pkg")),
+                        _ => (
+                            root.join(format!("d{i}/__pycache__")),
+                            outside.join("__pycache__"),
+                        ),
+                    };
+                    let aside = real.with_file_name(format!(".aside{n}"));
+                    if std::fs::rename(&real, &aside).is_err() {
+                        continue;
+                    }
+                    if symlink(&target, &real).is_ok() {
+                        swaps.fetch_add(1, Ordering::Relaxed);
+                        // Leave the link in place for a moment, sometimes longer.
+                        for _ in 0..(n % 7) * 50 {
+                            std::hint::spin_loop();
+                        }
+                        if n % 5 == 0 {
+                            std::thread::yield_now();
+                        }
+                        let _ = std::fs::remove_file(&real);
+                    }
+                    std::fs::rename(&aside, &real).unwrap();
+                }
+            })
+        };
+        Attacker {
+            stop,
+            paused,
+            gate,
+            swaps,
+            thread: Some(thread),
+        }
+    }
+
+    /// Runs `f` with every directory back in place and the attacker waiting.
+    fn paused<T>(&self, f: impl FnOnce() -> T) -> T {
+        use std::sync::atomic::Ordering;
+        self.paused.store(true, Ordering::Relaxed);
+        let r = {
+            let _g = self.gate.lock().unwrap();
+            f()
+        };
+        self.paused.store(false, Ordering::Relaxed);
+        r
+    }
+}
+
+impl Drop for Attacker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Runs `clean_once` in a loop for `budget` while the attacker swaps directories for links to
+/// the canary tree; after every run the canary tree must be exactly as it was.
+fn swap_stress(name: &str, budget: std::time::Duration, clean_once: &dyn Fn(&Path)) {
+    // On tmpfs when there is one: re-creating the bait costs ~100 ms a run on this disk, and
+    // more runs mean more races.
+    let t = match tempfile::Builder::new()
+        .prefix("clean-swap-")
+        .tempdir_in("/dev/shm")
+    {
+        Ok(t) => t,
+        Err(_) => tmp(),
+    };
+    let (root, outside) = (t.path().join("root"), t.path().join("outside"));
+    write_tree(&outside, BAIT);
+    let before = snapshot(&outside);
+    let populate = || {
+        for i in 0..SWAPPED {
+            let d = root.join(format!("d{i}"));
+            write_tree(&d, BAIT);
+            std::fs::write(d.join("keep.py"), "").unwrap();
+        }
+    };
+    populate();
+    let attacker = Attacker::start(&root, &outside);
+    let start = std::time::Instant::now();
+    let mut runs = 0u32;
+    while start.elapsed() < budget {
+        clean_once(&root);
+        runs += 1;
+        let after = attacker.paused(|| {
+            let after = snapshot(&outside);
+            populate();
+            after
+        });
+        if after != before {
+            let gone: Vec<_> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+            let changed: Vec<_> = before
+                .iter()
+                .filter(|(k, v)| after.get(*k).is_some_and(|a| a != *v))
+                .collect();
+            let added: Vec<_> = after.keys().filter(|k| !before.contains_key(*k)).collect();
+            panic!(
+                "{name}: run {runs} changed the tree OUTSIDE the root: gone {gone:?}, changed \
+                 {changed:?}, added {added:?}"
+            );
+        }
+    }
+    let swaps = attacker.swaps.load(std::sync::atomic::Ordering::Relaxed);
+    drop(attacker);
+    eprintln!("{name}: {runs} runs, {swaps} swaps, outside tree untouched");
+    assert!(runs >= 5, "{name}: only {runs} runs in {budget:?}");
+    assert!(
+        swaps >= 100,
+        "{name}: only {swaps} swaps: the attack did not run"
+    );
+}
+
+const STRESS_ARGS: &[&str] = &[
+    "clean", "-q", "--debris", "all", "--erase", "*.log", "--erase", "build/",
+];
+
+#[test]
+fn swapping_directories_for_symlinks_never_reaches_outside_the_root_binary() {
+    swap_stress("binary", std::time::Duration::from_secs(5), &|root| {
+        let mut args = STRESS_ARGS.to_vec();
+        let r = root.to_str().unwrap();
+        args.push(r);
+        let o = ctxbuild(root.parent().unwrap(), &args);
+        // A run may report entries that changed under it (exit 2), never crash.
+        assert!(matches!(o.status.code(), Some(0 | 2)), "{}", stderr(&o));
+    });
+}
+
+fn lib_options(root: &Path, scope: ctxbuild::clean::Scope) -> ctxbuild::clean::CleanOptions {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    ctxbuild::clean::CleanOptions {
+        root: root.to_path_buf(),
+        rules: ctxbuild::clean::Rules::new(&s(&["all"]), &s(&["*.log", "build/"]), &[], false)
+            .unwrap(),
+        mode: ctxbuild::clean::Mode::Remove,
+        scope,
+        walk_threads: 2,
+        remove_threads: 8,
+        cross_filesystems: false,
+    }
+}
+
+#[test]
+fn swapping_directories_for_symlinks_never_reaches_outside_the_root_library() {
+    use ctxbuild::clean::{clean, NoProgress, Scope};
+    swap_stress("library", std::time::Duration::from_secs(4), &|root| {
+        let _ = clean(&lib_options(root, Scope::Tree), &NoProgress).unwrap();
+    });
+    swap_stress(
+        "library --context-only",
+        std::time::Duration::from_secs(3),
+        &|root| {
+            // The context scan itself may trip over a swap in progress: that is an error, not harm.
+            let _ = clean(&lib_options(root, Scope::Context), &NoProgress);
+        },
+    );
+}

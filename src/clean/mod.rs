@@ -1,36 +1,46 @@
 //! Removal of Python bytecode pollution (and opt-in debris) from a tree, in parallel.
 //!
-//! [`clean`] resolves the root, finds what the [`Rules`] name (a parallel walk, or the entries
-//! Docker would send with [`Scope::Context`]), removes it with a pool of deleting threads and
-//! returns a [`CleanReport`]. It never prints: the command renders the report, and `--json` is
-//! the same report serialised.
+//! [`prepare`] validates a root (and, with [`Scope::Context`], its `.dockerignore`) and opens
+//! it; [`Prepared::run`] walks it and removes what the [`Rules`] name, returning a
+//! [`CleanReport`]. [`clean`] does both for one root; a caller with several roots prepares them
+//! all first, so a bad root fails the run before anything is removed. Nothing here prints: the
+//! command renders the report, and `--json` is the same report serialised.
 //!
 //! Safety contract:
-//! - The root is canonicalised once (a root given through a symlink is resolved, like `cd`);
-//!   the filesystem root `/` is refused. Below the root nothing is followed: a symlink is an
-//!   entry in its own right. A link named `x.pyc` is removed as a link (its target is never
-//!   touched); a link named `__pycache__` is neither entered nor removed, and is reported kept.
-//! - Every path acted on is the canonical root joined with names read from directories under
-//!   it, so nothing outside the root is named. (Like `pyclean` and unlike GNU `find -delete`,
-//!   removal is by path: a directory swapped for a symlink by another process *during* the run
-//!   is not defended against.)
+//! - The root is canonicalised once (a root given through a symlink is resolved, like `cd`)
+//!   and opened once; the filesystem root `/` is refused. Everything below is reached from that
+//!   handle: each directory is opened relative to its parent's handle without following a
+//!   symlink (`openat(O_DIRECTORY|O_NOFOLLOW)`), each entry re-checked with `fstatat` (no
+//!   follow) right before `unlinkat` on the same handle. A directory swapped for a symlink by
+//!   another process during the run makes the open or the removal fail: it is reported, never
+//!   followed (std's `remove_dir_all` after CVE-2022-21658 is the model; see `sys.rs`).
+//! - Below the root nothing is followed: a symlink is an entry in its own right. A link named
+//!   `x.pyc` is removed as a link (its target is never touched); a link named `__pycache__` is
+//!   neither entered nor removed, and is reported kept.
+//! - Nothing on another mount is entered or removed (like `rm --one-file-system`, and bind
+//!   mounts of the same filesystem too where the kernel reports mount ids), unless
+//!   [`CleanOptions::cross_filesystems`]; such directories are reported skipped.
 //! - A `__pycache__` directory, or a debris/`--erase` directory, is removed only once the rules
 //!   have emptied it; the root itself is never removed.
 //! - A failure to remove or read one path is recorded with its path and the run goes on; the
 //!   caller maps [`CleanReport::failures`] to a non-zero exit.
-//! - `.git`, `.hg` and `.svn` are never entered. Virtualenvs are skipped unless
-//!   `include_venv`: a directory is a virtualenv when it holds a `pyvenv.cfg` (PEP 405; venv,
+//! - `.git`, `.hg` and `.svn` are never entered, whatever rule or glob names them. Virtualenvs
+//!   are skipped unless `include_venv`, also when a debris name or an `--erase` glob (even
+//!   `**`) matches them — except the environments inside `.tox`/`.nox`, which are that topic's
+//!   debris. A directory is a virtualenv when it holds a `pyvenv.cfg` (PEP 405; venv,
 //!   virtualenv, uv and poetry all write one). Names alone are not trusted — the standard
 //!   library itself ships a `venv` package with a `__pycache__`.
 
-mod remove;
 pub mod rules;
+mod sys;
 mod walk;
 
 pub use rules::{KeptReason, Rule, Rules, RulesError, TOPICS};
+pub use walk::Seen;
 
 use crate::context::EntryKind;
 use crate::diagnostics::Diagnose;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -70,9 +80,12 @@ pub struct CleanOptions {
     pub scope: Scope,
     /// Threads walking the tree.
     pub walk_threads: usize,
-    /// Threads unlinking files. Removal waits on the filesystem's journal and directory locks,
-    /// not the CPU, so more threads than cores can pay off (see `scripts/bench-clean.sh`).
+    /// Threads while removing (the walk and the removal share one pool, so this many when it
+    /// is larger). Removal waits on the filesystem's journal and directory locks, not the CPU,
+    /// so more threads than cores can pay off (see `scripts/bench-clean.sh`).
     pub remove_threads: usize,
+    /// Also enter directories on other mounts below the root (`--cross-filesystems`).
+    pub cross_filesystems: bool,
 }
 
 /// The default number of removal threads for `cpus` walk threads: measured, not guessed.
@@ -130,6 +143,8 @@ pub struct Skipped {
 pub enum SkipReason {
     /// Holds a `pyvenv.cfg`; pass `--include-venv` to clean it.
     Virtualenv,
+    /// On another mount than the root; pass `--cross-filesystems` to clean it.
+    OtherFilesystem,
 }
 
 /// A path that could not be read or removed.
@@ -241,12 +256,35 @@ pub fn resolve_root(given: &Path) -> Result<PathBuf, CleanError> {
     Ok(canon)
 }
 
-/// Cleans one root.
-pub fn clean(opts: &CleanOptions, progress: &dyn Progress) -> Result<CleanReport, CleanError> {
-    let start = Instant::now();
+/// A root validated and opened, ready to clean.
+#[derive(Debug)]
+pub struct Prepared {
+    root: PathBuf,
+    dir: sys::Dir,
+    stat: sys::DirStat,
+    rules: Rules,
+    mode: Mode,
+    threads: usize,
+    cross_filesystems: bool,
+    /// With [`Scope::Context`]: the paths Docker would send (and their ancestors).
+    only: Option<std::collections::HashSet<PathBuf>>,
+    /// What the context scan could not read (it could not be cleaned either).
+    failures: Vec<Failure>,
+}
+
+/// Validates and opens one root: canonical, a directory, not `/`, and with
+/// [`Scope::Context`] a context that can be listed (its `.dockerignore` parses). Removes
+/// nothing.
+pub fn prepare(opts: &CleanOptions) -> Result<Prepared, CleanError> {
     let root = resolve_root(&opts.root)?;
-    let found = match opts.scope {
-        Scope::Tree => walk::walk_tree(&root, &opts.rules, opts.walk_threads.max(1), progress),
+    let open_err = |source| CleanError::Root {
+        path: opts.root.clone(),
+        source,
+    };
+    let dir = sys::Dir::open_root(&root).map_err(open_err)?;
+    let stat = dir.stat().map_err(open_err)?;
+    let (only, failures) = match opts.scope {
+        Scope::Tree => (None, Vec::new()),
         Scope::Context => {
             let ctx = crate::context::scan(&crate::context::ContextOptions {
                 root: root.clone(),
@@ -258,29 +296,96 @@ pub fn clean(opts: &CleanOptions, progress: &dyn Progress) -> Result<CleanReport
                 root: opts.root.clone(),
                 source,
             })?;
-            let mut found = walk::from_entries(&root, &ctx.entries, &opts.rules);
-            // What the scan could not read could not be cleaned either.
-            found.failures.extend(
-                ctx.issues
-                    .into_iter()
-                    .filter(|i| i.kind == crate::context::IssueKind::Unreadable)
-                    .map(|i| Failure {
-                        path: i.path,
-                        error: i.message,
-                    }),
-            );
-            found
+            let failures = ctx
+                .issues
+                .into_iter()
+                .filter(|i| i.kind == crate::context::IssueKind::Unreadable)
+                .map(|i| Failure {
+                    path: i.path,
+                    error: i.message,
+                })
+                .collect();
+            (Some(walk::context_paths(&ctx.entries)), failures)
         }
     };
-    let mut report = remove::execute(
-        &root,
-        found,
-        opts.mode,
-        opts.remove_threads.max(1),
-        progress,
-    );
-    report.elapsed = start.elapsed();
-    Ok(report)
+    let threads = if opts.mode.removes() {
+        opts.walk_threads.max(opts.remove_threads)
+    } else {
+        opts.walk_threads
+    };
+    Ok(Prepared {
+        root,
+        dir,
+        stat,
+        rules: opts.rules.clone(),
+        mode: opts.mode,
+        threads: threads.max(1),
+        cross_filesystems: opts.cross_filesystems,
+        only,
+        failures,
+    })
+}
+
+impl Prepared {
+    /// The canonical root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Cleans the root. `seen` is shared by the roots of one run, so that without
+    /// [`Mode::Remove`] a path under two overlapping roots (`a` and `a/sub`, or the same root
+    /// twice) is reported once, by the first.
+    pub fn run(self, progress: &dyn Progress, seen: &Seen) -> CleanReport {
+        let start = Instant::now();
+        let walk = walk::Walk {
+            rules: &self.rules,
+            mode: self.mode,
+            root: self.stat,
+            cross_filesystems: self.cross_filesystems,
+            only: self.only.as_ref(),
+            seen,
+            progress,
+        };
+        let out = walk.run(self.dir, self.threads);
+        let walk::Out {
+            mut removed,
+            mut kept,
+            mut skipped,
+            mut failures,
+        } = out;
+        failures.extend(self.failures);
+        let by_bytes = |a: &Path, b: &Path| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes());
+        removed.sort_unstable_by(|a, b| by_bytes(&a.path, &b.path));
+        kept.sort_unstable_by(|a, b| by_bytes(&a.path, &b.path));
+        skipped.sort_unstable_by(|a, b| by_bytes(&a.path, &b.path));
+        failures.sort_unstable_by(|a, b| by_bytes(&a.path, &b.path));
+        let (mut files, mut dirs, mut bytes) = (0, 0, 0);
+        for r in &removed {
+            if r.kind == EntryKind::Dir {
+                dirs += 1;
+            } else {
+                files += 1;
+                bytes += r.bytes;
+            }
+        }
+        CleanReport {
+            root: self.root,
+            mode: self.mode,
+            files,
+            dirs,
+            bytes,
+            elapsed: start.elapsed(),
+            removed,
+            kept,
+            skipped,
+            failures,
+        }
+    }
+}
+
+/// Cleans one root.
+pub fn clean(opts: &CleanOptions, progress: &dyn Progress) -> Result<CleanReport, CleanError> {
+    Ok(prepare(opts)?.run(progress, &Seen::default()))
 }
 
 #[cfg(test)]

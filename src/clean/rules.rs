@@ -63,6 +63,9 @@ pub struct Topic {
     pub name: &'static str,
     pub about: &'static str,
     pub patterns: &'static [DebrisPattern],
+    /// Its directories hold virtualenvs that are debris themselves (`.tox/py312`), so the
+    /// virtualenv protection does not apply inside them. Every other rule stops at a venv.
+    pub holds_venvs: bool,
 }
 
 const fn dir(name: &'static str) -> DebrisPattern {
@@ -85,16 +88,19 @@ pub const TOPICS: &[Topic] = &[
         name: "pytest",
         about: ".pytest_cache",
         patterns: &[dir(".pytest_cache")],
+        holds_venvs: false,
     },
     Topic {
         name: "mypy",
         about: ".mypy_cache, .dmypy.json",
         patterns: &[dir(".mypy_cache"), file(".dmypy.json")],
+        holds_venvs: false,
     },
     Topic {
         name: "ruff",
         about: ".ruff_cache",
         patterns: &[dir(".ruff_cache")],
+        holds_venvs: false,
     },
     Topic {
         name: "coverage",
@@ -107,11 +113,13 @@ pub const TOPICS: &[Topic] = &[
             },
             file("coverage.xml"),
         ],
+        holds_venvs: false,
     },
     Topic {
         name: "tox",
         about: ".tox, .nox",
         patterns: &[dir(".tox"), dir(".nox")],
+        holds_venvs: true,
     },
     Topic {
         name: "egg-info",
@@ -120,16 +128,19 @@ pub const TOPICS: &[Topic] = &[
             name: NameMatch::Suffix(".egg-info"),
             applies: Applies::Any,
         }],
+        holds_venvs: false,
     },
     Topic {
         name: "jupyter",
         about: ".ipynb_checkpoints",
         patterns: &[dir(".ipynb_checkpoints")],
+        holds_venvs: false,
     },
     Topic {
         name: "htmlcov",
         about: "htmlcov",
         patterns: &[dir("htmlcov")],
+        holds_venvs: false,
     },
 ];
 
@@ -332,10 +343,8 @@ pub enum KeptReason {
 pub enum Verdict {
     /// Nothing to do; descend if it is a directory.
     Pass,
-    /// Do not enter this directory (`.git`, and virtualenvs unless asked).
+    /// Do not enter this directory (`.git`, `.hg`, `.svn`), whatever any rule says.
     Prune,
-    /// Do not enter this directory: it is a virtualenv (reported as skipped).
-    PruneVenv,
     /// Leave it in place and report it; a directory is not entered.
     Kept(KeptReason),
     /// Remove this file or symlink (never a symlink's target).
@@ -348,6 +357,10 @@ pub enum Verdict {
 
 /// Version-control metadata directories: never entered, never cleaned.
 const VCS_DIRS: &[&[u8]] = &[b".git", b".hg", b".svn"];
+
+fn is_vcs(name: &OsStr, kind: Kind) -> bool {
+    kind == Kind::Dir && VCS_DIRS.contains(&name.as_bytes())
+}
 
 /// The complete set of rules for one run.
 #[derive(Debug, Clone)]
@@ -427,18 +440,11 @@ impl Rules {
     /// Judges an entry met by the walk (not the root), outside any removal subtree.
     ///
     /// `rel` is relative to the root, `name` its last component, `in_pycache` whether its parent
-    /// is a `__pycache__` directory being cleaned. `is_venv` is asked only for directories no
-    /// rule names, so the walk pays its `stat` only where the answer matters.
-    pub fn judge(
-        &self,
-        rel: &Path,
-        name: &OsStr,
-        kind: Kind,
-        in_pycache: bool,
-        is_venv: impl FnOnce() -> bool,
-    ) -> Verdict {
-        let b = name.as_bytes();
-        if kind == Kind::Dir && VCS_DIRS.contains(&b) {
+    /// is a `__pycache__` directory being cleaned. Whether a directory is a virtualenv is not
+    /// decided here: the walker asks [`Rules::guards_venv`] once it holds the directory open,
+    /// so the `pyvenv.cfg` probe is made on the very directory it will enter.
+    pub fn judge(&self, rel: &Path, name: &OsStr, kind: Kind, in_pycache: bool) -> Verdict {
+        if is_vcs(name, kind) {
             return Verdict::Prune;
         }
         let named = self.named(rel, name, kind);
@@ -452,12 +458,26 @@ impl Rules {
         }
         match (named, kind) {
             (Some(v), _) => v,
-            (None, Kind::Dir) if !self.include_venv && is_venv() => Verdict::PruneVenv,
             (None, Kind::Symlink) if self.names_a_dir(rel, name) => {
                 Verdict::Kept(KeptReason::Symlink)
             }
             (None, _) if in_pycache => Verdict::Kept(KeptReason::NotPollution),
             (None, _) => Verdict::Pass,
+        }
+    }
+
+    /// Whether a directory entered under `rule` (`None`: no rule, a plain directory) must be
+    /// left alone when it holds a `pyvenv.cfg`. True for every rule — an `--erase '**'` or a
+    /// debris name included — unless `--include-venv`, or the debris topic's directories hold
+    /// virtualenvs by nature (`tox`). `__pycache__` directories are never asked: their
+    /// children are judged one by one, so a `pyvenv.cfg` inside keeps them anyway.
+    pub fn guards_venv(&self, rule: Option<&Rule>) -> bool {
+        if self.include_venv {
+            return false;
+        }
+        match rule {
+            Some(Rule::Debris(t)) => !TOPICS.iter().any(|x| x.name == *t && x.holds_venvs),
+            _ => true,
         }
     }
 
@@ -499,8 +519,11 @@ impl Rules {
     }
 
     /// Judges an entry inside a removal subtree: it goes unless `--keep` protects it.
+    /// Version-control metadata stays even inside a removal subtree.
     pub fn judge_in_subtree(&self, rel: &Path, name: &OsStr, kind: Kind, rule: &Rule) -> Verdict {
-        if self.kept(rel, name, kind) {
+        if is_vcs(name, kind) {
+            Verdict::Prune
+        } else if self.kept(rel, name, kind) {
             Verdict::Kept(KeptReason::Keep)
         } else if kind == Kind::Dir {
             Verdict::Subtree(rule.clone())
@@ -533,7 +556,7 @@ mod tests {
     fn judge(r: &Rules, rel: &str, kind: Kind) -> Verdict {
         let p = Path::new(rel);
         let name = p.file_name().unwrap();
-        r.judge(p, name, kind, false, || false)
+        r.judge(p, name, kind, false)
     }
 
     #[test]
@@ -573,27 +596,31 @@ mod tests {
     }
 
     #[test]
-    fn vcs_and_venv_are_pruned() {
-        let r = Rules::bytecode();
+    fn vcs_is_pruned_even_inside_a_removal_subtree() {
+        let r = rules(&["tox"], &["**"], &[]);
         assert_eq!(judge(&r, ".git", Kind::Dir), Verdict::Prune);
-        let p = Path::new(".venv");
+        assert_eq!(judge(&r, "a/.hg", Kind::Dir), Verdict::Prune);
+        let p = Path::new("build/.svn");
+        let rule = Rule::Erase("**".into());
         assert_eq!(
-            r.judge(p, p.as_os_str(), Kind::Dir, false, || true),
-            Verdict::PruneVenv
+            r.judge_in_subtree(p, OsStr::new(".svn"), Kind::Dir, &rule),
+            Verdict::Prune
         );
-        let inc = Rules::new(&[], &[], &[], true).unwrap();
-        assert_eq!(
-            inc.judge(p, p.as_os_str(), Kind::Dir, false, || true),
-            Verdict::Pass
-        );
+        // A file named like one is not metadata.
+        assert!(matches!(judge(&r, ".git", Kind::File), Verdict::Remove(_)));
     }
 
     #[test]
-    fn the_venv_check_is_only_paid_for_unnamed_directories() {
-        let r = Rules::bytecode();
-        let p = Path::new("__pycache__");
-        let v = r.judge(p, p.as_os_str(), Kind::Dir, false, || panic!("stat"));
-        assert_eq!(v, Verdict::Pycache);
+    fn venvs_are_guarded_against_every_rule_but_tox() {
+        let r = rules(&["all"], &["**"], &[]);
+        assert!(r.guards_venv(None));
+        assert!(r.guards_venv(Some(&Rule::Erase("**".into()))));
+        assert!(r.guards_venv(Some(&Rule::Debris("pytest"))));
+        // `.tox/py312` is a virtualenv and the very thing `--debris tox` removes.
+        assert!(!r.guards_venv(Some(&Rule::Debris("tox"))));
+        let inc = Rules::new(&[], &["**".into()], &[], true).unwrap();
+        assert!(!inc.guards_venv(None));
+        assert!(!inc.guards_venv(Some(&Rule::Erase("**".into()))));
     }
 
     #[test]
@@ -700,7 +727,7 @@ mod tests {
         let r = Rules::bytecode();
         let p = Path::new("pkg/__pycache__/notes.txt");
         assert_eq!(
-            r.judge(p, OsStr::new("notes.txt"), Kind::File, true, || false),
+            r.judge(p, OsStr::new("notes.txt"), Kind::File, true),
             Verdict::Kept(KeptReason::NotPollution)
         );
     }

@@ -1,72 +1,81 @@
-//! Finding what to remove: a parallel walk of the tree, or a pass over the context's entries.
+//! The cleaning walk: a parallel pass over the tree that judges each entry and removes what the
+//! rules name, every step relative to an open directory handle (see [`super::sys`]).
 //!
-//! Workers classify each entry by name (the directory entry's type comes from `readdir`, no
-//! `stat`), ask for metadata only for what will be removed (its size) and for directories no
-//! rule names (the `pyvenv.cfg` probe), and keep their findings in a per-thread [`Found`] that
-//! is merged once at the end — no locks or channels on the hot path. Nothing is removed here.
+//! What is removed is exactly what was examined: a directory is opened once, without following
+//! a symlink, from its parent's handle; its entries are listed, judged by name, re-checked with
+//! `fstatat` (no follow) right before `unlinkat` on that same handle, and the directory itself
+//! goes with `unlinkat(AT_REMOVEDIR)` on its parent's handle once everything inside went. A
+//! name swapped for a symlink or another type in between makes the call fail; it is reported
+//! and left alone. No path string is ever resolved below the root.
+//!
+//! Shape: a pool of threads share a stack of tasks (open-and-list a directory, or remove one
+//! batch of files of a big directory). Listing and removal overlap: while one thread waits on
+//! an unlink, others walk on. Each directory counts its unfinished tasks; the thread that
+//! finishes the last one settles the directory (removes it if it is a target and nothing in it
+//! stays), then its parent — a loop up the ancestors, no recursion. Findings collect in
+//! per-thread [`Out`]s merged at the end. Nothing here prints.
+//!
+//! Open descriptors stay bounded: a queued directory holds no descriptor (only its parent's,
+//! shared), and a directory's own is closed when it is settled.
 
 use super::rules::{KeptReason, Kind, Rule, Rules, Verdict};
-use super::{Failure, Kept, Progress, SkipReason, Skipped};
-use crate::context::{Entry, EntryKind};
-use ignore::{ParallelVisitor, ParallelVisitorBuilder, WalkBuilder, WalkState};
-use std::collections::{HashMap, HashSet};
-use std::ffi::OsStr;
+use super::sys::{self, Dir, DirStat, Id};
+use super::{Failure, Kept, Mode, Progress, Removed, SkipReason, Skipped};
+use crate::context::EntryKind;
+use crate::pollution::Bytecode;
+use std::collections::HashSet;
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
-/// A file or symlink to remove.
-#[derive(Debug, Clone)]
-pub(super) struct Target {
-    pub rel: PathBuf,
-    pub kind: EntryKind,
-    pub rule: Rule,
-    pub bytes: u64,
-}
+/// Files of one directory removed by one task: a bigger directory is shared between threads.
+const BATCH: usize = 64;
 
-/// A directory to remove once emptied.
-#[derive(Debug, Clone)]
-pub(super) struct DirTarget {
-    pub rel: PathBuf,
-    /// Components below the root: deeper directories go first.
-    pub depth: usize,
-    pub rule: Rule,
-}
-
-/// What a walk found.
+/// Entries whose (device, inode) were already reported removed by an earlier root of the same
+/// run, so `--dry-run a a/sub` counts each path once.
 #[derive(Debug, Default)]
-pub(super) struct Found {
-    pub files: Vec<Target>,
-    pub dirs: Vec<DirTarget>,
+pub struct Seen(Mutex<HashSet<Id>>);
+
+impl Seen {
+    /// True the first time `id` is claimed.
+    fn claim(&self, id: Id) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id)
+    }
+}
+
+/// Everything one walk needs, shared by its threads.
+pub(super) struct Walk<'a> {
+    pub rules: &'a Rules,
+    pub mode: Mode,
+    /// The root's mount: nothing on another one is entered unless `cross_filesystems`.
+    pub root: DirStat,
+    pub cross_filesystems: bool,
+    /// With `--context-only`: the relative paths Docker would send, and their ancestors.
+    pub only: Option<&'a HashSet<PathBuf>>,
+    pub seen: &'a Seen,
+    pub progress: &'a dyn Progress,
+}
+
+/// What one thread found and did.
+#[derive(Debug, Default)]
+pub(super) struct Out {
+    pub removed: Vec<Removed>,
     pub kept: Vec<Kept>,
     pub skipped: Vec<Skipped>,
     pub failures: Vec<Failure>,
-    /// Directories that must stay because something below them stays (relative paths).
-    pub blocked: Vec<PathBuf>,
 }
 
-impl Found {
-    fn merge(&mut self, other: Found) {
-        self.files.extend(other.files);
-        self.dirs.extend(other.dirs);
-        self.kept.extend(other.kept);
-        self.skipped.extend(other.skipped);
-        self.failures.extend(other.failures);
-        self.blocked.extend(other.blocked);
-    }
-
-    fn keep(&mut self, rel: &Path, reason: KeptReason) {
-        self.kept.push(Kept {
-            path: rel.to_path_buf(),
-            reason,
-        });
-        if let Some(parent) = rel.parent() {
-            self.blocked.push(parent.to_path_buf());
-        }
+impl Out {
+    fn merge(&mut self, o: Out) {
+        self.removed.extend(o.removed);
+        self.kept.extend(o.kept);
+        self.skipped.extend(o.skipped);
+        self.failures.extend(o.failures);
     }
 
     fn fail(&mut self, rel: &Path, error: impl ToString) {
-        // The root itself is shown as `.`.
         let shown = if rel.as_os_str().is_empty() {
             Path::new(".")
         } else {
@@ -76,37 +85,464 @@ impl Found {
             path: shown.to_path_buf(),
             error: error.to_string(),
         });
-        if let Some(parent) = rel.parent() {
-            self.blocked.push(parent.to_path_buf());
+    }
+
+    fn keep(&mut self, rel: PathBuf, reason: KeptReason) {
+        self.kept.push(Kept { path: rel, reason });
+    }
+
+    fn skip(&mut self, rel: PathBuf, reason: SkipReason) {
+        self.skipped.push(Skipped { path: rel, reason });
+    }
+}
+
+/// An open directory being cleaned.
+struct Node {
+    dir: Dir,
+    rel: PathBuf,
+    /// Its name in `parent`.
+    name: CString,
+    parent: Option<Arc<Node>>,
+    id: Id,
+    /// Set when the directory itself goes once emptied (a `__pycache__`, debris, `--erase`).
+    target: Option<Rule>,
+    /// A `__pycache__` being cleaned: its children are judged one by one.
+    pycache: bool,
+    /// Inside a debris or `--erase` directory: everything goes but `--keep` and VCS metadata.
+    subtree: Option<Rule>,
+    /// Listing and child tasks not finished yet (the listing counts as one).
+    pending: AtomicUsize,
+    /// Something inside stays, so a target directory cannot go.
+    blocked: AtomicBool,
+}
+
+impl Node {
+    fn block(&self) {
+        self.blocked.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What the parent's rules made of a directory, before it is opened.
+#[derive(Debug, Clone)]
+enum Role {
+    /// No rule names it; `kept_in_pycache`: an unnamed directory inside a `__pycache__`.
+    Plain {
+        kept_in_pycache: bool,
+    },
+    Pycache,
+    Subtree(Rule),
+}
+
+struct FileJob {
+    name: CString,
+    rel: PathBuf,
+    rule: Rule,
+}
+
+enum Task {
+    /// List an open directory (the root).
+    List(Arc<Node>),
+    /// Open the directory `name` of `parent` and list it.
+    Enter {
+        parent: Arc<Node>,
+        name: CString,
+        rel: PathBuf,
+        role: Role,
+    },
+    /// Remove these files of `node`.
+    Files {
+        node: Arc<Node>,
+        files: Vec<FileJob>,
+    },
+}
+
+/// The shared stack of tasks; `busy` counts threads running one, so an empty stack with no
+/// busy thread means the walk is over.
+struct Queue {
+    state: Mutex<(Vec<Task>, usize)>,
+    ready: Condvar,
+}
+
+impl Queue {
+    fn push(&self, t: Task) {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .push(t);
+        self.ready.notify_one();
+    }
+
+    /// The next task, or `None` once every thread is idle and nothing is left.
+    fn pop(&self, finished_one: bool) -> Option<Task> {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if finished_one {
+            s.1 -= 1;
+        }
+        loop {
+            if let Some(t) = s.0.pop() {
+                s.1 += 1;
+                return Some(t);
+            }
+            if s.1 == 0 {
+                self.ready.notify_all();
+                return None;
+            }
+            s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Counts for the progress display, flushed every 512 entries per thread.
+struct Counter<'a> {
+    shared: &'a AtomicU64,
+    local: u64,
+}
+
+impl Walk<'_> {
+    /// Cleans below `root` (an open, already validated directory) with `threads` threads.
+    pub fn run(&self, root: Dir, threads: usize) -> Out {
+        let node = Arc::new(Node {
+            dir: root,
+            rel: PathBuf::new(),
+            name: CString::default(),
+            parent: None,
+            id: self.root.id,
+            target: None,
+            pycache: false,
+            subtree: None,
+            pending: AtomicUsize::new(1),
+            blocked: AtomicBool::new(false),
+        });
+        let queue = Queue {
+            state: Mutex::new((vec![Task::List(node)], 0)),
+            ready: Condvar::new(),
+        };
+        let walked = AtomicU64::new(0);
+        let results = Mutex::new(Out::default());
+        let work = || {
+            let mut out = Out::default();
+            let mut count = Counter {
+                shared: &walked,
+                local: 0,
+            };
+            let mut finished = false;
+            while let Some(task) = queue.pop(finished) {
+                self.task(task, &queue, &mut out, &mut count);
+                finished = true;
+            }
+            results.lock().unwrap_or_else(|e| e.into_inner()).merge(out);
+        };
+        std::thread::scope(|s| {
+            for _ in 1..threads.max(1) {
+                s.spawn(work);
+            }
+            work();
+        });
+        results.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn task(&self, task: Task, queue: &Queue, out: &mut Out, count: &mut Counter<'_>) {
+        match task {
+            Task::List(node) => self.list(node, queue, out, count),
+            Task::Enter {
+                parent,
+                name,
+                rel,
+                role,
+            } => {
+                // The child, once settled, finishes its parent's task (see `finish`).
+                match self.enter(&parent, name, rel, role, out) {
+                    Some(node) => self.list(node, queue, out, count),
+                    None => self.finish(parent, out),
+                }
+            }
+            Task::Files { node, files } => {
+                self.remove_files(&node, files, out);
+                self.finish(node, out);
+            }
         }
     }
 
-    /// Records a file to remove, asking `lstat` for its size.
-    fn target(&mut self, root: &Path, rel: &Path, kind: EntryKind, rule: Rule) {
-        let bytes = std::fs::symlink_metadata(root.join(rel)).map_or(0, |m| m.len());
-        self.files.push(Target {
-            rel: rel.to_path_buf(),
-            kind,
-            rule,
-            bytes,
-        });
+    /// Opens a directory its parent listed; `None` when it is not to be entered (the reason is
+    /// recorded and the parent marked as keeping something).
+    fn enter(
+        &self,
+        parent: &Arc<Node>,
+        name: CString,
+        rel: PathBuf,
+        role: Role,
+        out: &mut Out,
+    ) -> Option<Arc<Node>> {
+        let dir = match parent.dir.open_child(&name) {
+            Ok(d) => d,
+            Err(e) if sys::is_gone(&e) => return None,
+            Err(e) => {
+                parent.block();
+                if sys::not_a_dir(&e) {
+                    out.fail(
+                        &rel,
+                        "changed during the run (no longer a directory); left alone",
+                    );
+                } else {
+                    out.fail(&rel, e);
+                }
+                return None;
+            }
+        };
+        let st = match dir.stat() {
+            Ok(st) => st,
+            Err(e) => {
+                parent.block();
+                out.fail(&rel, e);
+                return None;
+            }
+        };
+        if !self.cross_filesystems && !self.root.same_mount(&st) {
+            parent.block();
+            out.skip(rel, SkipReason::OtherFilesystem);
+            return None;
+        }
+        let rule = match &role {
+            Role::Plain { .. } => None,
+            Role::Pycache => Some(Rule::Bytecode(Bytecode::PycacheDir)),
+            Role::Subtree(r) => Some(r.clone()),
+        };
+        let guard = !matches!(role, Role::Pycache) && self.rules.guards_venv(rule.as_ref());
+        if guard && dir.has(c"pyvenv.cfg") {
+            parent.block();
+            out.skip(rel, SkipReason::Virtualenv);
+            return None;
+        }
+        if let Role::Plain {
+            kept_in_pycache: true,
+        } = role
+        {
+            out.keep(rel.clone(), KeptReason::NotPollution);
+        }
+        Some(Arc::new(Node {
+            dir,
+            rel,
+            name,
+            parent: Some(parent.clone()),
+            id: st.id,
+            pycache: matches!(role, Role::Pycache),
+            subtree: match role {
+                Role::Subtree(ref r) => Some(r.clone()),
+                _ => None,
+            },
+            target: rule,
+            pending: AtomicUsize::new(1),
+            blocked: AtomicBool::new(false),
+        }))
     }
 
-    fn dir(&mut self, rel: &Path, rule: Rule) {
-        self.dirs.push(DirTarget {
-            rel: rel.to_path_buf(),
-            depth: rel.components().count(),
-            rule,
-        });
+    /// Lists a directory, queues its subdirectories, removes the files the rules name.
+    fn list(&self, node: Arc<Node>, queue: &Queue, out: &mut Out, count: &mut Counter<'_>) {
+        let entries = match node.dir.entries() {
+            Ok(e) => e,
+            Err(e) => {
+                node.block();
+                out.fail(&node.rel, e);
+                self.finish(node, out);
+                return;
+            }
+        };
+        let mut files: Vec<FileJob> = Vec::new();
+        for entry in entries {
+            count.local += 1;
+            if count.local == 512 {
+                let n = count.shared.fetch_add(512, Ordering::Relaxed) + 512;
+                self.progress.walking(n);
+                count.local = 0;
+            }
+            let (name, kind) = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    node.block();
+                    out.fail(&node.rel, e);
+                    break;
+                }
+            };
+            let os = OsStr::from_bytes(name.to_bytes());
+            let rel = node.rel.join(os);
+            if self.only.is_some_and(|only| !only.contains(&rel)) {
+                // Not in the build context: not ours to judge, and it stays.
+                node.block();
+                continue;
+            }
+            let kind = match kind {
+                Some(k) => k,
+                None => match node.dir.stat_at(&name) {
+                    Ok(st) => st.kind,
+                    Err(e) if sys::is_gone(&e) => continue,
+                    Err(e) => {
+                        node.block();
+                        out.fail(&rel, e);
+                        continue;
+                    }
+                },
+            };
+            let verdict = match &node.subtree {
+                Some(rule) => self.rules.judge_in_subtree(&rel, os, kind, rule),
+                None => self.rules.judge(&rel, os, kind, node.pycache),
+            };
+            let role = match verdict {
+                Verdict::Pass if kind == Kind::Dir => Role::Plain {
+                    kept_in_pycache: false,
+                },
+                Verdict::Pass => continue,
+                Verdict::Prune => {
+                    node.block();
+                    continue;
+                }
+                Verdict::Kept(KeptReason::NotPollution) if kind == Kind::Dir => {
+                    // Entered like any directory: bytecode inside still goes.
+                    node.block();
+                    Role::Plain {
+                        kept_in_pycache: true,
+                    }
+                }
+                Verdict::Kept(reason) => {
+                    node.block();
+                    out.keep(rel, reason);
+                    continue;
+                }
+                Verdict::Remove(rule) => {
+                    files.push(FileJob { name, rel, rule });
+                    continue;
+                }
+                Verdict::Pycache => Role::Pycache,
+                Verdict::Subtree(rule) => Role::Subtree(rule),
+            };
+            node.pending.fetch_add(1, Ordering::Relaxed);
+            queue.push(Task::Enter {
+                parent: node.clone(),
+                name,
+                rel,
+                role,
+            });
+        }
+        // A big directory's files are shared out; this thread takes the first batch.
+        while files.len() > BATCH {
+            let rest = files.split_off(files.len() - BATCH);
+            node.pending.fetch_add(1, Ordering::Relaxed);
+            queue.push(Task::Files {
+                node: node.clone(),
+                files: rest,
+            });
+        }
+        self.remove_files(&node, files, out);
+        self.finish(node, out);
     }
-}
 
-fn is_venv(abs: &Path) -> bool {
-    std::fs::symlink_metadata(abs.join("pyvenv.cfg")).is_ok()
-}
+    /// Removes (or, without [`Mode::Remove`], predicts the removal of) files of one directory,
+    /// each re-checked with `fstatat` on the directory's handle right before.
+    fn remove_files(&self, node: &Node, files: Vec<FileJob>, out: &mut Out) {
+        for f in files {
+            let st = match node.dir.stat_at(&f.name) {
+                Ok(st) => st,
+                Err(e) if sys::is_gone(&e) => continue,
+                Err(e) => {
+                    node.block();
+                    out.fail(&f.rel, e);
+                    continue;
+                }
+            };
+            if st.kind == Kind::Dir {
+                node.block();
+                out.fail(
+                    &f.rel,
+                    "changed during the run (now a directory); left alone",
+                );
+                continue;
+            }
+            if !self.cross_filesystems && st.id.dev != self.root.id.dev {
+                node.block();
+                out.skip(f.rel, SkipReason::OtherFilesystem);
+                continue;
+            }
+            let report = if self.mode.removes() {
+                match node.dir.unlink(&f.name) {
+                    Ok(()) => true,
+                    Err(e) if sys::is_gone(&e) => false,
+                    Err(e) => {
+                        node.block();
+                        out.fail(&f.rel, e);
+                        false
+                    }
+                }
+            } else {
+                self.seen.claim(st.id)
+            };
+            if report {
+                out.removed.push(Removed {
+                    path: f.rel,
+                    kind: entry_kind(st.kind),
+                    rule: f.rule,
+                    bytes: st.size,
+                });
+            }
+        }
+    }
 
-fn is_pycache(p: Option<&Path>) -> bool {
-    p.and_then(Path::file_name) == Some(OsStr::new("__pycache__"))
+    /// One task of `node` is done; when it was the last, settle `node`, then its parent, and
+    /// so on up.
+    fn finish(&self, node: Arc<Node>, out: &mut Out) {
+        let mut node = node;
+        loop {
+            if node.pending.fetch_sub(1, Ordering::AcqRel) != 1 {
+                return;
+            }
+            let Some(parent) = node.parent.clone() else {
+                return;
+            };
+            if let Some(rule) = &node.target {
+                self.settle(&node, &parent, rule, out);
+            }
+            node = parent;
+        }
+    }
+
+    /// Removes a finished target directory from its parent, or records why it stays.
+    fn settle(&self, node: &Node, parent: &Node, rule: &Rule, out: &mut Out) {
+        if node.blocked.load(Ordering::Relaxed) {
+            parent.block();
+            out.keep(node.rel.clone(), KeptReason::NotEmpty);
+            return;
+        }
+        let report = if self.mode.removes() {
+            match parent.dir.rmdir(&node.name) {
+                Ok(()) => true,
+                Err(e) if sys::is_gone(&e) => false,
+                Err(e) => {
+                    parent.block();
+                    if sys::not_empty(&e) {
+                        // Something we did not see (created meanwhile) is inside.
+                        out.keep(node.rel.clone(), KeptReason::NotEmpty);
+                    } else if sys::not_a_dir(&e) {
+                        out.fail(
+                            &node.rel,
+                            "changed during the run (no longer a directory); left alone",
+                        );
+                    } else {
+                        out.fail(&node.rel, e);
+                    }
+                    false
+                }
+            }
+        } else {
+            self.seen.claim(node.id)
+        };
+        if report {
+            out.removed.push(Removed {
+                path: node.rel.clone(),
+                kind: EntryKind::Dir,
+                rule: rule.clone(),
+                bytes: 0,
+            });
+        }
+    }
 }
 
 fn entry_kind(kind: Kind) -> EntryKind {
@@ -117,318 +553,16 @@ fn entry_kind(kind: Kind) -> EntryKind {
     }
 }
 
-/// Walks `root` (canonical) in parallel with `ignore`, every filter of its own off, never
-/// following a symlink.
-pub(super) fn walk_tree(
-    root: &Path,
-    rules: &Rules,
-    threads: usize,
-    progress: &dyn Progress,
-) -> Found {
-    let walker = WalkBuilder::new(root)
-        .standard_filters(false)
-        .follow_links(false)
-        .threads(threads)
-        .build_parallel();
-    let shared = Shared {
-        root,
-        rules,
-        progress,
-        walked: AtomicU64::new(0),
-        out: Mutex::new(Found::default()),
-    };
-    walker.visit(&mut Builder { shared: &shared });
-    shared.out.into_inner().unwrap_or_else(|e| e.into_inner())
-}
-
-/// State every worker reads; each worker's findings are merged into `out` when it ends.
-struct Shared<'a> {
-    root: &'a Path,
-    rules: &'a Rules,
-    progress: &'a dyn Progress,
-    walked: AtomicU64,
-    out: Mutex<Found>,
-}
-
-struct Builder<'s> {
-    shared: &'s Shared<'s>,
-}
-
-impl<'s> ParallelVisitorBuilder<'s> for Builder<'s> {
-    fn build(&mut self) -> Box<dyn ParallelVisitor + 's> {
-        Box::new(Visitor {
-            shared: self.shared,
-            found: Found::default(),
-            pending: 0,
-        })
-    }
-}
-
-struct Visitor<'s> {
-    shared: &'s Shared<'s>,
-    found: Found,
-    pending: u64,
-}
-
-impl Drop for Visitor<'_> {
-    fn drop(&mut self) {
-        let found = std::mem::take(&mut self.found);
-        let mut out = self.shared.out.lock().unwrap_or_else(|e| e.into_inner());
-        out.merge(found);
-    }
-}
-
-impl ParallelVisitor for Visitor<'_> {
-    fn visit(&mut self, entry: Result<ignore::DirEntry, ignore::Error>) -> WalkState {
-        self.pending += 1;
-        if self.pending == 512 {
-            let total = self.shared.walked.fetch_add(512, Ordering::Relaxed) + 512;
-            self.shared.progress.walking(total);
-            self.pending = 0;
-        }
-        let root = self.shared.root;
-        let dent = match entry {
-            Ok(d) => d,
-            Err(e) => {
-                let rel = error_path(&e)
-                    .map(|p| p.strip_prefix(root).unwrap_or(p).to_path_buf())
-                    .unwrap_or_default();
-                self.found.fail(&rel, io_message(&e));
-                return WalkState::Continue;
-            }
-        };
-        if dent.depth() == 0 {
-            return WalkState::Continue;
-        }
-        let Some(ft) = dent.file_type() else {
-            return WalkState::Continue;
-        };
-        let kind = Kind::from(ft);
-        let path = dent.path();
-        let rel = path.strip_prefix(root).unwrap_or(path);
-        let name = dent.file_name();
-        let in_pycache = dent.depth() >= 2 && is_pycache(rel.parent());
-        let verdict = self
-            .shared
-            .rules
-            .judge(rel, name, kind, in_pycache, || is_venv(path));
-        apply(&mut self.found, root, rel, kind, verdict, self.shared.rules)
-    }
-}
-
-/// Records a verdict and tells the walk whether to descend.
-fn apply(
-    found: &mut Found,
-    root: &Path,
-    rel: &Path,
-    kind: Kind,
-    verdict: Verdict,
-    rules: &Rules,
-) -> WalkState {
-    match verdict {
-        Verdict::Pass => WalkState::Continue,
-        Verdict::Prune => WalkState::Skip,
-        Verdict::PruneVenv => {
-            found.skipped.push(Skipped {
-                path: rel.to_path_buf(),
-                reason: SkipReason::Virtualenv,
-            });
-            WalkState::Skip
-        }
-        Verdict::Kept(reason) => {
-            found.keep(rel, reason);
-            if reason == KeptReason::Keep {
-                WalkState::Skip
-            } else {
-                WalkState::Continue
-            }
-        }
-        Verdict::Remove(rule) => {
-            found.target(root, rel, entry_kind(kind), rule);
-            WalkState::Continue
-        }
-        Verdict::Pycache => {
-            found.dir(rel, Rule::Bytecode(crate::pollution::Bytecode::PycacheDir));
-            WalkState::Continue
-        }
-        Verdict::Subtree(rule) => {
-            found.dir(rel, rule.clone());
-            subtree(found, root, rel, &rule, rules);
-            WalkState::Skip
-        }
-    }
-}
-
-/// Everything below a debris or `--erase` directory goes, except what `--keep` protects.
-/// Walked sequentially by the worker that met it; other workers carry on with the tree.
-fn subtree(found: &mut Found, root: &Path, top: &Path, rule: &Rule, rules: &Rules) {
-    let mut it = walkdir::WalkDir::new(root.join(top))
-        .follow_links(false)
-        .min_depth(1)
-        .into_iter();
-    while let Some(next) = it.next() {
-        let e = match next {
-            Ok(e) => e,
-            Err(err) => {
-                let rel = err
-                    .path()
-                    .map(|p| p.strip_prefix(root).unwrap_or(p).to_path_buf())
-                    .unwrap_or_else(|| top.to_path_buf());
-                let msg = err
-                    .io_error()
-                    .map_or_else(|| err.to_string(), |io| io.to_string());
-                found.fail(&rel, msg);
-                continue;
-            }
-        };
-        let ft = e.file_type();
-        let kind = Kind::from(ft);
-        let rel = e.path().strip_prefix(root).unwrap_or(e.path());
-        match rules.judge_in_subtree(rel, e.file_name(), kind, rule) {
-            Verdict::Kept(reason) => {
-                found.keep(rel, reason);
-                if kind == Kind::Dir {
-                    it.skip_current_dir();
-                }
-            }
-            Verdict::Subtree(r) => found.dir(rel, r),
-            Verdict::Remove(r) => found.target(root, rel, entry_kind(kind), r),
-            _ => {}
-        }
-    }
-}
-
-fn error_path(e: &ignore::Error) -> Option<&Path> {
-    match e {
-        ignore::Error::WithPath { path, .. } => Some(path),
-        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
-            error_path(err)
-        }
-        ignore::Error::Partial(errs) => errs.first().and_then(error_path),
-        _ => None,
-    }
-}
-
-/// The underlying message, without `ignore`'s own path prefix (the report carries the path).
-fn io_message(e: &ignore::Error) -> String {
-    e.io_error()
-        .map_or_else(|| e.to_string(), |io| io.to_string())
-}
-
-/// Classifies the entries Docker would send (sorted by path bytes, so a directory comes before
-/// everything below it).
-pub(super) fn from_entries(root: &Path, entries: &[Entry], rules: &Rules) -> Found {
-    let mut found = Found::default();
-    // Directories whose contents are not ours to judge (pruned, kept) or all go (subtrees).
-    let mut pruned: HashSet<&Path> = HashSet::new();
-    let mut subtrees: HashMap<&Path, Rule> = HashMap::new();
-    let mut pycaches: HashSet<&Path> = HashSet::new();
+/// The relative paths `--context-only` may touch: every entry Docker would send, and the
+/// directories leading to them (walked through, not judged unless sent themselves).
+pub(super) fn context_paths(entries: &[crate::context::Entry]) -> HashSet<PathBuf> {
+    let mut set = HashSet::with_capacity(entries.len() * 2);
     for e in entries {
-        let rel = e.path.as_path();
-        let kind = match e.kind {
-            EntryKind::File => Kind::File,
-            EntryKind::Dir => Kind::Dir,
-            EntryKind::Symlink => Kind::Symlink,
-        };
-        let mut inside: Option<&Rule> = None;
-        let mut skip = false;
-        for a in rel.ancestors().skip(1) {
-            if pruned.contains(a) {
-                skip = true;
+        for a in e.path.ancestors() {
+            if a.as_os_str().is_empty() || !set.insert(a.to_path_buf()) {
                 break;
             }
-            if let Some(r) = subtrees.get(a) {
-                inside = Some(r);
-            }
-        }
-        if skip {
-            continue;
-        }
-        let name = e.file_name();
-        let verdict = match inside {
-            Some(rule) => rules.judge_in_subtree(rel, name, kind, rule),
-            None => {
-                let in_pycache = rel.parent().is_some_and(|p| pycaches.contains(p));
-                rules.judge(rel, name, kind, in_pycache, || is_venv(&root.join(rel)))
-            }
-        };
-        match verdict {
-            Verdict::Prune | Verdict::PruneVenv | Verdict::Kept(KeptReason::Keep) => {
-                pruned.insert(rel);
-            }
-            Verdict::Pycache => {
-                pycaches.insert(rel);
-            }
-            Verdict::Subtree(ref r) if inside.is_none() => {
-                subtrees.insert(rel, r.clone());
-            }
-            _ => {}
-        }
-        match verdict {
-            // Sizes come from the scan: no second `stat`.
-            Verdict::Remove(rule) => found.files.push(Target {
-                rel: rel.to_path_buf(),
-                kind: e.kind,
-                rule,
-                bytes: e.size,
-            }),
-            Verdict::Subtree(rule) => found.dir(rel, rule),
-            v => {
-                apply(&mut found, root, rel, kind, v, rules);
-            }
         }
     }
-    found
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::context::StatInfo;
-
-    fn entry(path: &str, kind: EntryKind) -> Entry {
-        Entry {
-            path: PathBuf::from(path),
-            kind,
-            mode: 0o644,
-            size: 3,
-            link_target: None,
-            stat: StatInfo::default(),
-        }
-    }
-
-    #[test]
-    fn entries_are_classified_like_the_walk() {
-        let t = tempfile::tempdir().unwrap();
-        let rules = Rules::new(&["pytest".into()], &[], &["keep".into()], false).unwrap();
-        let entries = vec![
-            entry(".pytest_cache", EntryKind::Dir),
-            entry(".pytest_cache/v", EntryKind::File),
-            entry("a", EntryKind::Dir),
-            entry("a/__pycache__", EntryKind::Dir),
-            entry("a/__pycache__/m.pyc", EntryKind::File),
-            entry("a/__pycache__/notes", EntryKind::File),
-            entry("a/m.py", EntryKind::File),
-            entry("keep", EntryKind::Dir),
-            entry("keep/x.pyc", EntryKind::File),
-        ];
-        let f = from_entries(t.path(), &entries, &rules);
-        let files: Vec<_> = f.files.iter().map(|t| t.rel.to_str().unwrap()).collect();
-        assert_eq!(files, [".pytest_cache/v", "a/__pycache__/m.pyc"]);
-        let dirs: Vec<_> = f.dirs.iter().map(|t| t.rel.to_str().unwrap()).collect();
-        assert_eq!(dirs, [".pytest_cache", "a/__pycache__"]);
-        let kept: Vec<_> = f
-            .kept
-            .iter()
-            .map(|k| (k.path.to_str().unwrap(), k.reason))
-            .collect();
-        assert_eq!(
-            kept,
-            [
-                ("a/__pycache__/notes", KeptReason::NotPollution),
-                ("keep", KeptReason::Keep)
-            ]
-        );
-        assert!(f.blocked.contains(&PathBuf::from("a/__pycache__")));
-    }
+    set
 }

@@ -1,5 +1,6 @@
 //! `ctxbuild clean [DIR…]`: turns the arguments into [`CleanOptions`], runs
-//! [`ctxbuild::clean::clean`] on each root (progress into the ui's renderer) and hands the
+//! [`ctxbuild::clean::prepare`] on every root first (nothing is removed until all are valid),
+//! then runs each (progress into the ui's renderer) and hands the
 //! reports to `ui::clean` to print.
 
 use crate::cli::CleanArgs;
@@ -33,19 +34,15 @@ pub fn run(
     } else {
         args.dirs.clone()
     };
-    // Every root must be valid before anything is removed from any of them.
-    for d in &dirs {
-        clean::resolve_root(d).map_err(diagnose)?;
-    }
     let walk_threads = settings.threads.get();
     let remove_threads = args
         .remove_threads
         .map(usize::from)
         .unwrap_or_else(|| default_remove_threads(walk_threads));
 
-    let renderer = Renderer::new(printer.ui);
-    let sink: &dyn Sink = if args.json { &Discard } else { &renderer };
-    let mut reports: Vec<(PathBuf, CleanReport)> = Vec::new();
+    // Every root (and with --context-only its .dockerignore) must be valid before anything is
+    // removed from any of them.
+    let mut prepared = Vec::with_capacity(dirs.len());
     for dir in &dirs {
         let opts = CleanOptions {
             root: dir.clone(),
@@ -58,9 +55,18 @@ pub fn run(
             },
             walk_threads,
             remove_threads,
+            cross_filesystems: args.cross_filesystems,
         };
-        let report = clean::clean(&opts, &CleanProgress(sink)).map_err(diagnose)?;
-        reports.push((dir.clone(), report));
+        prepared.push((dir.clone(), clean::prepare(&opts).map_err(diagnose)?));
+    }
+
+    let renderer = Renderer::new(printer.ui);
+    let sink: &dyn Sink = if args.json { &Discard } else { &renderer };
+    // One set of seen directories across roots: overlapping roots are walked once.
+    let seen = clean::Seen::default();
+    let mut reports: Vec<(PathBuf, CleanReport)> = Vec::new();
+    for (dir, root) in prepared {
+        reports.push((dir, root.run(&CleanProgress(sink), &seen)));
     }
     sink.event(&Event::Finished);
 

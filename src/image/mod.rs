@@ -378,6 +378,7 @@ fn clean_context(ctx_dir: &Path, settings: &Settings, sink: &dyn Sink) -> anyhow
         scope: Scope::Context,
         walk_threads: threads,
         remove_threads: clean::default_remove_threads(threads),
+        cross_filesystems: false,
     };
     let report = clean::clean(&opts, &CleanProgress(sink)).map_err(diagnose)?;
     sink.event(&Event::ContextCleaned {

@@ -57,8 +57,14 @@ pub fn render(
             ));
         }
         for s in &r.skipped {
+            let why = match s.reason {
+                clean::SkipReason::Virtualenv => "virtualenv; --include-venv cleans it",
+                clean::SkipReason::OtherFilesystem => {
+                    "another filesystem; --cross-filesystems cleans it"
+                }
+            };
             printer.verbose(&format!(
-                "skipped {} (virtualenv; --include-venv cleans it)",
+                "skipped {} ({why})",
                 shown(given, &s.path, several).display()
             ));
         }
@@ -66,7 +72,15 @@ pub fn render(
     let sum = |f: fn(&CleanReport) -> u64| reports.iter().map(|(_, r)| f(r)).sum::<u64>();
     let (files, dirs, bytes) = (sum(|r| r.files), sum(|r| r.dirs), sum(|r| r.bytes));
     let kept = sum(|r| r.kept.len() as u64);
-    let skipped = sum(|r| r.skipped.len() as u64);
+    let skipped_as = |reason| {
+        reports
+            .iter()
+            .flat_map(|(_, r)| &r.skipped)
+            .filter(|s| s.reason == reason)
+            .count() as u64
+    };
+    let skipped = skipped_as(clean::SkipReason::Virtualenv);
+    let mounts = skipped_as(clean::SkipReason::OtherFilesystem);
     let failures = sum(|r| r.failures.len() as u64);
     let secs: f64 = reports.iter().map(|(_, r)| r.elapsed.as_secs_f64()).sum();
     let what = format!(
@@ -94,6 +108,12 @@ pub fn render(
         printer.info(&format!(
             "skipped {} (--include-venv cleans them)",
             plural(skipped, "virtualenv")
+        ));
+    }
+    if mounts > 0 {
+        printer.info(&format!(
+            "skipped {} on other filesystems (--cross-filesystems cleans them)",
+            plural(mounts, "path")
         ));
     }
     if failures > 0 {
