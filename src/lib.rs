@@ -5,10 +5,12 @@
 //! walk → filter → clean | key → tar → engine → report.
 //!
 //! Module map (one concern per file):
+//! - [`pathrules`]: Go's `path.Clean` / `path.Match` and moby's COPY source rules, once.
 //! - [`context`]: the Docker-faithful model of a build context (`.dockerignore`, walk, entries).
 //! - [`clean`]: removal of bytecode pollution.
 //! - [`exit`], [`diagnostics`]: exit statuses and `error:` / `caused by:` / `hint:` rendering.
 //! - [`config`]: global settings resolved once from the CLI and the environment.
+//! - [`python`]: offline analysis of a Python project (dependencies, servers, app, gunicorn).
 
 pub mod check;
 pub mod clean;
@@ -20,9 +22,11 @@ pub mod engine;
 pub mod exit;
 pub mod fsutil;
 pub mod key;
+pub mod pathrules;
 pub mod pollution;
 pub mod printer;
 pub mod progress;
+pub mod python;
 pub mod report;
 pub mod service;
 pub mod tarball;

@@ -322,6 +322,86 @@ fn dockerfile_invalid() {
     );
 }
 
+/// What the classic builder's parser refuses is `dockerfile-invalid` too (issue 12 §2; each
+/// message checked on the engine with DOCKER_BUILDKIT=0).
+#[test]
+fn dockerfile_invalid_at_engine_limits() {
+    let long = format!("RUN echo {}", "a".repeat(70_000));
+    for (from, to, loc) in [
+        (
+            "USER 10001:10001",
+            "ONBUILD ONBUILD RUN true",
+            "api/Dockerfile:7",
+        ),
+        (
+            "USER 10001:10001",
+            "HEALTHCHECK --interval=-1s CMD true",
+            "api/Dockerfile:7",
+        ),
+        ("USER 10001:10001", long.as_str(), "api/Dockerfile:7"),
+        ("FROM python:3.12-slim", "FROM ${UNSET}", "api/Dockerfile:1"),
+    ] {
+        let bad = DOCKERFILE.replace(from, to);
+        case("dockerfile-invalid", loc, &[("api/Dockerfile", &bad)], &[]);
+    }
+}
+
+/// `docker build` fails on a `.dockerignore` it cannot read; `check` used to treat it as
+/// empty.
+#[test]
+fn dockerignore_unreadable() {
+    case(
+        "dockerignore-invalid",
+        "api/.dockerignore",
+        &[("api/.dockerignore", ""), ("api/.dockerignore/x", "y")],
+        &[],
+    );
+}
+
+/// A source is cleaned as Docker joins it with the root: `../x` leaves the context (Docker:
+/// "forbidden path outside the build context"), `./nope/../x` is `x`.
+#[test]
+fn copy_sources_are_cleaned_as_docker_does() {
+    let outside = DOCKERFILE.replace("COPY requirements.txt .", "COPY ../requirements.txt .");
+    let inside = DOCKERFILE.replace(
+        "COPY requirements.txt .",
+        "COPY ./nope/../requirements.txt .",
+    );
+    case(
+        "copy-missing",
+        "api/Dockerfile:4",
+        &[("api/Dockerfile", &outside)],
+        &[("api/Dockerfile", &inside)],
+    );
+}
+
+/// Issue 12 §2: a backtracking glob ran for minutes on `*a*a…b`, and deep `*` runs overflowed
+/// the stack.
+#[test]
+fn hostile_copy_globs_finish_at_once() {
+    let start = std::time::Instant::now();
+    let stars = DOCKERFILE.replace(
+        "COPY requirements.txt .",
+        &format!("COPY {}.txt .", "*".repeat(60_000)),
+    );
+    let (findings, _) = check(&[("api/Dockerfile", &stars)]);
+    assert!(findings.is_empty(), "{findings:?}");
+    let hostile = DOCKERFILE.replace(
+        "COPY requirements.txt .",
+        &format!("COPY {}b .", "*a".repeat(20_000)),
+    );
+    let (findings, _) = check(&[("api/Dockerfile", &hostile)]);
+    assert_eq!(
+        findings,
+        [(
+            "copy-missing".to_string(),
+            "api/Dockerfile:4".to_string(),
+            "error".to_string()
+        )]
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}
+
 #[test]
 fn base_image_tag() {
     let untagged = DOCKERFILE.replace("FROM python:3.12-slim", "FROM python");
@@ -738,7 +818,7 @@ fn every_rule_has_a_case() {
     let src = include_str!("check.rs");
     let untested: Vec<&str> = RULES
         .iter()
-        .map(|r| r.id)
+        .map(|r| r.id.as_str())
         .filter(|id| {
             !src.contains(&format!("case(\"{id}\""))
                 && !src.contains(&format!("case(\n        \"{id}\""))

@@ -3,7 +3,9 @@
 
 mod common;
 
-use ctxbuild::service::render::{render_with, Variant, WORKER_NEW, WORKER_OLD};
+use ctxbuild::python::servers::{Server, PINS};
+use ctxbuild::python::{DependencySource, InstallPlan, Pin};
+use ctxbuild::service::render::{render_with, Variant};
 use ctxbuild::service::Config;
 use std::path::Path;
 
@@ -16,30 +18,75 @@ const PY: &str = "[services.api]\nkind = \"python-asgi\"\napp = \"app.main:app\"
 const PY_PACKAGES: &str = "[services.api]\nkind = \"python-asgi\"\napp = \"app.main:app\"\nport = 8000\nworkers = 4\ntimeout = 120\nrequirements = \"requirements/prod.txt\"\nsystem_packages = [\"gcc\", \"musl-dev\", \"libffi-dev\"]\nruntime_packages = [\"libpq\"]\nhealth_path = \"/healthz\"\n";
 const NODE: &str = "[services.web]\nkind = \"node\"\nbuild_output = \".next/standalone\"\n";
 
-fn snap(toml: &str, variant: Variant, base: Option<&str>, worker: Option<&str>) -> String {
-    render_with(&service(toml), variant, base, worker)
+fn snap(toml: &str, variant: Variant, base: Option<&str>, plan: Option<&InstallPlan>) -> String {
+    render_with(&service(toml), variant, base, plan)
         .expect("renders")
         .dockerfile
 }
 
+/// A plan adding `servers` (the rest the project installs itself).
+fn plan(
+    source: DependencySource,
+    file: Option<&str>,
+    servers: &[Server],
+    install_project: bool,
+) -> InstallPlan {
+    InstallPlan {
+        source,
+        requirements_file: file.map(str::to_string),
+        servers: PINS
+            .iter()
+            .filter(|(s, _)| servers.contains(s))
+            .map(|(s, v)| Pin {
+                package: s.package(),
+                version: v,
+            })
+            .collect(),
+        install_project,
+    }
+}
+
 #[test]
 fn python_alpine() {
-    insta::assert_snapshot!(snap(PY, Variant::Alpine, None, Some(WORKER_NEW)));
+    insta::assert_snapshot!(snap(PY, Variant::Alpine, None, None));
 }
 
 #[test]
 fn python_alpine_with_packages() {
-    insta::assert_snapshot!(snap(PY_PACKAGES, Variant::Alpine, None, Some(WORKER_NEW)));
+    let p = plan(
+        DependencySource::Requirements,
+        Some("requirements/prod.txt"),
+        &[Server::Gunicorn],
+        false,
+    );
+    insta::assert_snapshot!(snap(PY_PACKAGES, Variant::Alpine, None, Some(&p)));
 }
 
 #[test]
 fn python_slim() {
-    insta::assert_snapshot!(snap(PY, Variant::Slim, None, Some(WORKER_NEW)));
+    insta::assert_snapshot!(snap(PY, Variant::Slim, None, None));
 }
 
 #[test]
-fn python_slim_with_packages_old_worker() {
-    insta::assert_snapshot!(snap(PY_PACKAGES, Variant::Slim, None, Some(WORKER_OLD)));
+fn python_slim_with_packages_pyproject_package() {
+    let p = plan(
+        DependencySource::Pyproject,
+        None,
+        &[Server::Gunicorn, Server::UvicornWorker, Server::Uvicorn],
+        true,
+    );
+    insta::assert_snapshot!(snap(PY_PACKAGES, Variant::Slim, None, Some(&p)));
+}
+
+#[test]
+fn python_slim_uv_lock() {
+    let p = plan(
+        DependencySource::Uv,
+        None,
+        &[Server::Gunicorn, Server::UvicornWorker],
+        false,
+    );
+    insta::assert_snapshot!(snap(PY, Variant::Slim, None, Some(&p)));
 }
 
 #[test]
@@ -48,7 +95,7 @@ fn python_alpine_base_image_override() {
         PY,
         Variant::Alpine,
         Some("ctxbuild-test/python:3-bookworm"),
-        Some(WORKER_NEW)
+        None
     ));
 }
 
@@ -86,7 +133,7 @@ fn committed_example_dockerfiles_are_fresh_renders() {
 }
 
 #[test]
-fn render_picks_worker_from_requirements() {
+fn render_adds_only_the_servers_the_project_lacks() {
     let dir = tempfile::tempdir().unwrap();
     common::write_tree(
         dir.path(),
@@ -96,9 +143,16 @@ fn render_picks_worker_from_requirements() {
             ("new/requirements.txt", "fastapi\ngunicorn\nuvicorn\nuvicorn-worker\n"),
         ],
     );
+    // gunicorn + uvicorn listed: only uvicorn-worker is added, and its worker class runs.
     let old = common::stdout(&common::ctxbuild(dir.path(), &["render", "old"]));
-    assert!(old.contains("-k uvicorn.workers.UvicornWorker "), "{old}");
+    assert!(
+        old.contains("\nRUN python -m pip install --no-cache-dir uvicorn-worker==0.4.0\n"),
+        "{old}"
+    );
+    assert!(old.contains("-k uvicorn_worker.UvicornWorker "), "{old}");
+    // Every server listed: no server layer at all.
     let new = common::stdout(&common::ctxbuild(dir.path(), &["render", "new", "--slim"]));
+    assert!(!new.contains("=="), "{new}");
     assert!(new.contains("-k uvicorn_worker.UvicornWorker "), "{new}");
     assert!(new.contains("FROM python:3.12-slim\n"));
 }
@@ -227,4 +281,17 @@ fn unknown_service_and_missing_config() {
         "{}",
         common::stderr(&o)
     );
+}
+
+#[test]
+fn check_trusts_the_servers_the_render_installs() {
+    // Projects listing neither gunicorn nor uvicorn-worker, one with no requirements file at all:
+    // the render installs both, so `check` must not report them missing.
+    for app in ["req-no-gunicorn", "pyproject-src", "uv-locked", "no-health"] {
+        let dir = common::repo_root().join("tests/apps").join(app);
+        let o = common::ctxbuild(&dir, &["check", "--json"]);
+        let out = common::stdout(&o);
+        assert!(!out.contains("asgi-server"), "{app}: {out}");
+        assert!(!out.contains("requirements-missing"), "{app}: {out}");
+    }
 }

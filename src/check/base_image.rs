@@ -5,7 +5,7 @@
 //! expanded with the meta ARG defaults first, and skipped if they stay unresolved.
 
 use super::dockerfile::Parsed;
-use super::{Finding, ServiceCtx};
+use super::{Finding, RuleId, ServiceCtx};
 use crate::dockerfile::{shell, Keyword};
 
 /// The tag of an image reference (`None` when untagged); a digest counts as pinned.
@@ -26,6 +26,13 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
             .flatten()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .collect();
+    let any_value: Vec<(String, String)> =
+        p.df.meta_args()
+            .iter()
+            .filter_map(|i| i.key_values(escape).ok())
+            .flatten()
+            .map(|(k, _)| (k, "x".to_string()))
+            .collect();
     let mut stages: Vec<String> = Vec::new();
     let mut out = Vec::new();
     for ins in
@@ -36,6 +43,17 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
         let Some((raw, name)) = ins.from_parts() else {
             continue;
         };
+        // Every declared meta ARG may be set by --build-arg; an image name that stays blank
+        // whatever they are set to fails every build ("base name should not be blank").
+        if shell::expand(&raw, &any_value, escape).is_ok_and(|i| i.is_empty()) {
+            out.push(cx.finding(
+                RuleId::DockerfileInvalid,
+                p.loc(cx, ins.line, None),
+                format!("base name ({raw}) should not be blank"),
+                "declare the variable with `ARG NAME=default` before the first FROM, or name the image",
+            ));
+            continue;
+        }
         let image = shell::expand(&raw, &meta, escape).unwrap_or(raw.clone());
         let known_stage = stages.contains(&image.to_ascii_lowercase());
         if let Some(n) = name {
@@ -54,7 +72,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
             Some(_) => continue,
         };
         out.push(cx.finding(
-            "base-image-tag",
+            RuleId::BaseImageTag,
             p.loc(cx, ins.line, None),
             format!("{problem}: it changes without any edit here"),
             "pin a version tag (python:3.12-alpine, node:20-alpine) or a digest (image@sha256:…)",

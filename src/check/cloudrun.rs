@@ -7,7 +7,7 @@
 //! 1 GiB needs 1 CPU, and concurrency must be 1; request timeout 1–3600 s.
 //! Dockerfile-side timeouts are in `runtime.rs`.
 
-use super::{Finding, ServiceCtx};
+use super::{Finding, RuleId, ServiceCtx};
 use crate::service::config::format_memory;
 
 const MIB: u64 = 1024 * 1024;
@@ -56,7 +56,7 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
     let mem = format_memory(d.memory);
     if !valid_cpu(d.cpu) {
         out.push(cx.finding(
-            "cloudrun-cpu",
+            RuleId::CloudrunCpu,
             cx.config_loc("deploy.cpu"),
             format!(
                 "service `{name}`: Cloud Run does not accept cpu = {}",
@@ -68,7 +68,7 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
     let cpu_ok = valid_cpu(d.cpu);
     if !(128 * MIB..=32 * GIB).contains(&d.memory) {
         out.push(cx.finding(
-            "cloudrun-memory",
+            RuleId::CloudrunMemory,
             cx.config_loc("deploy.memory"),
             format!("service `{name}`: memory {} is outside Cloud Run's 128Mi to 32Gi", d.memory_text),
             "set memory between \"128Mi\" and \"32Gi\" (\"512Mi\" or more on the second generation environment)",
@@ -77,7 +77,7 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
         let need_cpu = min_cpu_for_memory(d.memory);
         if d.cpu < need_cpu {
             out.push(cx.finding(
-                "cloudrun-cpu-memory",
+                RuleId::CloudrunCpuMemory,
                 cx.config_loc("deploy.memory"),
                 format!("service `{name}`: memory {mem} needs at least {need_cpu} CPU on Cloud Run, the deploy asks for {}", d.cpu),
                 format!("raise cpu to {need_cpu} or lower memory"),
@@ -86,7 +86,7 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
         let need_mem = min_memory_for_cpu(d.cpu);
         if d.memory < need_mem {
             out.push(cx.finding(
-                "cloudrun-cpu-memory",
+                RuleId::CloudrunCpuMemory,
                 cx.config_loc("deploy.cpu"),
                 format!("service `{name}`: {} CPUs need at least {} of memory on Cloud Run, the deploy asks for {mem}", d.cpu, format_memory(need_mem)),
                 format!("raise memory to \"{}\" or lower cpu", format_memory(need_mem)),
@@ -104,7 +104,7 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
             "deploy.cpu"
         };
         out.push(cx.finding(
-            "cloudrun-concurrency",
+            RuleId::CloudrunConcurrency,
             cx.config_loc(key),
             format!("service `{name}`: with cpu = {} Cloud Run requires concurrency = 1, the deploy has {shown}", d.cpu),
             "set concurrency = 1 or cpu = 1",
@@ -112,7 +112,7 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
     }
     if !(1..=3600).contains(&d.request_timeout) {
         out.push(cx.finding(
-            "cloudrun-request-timeout",
+            RuleId::CloudrunRequestTimeout,
             cx.config_loc("deploy.request_timeout"),
             format!("service `{name}`: request_timeout {} s is outside Cloud Run's 1 to 3600 s", d.request_timeout),
             "set request_timeout to at most 3600 (one hour); longer work belongs in a Cloud Run job",
@@ -121,7 +121,7 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
     let small = &cx.config.check;
     if d.memory <= small.small_memory && d.cpu <= small.small_cpu {
         out.push(cx.finding(
-            "cloudrun-small-profile",
+            RuleId::CloudrunSmallProfile,
             cx.config_loc("deploy.memory"),
             format!(
                 "service `{name}`: {mem} / {} CPU is at or below the {} / {} CPU profile the incident outgrew",
@@ -151,9 +151,9 @@ mod tests {
             service: &config.services[0],
             context_dir: ".".into(),
             dockerfile: None,
-            excluded: &|_, _| false,
+            context: None,
         };
-        check(&cx).into_iter().map(|f| f.rule).collect()
+        check(&cx).into_iter().map(|f| f.rule.as_str()).collect()
     }
 
     #[test]

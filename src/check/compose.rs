@@ -5,7 +5,7 @@
 //! keys are read; everything else in the file is ignored. Remote contexts (URLs, git) and values
 //! with `${VAR}` interpolation cannot be checked locally and are skipped.
 
-use super::Finding;
+use super::{Finding, RuleId};
 use crate::service::config::Config;
 use std::path::{Path, PathBuf};
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
@@ -125,7 +125,7 @@ pub fn check_file(config: &Config, rel: &Path) -> Vec<Finding> {
         Ok(t) => t,
         Err(e) => {
             return vec![Finding::new(
-                "compose-unreadable",
+                RuleId::ComposeUnreadable,
                 display,
                 None,
                 format!("cannot read the compose file: {e}"),
@@ -160,7 +160,7 @@ pub fn check_text(
             // The scanner reports end-of-input errors one line past the end.
             let line = line.clamp(1, text.lines().count().max(1) as u32);
             return vec![Finding::new(
-                "compose-unreadable",
+                RuleId::ComposeUnreadable,
                 display,
                 Some(line),
                 format!("not valid YAML (column {col}): {msg}"),
@@ -193,7 +193,7 @@ pub fn check_text(
         let ctx_line = context.map(Node::line).unwrap_or(build.line());
         if !resolve(&ctx_rel).is_dir() {
             out.push(Finding::new(
-                "compose-context-missing",
+                RuleId::ComposeContextMissing,
                 display,
                 Some(ctx_line),
                 format!(
@@ -221,7 +221,7 @@ pub fn check_text(
                     .to_string()
             };
             out.push(Finding::new(
-                "compose-dockerfile-missing",
+                RuleId::ComposeDockerfileMissing,
                 display,
                 Some(df_line),
                 format!(
@@ -272,7 +272,7 @@ mod tests {
         let f = check_text(text, "compose.yaml", &|p| root.join(p), &|p| {
             p.display().to_string()
         });
-        let got: Vec<(&str, Option<u32>)> = f.iter().map(|f| (f.rule, f.line)).collect();
+        let got: Vec<(&str, Option<u32>)> = f.iter().map(|f| (f.rule.as_str(), f.line)).collect();
         assert_eq!(
             got,
             [

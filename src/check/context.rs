@@ -1,40 +1,20 @@
-//! What a service's build context would send: Python bytecode pollution and secrets
-//! (`.env` files, PEM private keys, Google service-account keys).
+//! What a service's build context sends: Python bytecode pollution and secrets (`.env`
+//! files, PEM private keys, Google service-account keys).
 //!
-//! Walks the context without following symlinks, skipping what `.dockerignore` excludes, and
-//! reads only the first 64 KiB of files whose names can hold keys (`*.json`, `*.pem`, `*.key`,
-//! `*.p8`, `id_rsa*`…, names without an extension), so the walk stays cheap on big contexts. Removing or
-//! excluding anything is `clean`'s and `image`'s job, not this module's.
+//! Reads the [`Context`] that `context::scan` produced (so `.dockerignore` is applied exactly
+//! as everywhere else), and opens only files whose names can hold keys (`*.json`, `*.pem`,
+//! `*.key`, `*.p8`, `id_rsa*`…, names without an extension), reading their first 64 KiB, so the
+//! check stays cheap on big contexts. Removing or excluding anything is `clean`'s and `image`'s
+//! job, not this module's.
 
-use super::{Finding, ServiceCtx};
-use crate::context::dockerignore::{Matcher, PatternError};
+use super::{Finding, RuleId, ServiceCtx};
+use crate::context::{Context, EntryKind};
 use crate::pollution;
 use std::io::Read;
 use std::path::Path;
 
 /// Files larger than this are not searched for key material.
 const SCAN_LIMIT: u64 = 64 * 1024;
-
-/// Relative `/`-separated path and is-directory → left out of the context.
-pub type Excluded = Box<dyn Fn(&str, bool) -> bool>;
-
-/// A `.dockerignore` predicate for the context at `dir`: relative `/`-separated path and whether
-/// it is a directory → left out of what Docker sends. A directory counts as left out only when
-/// Docker would not even enter it (no `!exception` below it), so callers may skip its subtree.
-///
-/// Matching is `context::dockerignore`'s, with the Docker CLI's semantics. A missing
-/// `.dockerignore` excludes nothing; one with a bad pattern makes `docker build` fail, so it is
-/// returned as the error and the caller reports it.
-pub fn dockerignore_matcher(dir: &Path) -> Result<Excluded, PatternError> {
-    let m = match std::fs::read(dir.join(".dockerignore")) {
-        Ok(bytes) => Matcher::parse(&bytes, ".dockerignore")?,
-        Err(_) => Matcher::empty(),
-    };
-    Ok(Box::new(move |path: &str, is_dir: bool| {
-        let p = path.as_bytes();
-        m.is_excluded(p) && !(is_dir && m.must_descend(p))
-    }))
-}
 
 /// Why a file is a secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,53 +57,34 @@ pub fn secret_in(text: &str) -> Option<Secret> {
     None
 }
 
-pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
+pub fn check(cx: &ServiceCtx, ctx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut pyc_count = 0u64;
     let mut pyc_bytes = 0u64;
     let mut first_pyc: Option<String> = None;
-    let root = &cx.context_dir;
-    let mut walk = walkdir::WalkDir::new(root)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(entry) = walk.next() {
-        let Ok(entry) = entry else { continue };
-        let Ok(rel) = entry.path().strip_prefix(root) else {
-            continue;
-        };
-        if rel.as_os_str().is_empty() {
-            continue;
-        }
-        let rel_s = rel.to_string_lossy().replace('\\', "/");
-        let is_dir = entry.file_type().is_dir();
-        if (cx.excluded)(&rel_s, is_dir) {
-            if is_dir {
-                walk.skip_current_dir();
-            }
-            continue;
-        }
+    for entry in &ctx.entries {
         // Git objects are compressed: nothing to find by text, and many files to read.
-        if is_dir && entry.file_name() == ".git" {
-            walk.skip_current_dir();
+        if entry.path_bytes() == b".git" || entry.path_bytes().starts_with(b".git/") {
             continue;
         }
+        let is_dir = entry.kind == EntryKind::Dir;
+        let rel_s = entry.display().into_owned();
         if pollution::classify(entry.file_name(), is_dir).is_some() {
             if !is_dir {
                 pyc_count += 1;
-                pyc_bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+                pyc_bytes += entry.size;
                 first_pyc.get_or_insert_with(|| rel_s.clone());
             }
             continue;
         }
-        if !entry.file_type().is_file() {
+        if entry.kind != EntryKind::File {
             continue;
         }
         let name = entry.file_name().to_string_lossy();
         let secret = if is_dotenv(&name) {
             Some(Secret::DotEnv)
         } else if may_hold_key(&name) {
-            scan(entry.path())
+            scan(&ctx.root.join(&entry.path))
         } else {
             None
         };
@@ -134,7 +95,7 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
             Secret::ServiceAccount { line } => ("a Google service-account key", Some(line)),
         };
         out.push(cx.finding(
-            "context-secret",
+            RuleId::ContextSecret,
             (cx.display(&rel_s), line),
             format!("{what} is sent in the build context of `{}`", cx.service.name),
             format!("add `{rel_s}` to {} and rotate the secret if an image with it was ever pushed; pass secrets at run time", cx.display(".dockerignore")),
@@ -142,7 +103,7 @@ pub fn check(cx: &ServiceCtx) -> Vec<Finding> {
     }
     if pyc_count > 0 {
         out.push(cx.finding(
-            "context-bytecode",
+            RuleId::ContextBytecode,
             (cx.display(first_pyc.as_deref().unwrap_or(".")), None),
             format!(
                 "{pyc_count} bytecode file(s), {pyc_bytes} bytes, are sent in the build context of `{}`; they change on every run and break the layer cache",
@@ -168,7 +129,8 @@ pub fn may_hold_key(name: &str) -> bool {
 }
 
 fn scan(path: &Path) -> Option<Secret> {
-    let file = std::fs::File::open(path).ok()?;
+    // Regular files only: a FIFO swapped in since the scan must not hang the check.
+    let file = crate::fsutil::open_regular(path).ok()?;
     let mut buf = Vec::new();
     file.take(SCAN_LIMIT).read_to_end(&mut buf).ok()?;
     secret_in(&String::from_utf8_lossy(&buf))

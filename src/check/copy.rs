@@ -2,11 +2,16 @@
 //! build fails (or silently copies less) long after the edit that caused it.
 //!
 //! Sources are expanded with the stage's ARG/ENV values as Docker does; sources that still hold
-//! variables, URLs and `--from` copies are skipped. Wildcards are matched per path segment.
+//! variables, URLs and `--from` copies are skipped. A source is read with the classic builder's
+//! rules ([`crate::pathrules`]): a wildcard source is matched as written against the scanned
+//! context, any other is cleaned by its join with the context root (`./a/../b` is `b`).
+//! Whether a source the context lacks exists on disk at all decides between "missing" and
+//! "ignored".
 
 use super::dockerfile::Parsed;
-use super::{Finding, ServiceCtx};
+use super::{Finding, RuleId, ServiceCtx};
 use crate::dockerfile::{shell, Keyword};
+use crate::pathrules::{self, Glob};
 use std::path::Path;
 
 pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
@@ -75,86 +80,72 @@ fn check_source(
     kw: Keyword,
     src: &str,
 ) -> Option<Finding> {
-    let rel = normalize(src);
-    if rel.is_empty() {
-        return None; // `.` is the whole context.
-    }
+    let trimmed = pathrules::trim_copy_source(src.as_bytes());
     let loc = p.loc(cx, line, None);
-    let matches = if has_glob(&rel) {
-        glob(&cx.context_dir, &rel)
-    } else {
-        let path = cx.context_dir.join(&rel);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) => vec![(rel.clone(), m.is_dir())],
-            Err(_) => Vec::new(),
-        }
-    };
-    if matches.is_empty() {
-        return Some(cx.finding(
-            "copy-missing",
-            loc,
+    let missing = |rel: &str| {
+        cx.finding(
+            RuleId::CopyMissing,
+            loc.clone(),
             format!("{kw} source `{src}` does not exist in the build context {}", cx.display(".")),
-            format!("create {}, fix the path (it is relative to the context, not the Dockerfile), or remove the line", cx.display(&rel)),
-        ));
-    }
-    let visible: Vec<&(String, bool)> = matches
-        .iter()
-        .filter(|(m, d)| !excluded_or_parent(cx, m, *d))
-        .collect();
-    if visible.is_empty() {
-        return Some(cx.finding(
-            "copy-ignored",
-            loc,
+            format!("create {}, fix the path (it is relative to the context, not the Dockerfile), or remove the line", cx.display(rel)),
+        )
+    };
+    let ignored = |rel: &str| {
+        cx.finding(
+            RuleId::CopyIgnored,
+            loc.clone(),
             format!("{kw} source `{src}` is excluded by {}, so the build cannot see it", cx.display(".dockerignore")),
             format!("remove the pattern that matches `{rel}` from .dockerignore (or add `!{rel}`), or stop copying it"),
+        )
+    };
+    if pathrules::has_wildcards(trimmed) {
+        let shown = String::from_utf8_lossy(trimmed).into_owned();
+        // Docker matches a malformed pattern against nothing.
+        let Ok(glob) = Glob::new(trimmed) else {
+            return Some(missing(&shown));
+        };
+        let sent = match cx.context {
+            Some(ctx) => ctx.entries.iter().any(|e| glob.matches(e.path_bytes())),
+            None => !glob_on_disk(&cx.context_dir, trimmed).is_empty(),
+        };
+        if sent {
+            return None;
+        }
+        return Some(if glob_on_disk(&cx.context_dir, trimmed).is_empty() {
+            missing(&shown)
+        } else {
+            ignored(&shown)
+        });
+    }
+    let cleaned = pathrules::clean(trimmed);
+    if cleaned == b"." {
+        return None; // The whole context.
+    }
+    let rel = String::from_utf8_lossy(&cleaned).into_owned();
+    if pathrules::escapes_root(&cleaned) {
+        return Some(cx.finding(
+            RuleId::CopyMissing,
+            loc.clone(),
+            format!("{kw} source `{src}` is outside the build context {}", cx.display(".")),
+            "COPY reads only the build context: move the file into it, or build from a directory that holds both",
         ));
     }
-    None
-}
-
-/// Whether the path or one of its parent directories is excluded.
-fn excluded_or_parent(cx: &ServiceCtx, rel: &str, is_dir: bool) -> bool {
-    if (cx.excluded)(rel, is_dir) {
-        return true;
+    if std::fs::symlink_metadata(cx.context_dir.join(&rel)).is_err() {
+        return Some(missing(&rel));
     }
-    let mut parent = Path::new(rel).parent();
-    while let Some(p) = parent {
-        let s = p.to_string_lossy();
-        if s.is_empty() {
-            break;
-        }
-        if (cx.excluded)(&s, true) {
-            return true;
-        }
-        parent = p.parent();
+    match cx.context {
+        Some(ctx) if !ctx.visible(&cleaned) => Some(ignored(&rel)),
+        _ => None,
     }
-    false
 }
 
-/// `./a//b/` → `a/b`; a leading `/` is the context root, as Docker treats it.
-fn normalize(src: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for seg in src.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            s => parts.push(s),
-        }
-    }
-    parts.join("/")
-}
-
-fn has_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
-}
-
-/// Context paths matching a pattern, segment by segment, as Go's `filepath.Match` does.
-fn glob(root: &Path, pattern: &str) -> Vec<(String, bool)> {
+/// Paths on disk matching a wildcard source, segment by segment (for telling an ignored source
+/// from a missing one; what Docker sends is matched on the scanned context instead).
+fn glob_on_disk(root: &Path, pattern: &[u8]) -> Vec<(String, bool)> {
     let mut current: Vec<(String, bool)> = vec![(String::new(), true)];
-    for seg in pattern.split('/') {
+    for seg in pattern.split(|&b| b == b'/') {
         let mut next = Vec::new();
+        let glob = Glob::new(seg).ok();
         for (base, is_dir) in &current {
             if !is_dir {
                 continue;
@@ -166,25 +157,25 @@ fn glob(root: &Path, pattern: &str) -> Vec<(String, bool)> {
                     format!("{base}/{n}")
                 }
             };
-            if has_glob(seg) {
-                let Ok(rd) = std::fs::read_dir(root.join(base)) else {
+            if pathrules::has_wildcards(seg) {
+                let (Some(glob), Ok(rd)) = (glob, std::fs::read_dir(root.join(base))) else {
                     continue;
                 };
                 let mut names: Vec<(String, bool)> = rd
                     .filter_map(Result::ok)
-                    .map(|e| {
-                        (
-                            e.file_name().to_string_lossy().into_owned(),
-                            e.file_type().map(|t| t.is_dir()).unwrap_or(false),
-                        )
+                    .filter(|e| {
+                        use std::os::unix::ffi::OsStrExt;
+                        glob.matches(e.file_name().as_bytes())
                     })
-                    .filter(|(n, _)| wildcard(seg, n))
-                    .map(|(n, d)| (join(&n), d))
+                    .map(|e| {
+                        let d = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                        (join(&e.file_name().to_string_lossy()), d)
+                    })
                     .collect();
                 names.sort();
                 next.extend(names);
             } else {
-                let p = join(seg);
+                let p = join(&String::from_utf8_lossy(seg));
                 if let Ok(m) = std::fs::symlink_metadata(root.join(&p)) {
                     next.push((p, m.is_dir()));
                 }
@@ -195,63 +186,9 @@ fn glob(root: &Path, pattern: &str) -> Vec<(String, bool)> {
     current
 }
 
-/// `*`, `?` and `[...]` (with `^`/`!` negation and ranges) within one path segment.
-pub fn wildcard(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
-            Some('?') => !n.is_empty() && go(&p[1..], &n[1..]),
-            Some('[') => {
-                let Some(end) = p.iter().skip(1).position(|c| *c == ']').map(|i| i + 1) else {
-                    return n.first() == Some(&'[') && go(&p[1..], &n[1..]);
-                };
-                let Some(c) = n.first() else { return false };
-                let mut class = &p[1..end];
-                let negate = matches!(class.first(), Some('^') | Some('!'));
-                if negate {
-                    class = &class[1..];
-                }
-                let mut hit = false;
-                let mut i = 0;
-                while i < class.len() {
-                    if i + 2 < class.len() && class[i + 1] == '-' {
-                        hit |= class[i] <= *c && *c <= class[i + 2];
-                        i += 3;
-                    } else {
-                        hit |= class[i] == *c;
-                        i += 1;
-                    }
-                }
-                hit != negate && go(&p[end + 1..], &n[1..])
-            }
-            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    go(&p, &n)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards() {
-        assert!(wildcard("*.txt", "requirements.txt"));
-        assert!(!wildcard("*.txt", "a.py"));
-        assert!(wildcard("req?.txt", "req1.txt"));
-        assert!(wildcard("[a-c]x", "bx"));
-        assert!(!wildcard("[!a-c]x", "bx"));
-    }
-
-    #[test]
-    fn normalizes() {
-        assert_eq!(normalize("./a//b/"), "a/b");
-        assert_eq!(normalize("/app/x"), "app/x");
-        assert_eq!(normalize("."), "");
-    }
 
     #[test]
     fn globs_in_a_tree() {
@@ -260,10 +197,13 @@ mod tests {
         std::fs::write(d.path().join("src/pkg/a.py"), "").unwrap();
         std::fs::write(d.path().join("req.txt"), "").unwrap();
         assert_eq!(
-            glob(d.path(), "src/*/a.py"),
+            glob_on_disk(d.path(), b"src/*/a.py"),
             [("src/pkg/a.py".to_string(), false)]
         );
-        assert_eq!(glob(d.path(), "*.txt"), [("req.txt".to_string(), false)]);
-        assert!(glob(d.path(), "*.toml").is_empty());
+        assert_eq!(
+            glob_on_disk(d.path(), b"*.txt"),
+            [("req.txt".to_string(), false)]
+        );
+        assert!(glob_on_disk(d.path(), b"*.toml").is_empty());
     }
 }

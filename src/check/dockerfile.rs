@@ -1,15 +1,17 @@
-//! Runs the Dockerfile rule families over one Dockerfile parsed by [`crate::dockerfile`], and the
-//! helpers they share: the final stage's effective command and a shell-word splitter for the
+//! One Dockerfile as the rule families read it ([`Parsed`], or the `dockerfile-invalid`
+//! finding when it does not parse), and the helpers they share: the final stage's effective command and a shell-word splitter for the
 //! `sh -c` scripts Docker itself never parses.
 
-use super::{DockerfileText, Finding, ServiceCtx};
+use super::{DockerfileText, Finding, RuleId, ServiceCtx};
 use crate::dockerfile::{self, Dockerfile, Instruction, Keyword};
 
-pub fn check(cx: &ServiceCtx, d: &DockerfileText) -> Vec<Finding> {
-    let parsed = match dockerfile::parse(&d.text, &d.display) {
-        Ok(p) => p,
+/// The Dockerfile as the rule families read it, or the `dockerfile-invalid` finding when it
+/// does not parse (then no other Dockerfile rule can run).
+pub fn parsed<'a>(cx: &ServiceCtx, d: &'a DockerfileText) -> Result<Parsed<'a>, Finding> {
+    match &d.parsed {
+        Ok(df) => Ok(Parsed { text: d, df }),
         Err(e) => {
-            let line = error_line(&e);
+            let line = error_line(e);
             // The parser's message starts with `file:line: `; the finding shows its location.
             let text = e.to_string();
             let prefix = match line {
@@ -17,24 +19,14 @@ pub fn check(cx: &ServiceCtx, d: &DockerfileText) -> Vec<Finding> {
                 None => format!("{}: ", d.display),
             };
             let message = text.strip_prefix(&prefix).unwrap_or(&text).to_string();
-            return vec![cx.finding(
-                "dockerfile-invalid",
+            Err(cx.finding(
+                RuleId::DockerfileInvalid,
                 (d.display.clone(), line),
                 message,
                 "fix the syntax; `docker build` would reject this file too",
-            )];
+            ))
         }
-    };
-    let f = Parsed {
-        text: d,
-        df: &parsed,
-    };
-    let mut out = super::runtime::check(cx, &f);
-    out.extend(super::ports::check(cx, &f));
-    out.extend(super::copy::check(cx, &f));
-    out.extend(super::base_image::check(cx, &f));
-    out.extend(super::generated::check(cx, &f));
-    out
+    }
 }
 
 fn error_line(e: &dockerfile::ParseError) -> Option<u32> {
@@ -376,18 +368,13 @@ mod tests {
             service: &config.services[0],
             context_dir: ".".into(),
             dockerfile: None,
-            excluded: &|_, _| false,
+            context: None,
         };
-        let d = DockerfileText {
-            display: "rv/syn.df".into(),
-            text: "FROM x\nBOGUS y\n".into(),
-            rendered: false,
-        };
-        let f = check(&cx, &d);
-        assert_eq!(f.len(), 1);
-        assert_eq!(f[0].rule, "dockerfile-invalid");
-        assert_eq!(f[0].location(), "rv/syn.df:2");
-        assert_eq!(f[0].message, "unknown instruction: BOGUS");
+        let d = DockerfileText::new("rv/syn.df", "FROM x\nBOGUS y\n", false);
+        let f = super::parsed(&cx, &d).err().unwrap();
+        assert_eq!(f.rule, "dockerfile-invalid");
+        assert_eq!(f.location(), "rv/syn.df:2");
+        assert_eq!(f.message, "unknown instruction: BOGUS");
     }
 
     fn parsed(text: &str) -> Dockerfile {
@@ -397,11 +384,7 @@ mod tests {
     #[test]
     fn command_follows_stage_chain_and_exec() {
         let df = parsed("FROM python:3.12 AS base\nCMD [\"sh\", \"-c\", \"exec gunicorn a:b\"]\nFROM base\nRUN true\n");
-        let t = DockerfileText {
-            display: "Dockerfile".into(),
-            text: String::new(),
-            rendered: false,
-        };
+        let t = DockerfileText::new("Dockerfile", "FROM x\n", false);
         let p = Parsed { text: &t, df: &df };
         let c = p.command().unwrap();
         assert_eq!(c.at.line, 2);

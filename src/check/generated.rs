@@ -6,7 +6,7 @@
 //! image, so a render made with `--base-image` compares equal.
 
 use super::dockerfile::Parsed;
-use super::{Finding, ServiceCtx};
+use super::{Finding, RuleId, ServiceCtx};
 use crate::service::render::{self, TEMPLATE_VERSION};
 
 pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
@@ -31,7 +31,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
     };
     if kind != cx.service.kind {
         return vec![cx.finding(
-            "generated-stale",
+            RuleId::GeneratedStale,
             (p.text.display.clone(), Some(1)),
             format!(
                 "generated from a {} template, but service `{}` is {}",
@@ -70,7 +70,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
         )
     };
     vec![cx.finding(
-        "generated-stale",
+        RuleId::GeneratedStale,
         (p.text.display.clone(), Some(line as u32)),
         format!("{} says ctxbuild generated it, but {why}", p.text.display),
         fix(&base),

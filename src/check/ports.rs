@@ -3,7 +3,7 @@
 //! server should follow Cloud Run's `$PORT` instead of a fixed number.
 
 use super::dockerfile::{option_value, Parsed};
-use super::{Finding, ServiceCtx};
+use super::{Finding, RuleId, ServiceCtx};
 use crate::dockerfile::{shell, Keyword};
 
 pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
@@ -11,7 +11,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
     let mut out = Vec::new();
     let mismatch = |what: String, got: u16, line: usize| {
         cx.finding(
-            "port-mismatch",
+            RuleId::PortMismatch,
             p.loc(cx, line, Some("port")),
             format!("{what} defaults to port {got}, but the deploy sends traffic to {want}"),
             format!("use {want} (e.g. `--bind 0.0.0.0:${{PORT:-{want}}}`), or set the service's port in ctxbuild.toml to what the deploy uses"),
@@ -44,7 +44,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                 ));
             } else {
                 out.push(cx.finding(
-                    "port-fixed",
+                    RuleId::PortFixed,
                     p.loc(cx, line, None),
                     format!("the server binds port {n} literally and ignores $PORT, which Cloud Run sets"),
                     format!("bind `0.0.0.0:${{PORT:-{want}}}` through `sh -c` so $PORT wins when set"),

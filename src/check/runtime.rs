@@ -5,7 +5,7 @@
 //! Reads the final stage's effective ENTRYPOINT + CMD (see `dockerfile.rs`); ports are `ports.rs`.
 
 use super::dockerfile::{basename, option_value, Parsed};
-use super::{Finding, ServiceCtx};
+use super::{Finding, RuleId, ServiceCtx};
 use crate::service::config::Kind;
 use crate::service::render::{WORKER_NEW, WORKER_OLD};
 use crate::service::requirements;
@@ -16,7 +16,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
         if cx.service.kind == Kind::PythonAsgi {
             let line = p.df.instructions.last().map(|i| i.line).unwrap_or(1);
             out.push(cx.finding(
-                "asgi-server",
+                RuleId::AsgiServer,
                 p.loc(cx, line, None),
                 format!("service `{}` has no CMD or ENTRYPOINT: the base image's default (a Python prompt) runs instead of the app", cx.service.name),
                 fix_cmd(cx),
@@ -30,7 +30,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
     if !cmd.has_shell() {
         if let Some(arg) = cmd.argv.iter().find(|a| has_variable(a)) {
             out.push(cx.finding(
-                "exec-form-variable",
+                RuleId::ExecFormVariable,
                 p.loc(cx, line, None),
                 format!("{} is in exec form, so `{arg}` is passed literally: no shell expands the variable", cmd.at.keyword),
                 format!("wrap it in a shell that still hands over the process: [\"sh\", \"-c\", \"exec {}\"]", cmd.argv.join(" ")),
@@ -63,7 +63,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                     format!("runs `{prog}`, not gunicorn")
                 };
                 out.push(cx.finding(
-                    "asgi-server",
+                    RuleId::AsgiServer,
                     p.loc(cx, line, None),
                     format!("service `{}` {what}; the proven ASGI setup is gunicorn with an Uvicorn worker", cx.service.name),
                     fix_cmd(cx),
@@ -78,7 +78,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                     Some(w) if w.ends_with("UvicornWorker") || w.ends_with("UvicornH11Worker") => {
                         if w.starts_with("uvicorn.workers.") {
                             out.push(cx.finding(
-                                "uvicorn-worker-deprecated",
+                                RuleId::UvicornWorkerDeprecated,
                                 p.loc(cx, line, Some("requirements")),
                                 format!("`{w}` is deprecated since uvicorn 0.30 (it still works)"),
                                 format!(
@@ -87,10 +87,18 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                                 ),
                             ));
                         } else if w.starts_with("uvicorn_worker.") {
-                            match requirements_mention(cx, "uvicorn-worker") {
+                            // A ctxbuild render (template v2+) installs uvicorn-worker itself
+                            // when the project does not (python::servers), whatever the source.
+                            let installed_by_template = p.text.rendered
+                                || crate::service::render::generated_by(&p.text.text)
+                                    .is_some_and(|(_, _, v)| v >= 2);
+                            match requirements_mention(cx, "uvicorn-worker")
+                                .filter(|_| !installed_by_template)
+                                .or(installed_by_template.then_some(true))
+                            {
                                 Some(true) => {}
                                 Some(false) => out.push(cx.finding(
-                                    "asgi-server",
+                                    RuleId::AsgiServer,
                                     p.loc(cx, line, Some("requirements")),
                                     format!("`{w}` comes from the uvicorn-worker package, which {} does not list: gunicorn will fail to load the worker", requirements_name(cx)),
                                     format!("add `uvicorn-worker` to {}, or use `-k {WORKER_OLD}`", requirements_name(cx)),
@@ -98,7 +106,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                                 // Without the file the worker package cannot be verified: say so
                                 // rather than pass silently where a wrong file would fail.
                                 None => out.push(cx.finding(
-                                    "requirements-missing",
+                                    RuleId::RequirementsMissing,
                                     cx.config_loc("requirements"),
                                     format!("service `{}`: the requirements file {} does not exist, so the uvicorn-worker package that `{w}` needs cannot be verified", cx.service.name, requirements_name(cx)),
                                     format!("create {} with fastapi, gunicorn, uvicorn and uvicorn-worker, or set `requirements` to the right file", requirements_name(cx)),
@@ -113,7 +121,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
                             None => "gunicorn's default sync (WSGI) worker".to_string(),
                         };
                         out.push(cx.finding(
-                            "asgi-server",
+                            RuleId::AsgiServer,
                             p.loc(cx, line, None),
                             format!("gunicorn runs {what}, which cannot serve the ASGI app of `{}`", cx.service.name),
                             format!("pass `-k {WORKER_NEW}` (with uvicorn-worker in {}) — or re-render with `ctxbuild render {}`", requirements_name(cx), cx.service.name),
@@ -131,7 +139,7 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
             .unwrap_or(30);
         if timeout > deploy.request_timeout {
             out.push(cx.finding(
-                "gunicorn-timeout",
+                RuleId::GunicornTimeout,
                 p.loc(cx, line, Some("timeout")),
                 format!(
                     "gunicorn --timeout {timeout} s is longer than the deploy's request timeout of {} s: Cloud Run cuts requests before gunicorn would",

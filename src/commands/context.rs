@@ -6,9 +6,10 @@
 //! the context is left out of the tar (it is not part of what the user means to send, and it
 //! would change while being archived).
 
-use super::plan::{inside_context, scan};
+use super::plan::scan;
 use crate::cli::ContextArgs;
 use anyhow::Context as _;
+use ctxbuild::context::inside as inside_context;
 use ctxbuild::context::{Entry, EntryKind};
 use ctxbuild::diagnostics::{diagnose, ResultExt};
 use ctxbuild::exit::ExitStatus;

@@ -75,12 +75,13 @@ pub fn run(args: &ImageArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
         let findings = check::gate(
             &config,
             svc,
-            &DockerfileText {
-                display: dockerfile.display.clone(),
-                text: dockerfile.text.clone(),
-                rendered: dockerfile.rendered.is_some(),
-            },
-        );
+            &DockerfileText::new(
+                dockerfile.display.clone(),
+                dockerfile.text.clone(),
+                dockerfile.rendered.is_some(),
+            ),
+        )
+        .map_err(diagnose)?;
         if !findings.is_empty() {
             let shown: Vec<String> = findings
                 .iter()
@@ -477,14 +478,8 @@ fn names_explicitly(source: &str, path: &str) -> bool {
     if source == path {
         return true;
     }
-    let has_glob = source.contains(['*', '?', '[']);
-    let glob = || {
-        globset::GlobBuilder::new(source)
-            .literal_separator(true)
-            .build()
-            .ok()
-            .map(|g| g.compile_matcher())
-    };
+    let has_glob = ctxbuild::pathrules::has_wildcards(source.as_bytes());
+    let glob = || ctxbuild::pathrules::Glob::new(source.as_bytes()).ok();
     let in_pycache = source.split('/').any(|c| c == "__pycache__");
     if in_pycache {
         // The entry or one of its directories is what the source names.
@@ -492,7 +487,7 @@ fn names_explicitly(source: &str, path: &str) -> bool {
         let mut p = Some(Path::new(path));
         while let Some(a) = p.filter(|a| !a.as_os_str().is_empty()) {
             let hit = match &matcher {
-                Some(m) => m.is_match(a),
+                Some(m) => m.matches(a.as_os_str().as_bytes()),
                 None => a.as_os_str().as_bytes() == source.as_bytes(),
             };
             if hit {
@@ -504,7 +499,7 @@ fn names_explicitly(source: &str, path: &str) -> bool {
     }
     let last = source.rsplit('/').next().unwrap_or(source);
     if has_glob && (last.ends_with(".pyc") || last.ends_with(".pyo")) {
-        return glob().is_some_and(|m| m.is_match(path));
+        return glob().is_some_and(|m| m.matches(path.as_bytes()));
     }
     false
 }

@@ -24,26 +24,11 @@ pub(super) struct Request<'a> {
     pub watch: Option<&'a Path>,
 }
 
-/// `path` relative to the context `root` when it lies inside it (compared through its
-/// canonical parent directory, so `./x`, `sub/../x` and absolute spellings agree).
-pub(super) fn inside_context(root: &Path, path: &Path) -> Option<PathBuf> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let dir = std::fs::canonicalize(parent).ok()?;
-    dir.join(path.file_name()?)
-        .strip_prefix(root)
-        .ok()
-        .map(Path::to_path_buf)
-}
-
 /// The warning for a plan file that Docker would send: it changes the context between `plan
 /// --save` and `explain --since`, so `COPY .` always looks changed.
 pub(super) fn warn_exposed(ctx: &Context, path: &Path, printer: &Printer) {
-    use std::os::unix::ffi::OsStrExt;
-    if let Some(rel) = inside_context(&ctx.root, path) {
-        if !ctx.matcher.is_excluded(rel.as_os_str().as_bytes()) {
+    if let Some(rel) = ctx.exposes(path) {
+        {
             printer.warn(&format!(
                 "{} lies inside the context and is not in .dockerignore: `COPY .` will see it \
                  change\nhint: save the plan outside the context (e.g. --save ../plan.json) or \

@@ -24,6 +24,7 @@
 //!
 //! This module only parses and matches; it never touches the filesystem.
 
+use crate::pathrules::{self, validate_pattern};
 use std::fmt;
 
 /// Where Docker gives up reading a line (`bufio.Scanner`'s `MaxScanTokenSize`).
@@ -245,7 +246,7 @@ impl Matcher {
         if p.is_empty() {
             return Ok(());
         }
-        let p = go_clean(p);
+        let p = pathrules::clean(p);
         let (exclusion, body) = match p.split_first() {
             Some((b'!', rest)) => {
                 if rest.is_empty() {
@@ -255,7 +256,7 @@ impl Matcher {
             }
             _ => (false, p),
         };
-        check_match_syntax(&body).map_err(|why| err(PatternErrorKind::Syntax(why)))?;
+        validate_pattern(&body).map_err(|why| err(PatternErrorKind::Syntax(why.0)))?;
         let kind = compile(&body).map_err(err)?;
         if exclusion {
             let mut d = body.clone();
@@ -355,7 +356,7 @@ impl Matcher {
     /// Dockerfile and `.dockerignore` are excluded: the CLI then sends them anyway and the
     /// daemon deletes them before `COPY` sees the context.
     pub fn matches_legacy(&self, path: &[u8]) -> bool {
-        let path = go_clean(path);
+        let path = pathrules::clean(path);
         if path == b"." {
             return false;
         }
@@ -439,7 +440,7 @@ fn read_lines(text: &[u8], file: &str) -> Result<Vec<(usize, Vec<u8>)>, PatternE
             pat.push(b'!');
         }
         if !p.is_empty() {
-            let c = go_clean(p);
+            let c = pathrules::clean(p);
             let c = if c.len() > 1 && c[0] == b'/' {
                 &c[1..]
             } else {
@@ -497,56 +498,6 @@ fn last_char(b: &[u8]) -> Option<(char, usize)> {
     None
 }
 
-/// Go's `filepath.Clean` (Unix): shortest equivalent path by lexical processing.
-pub fn go_clean(path: &[u8]) -> Vec<u8> {
-    if path.is_empty() {
-        return b".".to_vec();
-    }
-    let rooted = path[0] == b'/';
-    let n = path.len();
-    let mut out: Vec<u8> = Vec::with_capacity(n);
-    let mut r = 0;
-    let mut dotdot = 0;
-    if rooted {
-        out.push(b'/');
-        r = 1;
-        dotdot = 1;
-    }
-    while r < n {
-        // An empty element or a `.` element: drop it.
-        if path[r] == b'/' || (path[r] == b'.' && (r + 1 == n || path[r + 1] == b'/')) {
-            r += 1;
-        } else if path[r] == b'.' && path[r + 1] == b'.' && (r + 2 == n || path[r + 2] == b'/') {
-            r += 2;
-            if out.len() > dotdot {
-                let mut w = out.len() - 1;
-                while w > dotdot && out[w] != b'/' {
-                    w -= 1;
-                }
-                out.truncate(w);
-            } else if !rooted {
-                if !out.is_empty() {
-                    out.push(b'/');
-                }
-                out.extend_from_slice(b"..");
-                dotdot = out.len();
-            }
-        } else {
-            if (rooted && out.len() != 1) || (!rooted && !out.is_empty()) {
-                out.push(b'/');
-            }
-            while r < n && path[r] != b'/' {
-                out.push(path[r]);
-                r += 1;
-            }
-        }
-    }
-    if out.is_empty() {
-        out.push(b'.');
-    }
-    out
-}
-
 /// Decodes bytes as Go does when ranging over a string: each invalid byte is one U+FFFD.
 fn go_lossy(b: &[u8]) -> String {
     let mut out = String::with_capacity(b.len() + 8);
@@ -566,91 +517,6 @@ fn go_lossy(b: &[u8]) -> String {
         }
     }
     out
-}
-
-/// Go's `filepath.Match` syntax check (what `patternmatcher.New` runs on every pattern).
-fn check_match_syntax(pattern: &[u8]) -> Result<(), &'static str> {
-    let mut rest = pattern;
-    while !rest.is_empty() {
-        // scanChunk: skip stars, then take up to the next `*` outside a class.
-        while rest.first() == Some(&b'*') {
-            rest = &rest[1..];
-        }
-        let mut i = 0;
-        let mut in_range = false;
-        while i < rest.len() {
-            match rest[i] {
-                b'\\' if i + 1 < rest.len() => i += 1,
-                b'[' => in_range = true,
-                b']' => in_range = false,
-                b'*' if !in_range => break,
-                _ => {}
-            }
-            i += 1;
-        }
-        check_chunk(&rest[..i])?;
-        rest = &rest[i..];
-    }
-    Ok(())
-}
-
-fn check_chunk(chunk: &[u8]) -> Result<(), &'static str> {
-    let mut i = 0;
-    while i < chunk.len() {
-        match chunk[i] {
-            b'[' => {
-                i += 1;
-                if chunk.get(i) == Some(&b'^') {
-                    i += 1;
-                }
-                let mut nrange = 0;
-                loop {
-                    if chunk.get(i) == Some(&b']') && nrange > 0 {
-                        i += 1;
-                        break;
-                    }
-                    i = class_char(chunk, i)?;
-                    if chunk[i] == b'-' {
-                        i = class_char(chunk, i + 1)?;
-                    }
-                    nrange += 1;
-                }
-            }
-            b'\\' => {
-                if i + 1 >= chunk.len() {
-                    return Err("trailing `\\`");
-                }
-                i += 2;
-            }
-            _ => i += 1,
-        }
-    }
-    Ok(())
-}
-
-/// Go's `getEsc`: one (possibly escaped) character of a class; returns the next index, which
-/// must still be inside the chunk.
-fn class_char(chunk: &[u8], mut i: usize) -> Result<usize, &'static str> {
-    match chunk.get(i) {
-        None => return Err("unterminated `[`"),
-        Some(b'-') => return Err("`-` cannot start a range in `[...]`"),
-        Some(b']') => return Err("empty `[]` or range ending in `]`"),
-        Some(b'\\') => {
-            i += 1;
-            if i >= chunk.len() {
-                return Err("unterminated `[`");
-            }
-        }
-        Some(_) => {}
-    }
-    match first_char(&chunk[i..]) {
-        Some((_, n)) => i += n,
-        None => return Err("invalid UTF-8 in `[...]`"),
-    }
-    if i >= chunk.len() {
-        return Err("unterminated `[`");
-    }
-    Ok(i)
 }
 
 /// Regex metacharacters patternmatcher escapes (`shouldEscape`); others pass through.
@@ -1044,11 +910,11 @@ mod tests {
             pats("./a\n/b/\n//c//d/\na/./b/../e\n/\n.\n!./f/\n../g\n/../h"),
             ["a", "b", "c/d", "a/e", "/", ".", "!f", "../g", "h"]
         );
-        assert_eq!(go_clean(b"a//b/./c/.."), b"a/b");
-        assert_eq!(go_clean(b"../../a"), b"../../a");
-        assert_eq!(go_clean(b"/../a"), b"/a");
-        assert_eq!(go_clean(b""), b".");
-        assert_eq!(go_clean(b"a/.."), b".");
+        assert_eq!(pathrules::clean(b"a//b/./c/.."), b"a/b");
+        assert_eq!(pathrules::clean(b"../../a"), b"../../a");
+        assert_eq!(pathrules::clean(b"/../a"), b"/a");
+        assert_eq!(pathrules::clean(b""), b".");
+        assert_eq!(pathrules::clean(b"a/.."), b".");
     }
 
     #[test]

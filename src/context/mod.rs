@@ -141,10 +141,46 @@ impl Context {
         out
     }
 
+    /// Whether `COPY` can see `path` (relative, `/`-separated; it need not exist): neither it
+    /// nor a directory Docker does not enter above it is excluded by `.dockerignore`, and it is
+    /// not the excluded Dockerfile or `.dockerignore` the daemon deletes.
+    pub fn visible(&self, path: &[u8]) -> bool {
+        !self.matcher.is_excluded(path)
+    }
+
+    /// `path` (as given on the command line) relative to the root when it lies inside the
+    /// context (see [`inside`]).
+    pub fn relative(&self, path: &Path) -> Option<PathBuf> {
+        inside(&self.root, path)
+    }
+
+    /// Where a file written at `path` would join what `COPY .` sees: its path relative to the
+    /// root when it lies inside the context and `.dockerignore` does not exclude it. `plan
+    /// --save` and `explain --since` warn about such a plan file: it changes the context.
+    pub fn exposes(&self, path: &Path) -> Option<PathBuf> {
+        self.relative(path)
+            .filter(|rel| self.visible(rel.as_os_str().as_bytes()))
+    }
+
     /// True when some entry could not be read (Docker would refuse to build).
     pub fn has_unreadable(&self) -> bool {
         self.issues.iter().any(|i| i.kind == IssueKind::Unreadable)
     }
+}
+
+/// `path` relative to the canonical `root` when it lies inside it, compared through its
+/// canonical parent directory (the file itself need not exist) so `./x`, `sub/../x` and
+/// absolute spellings agree; `None` when it lies outside.
+pub fn inside(root: &Path, path: &Path) -> Option<PathBuf> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = std::fs::canonicalize(parent).ok()?;
+    dir.join(path.file_name()?)
+        .strip_prefix(root)
+        .ok()
+        .map(Path::to_path_buf)
 }
 
 /// The permission bits `COPY` gives the copy of an entry in the image.

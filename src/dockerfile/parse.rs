@@ -9,6 +9,9 @@
 
 use super::{Directives, Dockerfile, Flag, Instruction, Keyword, ParseError, Warning};
 
+/// The longest line the classic builder reads (`bufio.MaxScanTokenSize - 1`).
+pub const MAX_LINE: usize = 64 * 1024 - 1;
+
 /// Parses Dockerfile `text`; `name` is used in messages (e.g. `Dockerfile` or `docker/api.Dockerfile`).
 ///
 /// ```
@@ -17,6 +20,14 @@ use super::{Directives, Dockerfile, Flag, Instruction, Keyword, ParseError, Warn
 /// assert_eq!((df.instructions[1].line, df.instructions[1].end_line), (2, 3));
 /// ```
 pub fn parse(text: &str, name: &str) -> Result<Dockerfile, ParseError> {
+    // Docker's `bufio.Scanner` refuses a line (BOM and `\r` included) over 65,535 bytes.
+    if let Some(i) = text.split('\n').position(|l| l.len() > MAX_LINE) {
+        return Err(syntax(
+            name,
+            i + 1,
+            format!("dockerfile line greater than max allowed size of {MAX_LINE}"),
+        ));
+    }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<&str> = text.split('\n').collect();
     let mut directives = Directives::default();
@@ -187,7 +198,7 @@ fn instruction(
     })?;
     let (flags, args) = extract_flags(rest);
     let args = args.trim().to_string();
-    let flags = flags
+    let flags: Vec<Flag> = flags
         .into_iter()
         .map(|f| {
             let f = f.strip_prefix("--").unwrap_or(&f).to_string();
@@ -268,6 +279,10 @@ fn instruction(
         Keyword::Env | Keyword::Label | Keyword::Arg => {
             key_values(keyword, &args, d.escape).map_err(|m| syntax(name, start, m))?;
         }
+        Keyword::Onbuild => onbuild_trigger(&args).map_err(|m| syntax(name, start, m))?,
+        Keyword::Healthcheck => {
+            healthcheck_flags(&flags).map_err(|m| syntax(name, start, m))?;
+        }
         _ => {}
     }
     Ok(Instruction {
@@ -279,6 +294,88 @@ fn instruction(
         json,
         original: trimmed.to_string(),
     })
+}
+
+/// What the builder's `parseOnBuild` refuses as a trigger.
+fn onbuild_trigger(args: &str) -> Result<(), String> {
+    let Some(first) = split_whitespace(args).into_iter().next() else {
+        return Err("ONBUILD requires at least one argument".into());
+    };
+    match first.to_ascii_uppercase().as_str() {
+        "ONBUILD" => Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into()),
+        t @ ("FROM" | "MAINTAINER") => Err(format!("{t} isn't allowed as an ONBUILD trigger")),
+        _ => Ok(()),
+    }
+}
+
+/// The builder's checks of HEALTHCHECK's flags: durations of at least 1ms (Go's
+/// `time.ParseDuration` syntax), at least one retry.
+fn healthcheck_flags(flags: &[Flag]) -> Result<(), String> {
+    for f in flags {
+        let value = f.value.as_deref().unwrap_or("");
+        match f.name.as_str() {
+            "interval" | "timeout" | "start-period" if !value.is_empty() => {
+                let ns = go_duration_ns(value)
+                    .ok_or_else(|| format!("time: invalid duration {value:?}"))?;
+                if ns < 1_000_000.0 {
+                    return Err(format!("Interval {:?} cannot be less than 1ms", f.name));
+                }
+            }
+            "retries" if !value.is_empty() => {
+                let n: i64 = value
+                    .parse()
+                    .map_err(|_| format!("--retries: invalid number {value:?}"))?;
+                if n < 1 {
+                    return Err(format!("--retries must be at least 1 (not {n})"));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Go's `time.ParseDuration` as nanoseconds: an optional sign, then one or more decimal
+/// numbers each with a unit (`ns`, `us`, `µs`, `ms`, `s`, `m`, `h`), or a bare `0`.
+fn go_duration_ns(s: &str) -> Option<f64> {
+    let (neg, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Some(0.0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let num = &rest[..num_len];
+        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
+            return None;
+        }
+        let value: f64 = num.parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += value * scale;
+    }
+    Some(if neg { -total } else { total })
 }
 
 enum Json {
@@ -620,6 +717,78 @@ mod tests {
             parse("# just a comment\n", "D"),
             Err(ParseError::NoFrom { .. })
         ));
+    }
+
+    /// Issue 12 §2: each of these passed `check` but fails `docker build` (verified on the engine,
+    /// DOCKER_BUILDKIT=0, with these messages).
+    #[test]
+    fn classic_builder_limits() {
+        let long = |n: usize| format!("FROM x\nRUN echo {}\n", "a".repeat(n - 9));
+        assert!(parse(&long(MAX_LINE), "D").is_ok());
+        let e = parse(&long(MAX_LINE + 1), "D").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "D:2: dockerfile line greater than max allowed size of 65535"
+        );
+        for (df, msg) in [
+            (
+                "FROM x\nONBUILD ONBUILD RUN true\n",
+                "D:2: Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed",
+            ),
+            (
+                "FROM x\nonbuild from y\n",
+                "D:2: FROM isn't allowed as an ONBUILD trigger",
+            ),
+            (
+                "FROM x\nONBUILD MAINTAINER me\n",
+                "D:2: MAINTAINER isn't allowed as an ONBUILD trigger",
+            ),
+            (
+                "FROM x\nONBUILD\n",
+                "D:2: ONBUILD requires at least one argument",
+            ),
+            (
+                "FROM x\nHEALTHCHECK --interval=-1s CMD true\n",
+                "D:2: Interval \"interval\" cannot be less than 1ms",
+            ),
+            (
+                "FROM x\nHEALTHCHECK --interval=0s CMD true\n",
+                "D:2: Interval \"interval\" cannot be less than 1ms",
+            ),
+            (
+                "FROM x\nHEALTHCHECK --timeout=-5m CMD true\n",
+                "D:2: Interval \"timeout\" cannot be less than 1ms",
+            ),
+            (
+                "FROM x\nHEALTHCHECK --start-period=-1s CMD true\n",
+                "D:2: Interval \"start-period\" cannot be less than 1ms",
+            ),
+            (
+                "FROM x\nHEALTHCHECK --interval=0.5ms CMD true\n",
+                "D:2: Interval \"interval\" cannot be less than 1ms",
+            ),
+            (
+                "FROM x\nHEALTHCHECK --interval=abc CMD true\n",
+                "D:2: time: invalid duration \"abc\"",
+            ),
+            (
+                "FROM x\nHEALTHCHECK --retries=0 CMD true\n",
+                "D:2: --retries must be at least 1 (not 0)",
+            ),
+            (
+                "FROM x\nHEALTHCHECK --retries=-1 CMD true\n",
+                "D:2: --retries must be at least 1 (not -1)",
+            ),
+        ] {
+            assert_eq!(parse(df, "D").unwrap_err().to_string(), msg, "{df}");
+        }
+        for ok in [
+            "FROM x\nONBUILD RUN make\n",
+            "FROM x\nHEALTHCHECK --interval=1ms --timeout=1h2m3.5s --start-period=30s --retries=3 CMD true\n",
+            "FROM x\nHEALTHCHECK NONE\n",
+        ] {
+            assert!(parse(ok, "D").is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -40,7 +40,29 @@ pub enum ExpandError {
     Unterminated(char),
     #[error("{0}: {1}")]
     Required(String, String),
+    /// `${…}` and quotes nested deeper than [`MAX_NESTING`].
+    #[error("substitutions nested more than {MAX_NESTING} deep")]
+    TooDeep,
+    /// The expansion grew past [`MAX_EXPANDED`] bytes.
+    #[error("the expansion is larger than {} MiB", MAX_EXPANDED >> 20)]
+    TooLong,
+    /// The expansions of one Dockerfile together grew past [`MAX_TOTAL_EXPANDED`] bytes.
+    #[error("variables of this Dockerfile expand to more than {} MiB in total", MAX_TOTAL_EXPANDED >> 20)]
+    TotalTooLong,
 }
+
+/// What all the expansions of one build may produce together (see [`MAX_EXPANDED`]): each
+/// value is kept for the steps after it, so many capped values would still add up.
+pub const MAX_TOTAL_EXPANDED: usize = 64 << 20;
+
+/// How deep `${VAR:-${…}}` and quotes may nest. The lexer recurses per level, so input must
+/// not choose the depth; real Dockerfiles nest two or three levels.
+pub const MAX_NESTING: usize = 64;
+
+/// The largest expansion of one word: 1 MiB. Larger values are useless to a build (Linux
+/// refuses an environment string over 128 KiB, so `RUN` could not start with one), and each
+/// `ARG A=$B$B` doubles its input: without a cap 28 such lines take gigabytes.
+pub const MAX_EXPANDED: usize = 1 << 20;
 
 /// Expands one word: variables substituted, quotes and escapes removed.
 ///
@@ -72,6 +94,8 @@ struct Lexer<'a> {
     pos: usize,
     env: &'a dyn Lookup,
     escape: char,
+    /// Open `${…}` words and double quotes.
+    depth: usize,
 }
 
 /// Word splitting state for `expand_words`.
@@ -121,6 +145,7 @@ impl<'a> Lexer<'a> {
             pos: 0,
             env,
             escape,
+            depth: 0,
         }
     }
 
@@ -144,6 +169,9 @@ impl<'a> Lexer<'a> {
             if Some(c) == stop {
                 self.next();
                 return Ok((out, words.finish()));
+            }
+            if out.len() > MAX_EXPANDED {
+                return Err(ExpandError::TooLong);
             }
             match c {
                 '$' => {
@@ -178,6 +206,9 @@ impl<'a> Lexer<'a> {
                 }
             }
         }
+        if out.len() > MAX_EXPANDED {
+            return Err(ExpandError::TooLong);
+        }
         match stop {
             Some(s) => Err(ExpandError::Unterminated(s)),
             None => Ok((out, words.finish())),
@@ -197,9 +228,28 @@ impl<'a> Lexer<'a> {
     }
 
     fn double_quote(&mut self) -> Result<String, ExpandError> {
+        self.enter()?;
+        let r = self.double_quote_body();
+        self.depth -= 1;
+        r
+    }
+
+    /// One more level of nesting, refused past [`MAX_NESTING`].
+    fn enter(&mut self) -> Result<(), ExpandError> {
+        if self.depth >= MAX_NESTING {
+            return Err(ExpandError::TooDeep);
+        }
+        self.depth += 1;
+        Ok(())
+    }
+
+    fn double_quote_body(&mut self) -> Result<String, ExpandError> {
         self.next();
         let mut s = String::new();
         loop {
+            if s.len() > MAX_EXPANDED {
+                return Err(ExpandError::TooLong);
+            }
             match self.peek() {
                 None => return Err(ExpandError::Unterminated('"')),
                 Some('"') => {
@@ -314,8 +364,12 @@ impl<'a> Lexer<'a> {
     }
 
     fn braced_word(&mut self) -> Result<String, ExpandError> {
-        match self.process(Some('}')) {
+        self.enter()?;
+        let r = self.process(Some('}'));
+        self.depth -= 1;
+        match r {
             Ok((w, _)) => Ok(w),
+            Err(e @ (ExpandError::TooDeep | ExpandError::TooLong)) => Err(e),
             Err(_) if self.peek().is_none() => Err(ExpandError::MissingBrace),
             Err(e) => Err(e),
         }
@@ -384,6 +438,32 @@ mod tests {
         assert_eq!(expand("`$A", &env(), '`').unwrap(), "$A");
         assert_eq!(expand("c:\\dir", &env(), '`').unwrap(), "c:\\dir");
         assert!(expand("'open", &env(), '\\').is_err());
+    }
+
+    /// Issue 12 §2: 5,000 levels overflowed the stack (the lexer recurses per level).
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let deep = format!("{}x{}", "${a:-".repeat(5_000), "}".repeat(5_000));
+        assert_eq!(expand(&deep, &env(), '\\'), Err(ExpandError::TooDeep));
+        let quoted = format!("{}x{}", "\"${a:-".repeat(5_000), "}\"".repeat(5_000));
+        assert_eq!(expand(&quoted, &env(), '\\'), Err(ExpandError::TooDeep));
+        let ok = format!(
+            "{}x{}",
+            "${a:-".repeat(MAX_NESTING),
+            "}".repeat(MAX_NESTING)
+        );
+        assert_eq!(x(&ok), "x");
+    }
+
+    #[test]
+    fn expansion_size_is_capped() {
+        let big = vec![("B".to_string(), "b".repeat(MAX_EXPANDED / 2 + 1))];
+        assert_eq!(expand("$B$B", &big, '\\'), Err(ExpandError::TooLong));
+        assert_eq!(expand("\"$B$B\"", &big, '\\'), Err(ExpandError::TooLong));
+        assert_eq!(
+            expand("$B", &big, '\\').unwrap().len(),
+            MAX_EXPANDED / 2 + 1
+        );
     }
 
     #[test]

@@ -19,8 +19,9 @@
 
 use super::manifest::{feed_bytes, Hash, Manifest, ManifestEntry};
 use crate::context::EntryKind;
-use crate::dockerfile::shell::{expand, expand_words};
+use crate::dockerfile::shell::{self, ExpandError, Lookup, MAX_TOTAL_EXPANDED};
 use crate::dockerfile::{Dockerfile, Instruction, Keyword};
+use crate::pathrules;
 use rayon::prelude::*;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -256,6 +257,27 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
         line: ins.line,
         message: e.to_string(),
     };
+    // Every expansion is counted: values are kept for later steps, so each capped one could
+    // still add up without bound.
+    let produced = std::cell::Cell::new(0usize);
+    let account = |n: usize| {
+        produced.set(produced.get().saturating_add(n));
+        if produced.get() > MAX_TOTAL_EXPANDED {
+            Err(ExpandError::TotalTooLong)
+        } else {
+            Ok(())
+        }
+    };
+    let expand = |w: &str, env: &dyn Lookup, esc: char| -> Result<String, ExpandError> {
+        let s = shell::expand(w, env, esc)?;
+        account(s.len())?;
+        Ok(s)
+    };
+    let expand_words = |w: &str, env: &dyn Lookup, esc: char| -> Result<Vec<String>, ExpandError> {
+        let words = shell::expand_words(w, env, esc)?;
+        account(words.iter().map(String::len).sum())?;
+        Ok(words)
+    };
     let override_of = |k: &str| {
         opts.build_args
             .iter()
@@ -331,7 +353,15 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
         match ins.keyword {
             Keyword::From => {
                 let (image, stage_name) = ins.from_parts().unwrap_or_default();
-                let image = expand(&image, &meta, esc).map_err(|e| xerr(ins, e))?;
+                let raw = image;
+                let image = expand(&raw, &meta, esc).map_err(|e| xerr(ins, e))?;
+                if image.is_empty() {
+                    return Err(PlanError::Expand {
+                        name: name.into(),
+                        line: ins.line,
+                        message: format!("base name ({raw}) should not be blank"),
+                    });
+                }
                 let lower = image.to_ascii_lowercase();
                 let parent = stage_states
                     .iter()
@@ -630,12 +660,12 @@ pub fn select(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError
     let mut infos: Vec<Hash> = Vec::new();
     let mut entries: Vec<usize> = Vec::new();
     for src in sources {
-        let p = src.trim_start_matches('/');
-        let p = p.strip_prefix("./").unwrap_or(p);
-        if contains_wildcards(p) {
-            let re = glob_regex(p).ok_or_else(|| SelectError::NoMatch(src.clone()))?;
+        let p = pathrules::trim_copy_source(src.as_bytes());
+        if pathrules::has_wildcards(p) {
+            // Docker ignores a malformed pattern here: it matches nothing.
+            let glob = pathrules::Glob::new(p).map_err(|_| SelectError::NoMatch(src.clone()))?;
             let mut matched: Vec<usize> = (0..m.entries.len())
-                .filter(|&i| re.is_match(&m.entries[i].path.to_string_lossy()))
+                .filter(|&i| glob.matches(m.entries[i].path_bytes()))
                 .collect();
             if matched.is_empty() {
                 return Err(SelectError::NoMatch(src.clone()));
@@ -650,7 +680,8 @@ pub fn select(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError
                 );
             }
         } else {
-            infos.push(copy_info(m, p, &mut entries).map_err(|e| match e {
+            let p = String::from_utf8_lossy(p);
+            infos.push(copy_info(m, &p, &mut entries).map_err(|e| match e {
                 SelectError::NotFound(_) => SelectError::NotFound(src.clone()),
                 SelectError::Outside(_) => SelectError::Outside(src.clone()),
                 e => e,
@@ -666,68 +697,6 @@ pub fn select(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError
         chain(&ZERO, &[&[b"multi".as_slice()], refs.as_slice()].concat())
     };
     Ok(Selection { hash, entries })
-}
-
-fn contains_wildcards(p: &str) -> bool {
-    let b = p.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 1,
-            b'*' | b'?' | b'[' => return true,
-            _ => {}
-        }
-        i += 1;
-    }
-    false
-}
-
-/// Go's `filepath.Match` as a regex: `*` and `?` never cross `/`, `[...]` classes with `^`.
-fn glob_regex(p: &str) -> Option<regex::Regex> {
-    let mut re = String::from("^");
-    let chars: Vec<char> = p.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        match c {
-            '*' => re.push_str("[^/]*"),
-            '?' => re.push_str("[^/]"),
-            '\\' => {
-                i += 1;
-                re.push_str(&regex::escape(&chars.get(i)?.to_string()));
-            }
-            '[' => {
-                let mut j = i + 1;
-                let mut class = String::from("[");
-                if chars.get(j) == Some(&'^') {
-                    class.push('^');
-                    j += 1;
-                }
-                let start = j;
-                while j < chars.len() && (chars[j] != ']' || j == start) {
-                    match chars[j] {
-                        '\\' => {
-                            j += 1;
-                            class.push_str(&regex::escape(&chars.get(j)?.to_string()));
-                        }
-                        '-' => class.push('-'),
-                        c => class.push_str(&regex::escape(&c.to_string())),
-                    }
-                    j += 1;
-                }
-                if j >= chars.len() {
-                    return None;
-                }
-                class.push(']');
-                re.push_str(&class);
-                i = j;
-            }
-            c => re.push_str(&regex::escape(&c.to_string())),
-        }
-        i += 1;
-    }
-    re.push('$');
-    regex::Regex::new(&re).ok()
 }
 
 /// Compares paths in `filepath.WalkDir` order: component by component.
@@ -822,19 +791,13 @@ fn record(e: &ManifestEntry) -> Hash {
 
 /// One copy source (no wildcards): `file:` sum, or `dir:` sorted sums of everything below.
 fn copy_info(m: &Manifest, rel: &str, entries: &mut Vec<usize>) -> Result<Hash, SelectError> {
-    let mut clean: Vec<&str> = Vec::new();
-    for c in rel.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                if clean.pop().is_none() {
-                    return Err(SelectError::Outside(rel.into()));
-                }
-            }
-            c => clean.push(c),
-        }
+    // Docker joins the source with the context root, which cleans it lexically: `a/../b` is
+    // `b` whether or not `a` exists.
+    let cleaned = pathrules::clean(rel.as_bytes());
+    if pathrules::escapes_root(&cleaned) {
+        return Err(SelectError::Outside(rel.into()));
     }
-    let rel_b = clean.join("/").into_bytes();
+    let rel_b = if cleaned == b"." { Vec::new() } else { cleaned };
     let Resolved::Path(target) = resolve(m, &rel_b) else {
         return Err(SelectError::NotFound(rel.into()));
     };
@@ -1081,6 +1044,95 @@ mod tests {
     }
 
     #[test]
+    fn sources_are_cleaned_as_docker_joins_them() {
+        let m = man(base());
+        let plain = keys("FROM img\nCOPY req.txt /r/\n", &m, &[]);
+        // `nope` does not exist: the join with the root removes it before any lookup.
+        for spelled in [
+            "./nope/../req.txt",
+            "/req.txt",
+            "app/../req.txt",
+            "./req.txt/",
+        ] {
+            let k = keys(&format!("FROM img\nCOPY {spelled} /r/\n"), &m, &[]);
+            assert_eq!(k[1], plain[1], "{spelled}");
+        }
+        // A wildcard source is matched as written: `..` never matches a context path.
+        let df = parse("FROM img\nCOPY ./nope/../*.txt /r/\n", "Dockerfile").unwrap();
+        assert!(matches!(
+            plan(&df, &m, &PlanOptions::default()),
+            Err(PlanError::NoMatch { .. })
+        ));
+    }
+
+    /// Issue 12 §2: a backtracking glob took minutes on these; 300,000 `*` overflowed.
+    #[test]
+    fn hostile_wildcard_sources_finish_at_once() {
+        let m = man(base());
+        let start = std::time::Instant::now();
+        let df = format!("FROM img\nCOPY {}b /r/\n", "*a".repeat(20_000));
+        let df = parse(&df, "Dockerfile").unwrap();
+        assert!(matches!(
+            plan(&df, &m, &PlanOptions::default()),
+            Err(PlanError::NoMatch { .. })
+        ));
+        let df = format!("FROM img\nCOPY {}.txt /r/\n", "*".repeat(60_000));
+        let p = plan(
+            &parse(&df, "Dockerfile").unwrap(),
+            &m,
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(p.steps[1].files, 1);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    /// Issue 12 §2: these aborted `plan` (stack overflow) or took 2 GB.
+    #[test]
+    fn hostile_expansions_fail_with_their_line() {
+        let m = man(base());
+        let err = |df: &str| {
+            plan(
+                &parse(df, "Dockerfile").unwrap(),
+                &m,
+                &PlanOptions::default(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        let deep = format!("{}x{}", "${a:-".repeat(5_000), "}".repeat(5_000));
+        let e = err(&format!("FROM img\nENV A={deep}\n"));
+        assert!(
+            e.starts_with("Dockerfile:2: substitutions nested more than"),
+            "{e}"
+        );
+        let mut df = String::from("FROM img\nARG B=bb\n");
+        for _ in 0..28 {
+            df.push_str("ARG B=$B$B\n");
+        }
+        let e = err(&df);
+        assert!(
+            e.starts_with("Dockerfile:2") && e.contains("larger than 1 MiB"),
+            "{e}"
+        );
+        // Many values under the cap still add up: 150 copies of a 512 KiB value.
+        let mut df = String::from("FROM img\nARG B=bb\n");
+        for _ in 0..18 {
+            df.push_str("ARG B=$B$B\n");
+        }
+        for i in 0..150 {
+            df.push_str(&format!("ENV C{i}=$B\n"));
+        }
+        let e = err(&df);
+        assert!(e.contains("in total"), "{e}");
+        // Docker: "base name (${UNSET}) should not be blank".
+        let e = err("FROM ${UNSET}\nRUN true\n");
+        assert_eq!(e, "Dockerfile:1: base name (${UNSET}) should not be blank");
+        let e = err("ARG E=\nFROM $E\n");
+        assert_eq!(e, "Dockerfile:2: base name ($E) should not be blank");
+    }
+
+    #[test]
     fn multi_stage_from_and_copy_from() {
         let m = man(base());
         let df = "ARG TAG=1\nFROM img:$TAG AS build\nRUN make\nFROM img2\nCOPY --from=build /out /out\nCMD [\"run\"]\n";
@@ -1102,8 +1154,5 @@ mod tests {
     fn walk_order_is_per_component() {
         assert_eq!(walk_order(b"a/b", b"a.txt"), std::cmp::Ordering::Less);
         assert_eq!(walk_order(b"a", b"a/b"), std::cmp::Ordering::Less);
-        let re = glob_regex("app/*.py").unwrap();
-        assert!(re.is_match("app/main.py") && !re.is_match("app/x/main.py"));
-        assert!(glob_regex("[a-c]?").unwrap().is_match("b1"));
     }
 }

@@ -70,8 +70,16 @@ pub struct CheckSettings {
     pub small_memory: u64,
     /// …and CPU ≤ this.
     pub small_cpu: f64,
-    /// Rule ids not to report.
-    pub ignore: Vec<String>,
+    /// Rule ids not to report, as written: `check` owns the rule list, so it resolves them
+    /// (and rejects an unknown one at its line).
+    pub ignore: Vec<IgnoredRule>,
+}
+
+/// One entry of `check.ignore` and where it stands in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredRule {
+    pub id: String,
+    pub pos: Pos,
 }
 
 impl Default for CheckSettings {
@@ -108,6 +116,9 @@ pub struct Service {
     pub timeout: u32,
     /// The requirements file, relative to the context (Python services).
     pub requirements: PathBuf,
+    /// `dependencies = "uv" | "pyproject" | "requirements" | "none"`: how the image installs
+    /// the project's dependencies; `None` = detected (see [`crate::python::deps::analyse`]).
+    pub dependencies: Option<crate::python::DependencySource>,
     pub base_image: BaseImages,
     /// Build-only system packages, removed after `pip install`.
     pub system_packages: Vec<String>,
@@ -227,6 +238,7 @@ const SERVICE_KEYS: &[&str] = &[
     "workers",
     "timeout",
     "requirements",
+    "dependencies",
     "base_image",
     "system_packages",
     "runtime_packages",
@@ -276,6 +288,7 @@ struct RawService {
     workers: Option<Spanned<i64>>,
     timeout: Option<Spanned<i64>>,
     requirements: Option<Spanned<String>>,
+    dependencies: Option<Spanned<crate::python::DependencySource>>,
     base_image: Option<RawBaseImage>,
     #[serde(default)]
     system_packages: Vec<Spanned<String>>,
@@ -408,27 +421,11 @@ impl Config {
 }
 
 /// `p` with `.` dropped and `dir/..` pairs removed, without touching the disk; leading `..`
-/// stay, `..` above the root is the root, and nothing left is `.`.
+/// stay, `..` above the root is the root, and nothing left is `.` (Go's `path.Clean`).
 pub fn normalize_lexically(p: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out: Vec<Component> = Vec::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => match out.last() {
-                Some(Component::Normal(_)) => {
-                    out.pop();
-                }
-                Some(Component::RootDir | Component::Prefix(_)) => {}
-                _ => out.push(c),
-            },
-            _ => out.push(c),
-        }
-    }
-    if out.is_empty() {
-        return PathBuf::from(".");
-    }
-    out.iter().collect()
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let cleaned = crate::pathrules::clean(p.as_os_str().as_bytes());
+    PathBuf::from(std::ffi::OsString::from_vec(cleaned))
 }
 
 /// `root/rel` without a leading `./` when root is `.`.
@@ -556,6 +553,10 @@ impl Validator<'_> {
             }
             None => PathBuf::from("requirements.txt"),
         };
+        let dependencies = raw.dependencies.map(|d| {
+            at("dependencies", d.span());
+            d.into_inner()
+        });
         let base_image = match raw.base_image {
             Some(b) => BaseImages {
                 alpine: b.alpine.map(|i| self.image(i)).transpose()?,
@@ -574,6 +575,7 @@ impl Validator<'_> {
         };
         let health_path = match raw.health_path {
             Some(h) => {
+                at("health_path", h.span());
                 if !h.get_ref().starts_with('/')
                     || !h
                         .get_ref()
@@ -614,6 +616,7 @@ impl Validator<'_> {
             workers,
             timeout,
             requirements,
+            dependencies,
             base_image,
             system_packages,
             runtime_packages,
@@ -727,21 +730,10 @@ impl Validator<'_> {
             s.small_cpu = self.cpu(&c)?;
         }
         for id in raw.ignore {
-            if !crate::check::RULES.iter().any(|r| r.id == id.get_ref()) {
-                let ids: Vec<&str> = crate::check::RULES.iter().map(|r| r.id).collect();
-                let hint = match closest(id.get_ref(), &ids) {
-                    Some(s) => {
-                        format!("did you mean `{s}`? `ctxbuild check --rules` lists them")
-                    }
-                    None => "`ctxbuild check --rules` lists the rule ids".into(),
-                };
-                return self.err(
-                    id.span(),
-                    format!("unknown rule `{}` in check.ignore", id.get_ref()),
-                    &hint,
-                );
-            }
-            s.ignore.push(id.into_inner());
+            s.ignore.push(IgnoredRule {
+                pos: self.lines.pos(id.span().start),
+                id: id.into_inner(),
+            });
         }
         Ok(s)
     }
@@ -1122,7 +1114,9 @@ ignore = ["base-image-tag"]
         assert_eq!(s.pos("port").line, 7);
         assert_eq!(s.pos("deploy.memory").line, 15);
         assert_eq!(c.check.small_memory, 1024 * MIB);
-        assert_eq!(c.check.ignore, ["base-image-tag"]);
+        let ignored: Vec<&str> = c.check.ignore.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ignored, ["base-image-tag"]);
+        assert_eq!(c.check.ignore[0].pos.line, 22);
         assert_eq!(c.compose, [PathBuf::from("compose.yaml")]);
     }
 
@@ -1189,14 +1183,6 @@ ignore = ["base-image-tag"]
     }
 
     #[test]
-    fn unknown_ignored_rule_is_an_error() {
-        let (line, msg, hint) = invalid("[check]\nignore = [\"base-image-tags\"]\n");
-        assert_eq!(line, 2);
-        assert!(msg.contains("base-image-tags"));
-        assert!(hint.unwrap().contains("`base-image-tag`"));
-    }
-
-    #[test]
     fn unknown_service_suggests() {
         let c = parse("[services.backend]\nkind = \"node\"\n").unwrap();
         let e = c.service("backnd").unwrap_err();
@@ -1223,5 +1209,31 @@ ignore = ["base-image-tag"]
         assert_eq!(li.pos(0), Pos { line: 1, column: 1 });
         assert_eq!(li.pos(3), Pos { line: 2, column: 1 });
         assert_eq!(li.pos(5), Pos { line: 2, column: 2 });
+    }
+
+    #[test]
+    fn dependencies_source_is_configurable() {
+        let base = "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\n";
+        let c = Config::parse(Path::new("ctxbuild.toml"), base).unwrap();
+        assert_eq!(c.services[0].dependencies, None);
+        let c = Config::parse(
+            Path::new("ctxbuild.toml"),
+            &format!("{base}dependencies = \"uv\"\nhealth_path = \"/hz\"\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.services[0].dependencies,
+            Some(crate::python::DependencySource::Uv)
+        );
+        assert_eq!(c.services[0].pos("dependencies").line, 4);
+        assert_eq!(c.services[0].pos("health_path").line, 5);
+        let e = Config::parse(
+            Path::new("ctxbuild.toml"),
+            &format!("{base}dependencies = \"poetry\"\n"),
+        )
+        .unwrap_err();
+        let text = e.to_string();
+        assert!(text.starts_with("ctxbuild.toml:4:"), "{text}");
+        assert!(text.contains("poetry"), "{text}");
     }
 }

@@ -1,0 +1,291 @@
+//! Where a Python project declares its dependencies, and what they are.
+//!
+//! Three sources, chosen automatically in this order unless `ctxbuild.toml` says otherwise:
+//! `uv.lock` (installed exactly with `uv sync --frozen`), `pyproject.toml` with PEP 621
+//! `[project] dependencies`, then the requirements file. [`analyse`] reads only those files,
+//! through [`crate::fsutil`]'s bounded reads, and returns data; it never installs or prints.
+
+use crate::fsutil::{self, ReadError};
+use crate::service::requirements::{self, Requirement};
+use std::path::{Path, PathBuf};
+
+/// How the image installs the project's dependencies.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DependencySource {
+    /// `uv.lock` + `pyproject.toml`: `uv sync --frozen --no-dev`.
+    Uv,
+    /// `pyproject.toml` `[project] dependencies`, installed with pip.
+    Pyproject,
+    /// A pip requirements file (relative to the context).
+    Requirements,
+    /// Nothing but the server.
+    None,
+}
+
+impl DependencySource {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DependencySource::Uv => "uv",
+            DependencySource::Pyproject => "pyproject",
+            DependencySource::Requirements => "requirements",
+            DependencySource::None => "none",
+        }
+    }
+}
+
+/// What `pyproject.toml` says that matters to an image.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Pyproject {
+    /// `[project] name`.
+    pub name: Option<String>,
+    /// `[project] dependencies`, parsed.
+    pub dependencies: Vec<Requirement>,
+    /// `dependencies` is listed in `[project] dynamic` (only a build of the project knows them).
+    pub dynamic_dependencies: bool,
+    /// Whether installing the project installs a package (a `[build-system]` table, unless
+    /// `[tool.uv] package = false`, which is uv's own rule).
+    pub is_package: bool,
+    /// `[project] requires-python`.
+    pub requires_python: Option<String>,
+}
+
+/// A package pinned in `uv.lock`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Locked {
+    /// PEP 503-normalised name.
+    pub name: String,
+    pub version: Option<String>,
+}
+
+/// The dependency files of a context and the source chosen among them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Dependencies {
+    pub source: DependencySource,
+    /// Whether the source was chosen by the configuration rather than detected.
+    pub configured: bool,
+    /// The requirements file (relative to the context) when the source is `requirements`.
+    pub requirements_file: Option<PathBuf>,
+    /// The project's direct requirements from the chosen source (for `uv`: `pyproject.toml`'s).
+    pub direct: Vec<Requirement>,
+    /// Every package of `uv.lock` (empty unless the source is `uv`).
+    pub locked: Vec<Locked>,
+    /// `pyproject.toml`, when the context has one.
+    pub pyproject: Option<Pyproject>,
+    /// Which of the candidate files exist (for `init` and messages).
+    pub found: Found,
+}
+
+/// Which dependency files exist in the context.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Found {
+    pub uv_lock: bool,
+    pub pyproject: bool,
+    pub requirements: bool,
+}
+
+impl Dependencies {
+    /// Whether the image should install the project itself after copying the code.
+    pub fn installs_project(&self) -> bool {
+        matches!(
+            self.source,
+            DependencySource::Uv | DependencySource::Pyproject
+        ) && self.pyproject.as_ref().is_some_and(|p| p.is_package)
+    }
+}
+
+/// Why the dependency files could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DepsError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error(
+        "the dependency source `{source_name}` needs {missing}, which the context does not have"
+    )]
+    Missing {
+        source_name: &'static str,
+        missing: String,
+    },
+}
+
+/// What the configuration says about dependencies.
+#[derive(Debug, Clone, Default)]
+pub struct DepsSettings {
+    /// `dependencies = "…"`, if set.
+    pub source: Option<DependencySource>,
+    /// The `requirements` path (relative to the context).
+    pub requirements: Option<PathBuf>,
+    /// Whether `requirements` was written in the file (an explicit choice of that source).
+    pub requirements_configured: bool,
+}
+
+pub const UV_LOCK: &str = "uv.lock";
+pub const PYPROJECT: &str = "pyproject.toml";
+pub const REQUIREMENTS: &str = "requirements.txt";
+
+/// Finds the dependency files of `context` and chooses the source (see the module doc):
+/// an explicit `dependencies` wins, then an explicitly configured `requirements` file, then
+/// `uv.lock` > `pyproject.toml` with dependencies > the requirements file > none.
+pub fn analyse(context: &Path, settings: &DepsSettings) -> Result<Dependencies, DepsError> {
+    let req_rel = settings
+        .requirements
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(REQUIREMENTS));
+    let found = Found {
+        uv_lock: is_file(&context.join(UV_LOCK)),
+        pyproject: is_file(&context.join(PYPROJECT)),
+        requirements: is_file(&context.join(&req_rel)),
+    };
+    let pyproject = if found.pyproject {
+        Some(parse_pyproject(
+            &fsutil::read_text(&context.join(PYPROJECT))?,
+            PYPROJECT,
+        )?)
+    } else {
+        None
+    };
+    let pyproject_has_deps = pyproject
+        .as_ref()
+        .is_some_and(|p| !p.dependencies.is_empty() || p.dynamic_dependencies);
+    let (source, configured) = match &settings.source {
+        Some(s) => (s.clone(), true),
+        None if settings.requirements_configured => (DependencySource::Requirements, true),
+        None if found.uv_lock && found.pyproject => (DependencySource::Uv, false),
+        None if pyproject_has_deps => (DependencySource::Pyproject, false),
+        None if found.requirements => (DependencySource::Requirements, false),
+        // A package with no dependencies is still worth installing.
+        None if pyproject.as_ref().is_some_and(|p| p.is_package) => {
+            (DependencySource::Pyproject, false)
+        }
+        None => (DependencySource::None, false),
+    };
+    let missing = |source_name, missing: &str| DepsError::Missing {
+        source_name,
+        missing: missing.to_string(),
+    };
+    let mut deps = Dependencies {
+        source: source.clone(),
+        configured,
+        requirements_file: None,
+        direct: Vec::new(),
+        locked: Vec::new(),
+        pyproject: pyproject.clone(),
+        found: found.clone(),
+    };
+    match source {
+        DependencySource::Uv => {
+            if !found.pyproject || !found.uv_lock {
+                return Err(missing("uv", "pyproject.toml and uv.lock"));
+            }
+            deps.locked = parse_uv_lock(&fsutil::read_text(&context.join(UV_LOCK))?, UV_LOCK)?;
+            deps.direct = pyproject.map(|p| p.dependencies).unwrap_or_default();
+        }
+        DependencySource::Pyproject => {
+            let p = pyproject.ok_or_else(|| missing("pyproject", "pyproject.toml"))?;
+            deps.direct = p.dependencies;
+        }
+        DependencySource::Requirements => {
+            let text = fsutil::read_text(&context.join(&req_rel))?;
+            deps.direct = requirements::parse(&text);
+            deps.requirements_file = Some(req_rel);
+        }
+        DependencySource::None => {}
+    }
+    Ok(deps)
+}
+
+fn is_file(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file())
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn toml_error(path: &str, text: &str, e: toml::de::Error) -> DepsError {
+    DepsError::Invalid {
+        path: path.to_string(),
+        line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
+        message: e.message().trim().to_string(),
+    }
+}
+
+/// Parses `pyproject.toml` text (`path` names it in errors).
+pub fn parse_pyproject(text: &str, path: &str) -> Result<Pyproject, DepsError> {
+    let doc: toml::Table = toml::from_str(text).map_err(|e| toml_error(path, text, e))?;
+    let project = doc.get("project").and_then(|v| v.as_table());
+    let str_at = |key: &str| {
+        project
+            .and_then(|p| p.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let mut dependencies = Vec::new();
+    if let Some(list) = project.and_then(|p| p.get("dependencies")) {
+        let Some(list) = list.as_array() else {
+            return Err(DepsError::Invalid {
+                path: path.to_string(),
+                line: text
+                    .find("dependencies")
+                    .map(|o| line_of(text, o))
+                    .unwrap_or(1),
+                message: "`[project] dependencies` must be an array of requirement strings".into(),
+            });
+        };
+        for item in list {
+            let s = item.as_str().unwrap_or_default();
+            let line = text.find(s).map(|o| line_of(text, o)).unwrap_or(0);
+            if let Some(r) = requirements::parse_line(s, line) {
+                dependencies.push(r);
+            }
+        }
+    }
+    let dynamic_dependencies = project
+        .and_then(|p| p.get("dynamic"))
+        .and_then(|v| v.as_array())
+        .is_some_and(|a| a.iter().any(|v| v.as_str() == Some("dependencies")));
+    let uv_package = doc
+        .get("tool")
+        .and_then(|t| t.get("uv"))
+        .and_then(|u| u.get("package"))
+        .and_then(|p| p.as_bool());
+    let is_package = uv_package.unwrap_or_else(|| doc.contains_key("build-system"));
+    Ok(Pyproject {
+        name: str_at("name"),
+        dependencies,
+        dynamic_dependencies,
+        is_package,
+        requires_python: str_at("requires-python"),
+    })
+}
+
+/// Parses `uv.lock` text: every `[[package]]`'s name and version.
+pub fn parse_uv_lock(text: &str, path: &str) -> Result<Vec<Locked>, DepsError> {
+    let doc: toml::Table = toml::from_str(text).map_err(|e| toml_error(path, text, e))?;
+    let mut out: Vec<Locked> = doc
+        .get("package")
+        .and_then(|p| p.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    let name = p.get("name")?.as_str()?;
+                    Some(Locked {
+                        name: requirements::normalize(name),
+                        version: p
+                            .get("version")
+                            .and_then(|v| v.as_str())
+                            .map(str::to_string),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
