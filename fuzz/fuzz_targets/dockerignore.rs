@@ -7,8 +7,9 @@ fuzz_target!(|data: &[u8]| {
     // The first line's bytes double as paths to match, so matching sees input-shaped paths.
     if let Ok(m) = Matcher::parse(data, ".dockerignore") {
         for line in data.split(|&b| b == b'\n').take(64) {
-            let _ = m.matches(line);
+            let _ = m.is_excluded(line);
+            let _ = m.matches_or_parent_matches(line);
         }
-        let _ = m.matches(b"a/b/c.pyc");
+        let _ = m.is_excluded(b"a/b/c.pyc");
     }
 });
