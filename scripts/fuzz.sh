@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for a bounded number of executions (default 10 million each, at
+# most FUZZ_SECONDS per target) and prints one line per target: executions, seconds, findings.
+# Outside CI (too long for it). Needs cargo-fuzz and the nightly toolchain (`rustup toolchain
+# list`); installs cargo-fuzz when missing. Findings land in fuzz/artifacts/TARGET/ and make the
+# script exit 1; turn each into a regression test.
+#
+#   scripts/fuzz.sh                 # all targets, 10M runs each
+#   RUNS=100000 scripts/fuzz.sh dockerfile
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS="${RUNS:-10000000}"
+FUZZ_SECONDS="${FUZZ_SECONDS:-3600}"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list)
+status=0
+for t in "${targets[@]}"; do
+    mkdir -p "fuzz/corpus/$t"
+    log="$(mktemp)"
+    start=$(date +%s)
+    if cargo +nightly fuzz run "$t" -- -runs="$RUNS" -max_total_time="$FUZZ_SECONDS" \
+        -max_len=65536 -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1; then
+        result="no finding"
+    else
+        result="FINDING (see fuzz/artifacts/$t/)"
+        status=1
+        tail -40 "$log"
+    fi
+    execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
+    echo "fuzz $t: ${execs:-0} executions in $(( $(date +%s) - start )) s — $result"
+    rm -f "$log"
+done
+exit $status
