@@ -120,7 +120,7 @@ pub fn check_servers(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
         let Ok(text) = crate::fsutil::read_text(&cx.context_dir.join(&file)) else {
             continue;
         };
-        let reqs = crate::service::requirements::parse(&text);
+        let reqs = crate::python::requirements::parse(&text);
         provided |= provides(&Servers::of_requirements(&reqs), server);
         sources.push(cx.display(&file.to_string_lossy()));
     }

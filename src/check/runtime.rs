@@ -6,9 +6,9 @@
 
 use super::dockerfile::{basename, Parsed};
 use super::{Finding, RuleId, ServiceCtx};
+use crate::python::requirements;
 use crate::service::config::Kind;
 use crate::service::render::{WORKER_NEW, WORKER_OLD};
-use crate::service::requirements;
 
 pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
     let mut out = Vec::new();

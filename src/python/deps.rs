@@ -6,7 +6,7 @@
 //! through [`crate::fsutil`]'s bounded reads, and returns data; it never installs or prints.
 
 use crate::fsutil::{self, ReadError};
-use crate::service::requirements::{self, Requirement};
+use crate::python::requirements::{self, Requirement};
 use std::path::{Path, PathBuf};
 
 /// How the image installs the project's dependencies.

@@ -2,6 +2,7 @@
 //! needs, read offline from its files. Every function here takes a context directory (or text)
 //! and returns data; nothing prints, nothing installs, nothing runs.
 //!
+//! - [`requirements`]: the little of a pip requirements file ctxbuild needs (names, pins, extras).
 //! - [`deps`]: the dependency source (`uv.lock` > `pyproject.toml` > requirements file) and the
 //!   project's requirements.
 //! - [`servers`]: which of gunicorn / uvicorn-worker / uvicorn the project installs, and the
@@ -16,6 +17,7 @@ pub mod deps;
 pub mod files;
 pub mod gunicorn;
 pub mod health;
+pub mod requirements;
 pub mod scan;
 pub mod servers;
 

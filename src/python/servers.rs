@@ -8,7 +8,7 @@
 //! the lock is the truth (it lists transitive packages too).
 
 use super::deps::{Dependencies, DependencySource};
-use crate::service::requirements::Requirement;
+use crate::python::requirements::Requirement;
 
 /// The server packages and the versions ctxbuild installs when the project does not
 /// (current stable releases on PyPI when the template was last revised).

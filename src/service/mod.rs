@@ -1,5 +1,5 @@
-//! Services: `ctxbuild.toml` ([`config`]), the embedded Dockerfile templates ([`render`]) and
-//! the little of a requirements file both need ([`requirements`]).
+//! Services: `ctxbuild.toml` ([`config`]) and the embedded Dockerfile templates ([`render`]).
+//! Reading the Python project itself (requirements, pyproject, the app) is [`crate::python`]'s.
 //!
 //! The API the `render`, `check` and `image` commands call:
 //! [`Config::load`] → [`Config::service`] → [`render::render`] (Dockerfile text + template id)
@@ -9,7 +9,6 @@
 pub mod config;
 pub mod dockerfile;
 pub mod render;
-pub mod requirements;
 
 pub use config::{Config, ConfigError, Deploy, Kind, Service};
 pub use render::{render, RenderError, Rendered, Variant};
