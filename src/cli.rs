@@ -361,6 +361,11 @@ pub struct ImageArgs {
     #[arg(long)]
     pub pull: bool,
 
+    /// Take cached steps from this image (repeatable), pulled when absent with the push
+    /// credentials; a missing one is a warning. For cold builders (Cloud Build).
+    #[arg(long = "cache-from", value_name = "IMAGE")]
+    pub cache_from: Vec<String>,
+
     /// Target platform, e.g. linux/amd64.
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,

@@ -32,6 +32,7 @@ pub fn run(
         pull: args.pull,
         platform: args.platform.clone(),
         push: args.push,
+        cache_from: args.cache_from.clone(),
         clean: args.clean,
         check: !args.no_check,
         engine_host: args.host.clone(),
