@@ -390,6 +390,11 @@ pub struct ImageArgs {
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 
+    /// Print the result as JSON (schema `ctxbuild.image/v1`: buildx-style metadata keys and
+    /// the report) on stdout instead of the table; progress stays on stderr.
+    #[arg(long)]
+    pub json: bool,
+
     /// The Docker engine, as for docker -H (default: $DOCKER_HOST or the local socket).
     #[arg(short = 'H', long, value_name = "HOST")]
     pub host: Option<String>,

@@ -153,6 +153,38 @@ pub struct ContextSummary {
     pub pollution_excluded_bytes: u64,
 }
 
+/// `image --json`: the report under a versioned schema, with the keys of buildx's
+/// `--metadata-file` so scripts written for it find the digests where they expect them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageResult<'a> {
+    /// `ctxbuild.image/v1`.
+    pub schema: &'static str,
+    /// The config digest: the image id, `sha256:…`.
+    #[serde(rename = "containerimage.config.digest")]
+    pub config_digest: &'a str,
+    /// The manifest digest of the first pushed tag, when pushed.
+    #[serde(rename = "containerimage.digest", skip_serializing_if = "Option::is_none")]
+    pub digest: Option<&'a str>,
+    /// The tags, comma-separated as buildx writes them.
+    #[serde(rename = "image.name")]
+    pub name: String,
+    pub report: &'a Report,
+}
+
+impl<'a> ImageResult<'a> {
+    pub const SCHEMA: &'static str = "ctxbuild.image/v1";
+
+    pub fn new(report: &'a Report) -> ImageResult<'a> {
+        ImageResult {
+            schema: Self::SCHEMA,
+            config_digest: &report.image_id,
+            digest: report.pushed.iter().find_map(|p| p.digest.as_deref()),
+            name: report.tags.join(","),
+            report,
+        }
+    }
+}
+
 impl Report {
     /// Builds the report from a finished build and the final image's history (newest first).
     pub fn new(

@@ -116,12 +116,18 @@ fn a_cold_builder_takes_every_step_from_the_cache_image_and_explains_its_first_m
 
     // A cache image that does not exist is a warning; the build goes on.
     let absent = format!("{repo}-absent:1");
-    let (o, _) = build("cache-c", &["--cache-from", &absent]);
+    // With --json, stdout is nothing but the result (buildx metadata keys + the report).
+    let (o, report) = build("cache-c", &["--cache-from", &absent, "--json"]);
     let err = common::stderr(&o);
     assert!(
         err.contains(&format!("cache image {absent} unavailable, building without it")),
         "{err}"
     );
+    let result: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");
+    assert_eq!(result["schema"], "ctxbuild.image/v1");
+    assert_eq!(result["containerimage.config.digest"], report["image_id"]);
+    assert_eq!(result["image.name"].as_str().unwrap(), tag);
+    assert_eq!(result["report"], report);
 }
 
 /// Removes the test's images however the test ends.

@@ -46,9 +46,13 @@ pub fn run(
             .map_err(anyhow::Error::from)
             .map_err(|e| e.context(format!("cannot write the report to {}", path.display())))?;
     }
-    let text = crate::ui::report::human(&outcome.report, printer.ui.color);
-    for line in text.lines() {
-        printer.line(line)?;
+    if args.json {
+        printer.json(&ctxbuild::report::ImageResult::new(&outcome.report))?;
+    } else {
+        let text = crate::ui::report::human(&outcome.report, printer.ui.color);
+        for line in text.lines() {
+            printer.line(line)?;
+        }
     }
     match outcome.push_error {
         Some(e) => Err(e),
