@@ -163,7 +163,10 @@ pub struct ImageResult<'a> {
     #[serde(rename = "containerimage.config.digest")]
     pub config_digest: &'a str,
     /// The manifest digest of the first pushed tag, when pushed.
-    #[serde(rename = "containerimage.digest", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerimage.digest",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub digest: Option<&'a str>,
     /// The tags, comma-separated as buildx writes them.
     #[serde(rename = "image.name")]

@@ -70,8 +70,17 @@ fn a_cold_builder_takes_every_step_from_the_cache_image_and_explains_its_first_m
     );
     let build = |cache: &str, extra: &[&str]| {
         let mut args = vec![
-            "--progress", "plain", "image", "demo", "-f", "cf.Dockerfile", "--no-check", "-t",
-            &tag, "--report", "r.json",
+            "--progress",
+            "plain",
+            "image",
+            "demo",
+            "-f",
+            "cf.Dockerfile",
+            "--no-check",
+            "-t",
+            &tag,
+            "--report",
+            "r.json",
         ];
         args.extend_from_slice(extra);
         let o = ctxb(dir.path(), cache, &args);
@@ -104,7 +113,10 @@ fn a_cold_builder_takes_every_step_from_the_cache_image_and_explains_its_first_m
     assert!(common::stderr(&o).contains(&format!("pulling cache image {tag}")));
 
     // One edited file on another fresh builder: the reason names it, from the image's label.
-    common::write_tree(dir.path(), &[("app/main.py", &format!("# {marker} edited\n"))]);
+    common::write_tree(
+        dir.path(),
+        &[("app/main.py", &format!("# {marker} edited\n"))],
+    );
     let (o, edited) = build("cache-c", &["--cache-from", &tag]);
     let rows = steps(&edited);
     assert_eq!(rows[2].1, "CACHED", "{rows:?}");
@@ -120,7 +132,9 @@ fn a_cold_builder_takes_every_step_from_the_cache_image_and_explains_its_first_m
     let (o, report) = build("cache-c", &["--cache-from", &absent, "--json"]);
     let err = common::stderr(&o);
     assert!(
-        err.contains(&format!("cache image {absent} unavailable, building without it")),
+        err.contains(&format!(
+            "cache image {absent} unavailable, building without it"
+        )),
         "{err}"
     );
     let result: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON");

@@ -14,11 +14,11 @@
 
 use super::labels;
 use crate::diagnostics::diagnose;
+use crate::engine::StepStatus;
 use crate::engine::{self, DockerConfig, Engine};
 use crate::events::{Event, Sink};
 use crate::key::Plan;
 use crate::report::{CacheOrigin, Report};
-use crate::engine::StepStatus;
 use base64::Engine as _;
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -73,7 +73,9 @@ pub fn prepare(
                         .inspect_image(reference)
                         .map_err(diagnose)?
                         .map(|i| (i, true))
-                        .ok_or_else(|| anyhow::anyhow!("the engine has no {reference} after the pull"))
+                        .ok_or_else(|| {
+                            anyhow::anyhow!("the engine has no {reference} after the pull")
+                        })
                 })
             }
             Err(e) => Err(diagnose(e)),
@@ -91,8 +93,9 @@ pub fn prepare(
                 out.sources.push(reference.clone());
                 out.images.push((reference.clone(), info.id));
             }
-            Err(e) if e.is::<engine::EngineError>()
-                && matches!(e.downcast_ref(), Some(engine::EngineError::Interrupted)) =>
+            Err(e)
+                if e.is::<engine::EngineError>()
+                    && matches!(e.downcast_ref(), Some(engine::EngineError::Interrupted)) =>
             {
                 return Err(e)
             }
@@ -252,7 +255,10 @@ mod tests {
         let mut labels = std::collections::BTreeMap::new();
         labels.insert(labels::PLAN.to_string(), plan_label(&plan_with(1)).unwrap());
         labels.insert(labels::SERVICE.to_string(), "worker".to_string());
-        assert!(plan_of(&labels, "backend").is_none(), "another service's plan");
+        assert!(
+            plan_of(&labels, "backend").is_none(),
+            "another service's plan"
+        );
         assert!(plan_of(&labels, "worker").is_some());
     }
 }
