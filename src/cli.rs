@@ -366,6 +366,11 @@ pub struct ImageArgs {
     #[arg(long)]
     pub pull: bool,
 
+    /// Take cached steps from this image (repeatable), pulled when absent with the push
+    /// credentials; a missing one is a warning. For cold builders (Cloud Build).
+    #[arg(long = "cache-from", value_name = "IMAGE")]
+    pub cache_from: Vec<String>,
+
     /// Target platform, e.g. linux/amd64.
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
@@ -389,6 +394,11 @@ pub struct ImageArgs {
     /// Write the cache report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+
+    /// Print the result as JSON (schema `ctxbuild.image/v1`: buildx-style metadata keys and
+    /// the report) on stdout instead of the table; progress stays on stderr.
+    #[arg(long)]
+    pub json: bool,
 
     /// The Docker engine, as for docker -H (default: $DOCKER_HOST or the local socket).
     #[arg(short = 'H', long, value_name = "HOST")]

@@ -33,6 +33,21 @@ pub enum Event<'a> {
         what: Degraded,
         error: &'a anyhow::Error,
     },
+    /// `--cache-from`: pulling a cache image the engine does not have.
+    CacheFromPulling { reference: &'a str },
+    /// `--cache-from`: a cache image the build may take steps from.
+    CacheFromReady {
+        reference: &'a str,
+        image_id: &'a str,
+        /// Pulled by this run (it was not on the engine before).
+        pulled: bool,
+    },
+    /// `--cache-from`: a cache image that is missing or cannot be pulled; the build goes on
+    /// without it.
+    CacheFromUnavailable {
+        reference: &'a str,
+        error: &'a anyhow::Error,
+    },
     /// One event of the engine's build stream.
     Build(&'a BuildEvent),
     /// One event of a push of `tag`.
@@ -55,6 +70,9 @@ pub enum Degraded {
     PlanSteps,
     /// This build's plan could not be saved for the next report.
     SavePlan,
+    /// This build's plan is too large for the image label, so a builder that only has the
+    /// image cannot say why a step rebuilt.
+    PlanLabel,
 }
 
 /// Receives events. `Sync` because `clean` reports from its worker threads.

@@ -24,7 +24,28 @@ pub struct Report {
     pub rebuild_reason: Option<RebuildReason>,
     pub context: ContextSummary,
     pub pushed: Vec<PushOutcome>,
+    /// The `--cache-from` images the build could use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_from: Vec<CacheFromImage>,
     pub warnings: Vec<String>,
+}
+
+/// A `--cache-from` image that was present for the build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CacheFromImage {
+    pub reference: String,
+    /// Its image id, `sha256:…`.
+    pub image_id: String,
+}
+
+/// Where a cached step came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheOrigin {
+    /// A layer this engine already held.
+    Local,
+    /// A layer of a `--cache-from` image.
+    CacheFrom,
 }
 
 /// One Dockerfile step.
@@ -39,6 +60,9 @@ pub struct StepRow {
     pub layer_size: Option<u64>,
     /// Short image id the step produced.
     pub image_id: Option<String>,
+    /// For a CACHED step after FROM: whose cache served it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheOrigin>,
 }
 
 /// Totals over the build.
@@ -129,6 +153,41 @@ pub struct ContextSummary {
     pub pollution_excluded_bytes: u64,
 }
 
+/// `image --json`: the report under a versioned schema, with the keys of buildx's
+/// `--metadata-file` so scripts written for it find the digests where they expect them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageResult<'a> {
+    /// `ctxbuild.image/v1`.
+    pub schema: &'static str,
+    /// The config digest: the image id, `sha256:…`.
+    #[serde(rename = "containerimage.config.digest")]
+    pub config_digest: &'a str,
+    /// The manifest digest of the first pushed tag, when pushed.
+    #[serde(
+        rename = "containerimage.digest",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub digest: Option<&'a str>,
+    /// The tags, comma-separated as buildx writes them.
+    #[serde(rename = "image.name")]
+    pub name: String,
+    pub report: &'a Report,
+}
+
+impl<'a> ImageResult<'a> {
+    pub const SCHEMA: &'static str = "ctxbuild.image/v1";
+
+    pub fn new(report: &'a Report) -> ImageResult<'a> {
+        ImageResult {
+            schema: Self::SCHEMA,
+            config_digest: &report.image_id,
+            digest: report.pushed.iter().find_map(|p| p.digest.as_deref()),
+            name: report.tags.join(","),
+            report,
+        }
+    }
+}
+
 impl Report {
     /// Builds the report from a finished build and the final image's history (newest first).
     pub fn new(
@@ -155,6 +214,13 @@ impl Report {
                     layer_size(history, id, is_from)
                 }),
                 image_id: s.image_id.clone(),
+                cache: (s.status == StepStatus::Cached
+                    && !s
+                        .instruction
+                        .split_whitespace()
+                        .next()
+                        .is_some_and(|w| w.eq_ignore_ascii_case("FROM")))
+                .then_some(CacheOrigin::Local),
             })
             .collect();
         let cached = steps
@@ -185,6 +251,7 @@ impl Report {
                 ..Default::default()
             },
             pushed: Vec::new(),
+            cache_from: Vec::new(),
             warnings: outcome.warnings.clone(),
         }
     }

@@ -380,7 +380,9 @@ fn generated_config_runs_step_by_step_builds_pushes_and_reports() {
         ]
     );
 
-    let _ = common::docker_output(&["rmi", &tag]);
+    // The moving tag the next build takes its cache from was pushed too.
+    assert!(body.contains("latest"), "{body}");
+    let _ = common::docker_output(&["rmi", &tag, &format!("{repo}/backend:latest")]);
 }
 
 #[test]

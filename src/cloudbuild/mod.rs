@@ -243,6 +243,12 @@ pub fn image_ref(service: &str) -> String {
     format!("${{_REPO}}/{service}:${{_TAG}}")
 }
 
+/// The moving tag every build also pushes, and the next build's `--cache-from`: Cloud Build
+/// workers start with an empty layer cache.
+pub fn cache_ref(service: &str) -> String {
+    format!("${{_REPO}}/{service}:latest")
+}
+
 impl BuildConfig {
     /// The config as a YAML document, byte-identical for identical input.
     pub fn to_yaml(&self) -> String {
@@ -356,7 +362,16 @@ fn image_step(svc: &Service, request: &Request, config_arg: Option<&str>) -> Ste
     if let Some(b) = &request.base_image {
         args.extend(strings(&["--base-image", b]));
     }
-    args.extend(strings(&["--tag", &image_ref(&svc.name), "--push"]));
+    let cache = cache_ref(&svc.name);
+    args.extend(strings(&[
+        "--tag",
+        &image_ref(&svc.name),
+        "--tag",
+        &cache,
+        "--cache-from",
+        &cache,
+        "--push",
+    ]));
     args.extend(strings(&[
         "--report",
         &format!("{WORKSPACE}/{}", report_file(&svc.name)),

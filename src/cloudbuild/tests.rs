@@ -134,6 +134,10 @@ fn check_runs_first_and_every_image_step_waits_for_it_alone() {
             "backend",
             "--tag",
             "${_REPO}/backend:${_TAG}",
+            "--tag",
+            "${_REPO}/backend:latest",
+            "--cache-from",
+            "${_REPO}/backend:latest",
             "--push",
             "--report",
             "/workspace/ctxbuild-report-backend.json"

@@ -32,6 +32,7 @@ pub fn run(
         pull: args.pull,
         platform: args.platform.clone(),
         push: args.push,
+        cache_from: args.cache_from.clone(),
         clean: args.clean,
         check: !args.no_check,
         engine_host: args.host.clone(),
@@ -45,9 +46,13 @@ pub fn run(
             .map_err(anyhow::Error::from)
             .map_err(|e| e.context(format!("cannot write the report to {}", path.display())))?;
     }
-    let text = crate::ui::report::human(&outcome.report, printer.ui.color);
-    for line in text.lines() {
-        printer.line(line)?;
+    if args.json {
+        printer.json(&ctxbuild::report::ImageResult::new(&outcome.report))?;
+    } else {
+        let text = crate::ui::report::human(&outcome.report, printer.ui.color);
+        for line in text.lines() {
+            printer.line(line)?;
+        }
     }
     match outcome.push_error {
         Some(e) => Err(e),

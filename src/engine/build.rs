@@ -33,6 +33,9 @@ pub struct BuildOptions {
     pub no_cache: bool,
     pub pull: bool,
     pub platform: Option<String>,
+    /// `--cache-from`: images the classic builder may take cached steps from. With any given,
+    /// it trusts a local cache hit only when the hit is an ancestor of one of them.
+    pub cache_from: Vec<String>,
 }
 
 /// A successful build.
@@ -99,6 +102,7 @@ impl Engine {
                 .then(|| opts.labels.iter().cloned().collect::<HashMap<_, _>>()),
             platform: opts.platform.clone().unwrap_or_default(),
             target: opts.target.clone().unwrap_or_default(),
+            cachefrom: (!opts.cache_from.is_empty()).then(|| opts.cache_from.clone()),
             version: BuilderVersion::BuilderV1,
             ..Default::default()
         };

@@ -1,4 +1,4 @@
-//! The Docker Engine boundary: connection, streamed classic builds, image history, push.
+//! The Docker Engine boundary: connection, streamed classic builds, image history, push, pull.
 //!
 //! The only module that imports bollard. Everything it returns is our own data
 //! ([`BuildEvent`], [`BuildOutcome`], [`StepRecord`], [`PushOutcome`]) or a typed
@@ -15,6 +15,7 @@ mod build;
 pub mod error;
 pub mod events;
 pub mod host;
+mod images;
 mod push;
 pub mod reference;
 pub mod steps;
@@ -25,6 +26,7 @@ pub use build::{BuildOptions, BuildOutcome, HistoryLayer};
 pub use error::{EngineError, PushFailure, StepRef};
 pub use events::BuildEvent;
 pub use host::{EngineConfig, HostSource, Transport};
+pub use images::ImageInfo;
 pub use push::{PushEvent, PushOutcome};
 pub use steps::{StepRecord, StepStatus};
 

@@ -11,6 +11,9 @@ pub const SERVICE: &str = "dev.ctxbuild.service";
 pub const TEMPLATE: &str = "dev.ctxbuild.template";
 pub const SOURCE_DIGEST: &str = "dev.ctxbuild.source-digest";
 pub const REVISION: &str = "org.opencontainers.image.revision";
+/// The build's plan (keys and manifest), so a builder that only has the image can say why a
+/// step rebuilt; see [`super::cachefrom::plan_label`].
+pub const PLAN: &str = "dev.ctxbuild.plan";
 
 /// The Dockerfile with one `LABEL "k"="v" …` line appended (JSON string quoting is valid
 /// Dockerfile quoting).

@@ -7,6 +7,7 @@
 //! parses command lines or picks exit codes: errors carry an
 //! [`ErrorClass`](crate::diagnostics::ErrorClass) and hints.
 
+pub mod cachefrom;
 pub mod dockerfile;
 pub mod inject;
 pub mod labels;
@@ -48,6 +49,8 @@ pub struct ImageRequest {
     pub pull: bool,
     pub platform: Option<String>,
     pub push: bool,
+    /// `--cache-from`: images the engine may take cached steps from, pulled when absent.
+    pub cache_from: Vec<String>,
     /// Remove the context's bytecode before scanning it.
     pub clean: bool,
     /// Refuse to build when `check` finds errors.
@@ -98,7 +101,7 @@ pub fn build(
     sink: &dyn Sink,
 ) -> anyhow::Result<ImageOutcome> {
     // Bad input fails before anything is scanned, built or tagged.
-    for tag in &req.tags {
+    for tag in req.tags.iter().chain(&req.cache_from) {
         engine::reference::check_tag(tag).map_err(diagnose)?;
     }
     if let Some(p) = &req.platform {
@@ -215,14 +218,50 @@ pub fn build(
     // name with a .dockerignore line that hides it from COPY. An injected one carries the
     // labels as one LABEL line: the engine would add one cached-or-not step per label.
     let inject = df.rendered.is_some() || scanned.dockerfile.is_none();
-    let mut text = df.text.clone();
-    let mut api_labels = Vec::new();
-    if inject && req.target.is_none() {
-        text = labels::with_label_line(&text, &image_labels);
-    } else {
-        // With --target only the engine knows which stage is last.
-        api_labels = image_labels;
+    // With --target only the engine knows which stage is last: labels go through the API.
+    let label_line = inject && req.target.is_none();
+    let text_with = |labels: &[(String, String)]| {
+        if label_line {
+            labels::with_label_line(&df.text, labels)
+        } else {
+            df.text.clone()
+        }
+    };
+
+    // The plan is keyed without its own label (it cannot contain itself); every build keys it
+    // the same way, so plans stay comparable.
+    let build_args = buildargs::resolve_from_process(&req.build_args);
+    let plan = manifest.as_ref().and_then(|m| {
+        let text = text_with(&image_labels);
+        match plan_steps(&text, &df.display, m, &build_args, req.target.as_deref()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                sink.event(&Event::Degraded {
+                    what: Degraded::PlanSteps,
+                    error: &e,
+                });
+                None
+            }
+        }
+    });
+    // The plan travels in the image, so a builder that only pulled it can explain a rebuild.
+    if let (Some(plan), Some(m)) = (&plan, &manifest) {
+        let mut with_manifest = plan.clone();
+        with_manifest.manifest = Some(m.clone());
+        match cachefrom::plan_label(&with_manifest) {
+            Some(v) => image_labels.push((labels::PLAN.to_string(), v)),
+            None => sink.event(&Event::Degraded {
+                what: Degraded::PlanLabel,
+                error: &anyhow::anyhow!(
+                    "the plan of {} files exceeds the {} KiB label limit",
+                    m.entries.len(),
+                    cachefrom::PLAN_LABEL_LIMIT >> 10
+                ),
+            }),
+        }
     }
+    let text = text_with(&image_labels);
+    let api_labels = if label_line { Vec::new() } else { image_labels };
     let (tar_opts, dockerfile_in_tar) = if inject {
         let opts = inject::tar_options(&scanned, &text, mtime)
             .map_err(anyhow::Error::from)
@@ -242,25 +281,12 @@ pub fn build(
         )
     };
 
-    let build_args = buildargs::resolve_from_process(&req.build_args);
-    let plan = manifest.as_ref().and_then(|m| {
-        match plan_steps(&text, &df.display, m, &build_args, req.target.as_deref()) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                sink.event(&Event::Degraded {
-                    what: Degraded::PlanSteps,
-                    error: &e,
-                });
-                None
-            }
-        }
-    });
-
     let tags = if req.tags.is_empty() {
         vec![format!("ctxbuild/{}:latest-build", svc.name)]
     } else {
         req.tags.clone()
     };
+    let cache = cachefrom::prepare(&engine, &req.cache_from, &tags, &svc.name, sink)?;
     let opts = BuildOptions {
         dockerfile: Some(dockerfile_in_tar),
         tags: tags.clone(),
@@ -270,6 +296,7 @@ pub fn build(
         no_cache: req.no_cache,
         pull: req.pull,
         platform: req.platform.clone(),
+        cache_from: cache.sources.clone(),
     };
 
     engine.cancel_on_signals().map_err(diagnose)?;
@@ -287,6 +314,7 @@ pub fn build(
     // The image's size is the sum of its layers: no second request needed.
     let size = history.iter().map(|l| l.size).sum();
     let mut report = Report::new(Some(svc.name.clone()), &built, &history, size);
+    cache.mark(&mut report);
     report.context.pollution_excluded_entries = kept_out.entries;
     report.context.pollution_excluded_bytes = kept_out.bytes;
     if let (Some(plan), Some(manifest)) = (plan, manifest) {
@@ -298,8 +326,10 @@ pub fn build(
             tag: tags[0].clone(),
         };
         if !req.no_cache {
+            // This machine's last plan, else the one a cache image carries.
+            let previous = store.load(&key).or_else(|| cache.plans.first().cloned());
             report.rebuild_reason =
-                reason::rebuild_reason(&report, store.load(&key).as_ref(), &plan, &manifest);
+                reason::rebuild_reason(&report, previous.as_ref(), &plan, &manifest);
         }
         if let Err(e) = store.save(&key, plan, manifest) {
             let e = anyhow::Error::from(e).context(format!(

@@ -414,8 +414,33 @@ impl Sink for Renderer {
                     Degraded::SavePlan => {
                         format!("{why} (the next report cannot say why a step rebuilt)")
                     }
+                    Degraded::PlanLabel => format!(
+                        "{why}: a builder that only has this image cannot say why a step rebuilt"
+                    ),
                 };
                 self.warn(&st, &s);
+            }
+            Event::CacheFromPulling { reference } => {
+                self.info(&st, &format!("pulling cache image {reference}"))
+            }
+            Event::CacheFromReady {
+                reference,
+                image_id,
+                pulled,
+            } => {
+                if self.ui.verbosity >= Verbosity::Verbose || *pulled {
+                    let id = image_id.strip_prefix("sha256:").unwrap_or(image_id);
+                    let id = &id[..id.len().min(12)];
+                    self.info(&st, &format!("cache image {reference} ({id})"));
+                }
+            }
+            Event::CacheFromUnavailable { reference, error } => {
+                let why = super::diagnostics::plain(error);
+                let why = why.trim_end().trim_start_matches("error: ");
+                self.warn(
+                    &st,
+                    &format!("cache image {reference} unavailable, building without it: {why}"),
+                );
             }
             Event::Build(b) => self.build(&mut st, b),
             Event::Push { tag, event } => self.push(&mut st, tag, event),

@@ -4,7 +4,7 @@
 
 use super::theme::{bytes, paint};
 use ctxbuild::engine::StepStatus;
-use ctxbuild::report::Report;
+use ctxbuild::report::{CacheOrigin, Report};
 
 /// The report for people: a table, then the totals and the reason.
 pub fn human(report: &Report, color: bool) -> String {
@@ -19,14 +19,17 @@ pub fn human(report: &Report, color: bool) -> String {
         .unwrap_or(4)
         .max(4);
     out.push_str(&format!(
-        "{:<num_w$}  {:<6}  {:>7}  {:>9}  {:<12}  {}\n",
+        "{:<num_w$}  {:<10}  {:>7}  {:>9}  {:<12}  {}\n",
         "Step", "Cache", "Time", "Size", "Image", "Instruction"
     ));
     for s in &report.steps {
         // Padded before painting: escape codes would break the column width.
-        let status = match s.status {
-            StepStatus::Cached => paint("CACHED", console::Style::new().green()),
-            StepStatus::Built => paint("BUILT ", console::Style::new().yellow().bold()),
+        let status = match (s.status, s.cache) {
+            (StepStatus::Cached, Some(CacheOrigin::CacheFrom)) => {
+                paint("CACHE-FROM", console::Style::new().cyan())
+            }
+            (StepStatus::Cached, _) => paint("CACHED    ", console::Style::new().green()),
+            (StepStatus::Built, _) => paint("BUILT     ", console::Style::new().yellow().bold()),
         };
         out.push_str(&format!(
             "{:<num_w$}  {}  {:>7}  {:>9}  {:<12}  {}\n",
@@ -39,8 +42,18 @@ pub fn human(report: &Report, color: bool) -> String {
         ));
     }
     let t = &report.totals;
+    let from_cache_images = report
+        .steps
+        .iter()
+        .filter(|s| s.cache == Some(CacheOrigin::CacheFrom))
+        .count();
+    let remote = if from_cache_images > 0 {
+        format!(", {from_cache_images} from --cache-from")
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "\nBuilt {} in {:.1}s: {}/{} steps cached ({:.0}%), image {}\n",
+        "\nBuilt {} in {:.1}s: {}/{} steps cached ({:.0}%{remote}), image {}\n",
         short_id(&report.image_id),
         t.build_seconds,
         t.cached_steps,
@@ -48,6 +61,13 @@ pub fn human(report: &Report, color: bool) -> String {
         t.cached_share * 100.0,
         bytes(t.image_size)
     ));
+    for c in &report.cache_from {
+        out.push_str(&format!(
+            "Cache from {} ({})\n",
+            c.reference,
+            short_id(&c.image_id)
+        ));
+    }
     if let Some(r) = &report.rebuild_reason {
         out.push_str(&format!(
             "Step {} `{}` rebuilt: {}\n",
