@@ -16,9 +16,13 @@ CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 
 # `--target` keeps these flags off build scripts and proc macros (they run on the host) and
 # puts the static artifacts in target/$TARGET, apart from the ordinary release build.
-log "building the static binary (cargo build --release --target $TARGET)"
-RUSTFLAGS='-C target-feature=+crt-static' cargo build --locked --release --target "$TARGET" --bin ctxbuild
-bin="target/$TARGET/release/ctxbuild"
+# STEP_PROFILE=step-test (what scripts/test.sh uses) is the release profile without LTO and with
+# more codegen units: the same code, statically linked and packed the same way, in a fraction of
+# the build time. Users' images (the Dockerfile) use the release profile.
+PROFILE="${STEP_PROFILE:-release}"
+log "building the static binary (cargo build --profile $PROFILE --target $TARGET)"
+RUSTFLAGS='-C target-feature=+crt-static' cargo build --locked --profile "$PROFILE" --target "$TARGET" --bin ctxbuild
+bin="target/$TARGET/$PROFILE/ctxbuild"
 
 # A static-pie binary makes ldd say "statically linked" (exit 0); a static non-PIE one "not a
 # dynamic executable" (exit 1). Anything else names shared libraries.

@@ -12,7 +12,7 @@ scripts/base-images.sh
 scripts/registry.sh
 # The Cloud Build step image (a static release binary FROM scratch): built once, then only when
 # the binary changed.
-scripts/step-image.sh
+STEP_PROFILE="${STEP_PROFILE:-step-test}" scripts/step-image.sh
 
 export CTXBUILD_TEST_BUSYBOX="${CTXBUILD_TEST_BUSYBOX:-ctxbuild-test/busybox:1}"
 export CTXBUILD_TEST_PYTHON="${CTXBUILD_TEST_PYTHON:-ctxbuild-test/python:3-bookworm}"
