@@ -282,6 +282,10 @@ pub struct ContextArgs {
     #[arg(long, value_name = "LEVEL", num_args = 0..=1, default_missing_value = "6",
           value_parser = clap::value_parser!(u32).range(0..=9))]
     pub gzip: Option<u32>,
+
+    /// Print what was written as JSON (schema `ctxbuild.context/v1`); needs `-o FILE`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Render a service's Dockerfile from ctxbuild's templates.
@@ -300,6 +304,11 @@ pub struct RenderArgs {
     /// Also write a .dockerignore into the service's context if it has none.
     #[arg(long)]
     pub write_dockerignore: bool,
+
+    /// Print the rendering as JSON (schema `ctxbuild.render/v1`: template, version, base
+    /// image, the Dockerfile text) instead of the Dockerfile.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Lint Dockerfiles, compose files and ctxbuild.toml for the drift that breaks deploys.

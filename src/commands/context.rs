@@ -34,6 +34,12 @@ pub fn run(
     settings: &Settings,
 ) -> anyhow::Result<ExitStatus> {
     let to_stdout = args.output.as_os_str() == "-";
+    if to_stdout && args.json {
+        return Err(anyhow::anyhow!(
+            "--json needs -o FILE: stdout already carries the tar"
+        ))
+        .hint("write the tar with -o ctx.tar and keep --json");
+    }
     if to_stdout && std::io::stdout().is_terminal() {
         return Err(anyhow::anyhow!("refusing to write a tar to a terminal"))
             .hint("redirect stdout or use -o FILE");
@@ -95,6 +101,18 @@ pub fn run(
                 "{} entries, {} content bytes, {} bytes written",
                 st.entries, st.content_bytes, st.output_bytes
             ));
+            if args.json {
+                printer.json(&serde_json::json!({
+                    "schema": "ctxbuild.context/v1",
+                    "root": ctx.root.display().to_string(),
+                    "output": args.output.display().to_string(),
+                    "gzip": args.gzip,
+                    "mtime": mtime,
+                    "entries": st.entries,
+                    "content_bytes": st.content_bytes,
+                    "output_bytes": st.output_bytes,
+                }))?;
+            }
             Ok(ExitStatus::Success)
         }
         Err(e) if e.is_broken_pipe() => Err(WriteError::Closed.into()),

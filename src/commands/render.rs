@@ -15,9 +15,10 @@ pub fn run(args: &RenderArgs, printer: &mut Printer) -> anyhow::Result<ExitStatu
     let variant = Variant::from_flags(s.slim);
     let rendered =
         render::render(&config, svc, variant, s.base_image.as_deref()).map_err(diagnose)?;
-    match args.output.as_deref() {
-        Some(out) if out != Path::new("-") => {
-            std::fs::write(out, &rendered.dockerfile)
+    let written = args.output.as_deref().filter(|out| *out != Path::new("-"));
+    match written {
+        Some(out) => {
+            ctxbuild::fsutil::write_atomic(out, rendered.dockerfile.as_bytes())
                 .map_err(anyhow::Error::from)
                 .map_err(|e| e.context(format!("cannot write {}", out.display())))
                 .hint("check that the directory exists and is writable")?;
@@ -29,19 +30,36 @@ pub fn run(args: &RenderArgs, printer: &mut Printer) -> anyhow::Result<ExitStatu
                 rendered.base_image
             ));
         }
-        _ => printer.bytes(rendered.dockerfile.as_bytes())?,
+        None if !args.json => printer.bytes(rendered.dockerfile.as_bytes())?,
+        None => {}
     }
+    let mut dockerignore = None;
     if args.write_dockerignore {
         match render::write_dockerignore(&config, svc).map_err(diagnose)? {
-            Some(p) => printer.info(&format!(
-                "wrote {}",
-                p.strip_prefix("./").unwrap_or(&p).display()
-            )),
+            Some(p) => {
+                let shown = p.strip_prefix("./").unwrap_or(&p).display().to_string();
+                printer.info(&format!("wrote {shown}"));
+                dockerignore = Some(shown);
+            }
             None => printer.info(&format!(
                 "{} exists; left as it is",
                 config.display_path(&svc.context.join(".dockerignore"))
             )),
         }
+    }
+    if args.json {
+        printer.json(&serde_json::json!({
+            "schema": "ctxbuild.render/v1",
+            "service": svc.name,
+            "variant": variant.as_str(),
+            "template": rendered.template,
+            "template_version": rendered.template_version,
+            "base_image": rendered.base_image,
+            "worker_class": rendered.worker_class,
+            "output": written.map(|p| p.display().to_string()),
+            "dockerignore_written": dockerignore,
+            "dockerfile": rendered.dockerfile,
+        }))?;
     }
     Ok(ExitStatus::Success)
 }
