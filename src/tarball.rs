@@ -235,7 +235,7 @@ fn write_items<W: Write>(
             path: rel.to_path_buf(),
             source,
         };
-        let (kind, mode, size, link) = match item {
+        let (kind, mode, size, link, rdev) = match item {
             Item::Extra(x) => {
                 let mut h = header(tar::EntryType::Regular, x.mode, x.data.len() as u64, mtime);
                 b.append_data(&mut h, rel, x.data.as_slice())
@@ -244,9 +244,11 @@ fn write_items<W: Write>(
                 stats.content_bytes += x.data.len() as u64;
                 continue;
             }
-            Item::Entry(e) => (e.kind, e.mode, e.size, e.link_target.clone()),
+            Item::Entry(e) => (e.kind, e.mode, e.size, e.link_target.clone(), e.rdev),
             Item::Disk(_, md) => {
                 let ft = md.file_type();
+                // The Dockerfile and `.dockerignore`: a pipe swapped in here is refused by the
+                // open below rather than sent as a pipe.
                 let kind = if ft.is_dir() {
                     EntryKind::Dir
                 } else if ft.is_symlink() {
@@ -259,7 +261,7 @@ fn write_items<W: Write>(
                 } else {
                     None
                 };
-                (kind, md.permissions().mode() & 0o7777, md.len(), link)
+                (kind, md.permissions().mode() & 0o7777, md.len(), link, 0)
             }
         };
         match kind {
@@ -271,6 +273,21 @@ fn write_items<W: Write>(
                     <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&p),
                 ));
                 b.append_data(&mut h, &p, io::empty())
+                    .map_err(TarError::Write)?;
+            }
+            EntryKind::Fifo | EntryKind::CharDevice | EntryKind::BlockDevice => {
+                // As the Docker CLI's archive package writes them: type 6/3/4, no content,
+                // devmajor/devminor for devices (zero for a pipe). Never opened.
+                let ty = match kind {
+                    EntryKind::Fifo => tar::EntryType::Fifo,
+                    EntryKind::CharDevice => tar::EntryType::Char,
+                    _ => tar::EntryType::Block,
+                };
+                let mut h = header(ty, mode, 0, mtime);
+                let (major, minor) = crate::context::entry::dev_numbers(rdev);
+                h.set_device_major(major).map_err(TarError::Write)?;
+                h.set_device_minor(minor).map_err(TarError::Write)?;
+                b.append_data(&mut h, rel, io::empty())
                     .map_err(TarError::Write)?;
             }
             EntryKind::Symlink => {
@@ -326,6 +343,7 @@ mod tests {
             mode,
             size,
             link_target: link.map(PathBuf::from),
+            rdev: 0,
             stat: StatInfo::default(),
         }
     }

@@ -326,7 +326,10 @@ pub(super) fn from_entries(root: &Path, entries: &[Entry], rules: &Rules) -> Fou
     for e in entries {
         let rel = e.path.as_path();
         let kind = match e.kind {
-            EntryKind::File => Kind::File,
+            // Pipes and devices are files to `clean`, as lstat's view in `Kind::from` has it.
+            EntryKind::File | EntryKind::Fifo | EntryKind::CharDevice | EntryKind::BlockDevice => {
+                Kind::File
+            }
             EntryKind::Dir => Kind::Dir,
             EntryKind::Symlink => Kind::Symlink,
         };
@@ -393,6 +396,7 @@ mod tests {
             mode: 0o644,
             size: 3,
             link_target: None,
+            rdev: 0,
             stat: StatInfo::default(),
         }
     }
