@@ -513,4 +513,82 @@ mod tests {
         let err = r.unwrap_err();
         assert!(err.contains("FIFO"), "{err}");
     }
+
+    #[test]
+    fn pipes_and_devices_are_headers_with_their_numbers_and_never_opened() {
+        // No such paths on disk: the writer must not open or stat them.
+        let d = tempfile::tempdir().unwrap();
+        let mut null = e("dev/null", EntryKind::CharDevice, 0o666, 0, None);
+        null.rdev = libc::makedev(1, 3);
+        let mut loop0 = e("dev/loop0", EntryKind::BlockDevice, 0o660, 0, None);
+        loop0.rdev = libc::makedev(7, 0);
+        // A minor number above 255 takes glibc's split encoding.
+        let mut big = e("dev/big", EntryKind::CharDevice, 0o600, 0, None);
+        big.rdev = libc::makedev(259, 70000);
+        let pipe = e("pipe", EntryKind::Fifo, 0o640, 0, None);
+        let mut out = Vec::new();
+        let stats = write_context(
+            d.path(),
+            &[null, loop0, big, pipe],
+            &mut out,
+            &TarOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(stats.entries, 4);
+        assert_eq!(stats.content_bytes, 0);
+        let mut ar = tar::Archive::new(out.as_slice());
+        let got: Vec<(String, tar::EntryType, u32, u64, Option<u32>, Option<u32>)> = ar
+            .entries()
+            .unwrap()
+            .map(|en| {
+                let en = en.unwrap();
+                let h = en.header();
+                (
+                    en.path().unwrap().to_string_lossy().into_owned(),
+                    h.entry_type(),
+                    h.mode().unwrap(),
+                    h.size().unwrap(),
+                    h.device_major().unwrap(),
+                    h.device_minor().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "dev/big".into(),
+                    tar::EntryType::Char,
+                    0o600,
+                    0,
+                    Some(259),
+                    Some(70000)
+                ),
+                (
+                    "dev/loop0".into(),
+                    tar::EntryType::Block,
+                    0o660,
+                    0,
+                    Some(7),
+                    Some(0)
+                ),
+                (
+                    "dev/null".into(),
+                    tar::EntryType::Char,
+                    0o666,
+                    0,
+                    Some(1),
+                    Some(3)
+                ),
+                (
+                    "pipe".into(),
+                    tar::EntryType::Fifo,
+                    0o640,
+                    0,
+                    Some(0),
+                    Some(0)
+                ),
+            ]
+        );
+    }
 }

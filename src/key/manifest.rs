@@ -390,4 +390,38 @@ mod tests {
         let back: Manifest = serde_json::from_str(&s).unwrap();
         assert_eq!(back, m);
     }
+
+    #[test]
+    fn devices_are_keyed_by_number_pipes_by_type_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let digest = |e: &Entry| {
+            build(dir.path(), std::slice::from_ref(e), None)
+                .unwrap()
+                .0
+                .digest()
+        };
+        // Never opened: nothing exists at these paths.
+        let mut dev = entry("null", EntryKind::CharDevice, 0o666, 0);
+        dev.rdev = libc::makedev(1, 3);
+        let d13 = digest(&dev);
+        dev.stat.mtime_ns = 99;
+        assert_eq!(digest(&dev), d13, "mtime is not part of the key");
+        dev.rdev = libc::makedev(1, 5);
+        assert_ne!(digest(&dev), d13, "another device number is a miss");
+        dev.kind = EntryKind::BlockDevice;
+        dev.rdev = libc::makedev(1, 3);
+        assert_ne!(digest(&dev), d13, "block vs char is a miss");
+        let pipe = entry("null", EntryKind::Fifo, 0o666, 0);
+        let file = entry("null", EntryKind::File, 0o666, 0);
+        std::fs::write(dir.path().join("null"), "").unwrap();
+        assert_ne!(digest(&pipe), digest(&file));
+        let mut pipe2 = pipe.clone();
+        pipe2.mode = 0o600;
+        assert_ne!(digest(&pipe), digest(&pipe2));
+        // Records of other kinds keep the bytes they had before devices were modelled.
+        let mut buf = Vec::new();
+        let (m, _) = build(dir.path(), std::slice::from_ref(&file), None).unwrap();
+        m.entries[0].encode_into(&mut buf);
+        assert_eq!(buf.len(), 8 + 4 + 1 + 4 + 8 + 8 + 5 + 32);
+    }
 }
