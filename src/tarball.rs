@@ -537,7 +537,8 @@ mod tests {
         assert_eq!(stats.entries, 4);
         assert_eq!(stats.content_bytes, 0);
         let mut ar = tar::Archive::new(out.as_slice());
-        let got: Vec<(String, tar::EntryType, u32, u64, Option<u32>, Option<u32>)> = ar
+        type Row = (String, tar::EntryType, u32, u64, Option<u32>, Option<u32>);
+        let got: Vec<Row> = ar
             .entries()
             .unwrap()
             .map(|en| {
