@@ -136,6 +136,8 @@ pub enum Command {
     Check(CheckArgs),
     Image(ImageArgs),
     Completions(CompletionsArgs),
+    #[command(hide = true)]
+    Man(ManArgs),
     Cloudbuild(CloudbuildArgs),
     Init(InitArgs),
 }
@@ -197,7 +199,7 @@ pub struct CleanArgs {
     pub cross_filesystems: bool,
 }
 
-/// List the files and symlinks visible to `COPY . /dst/`, exactly as Docker sees the context.
+/// List the files, symlinks, pipes and devices visible to `COPY . /dst/`, exactly as Docker sees the context.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Examples:\n  ctxbuild ls                        # the context of .\n  ctxbuild ls examples/backend --json\n  ctxbuild ls . -f docker/Dockerfile --sizes"
@@ -206,7 +208,7 @@ pub struct LsArgs {
     #[command(flatten)]
     pub context: ContextDirArgs,
 
-    /// Print type, size, mode and link target as JSON.
+    /// Print type, size, mode (in the context), copy_mode (in the image), link target and device number as JSON.
     #[arg(long)]
     pub json: bool,
 
@@ -412,6 +414,15 @@ pub struct ImageArgs {
     /// The Docker engine, as for docker -H (default: $DOCKER_HOST or the local socket).
     #[arg(short = 'H', long, value_name = "HOST")]
     pub host: Option<String>,
+}
+
+/// Print a man page (roff) generated from this command line: ctxbuild(1), whose SUBCOMMANDS
+/// section names every command, or ctxbuild-COMMAND(1) with one command's options.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  ctxbuild man | man -l -\n  ctxbuild man ls > ctxbuild-ls.1")]
+pub struct ManArgs {
+    /// The command whose page to print (default: the ctxbuild(1) overview).
+    pub command: Option<String>,
 }
 
 /// Print shell completions.

@@ -131,6 +131,7 @@ mod tests {
             mode: 0o644,
             size,
             link_target: None,
+            rdev: 0,
             stat: StatInfo::default(),
         }
     }

@@ -235,7 +235,7 @@ fn write_items<W: Write>(
             path: rel.to_path_buf(),
             source,
         };
-        let (kind, mode, size, link) = match item {
+        let (kind, mode, size, link, rdev) = match item {
             Item::Extra(x) => {
                 let mut h = header(tar::EntryType::Regular, x.mode, x.data.len() as u64, mtime);
                 b.append_data(&mut h, rel, x.data.as_slice())
@@ -244,9 +244,11 @@ fn write_items<W: Write>(
                 stats.content_bytes += x.data.len() as u64;
                 continue;
             }
-            Item::Entry(e) => (e.kind, e.mode, e.size, e.link_target.clone()),
+            Item::Entry(e) => (e.kind, e.mode, e.size, e.link_target.clone(), e.rdev),
             Item::Disk(_, md) => {
                 let ft = md.file_type();
+                // The Dockerfile and `.dockerignore`: a pipe swapped in here is refused by the
+                // open below rather than sent as a pipe.
                 let kind = if ft.is_dir() {
                     EntryKind::Dir
                 } else if ft.is_symlink() {
@@ -259,7 +261,7 @@ fn write_items<W: Write>(
                 } else {
                     None
                 };
-                (kind, md.permissions().mode() & 0o7777, md.len(), link)
+                (kind, md.permissions().mode() & 0o7777, md.len(), link, 0)
             }
         };
         match kind {
@@ -271,6 +273,21 @@ fn write_items<W: Write>(
                     <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&p),
                 ));
                 b.append_data(&mut h, &p, io::empty())
+                    .map_err(TarError::Write)?;
+            }
+            EntryKind::Fifo | EntryKind::CharDevice | EntryKind::BlockDevice => {
+                // As the Docker CLI's archive package writes them: type 6/3/4, no content,
+                // devmajor/devminor for devices (zero for a pipe). Never opened.
+                let ty = match kind {
+                    EntryKind::Fifo => tar::EntryType::Fifo,
+                    EntryKind::CharDevice => tar::EntryType::Char,
+                    _ => tar::EntryType::Block,
+                };
+                let mut h = header(ty, mode, 0, mtime);
+                let (major, minor) = crate::context::entry::dev_numbers(rdev);
+                h.set_device_major(major).map_err(TarError::Write)?;
+                h.set_device_minor(minor).map_err(TarError::Write)?;
+                b.append_data(&mut h, rel, io::empty())
                     .map_err(TarError::Write)?;
             }
             EntryKind::Symlink => {
@@ -326,6 +343,7 @@ mod tests {
             mode,
             size,
             link_target: link.map(PathBuf::from),
+            rdev: 0,
             stat: StatInfo::default(),
         }
     }
@@ -494,5 +512,84 @@ mod tests {
             .expect("the tar writer hung on a FIFO");
         let err = r.unwrap_err();
         assert!(err.contains("FIFO"), "{err}");
+    }
+
+    #[test]
+    fn pipes_and_devices_are_headers_with_their_numbers_and_never_opened() {
+        // No such paths on disk: the writer must not open or stat them.
+        let d = tempfile::tempdir().unwrap();
+        let mut null = e("dev/null", EntryKind::CharDevice, 0o666, 0, None);
+        null.rdev = libc::makedev(1, 3);
+        let mut loop0 = e("dev/loop0", EntryKind::BlockDevice, 0o660, 0, None);
+        loop0.rdev = libc::makedev(7, 0);
+        // A minor number above 255 takes glibc's split encoding.
+        let mut big = e("dev/big", EntryKind::CharDevice, 0o600, 0, None);
+        big.rdev = libc::makedev(259, 70000);
+        let pipe = e("pipe", EntryKind::Fifo, 0o640, 0, None);
+        let mut out = Vec::new();
+        let stats = write_context(
+            d.path(),
+            &[null, loop0, big, pipe],
+            &mut out,
+            &TarOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(stats.entries, 4);
+        assert_eq!(stats.content_bytes, 0);
+        let mut ar = tar::Archive::new(out.as_slice());
+        type Row = (String, tar::EntryType, u32, u64, Option<u32>, Option<u32>);
+        let got: Vec<Row> = ar
+            .entries()
+            .unwrap()
+            .map(|en| {
+                let en = en.unwrap();
+                let h = en.header();
+                (
+                    en.path().unwrap().to_string_lossy().into_owned(),
+                    h.entry_type(),
+                    h.mode().unwrap(),
+                    h.size().unwrap(),
+                    h.device_major().unwrap(),
+                    h.device_minor().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "dev/big".into(),
+                    tar::EntryType::Char,
+                    0o600,
+                    0,
+                    Some(259),
+                    Some(70000)
+                ),
+                (
+                    "dev/loop0".into(),
+                    tar::EntryType::Block,
+                    0o660,
+                    0,
+                    Some(7),
+                    Some(0)
+                ),
+                (
+                    "dev/null".into(),
+                    tar::EntryType::Char,
+                    0o666,
+                    0,
+                    Some(1),
+                    Some(3)
+                ),
+                (
+                    "pipe".into(),
+                    tar::EntryType::Fifo,
+                    0o640,
+                    0,
+                    Some(0),
+                    Some(0)
+                ),
+            ]
+        );
     }
 }

@@ -145,6 +145,12 @@ fn expected(name: &str) -> Option<usize> {
         "file replaced by a directory" => Some(5),
         "ENV value edit in the Dockerfile" => Some(4),
         "RUN edit after COPY ." => Some(7),
+        "named pipe added in app/" => Some(5),
+        "chmod 600 of the pipe" => Some(5),
+        "touch only (mtime) of the pipe" => None,
+        "char device 1,3 added at the root" => Some(7),
+        "char device renumbered 1,3 -> 1,5, same mode" => Some(7),
+        "char device replaced by a pipe, same mode" => Some(7),
         other => panic!("no expectation for mutation {other}"),
     }
 }
@@ -258,7 +264,59 @@ fn mutations() -> Vec<Mutation> {
                 .replace("RUN echo $V", "RUN echo $V $APP");
             std::fs::write(&p, t).expect("write");
         }),
+        // Pipes and devices: Docker sends them, and its cache sees type, mode and number.
+        m("named pipe added in app/", |d, _| {
+            mknod(&d.join("app/pipe"), libc::S_IFIFO | 0o644, 0)
+        }),
+        m("chmod 600 of the pipe", |d, _| {
+            std::fs::set_permissions(d.join("app/pipe"), std::fs::Permissions::from_mode(0o600))
+                .expect("chmod");
+        }),
+        m("touch only (mtime) of the pipe", |d, _| {
+            // Opening a pipe to set its time would block: set it by path.
+            let c = cpath(&d.join("app/pipe"));
+            let times = [libc::timespec {
+                tv_sec: 1_000_000_000,
+                tv_nsec: 0,
+            }; 2];
+            let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) };
+            assert_eq!(rc, 0, "utimensat");
+        }),
+        m("char device 1,3 added at the root", |d, _| {
+            mknod(&d.join("null"), libc::S_IFCHR | 0o666, libc::makedev(1, 3))
+        }),
+        m("char device renumbered 1,3 -> 1,5, same mode", |d, _| {
+            std::fs::remove_file(d.join("null")).expect("rm");
+            mknod(&d.join("null"), libc::S_IFCHR | 0o666, libc::makedev(1, 5))
+        }),
+        m("char device replaced by a pipe, same mode", |d, _| {
+            std::fs::remove_file(d.join("null")).expect("rm");
+            mknod(&d.join("null"), libc::S_IFIFO | 0o666, 0)
+        }),
+        // (No "pipe removed": app/ would return to a state Docker built earlier in this run,
+        // and that older layer is a hit no before/after comparison of keys can foresee.)
     ]
+}
+
+fn cpath(p: &Path) -> std::ffi::CString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes()).expect("path")
+}
+
+/// mknod with the exact mode (mknod applies the umask). Devices need CAP_MKNOD, which the
+/// engine suite has (it runs as root next to dockerd).
+fn mknod(p: &Path, mode: libc::mode_t, dev: libc::dev_t) {
+    let c = cpath(p);
+    let rc = unsafe { libc::mknod(c.as_ptr(), mode, dev) };
+    assert_eq!(
+        rc,
+        0,
+        "mknod {}: {}",
+        p.display(),
+        std::io::Error::last_os_error()
+    );
+    let rc = unsafe { libc::chmod(c.as_ptr(), mode & 0o7777) };
+    assert_eq!(rc, 0, "chmod {}", p.display());
 }
 
 #[test]

@@ -43,3 +43,76 @@ fn thread_count_is_bounded() {
         );
     }
 }
+
+/// Every command `--help` lists (clap's own `help` aside).
+const COMMANDS: [&str; 11] = [
+    "clean",
+    "ls",
+    "plan",
+    "explain",
+    "context",
+    "render",
+    "check",
+    "image",
+    "completions",
+    "cloudbuild",
+    "init",
+];
+
+/// Renders roff to text with groff when the machine has it (man pages are for machines that
+/// do); otherwise the roff source is checked as it is.
+fn render_roff(roff: &[u8]) -> String {
+    use std::io::Write;
+    let Ok(mut child) = std::process::Command::new("groff")
+        .args(["-man", "-Tascii", "-P-cbou", "-ww"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        return String::from_utf8_lossy(roff).replace("\\-", "-");
+    };
+    child.stdin.take().unwrap().write_all(roff).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "groff: {}", common::stderr(&o));
+    assert!(o.stderr.is_empty(), "groff warns: {}", common::stderr(&o));
+    common::stdout(&o)
+}
+
+#[test]
+fn man_page_renders_and_names_every_command() {
+    let o = common::bin().arg("man").output().unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let roff = common::stdout(&o);
+    assert!(roff.contains(".TH ctxbuild 1"), "{roff}");
+    let text = render_roff(&o.stdout);
+    assert!(text.contains("SUBCOMMANDS"), "{text}");
+    // `--help` and the page agree on the command list.
+    let help = common::stdout(&common::bin().arg("--help").output().unwrap());
+    for cmd in COMMANDS {
+        assert!(help.contains(&format!("  {cmd} ")), "--help lacks {cmd}");
+        assert!(
+            text.contains(&format!("ctxbuild-{cmd}(1)")),
+            "the man page does not name {cmd}:\n{text}"
+        );
+    }
+    let listed = text.matches("ctxbuild-").count();
+    // Each command once, plus clap's `help`; nothing undocumented slipped in.
+    assert_eq!(listed, COMMANDS.len() + 1, "{text}");
+    // The hidden generator itself is not advertised.
+    assert!(!text.contains("ctxbuild-man"), "{text}");
+}
+
+#[test]
+fn man_page_of_a_command_shows_its_options() {
+    let o = common::bin().args(["man", "ls"]).output().unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let text = render_roff(&o.stdout);
+    assert!(text.contains("ctxbuild-ls"), "{text}");
+    for opt in ["--json", "--sizes", "--buildkit", "--file"] {
+        assert!(text.contains(opt), "ctxbuild-ls(1) lacks {opt}:\n{text}");
+    }
+    let o = common::bin().args(["man", "nope"]).output().unwrap();
+    assert!(!o.status.success());
+    assert!(common::stderr(&o).contains("no command `nope`"));
+}

@@ -1,11 +1,12 @@
 //! Real-engine fidelity: what `scan` predicts for `COPY . /ctx/` against what the classic builder
 //! actually copies.
 //!
-//! Each case is a small context (files, directories, symlinks, modes, a `.dockerignore`) built
-//! with `DOCKER_BUILDKIT=0 docker build` from `FROM scratch` + `COPY . /ctx/`; the image is
-//! instantiated with `docker create` (never run), exported, and the paths under `ctx/` read from
-//! the tar. Paths, types, symlink targets and permission bits must all agree. Every mismatch
-//! names its case; images and containers are removed afterwards.
+//! Each case is a small context (files, directories, symlinks, pipes, devices, modes, a
+//! `.dockerignore`) built with `DOCKER_BUILDKIT=0 docker build` from `FROM scratch` +
+//! `COPY . /ctx/`; the image is instantiated with `docker create` (never run), exported, and the
+//! paths under `ctx/` read from the tar. Paths, types, symlink targets, permission bits and
+//! device numbers must all agree. Every mismatch names its case; images and containers are
+//! removed afterwards.
 // Engine suite: built only with `--features engine-tests` (scripts/test.sh always enables it;
 // there a missing engine fails the run).
 #![cfg(feature = "engine-tests")]
@@ -29,6 +30,10 @@ enum Node {
     Dir,
     DirMode(u32),
     Link(&'static str),
+    /// A named pipe with this mode.
+    Pipe(u32),
+    /// A character device (mode, major, minor); needs CAP_MKNOD, as the engine tests run.
+    CharDev(u32, u32, u32),
 }
 use Node::*;
 
@@ -342,6 +347,18 @@ fn cases() -> Vec<Case> {
             ],
         ),
         case("exact-deep-path", "a/b/c/three.log\n", std_tree()),
+        // Docker sends pipes and devices and COPY recreates them with their mode and number.
+        case(
+            "pipes-and-devices-are-copied",
+            "skipped-pipe\n",
+            vec![
+                f("a.txt"),
+                ("pipe", Pipe(0o640)),
+                ("skipped-pipe", Pipe(0o644)),
+                ("sub/null", CharDev(0o666, 1, 3)),
+                ("tty", CharDev(0o620, 4, 1)),
+            ],
+        ),
     ];
     let mut sub = case(
         "dockerfile-in-excluded-directory",
@@ -365,8 +382,8 @@ fn cases() -> Vec<Case> {
     v
 }
 
-/// (type, mode, link target) of one path.
-type Seen = BTreeMap<Vec<u8>, (EntryKind, u32, Option<Vec<u8>>)>;
+/// (type, mode, link target, device major/minor) of one path.
+type Seen = BTreeMap<Vec<u8>, (EntryKind, u32, Option<Vec<u8>>, Option<(u32, u32)>)>;
 
 fn build_tree(dir: &Path, c: &Case) -> PathBuf {
     let ctx = dir.join("ctx");
@@ -389,6 +406,10 @@ fn build_tree(dir: &Path, c: &Case) -> PathBuf {
                 modes.push((path, *mode));
             }
             Link(target) => std::os::unix::fs::symlink(target, &path).unwrap(),
+            Pipe(mode) => mknod(&path, libc::S_IFIFO | mode, 0),
+            CharDev(mode, major, minor) => {
+                mknod(&path, libc::S_IFCHR | mode, libc::makedev(*major, *minor))
+            }
         }
     }
     // Directory modes last, so creating their children was not affected.
@@ -402,6 +423,21 @@ fn build_tree(dir: &Path, c: &Case) -> PathBuf {
     std::fs::create_dir_all(df.parent().unwrap()).unwrap();
     std::fs::write(&df, DOCKERFILE).unwrap();
     df
+}
+
+fn mknod(path: &Path, mode: u32, dev: libc::dev_t) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // mknod applies the umask: set the exact mode afterwards.
+    let rc = unsafe { libc::mknod(c.as_ptr(), mode, dev) };
+    assert_eq!(
+        rc,
+        0,
+        "mknod {}: {}",
+        path.display(),
+        std::io::Error::last_os_error()
+    );
+    let rc = unsafe { libc::chmod(c.as_ptr(), mode & 0o7777) };
+    assert_eq!(rc, 0);
 }
 
 fn predict(ctx: &Path, df: &Path) -> Seen {
@@ -424,6 +460,7 @@ fn predict(ctx: &Path, df: &Path) -> Seen {
                     e.link_target
                         .as_ref()
                         .map(|t| t.as_os_str().as_bytes().to_vec()),
+                    e.kind.is_device().then(|| e.dev_numbers()),
                 ),
             )
         })
@@ -488,8 +525,17 @@ fn read_ctx(tar_bytes: &[u8]) -> Seen {
         let kind = match h.entry_type() {
             tar::EntryType::Directory => EntryKind::Dir,
             tar::EntryType::Symlink => EntryKind::Symlink,
+            tar::EntryType::Fifo => EntryKind::Fifo,
+            tar::EntryType::Char => EntryKind::CharDevice,
+            tar::EntryType::Block => EntryKind::BlockDevice,
             _ => EntryKind::File,
         };
+        let dev = kind.is_device().then(|| {
+            (
+                h.device_major().ok().flatten().unwrap_or(u32::MAX),
+                h.device_minor().ok().flatten().unwrap_or(u32::MAX),
+            )
+        });
         let mode = if kind == EntryKind::Symlink {
             0
         } else {
@@ -500,7 +546,7 @@ fn read_ctx(tar_bytes: &[u8]) -> Seen {
         } else {
             None
         };
-        seen.insert(rel, (kind, mode, target));
+        seen.insert(rel, (kind, mode, target, dev));
     }
     seen
 }

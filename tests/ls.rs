@@ -249,3 +249,81 @@ fn default_dir_is_the_current_directory() {
     let o = ctxbuild(&d.path().join("."), &["ls"]);
     assert_eq!(lines(&o), ["x"]);
 }
+
+fn mknod(path: &std::path::Path, mode: libc::mode_t, dev: libc::dev_t) -> bool {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    unsafe { libc::mknod(c.as_ptr(), mode, dev) == 0 }
+}
+
+#[test]
+fn json_lists_pipes_and_devices_with_their_type_and_number() {
+    let d = tempfile::tempdir().unwrap();
+    write_tree(d.path(), &[("a.txt", "a")]);
+    assert!(mknod(&d.path().join("pipe"), libc::S_IFIFO | 0o640, 0));
+    // Device nodes need CAP_MKNOD: check the pipe everywhere, the device where we may.
+    let dev = mknod(
+        &d.path().join("null"),
+        libc::S_IFCHR | 0o666,
+        libc::makedev(1, 3),
+    );
+    let o = ctxbuild(d.path(), &["ls", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("leaves it out"), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let by_path = |p: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["path"] == p)
+            .unwrap_or_else(|| panic!("{p} not listed: {v}"))
+            .clone()
+    };
+    let pipe = by_path("pipe");
+    assert_eq!(pipe["type"], "fifo");
+    assert_eq!(pipe["mode"], "0640");
+    assert_eq!(pipe["size"], 0);
+    assert!(pipe.get("device").is_none());
+    if dev {
+        let null = by_path("null");
+        assert_eq!(null["type"], "char-device");
+        assert_eq!(null["device"], serde_json::json!([1, 3]));
+    }
+    // The plain listing names them too.
+    let o = ctxbuild(d.path(), &["ls"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("pipe\n"));
+}
+
+#[test]
+fn json_shows_the_mode_copy_produces_for_setuid_and_setgid() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    write_tree(d.path(), &[("su", "x"), ("sg", "y"), ("sgnx", "z")]);
+    for (name, mode) in [("su", 0o4755), ("sg", 0o2750), ("sgnx", 0o2644)] {
+        std::fs::set_permissions(d.path().join(name), PermissionsExt::from_mode(mode)).unwrap();
+    }
+    let o = ctxbuild(d.path(), &["ls", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let got: Vec<(String, String, String)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["path"].as_str().unwrap().to_owned(),
+                r["mode"].as_str().unwrap().to_owned(),
+                r["copy_mode"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    // As observed on the engine: 4755 → 0755, 2750 → 0750; setgid without group-execute stays.
+    let t = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(
+        got,
+        [
+            t("sg", "2750", "0750"),
+            t("sgnx", "2644", "2644"),
+            t("su", "4755", "0755")
+        ]
+    );
+}

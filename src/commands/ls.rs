@@ -10,7 +10,9 @@ use crate::ui::printer::Printer;
 use crate::ui::theme::bytes as human_bytes;
 use ctxbuild::config::Settings;
 use ctxbuild::context::sizes::{sizes, SizeReport};
-use ctxbuild::context::{scan_with, ContextOptions, Detail, Entry, EntryKind, IssueKind};
+use ctxbuild::context::{
+    copy_mode, scan_with, ContextOptions, Detail, Entry, EntryKind, IssueKind,
+};
 use ctxbuild::diagnostics::diagnose;
 use std::borrow::Cow;
 
@@ -25,10 +27,16 @@ struct Row<'a> {
     #[serde(rename = "type")]
     kind: EntryKind,
     size: u64,
-    /// Octal permission bits, e.g. `"0644"`.
+    /// Octal permission bits in the context, e.g. `"0644"`: what the build cache sees.
     mode: String,
+    /// Octal permission bits `COPY` gives the copy in the image: setuid, and setgid with
+    /// group-execute, are cleared on regular files ([`copy_mode`]).
+    copy_mode: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     link_target: Option<Cow<'a, str>>,
+    /// `[major, minor]` of a character or block device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<[u32; 2]>,
     #[serde(skip)]
     raw: &'a [u8],
 }
@@ -40,7 +48,12 @@ impl<'a> Row<'a> {
             kind: e.kind,
             size: e.size,
             mode: format!("{:04o}", e.mode),
+            copy_mode: format!("{:04o}", copy_mode(e)),
             link_target: e.link_target.as_ref().map(|t| t.to_string_lossy()),
+            device: e.kind.is_device().then(|| {
+                let (major, minor) = e.dev_numbers();
+                [major, minor]
+            }),
             raw: e.path_bytes(),
         }
     }

@@ -10,6 +10,7 @@ mod explain;
 mod image;
 mod init;
 mod ls;
+mod man;
 mod plan;
 mod render;
 
@@ -34,6 +35,7 @@ pub fn dispatch(
         Command::Check(a) => check::run(a, printer),
         Command::Image(a) => image::run(a, printer, settings),
         Command::Completions(a) => completions::run(a, printer),
+        Command::Man(a) => man::run(a, printer),
         Command::Cloudbuild(a) => cloudbuild::run(a, printer),
         Command::Init(a) => init::run(a, printer),
     }

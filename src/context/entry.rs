@@ -9,14 +9,39 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 /// What kind of filesystem object an entry is. Symlinks are never followed.
+///
+/// Named pipes and device nodes are part of the context like files: the Docker CLI sends them
+/// (as tar type `6`, `3`, `4` with no content), `COPY` recreates them in the image and the
+/// classic builder's cache sees their type, mode and (for devices) device number — verified on
+/// the engine in `tests/context_fidelity.rs` and `tests/cache_prediction.rs`. Sockets are not:
+/// the CLI skips them.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum EntryKind {
     File,
     Dir,
     Symlink,
+    /// A named pipe (never opened: reading one would block).
+    Fifo,
+    CharDevice,
+    BlockDevice,
+}
+
+impl EntryKind {
+    /// True for the kinds that carry a device number ([`Entry::rdev`]).
+    pub fn is_device(self) -> bool {
+        matches!(self, EntryKind::CharDevice | EntryKind::BlockDevice)
+    }
+
+    /// True for pipes and devices: sent and copied, but never opened or read.
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            EntryKind::Fifo | EntryKind::CharDevice | EntryKind::BlockDevice
+        )
+    }
 }
 
 /// Volatile metadata used only to decide whether a cached hash is still valid.
@@ -41,6 +66,9 @@ pub struct Entry {
     pub size: u64,
     /// Where a symlink points, verbatim (not resolved).
     pub link_target: Option<PathBuf>,
+    /// The device number (`st_rdev`) of a character or block device, 0 for every other kind.
+    /// Part of what the cache sees: the same name and mode with another device is a miss.
+    pub rdev: u64,
     pub stat: StatInfo,
 }
 
@@ -55,8 +83,20 @@ impl Entry {
         self.path.to_string_lossy()
     }
 
+    /// The device's major and minor numbers, as the tar header's devmajor/devminor carry them.
+    pub fn dev_numbers(&self) -> (u32, u32) {
+        dev_numbers(self.rdev)
+    }
+
     /// The final path component.
     pub fn file_name(&self) -> &OsStr {
         self.path.file_name().unwrap_or(self.path.as_os_str())
     }
+}
+
+/// Splits `st_rdev` into (major, minor) the way glibc's `major()`/`minor()` do.
+pub fn dev_numbers(rdev: u64) -> (u32, u32) {
+    let major = ((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0x0000_0fff);
+    let minor = ((rdev >> 12) & 0xffff_ff00) | (rdev & 0x0000_00ff);
+    (major as u32, minor as u32)
 }

@@ -66,7 +66,8 @@ pub enum IssueKind {
     /// Cannot be stat'ed, listed or read. `docker build` fails on these ("error checking
     /// context"), so the run should end non-zero.
     Unreadable,
-    /// A named pipe, socket or device: not modelled.
+    /// A socket: the Docker CLI leaves it out of the tar, and so does ctxbuild. (Named pipes
+    /// and devices are entries: see [`EntryKind::Fifo`].)
     Special,
     /// The Dockerfile is not in what Docker sends ("Cannot locate specified Dockerfile").
     DockerfileNotSent,
@@ -92,7 +93,8 @@ impl fmt::Display for ScanIssue {
 pub struct Context {
     /// The canonical context root.
     pub root: PathBuf,
-    /// Every entry visible to `COPY . /dst/` (files, symlinks, directories), sorted by path bytes.
+    /// Every entry visible to `COPY . /dst/` (files, symlinks, directories, named pipes and
+    /// device nodes), sorted by path bytes.
     /// Directories listed in [`Context::implied_dirs`] carry [`IMPLIED_DIR_MODE`].
     pub entries: Vec<Entry>,
     /// Entries Docker sends but deletes before `COPY` (an excluded Dockerfile or
@@ -117,7 +119,8 @@ impl Context {
         find(&self.entries, path)
     }
 
-    /// Regular files and symlinks visible to `COPY . /dst/`, in path order.
+    /// Everything but directories visible to `COPY . /dst/` (regular files, symlinks, pipes and
+    /// devices), in path order. Only [`EntryKind::File`] entries may be opened and read.
     pub fn files(&self) -> impl Iterator<Item = &Entry> {
         self.entries.iter().filter(|e| e.kind != EntryKind::Dir)
     }

@@ -58,6 +58,8 @@ pub fn sizes(ctx: &Context, top: usize) -> SizeReport {
         let path = e.path_bytes();
         match e.kind {
             EntryKind::Symlink => symlinks += 1,
+            // No content to weigh.
+            EntryKind::Fifo | EntryKind::CharDevice | EntryKind::BlockDevice => {}
             EntryKind::Dir => {
                 if classify(e.file_name(), true).is_some() {
                     pollution.pycache_dirs += 1;

@@ -335,6 +335,7 @@ fn copy_mode_clears_setuid_like_the_engine() {
         mode,
         size: 0,
         link_target: None,
+        rdev: 0,
         stat: StatInfo::default(),
     };
     assert_eq!(copy_mode(&e(EntryKind::File, 0o4755)), 0o755);

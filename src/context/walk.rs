@@ -265,17 +265,16 @@ impl Walk<'_> {
             EntryKind::Dir
         } else if ft.is_file() {
             EntryKind::File
+        } else if ft.is_fifo() {
+            EntryKind::Fifo
+        } else if ft.is_char_device() {
+            EntryKind::CharDevice
+        } else if ft.is_block_device() {
+            EntryKind::BlockDevice
         } else {
-            let what = if ft.is_fifo() {
-                "a named pipe"
-            } else if ft.is_socket() {
-                "a socket"
-            } else {
-                "a device file"
-            };
             return Err((
                 IssueKind::Special,
-                format!("{what}: ctxbuild leaves it out (Docker sends pipes and devices, skips sockets)"),
+                "a socket: ctxbuild leaves it out, as the Docker CLI does".into(),
             ));
         };
         let path = Path::new(OsStr::from_bytes(abs));
@@ -304,6 +303,10 @@ impl Walk<'_> {
             mode: mode & 0o7777,
             size: meta.map_or(0, |m| m.len()),
             link_target,
+            rdev: match meta {
+                Some(m) if kind.is_device() => m.rdev(),
+                _ => 0,
+            },
             stat: meta.map_or_else(StatInfo::default, |m| StatInfo {
                 dev: m.dev(),
                 ino: m.ino(),

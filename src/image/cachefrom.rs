@@ -223,6 +223,7 @@ mod tests {
                 mode: 0o644,
                 size: i as u64,
                 link_target: None,
+                rdev: 0,
                 hash: Some(*blake3::hash(format!("{i}").as_bytes()).as_bytes()),
             })
             .collect();

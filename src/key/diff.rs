@@ -331,7 +331,8 @@ pub fn file_diff(
                 if x.kind != y.kind {
                     d.type_changed.push(name(y));
                 } else {
-                    if x.hash != y.hash || x.size != y.size {
+                    // A device node's number is all the content it has.
+                    if x.hash != y.hash || x.size != y.size || x.rdev != y.rdev {
                         d.content_changed.push(name(y));
                     }
                     if x.link_target != y.link_target {

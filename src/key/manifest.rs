@@ -1,5 +1,6 @@
 //! The content manifest of a context: one record per entry with what Docker's cache can see —
-//! path, type, mode, size, symlink target and a blake3 content hash — and a root digest.
+//! path, type, mode, size, symlink target, device number and a blake3 content hash — and a root
+//! digest.
 //!
 //! Never mtime, atime, inode, owner or walk order: the same tree after a fresh checkout or a
 //! `touch` gives the same manifest. Files are hashed in parallel (rayon); large files are
@@ -33,6 +34,10 @@ pub struct ManifestEntry {
         with = "opt_path_serde"
     )]
     pub link_target: Option<PathBuf>,
+    /// `st_rdev` of a character or block device, 0 otherwise. The classic builder hashes the
+    /// tar header's devmajor/devminor: `mknod c 1 3` → `c 1 5` under the same name is a miss.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rdev: u64,
     /// blake3 of the content, for regular files only.
     #[serde(
         default,
@@ -71,7 +76,16 @@ impl ManifestEntry {
         out.extend_from_slice(&(target.len() as u64).to_le_bytes());
         out.extend_from_slice(target);
         out.extend_from_slice(self.hash.as_ref().unwrap_or(&[0u8; 32]));
+        // Only devices append their number, so every other record (and every digest of a
+        // context without devices) keeps the bytes it had before devices were modelled.
+        if self.kind.is_device() {
+            out.extend_from_slice(&self.rdev.to_le_bytes());
+        }
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub(crate) fn feed_bytes(h: &mut blake3::Hasher, b: &[u8]) {
@@ -156,6 +170,7 @@ pub fn build(
                 mode: e.mode,
                 size: if e.kind == EntryKind::Dir { 0 } else { e.size },
                 link_target: e.link_target.clone(),
+                rdev: e.rdev,
                 hash: match (e.kind, lookups.as_mut()) {
                     (EntryKind::File, Some(l)) => l.get(e),
                     _ => None,
@@ -293,6 +308,7 @@ mod tests {
             mode,
             size,
             link_target: None,
+            rdev: 0,
             stat: StatInfo::default(),
         }
     }
@@ -366,11 +382,46 @@ mod tests {
                 mode: 0o777,
                 size: 3,
                 link_target: Some("../c".into()),
+                rdev: 0,
                 hash: Some([7; 32]),
             }],
         };
         let s = serde_json::to_string(&m).unwrap();
         let back: Manifest = serde_json::from_str(&s).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn devices_are_keyed_by_number_pipes_by_type_and_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let digest = |e: &Entry| {
+            build(dir.path(), std::slice::from_ref(e), None)
+                .unwrap()
+                .0
+                .digest()
+        };
+        // Never opened: nothing exists at these paths.
+        let mut dev = entry("null", EntryKind::CharDevice, 0o666, 0);
+        dev.rdev = libc::makedev(1, 3);
+        let d13 = digest(&dev);
+        dev.stat.mtime_ns = 99;
+        assert_eq!(digest(&dev), d13, "mtime is not part of the key");
+        dev.rdev = libc::makedev(1, 5);
+        assert_ne!(digest(&dev), d13, "another device number is a miss");
+        dev.kind = EntryKind::BlockDevice;
+        dev.rdev = libc::makedev(1, 3);
+        assert_ne!(digest(&dev), d13, "block vs char is a miss");
+        let pipe = entry("null", EntryKind::Fifo, 0o666, 0);
+        let file = entry("null", EntryKind::File, 0o666, 0);
+        std::fs::write(dir.path().join("null"), "").unwrap();
+        assert_ne!(digest(&pipe), digest(&file));
+        let mut pipe2 = pipe.clone();
+        pipe2.mode = 0o600;
+        assert_ne!(digest(&pipe), digest(&pipe2));
+        // Records of other kinds keep the bytes they had before devices were modelled.
+        let mut buf = Vec::new();
+        let (m, _) = build(dir.path(), std::slice::from_ref(&file), None).unwrap();
+        m.entries[0].encode_into(&mut buf);
+        assert_eq!(buf.len(), 8 + 4 + 1 + 4 + 8 + 8 + 5 + 32);
     }
 }

@@ -490,6 +490,7 @@ mod tests {
             mode: 0o644,
             size,
             link_target: None,
+            rdev: 0,
             stat: StatInfo {
                 dev: 1,
                 ino: 2,

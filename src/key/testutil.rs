@@ -10,6 +10,7 @@ pub(crate) fn file(p: &str, mode: u32, content: &str) -> ManifestEntry {
         mode,
         size: content.len() as u64,
         link_target: None,
+        rdev: 0,
         hash: Some(*blake3::hash(content.as_bytes()).as_bytes()),
     }
 }
@@ -20,6 +21,7 @@ pub(crate) fn dir(p: &str) -> ManifestEntry {
         mode: 0o755,
         size: 0,
         link_target: None,
+        rdev: 0,
         hash: None,
     }
 }
@@ -30,6 +32,7 @@ pub(crate) fn link(p: &str, t: &str) -> ManifestEntry {
         mode: 0o777,
         size: t.len() as u64,
         link_target: Some(t.into()),
+        rdev: 0,
         hash: None,
     }
 }
