@@ -26,7 +26,7 @@ use crate::keep_out;
 use crate::key::store::{PlanKey, PlanStore};
 use crate::key::{self, Manifest, Plan, PlanOptions, StatCache};
 use crate::pollution;
-use crate::report::Report;
+use crate::report::{DockerfileUsed, Report};
 use crate::service::Config;
 use crate::tarball::{self, TarOptions};
 use std::path::{Path, PathBuf};
@@ -111,25 +111,26 @@ pub fn build(
     let ctx_dir = config.context_dir(svc);
     dockerfile::check_context_dir(&config, svc, &ctx_dir)?;
 
-    // Fail fast when no engine answers, before any scan or render work.
-    let engine_config = EngineConfig::from_env(req.engine_host.as_deref()).map_err(diagnose)?;
-    let engine = Engine::connect(&engine_config).map_err(diagnose)?;
-    sink.event(&Event::EngineConnected {
-        host: engine.host(),
-        api_version: engine.api_version(),
+    let df = dockerfile::resolve(&req.dockerfile, &config, svc)?;
+    sink.event(&Event::DockerfileChosen {
+        service: &svc.name,
+        dockerfile: &df.display,
+        reason: &df.reason,
     });
-
-    let df = dockerfile::resolve(&req.dockerfile, &config, svc, &ctx_dir)?;
     // A parse error is the check gate's to report (or the engine's, with --no-check).
     let parsed = crate::dockerfile::parse(&df.text, &df.display).ok();
     if let (Some(parsed), Some(target)) = (&parsed, req.target.as_deref()) {
         parsed.steps(Some(target)).map_err(diagnose)?;
     }
     if req.check {
+        // `image` builds with the classic builder: BuildKit-only syntax is an error here.
         let findings = check::gate(
             &config,
             svc,
             &DockerfileText::new(df.display.clone(), df.text.clone(), df.rendered.is_some()),
+            &check::Options {
+                builder: check::Builder::Classic,
+            },
         )
         .map_err(diagnose)?;
         if !findings.is_empty() {
@@ -141,6 +142,15 @@ pub fn build(
             .with_class(ErrorClass::Findings);
         }
     }
+
+    // The gate runs first: what it stops never reaches the engine. Then fail fast when no
+    // engine answers, before the scan, keys and tar.
+    let engine_config = EngineConfig::from_env(req.engine_host.as_deref()).map_err(diagnose)?;
+    let engine = Engine::connect(&engine_config).map_err(diagnose)?;
+    sink.event(&Event::EngineConnected {
+        host: engine.host(),
+        api_version: engine.api_version(),
+    });
     if req.clean {
         clean_context(&ctx_dir, settings, sink)?;
     }
@@ -281,12 +291,28 @@ pub fn build(
     };
     let built = engine.build(&opts, producer, &mut |e| sink.event(&Event::Build(e)));
     sink.event(&Event::Finished);
-    let built = built.map_err(diagnose)?;
+    let built = built.map_err(|e| {
+        // Only a render takes `--base-image`; a Dockerfile of the user's refuses it.
+        let unpullable = e.is_unpullable_base();
+        let e = diagnose(e);
+        if unpullable && df.rendered.is_some() {
+            let e: anyhow::Result<()> = Err(e).hint(
+                "or build the template on a base the engine has: `--base-image IMAGE` (`scripts/base-images.sh` makes ctxbuild-test/python:3-bookworm offline)",
+            );
+            e.unwrap_err()
+        } else {
+            e
+        }
+    })?;
 
     let history = engine.history(&built.image_id).map_err(diagnose)?;
     // The image's size is the sum of its layers: no second request needed.
     let size = history.iter().map(|l| l.size).sum();
     let mut report = Report::new(Some(svc.name.clone()), &built, &history, size);
+    report.dockerfile = Some(DockerfileUsed {
+        path: df.display.clone(),
+        reason: df.reason.clone(),
+    });
     report.context.pollution_excluded_entries = kept_out.entries;
     report.context.pollution_excluded_bytes = kept_out.bytes;
     if let (Some(plan), Some(manifest)) = (plan, manifest) {
