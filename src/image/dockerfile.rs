@@ -195,6 +195,97 @@ mod tests {
     use super::*;
     use crate::diagnostics::{class_of, hints_of, messages, ErrorClass};
 
+    fn project(extra: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[services.api]\nkind = \"python-asgi\"\ncontext = \"api\"\napp = \"main:app\"\n{extra}"
+        );
+        std::fs::write(dir.path().join("ctxbuild.toml"), &text).unwrap();
+        for (p, c) in files {
+            let p = dir.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, c).unwrap();
+        }
+        let config = Config::load(&dir.path().join("ctxbuild.toml")).unwrap();
+        (dir, config)
+    }
+
+    fn source(base_image: Option<&str>) -> DockerfileSource {
+        DockerfileSource {
+            file: None,
+            variant: Variant::Alpine,
+            base_image: base_image.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn image_builds_what_check_lints() {
+        // A Dockerfile in the context without the key: both render the template.
+        let files = [
+            ("api/main.py", "app = 1\n"),
+            ("api/requirements.txt", "fastapi\n"),
+            ("api/Dockerfile", "FROM scratch\n"),
+            ("docker/api.Dockerfile", "FROM busybox\n"),
+        ];
+        for (extra, want) in [
+            ("", "<rendered python-asgi/alpine>"),
+            ("dockerfile = \"Dockerfile\"\n", "api/Dockerfile"),
+            (
+                "dockerfile = \"../docker/api.Dockerfile\"\n",
+                "docker/api.Dockerfile",
+            ),
+        ] {
+            let (_d, config) = project(extra, &files);
+            let svc = config.service("api").unwrap();
+            let df = resolve(&source(None), &config, svc).unwrap();
+            let checked = crate::check::run(&config, &[]).unwrap();
+            assert!(df.display.ends_with(want), "{extra}: {}", df.display);
+            assert_eq!(checked.dockerfiles[0].dockerfile, df.display, "{extra}");
+            assert_eq!(checked.dockerfiles[0].reason, df.reason, "{extra}");
+            assert_eq!(df.rendered.is_some(), extra.is_empty());
+        }
+    }
+
+    #[test]
+    fn base_image_applies_to_a_render_and_is_refused_for_an_own_dockerfile() {
+        let files = [
+            ("api/main.py", "app = 1\n"),
+            ("api/requirements.txt", "fastapi\n"),
+            ("api/Dockerfile", "FROM python:3.12\nCMD x\n"),
+            (
+                "api/arg.Dockerfile",
+                "ARG TAG=3\nARG PY_IMAGE=python:3.12\nFROM ${PY_IMAGE} AS base\nCMD x\n",
+            ),
+        ];
+        let (_d, config) = project("", &files);
+        let svc = config.service("api").unwrap();
+        let df = resolve(&source(Some("my/base:1")), &config, svc).unwrap();
+        assert!(df.text.contains("FROM my/base:1"), "{}", df.text);
+
+        let (_d, config) = project("dockerfile = \"Dockerfile\"\n", &files);
+        let svc = config.service("api").unwrap();
+        let e = resolve(&source(Some("my/base:1")), &config, svc).unwrap_err();
+        let shown = messages(&e).join("\n");
+        assert!(shown.contains("--base-image applies only to the rendered template"), "{shown}");
+        assert!(shown.contains("api/Dockerfile ("), "{shown}");
+        assert_eq!(class_of(&e), ErrorClass::Failed);
+        let hints = hints_of(&e).join("\n");
+        assert!(hints.contains("ARG BASE_IMAGE"), "{hints}");
+
+        let (_d, config) = project("dockerfile = \"arg.Dockerfile\"\n", &files);
+        let svc = config.service("api").unwrap();
+        let e = resolve(&source(Some("my/base:1")), &config, svc).unwrap_err();
+        let hints = hints_of(&e).join("\n");
+        assert!(
+            hints.contains("arg.Dockerfile:3 takes its base image from the build argument PY_IMAGE: pass `--build-arg PY_IMAGE=my/base:1`"),
+            "{hints}"
+        );
+        // -f is not rendered either.
+        let mut s = source(Some("my/base:1"));
+        s.file = Some(config.root.join("api/Dockerfile"));
+        assert!(resolve(&s, &config, svc).is_err());
+    }
+
     #[test]
     fn a_missing_context_dir_names_the_service_and_path() {
         let dir = tempfile::tempdir().unwrap();
