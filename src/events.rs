@@ -22,6 +22,8 @@ pub enum Event<'a> {
         dockerfile: &'a str,
         reason: &'a str,
     },
+    /// ctxbuild keyed the context's `files`, hashing on `threads` threads (`-j`).
+    ContextKeyed { files: usize, threads: usize },
     /// The engine answered.
     EngineConnected { host: &'a str, api_version: &'a str },
     /// Bytecode a COPY/ADD names on purpose, sent although it is pollution.

@@ -69,10 +69,18 @@ pub struct ImageOutcome {
 
 /// The `check` gate refused to build.
 #[derive(Debug, thiserror::Error)]
-#[error("`ctxbuild check` found {} error(s) in service `{service}`; not building:\n{}", findings.len(), shown(findings))]
+#[error("`ctxbuild check` found {} in service `{service}`; not building:\n{}", errors(findings.len()), shown(findings))]
 pub struct GateFailed {
     pub service: String,
     pub findings: Vec<Finding>,
+}
+
+fn errors(n: usize) -> String {
+    if n == 1 {
+        "1 error".to_string()
+    } else {
+        format!("{n} errors")
+    }
 }
 
 fn shown(findings: &[Finding]) -> String {
@@ -196,7 +204,13 @@ pub fn build(
     // ctxbuild's own keys of the context, for the source-digest label and the rebuild reason.
     let cache_dir = settings.build_cache_dir();
     let manifest = match key_context(&scanned, &cache_dir, settings) {
-        Ok(m) => Some(m),
+        Ok((m, threads)) => {
+            sink.event(&Event::ContextKeyed {
+                files: scanned.entries.len(),
+                threads,
+            });
+            Some(m)
+        }
         Err(e) => {
             sink.event(&Event::Degraded {
                 what: Degraded::KeyContext,
@@ -423,18 +437,22 @@ fn clean_context(ctx_dir: &Path, settings: &Settings, sink: &dyn Sink) -> anyhow
 }
 
 /// The content manifest of the context as COPY will see it, hashed on the settings' pool (the
-/// stat cache makes it cheap).
+/// stat cache makes it cheap), and how many threads that pool hashed on.
 fn key_context(
     scanned: &context::Context,
     cache_dir: &Path,
     settings: &Settings,
-) -> anyhow::Result<Manifest> {
+) -> anyhow::Result<(Manifest, usize)> {
     let stat_dir = cache_dir.join("stat");
     let mut stat = StatCache::load(&stat_dir, &scanned.root);
-    let (manifest, _) = settings
-        .pool
-        .install(|| key::manifest::build(&scanned.root, &scanned.entries, Some(&mut stat)))
-        .map_err(diagnose)?;
+    // Asked inside the pool: the number of threads the hashing really ran on.
+    let (built, threads) = settings.pool.install(|| {
+        (
+            key::manifest::build(&scanned.root, &scanned.entries, Some(&mut stat)),
+            rayon::current_num_threads(),
+        )
+    });
+    let (manifest, _) = built.map_err(diagnose)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128);
@@ -442,7 +460,7 @@ fn key_context(
     if std::fs::create_dir_all(&stat_dir).is_ok() {
         let _ = stat.save(&scanned.entries, now);
     }
-    Ok(manifest)
+    Ok((manifest, threads))
 }
 
 /// The per-step keys of the Dockerfile as sent.

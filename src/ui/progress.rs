@@ -381,6 +381,15 @@ impl Sink for Renderer {
                 dockerfile,
                 reason,
             } => self.info(&st, &format!("{service}: building {dockerfile} ({reason})")),
+            Event::ContextKeyed { files, threads } => {
+                if self.ui.verbosity >= Verbosity::Verbose {
+                    eprintln!(
+                        "keyed {} on {}",
+                        super::theme::plural(*files as u64, "context entry"),
+                        super::theme::plural(*threads as u64, "hashing thread")
+                    );
+                }
+            }
             Event::EngineConnected { host, api_version } => {
                 if self.ui.verbosity >= Verbosity::Verbose {
                     eprintln!("engine {host} (API {api_version})");
