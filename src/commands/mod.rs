@@ -43,7 +43,8 @@ pub fn dispatch(
 }
 
 /// Says which Dockerfile `ls`, `plan`, `explain` or `context` reads (`-f`, else `used`: the
-/// default's path on disk, `None` when DIR has none), and warns when `./ctxbuild.toml` builds another one for a service
+/// default's path on disk, `None` when DIR has none, which is said by the error of a command
+/// that needs one), and warns when `./ctxbuild.toml` builds another one for a service
 /// whose context is DIR: these commands follow `docker build DIR -f …`, `image` follows the
 /// configuration, and neither may contradict the other silently.
 fn say_dockerfile(printer: &Printer, dir: &Path, file: Option<&Path>, used: Option<&Path>) {
@@ -54,7 +55,8 @@ fn say_dockerfile(printer: &Printer, dir: &Path, file: Option<&Path>, used: Opti
             u.display(),
             dir.display()
         )),
-        (None, None) => printer.info(&format!("no Dockerfile in {}", dir.display())),
+        // Nothing is read: nothing to say (`ls` of any directory stays quiet).
+        (None, None) => {}
     }
     let path = service::config_path(None);
     if !path.is_file() {
