@@ -8,9 +8,9 @@
 //! `check` resolves through the same rule, so the `image` gate lints exactly what is built.
 
 use crate::diagnostics::{diagnose, ResultExt};
+use crate::dockerfile::Keyword;
 use crate::fsutil;
 use crate::service::dockerfile::{self as rule, DockerfileChoice};
-use crate::dockerfile::Keyword;
 use crate::service::{render, Config, Service, Variant};
 use std::path::{Path, PathBuf};
 
@@ -266,7 +266,10 @@ mod tests {
         let svc = config.service("api").unwrap();
         let e = resolve(&source(Some("my/base:1")), &config, svc).unwrap_err();
         let shown = messages(&e).join("\n");
-        assert!(shown.contains("--base-image applies only to the rendered template"), "{shown}");
+        assert!(
+            shown.contains("--base-image applies only to the rendered template"),
+            "{shown}"
+        );
         assert!(shown.contains("api/Dockerfile ("), "{shown}");
         assert_eq!(class_of(&e), ErrorClass::Failed);
         let hints = hints_of(&e).join("\n");

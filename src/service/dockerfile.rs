@@ -199,7 +199,10 @@ mod tests {
         let found = services_at(&c, &d.path().join("api/sub/.."));
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0.name, "api");
-        assert!(matches!(found[0].1.choice, DockerfileChoice::Rendered { .. }));
+        assert!(matches!(
+            found[0].1.choice,
+            DockerfileChoice::Rendered { .. }
+        ));
         assert!(services_at(&c, &d.path().join("api/sub")).is_empty());
         assert!(services_at(&c, &d.path().join("nope")).is_empty());
     }

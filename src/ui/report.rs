@@ -240,10 +240,16 @@ mod tests {
             reason: "`dockerfile` in ctxbuild.toml".into(),
         });
         let text = human(&r, false);
-        assert!(text.contains("; 1 bytecode entry (120 B) kept out"), "{text}");
+        assert!(
+            text.contains("; 1 bytecode entry (120 B) kept out"),
+            "{text}"
+        );
         let json: serde_json::Value = serde_json::to_value(&r).unwrap();
         assert_eq!(json["dockerfile"]["path"], "backend/Dockerfile");
-        assert_eq!(json["dockerfile"]["reason"], "`dockerfile` in ctxbuild.toml");
+        assert_eq!(
+            json["dockerfile"]["reason"],
+            "`dockerfile` in ctxbuild.toml"
+        );
     }
 
     #[test]
