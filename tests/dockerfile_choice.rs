@@ -74,12 +74,21 @@ fn context_commands_say_which_dockerfile_and_flag_a_different_choice_in_ctxbuild
             ),
             "{args:?}: {err}"
         );
-        assert!(err.contains("`ctxbuild image api` builds it"), "{args:?}: {err}");
+        assert!(
+            err.contains("`ctxbuild image api` builds it"),
+            "{args:?}: {err}"
+        );
     }
     // explain says it too.
-    assert!(env.run(&["plan", "api", "--save", "p.json"]).status.success());
+    assert!(env
+        .run(&["plan", "api", "--save", "p.json"])
+        .status
+        .success());
     let err = stderr(&env.run(&["explain", "api", "--since", "p.json"]));
-    assert!(err.contains("using api/Dockerfile (docker's default"), "{err}");
+    assert!(
+        err.contains("using api/Dockerfile (docker's default"),
+        "{err}"
+    );
 
     // The key names the same file: nothing to warn about; a different -f is named.
     let env = project("dockerfile = \"Dockerfile\"\n");
@@ -147,8 +156,14 @@ fn the_gate_stops_buildkit_syntax_before_the_engine_is_asked() {
     let o = env.run(&["-v", "image", "api", "-H", NO_ENGINE]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("api: building api/Dockerfile (`dockerfile` in ctxbuild.toml)"), "{err}");
-    assert!(err.contains("found 1 error in service `api`; not building"), "{err}");
+    assert!(
+        err.contains("api: building api/Dockerfile (`dockerfile` in ctxbuild.toml)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("found 1 error in service `api`; not building"),
+        "{err}"
+    );
     assert!(err.contains("error[builder-syntax] COPY --link"), "{err}");
     assert!(!err.contains("cannot reach the Docker engine"), "{err}");
     // --no-check lets it through to the engine (which does not answer here).

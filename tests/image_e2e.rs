@@ -34,13 +34,9 @@ fn demo(files: &[(&str, &str)]) -> tempfile::TempDir {
 
 /// Runs `ctxbuild ARGS` in `dir`, its cache (stat cache, saved plans) kept inside `dir`.
 fn ctxb(dir: &Path, args: &[&str]) -> std::process::Output {
-    common::bin()
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("CTXBUILD_CACHE_DIR", dir.join(".cache"))
-        .args(args)
-        .output()
-        .unwrap()
+    common::TestEnv::at(dir)
+        .with_cache(&dir.join(".cache"))
+        .run(args)
 }
 
 fn report_of(path: &Path) -> serde_json::Value {
@@ -77,10 +73,9 @@ fn unreachable_engine_exits_3_naming_the_host() {
         assert!(err.contains("hint:"), "{err}");
     }
     // DOCKER_HOST is honoured like the docker CLI does.
-    let o = common::bin()
-        .current_dir(dir.path())
+    let o = common::TestEnv::at(dir.path())
+        .cmd(&["image", "demo", "--no-check"])
         .env("DOCKER_HOST", "tcp://127.0.0.1:1")
-        .args(["image", "demo", "--no-check"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(3));
@@ -127,10 +122,9 @@ fn ctrl_c_mid_build_exits_130_and_leaves_no_container() {
     );
     let dir = demo(&[("sleep.Dockerfile", &df)]);
     let started = Instant::now();
-    let mut child = common::bin()
-        .current_dir(dir.path())
-        .env("CTXBUILD_CACHE_DIR", dir.path().join(".cache"))
-        .args([
+    let mut child = common::TestEnv::at(dir.path())
+        .with_cache(&dir.path().join(".cache"))
+        .cmd(&[
             "--progress",
             "plain",
             "image",
