@@ -16,6 +16,14 @@ pub enum Event<'a> {
     CleanRemoving { done: u64, total: u64 },
     /// `image --clean` removed the context's bytecode before scanning.
     ContextCleaned { files: u64, dirs: u64, bytes: u64 },
+    /// The Dockerfile the build uses, as messages name it, and why that one.
+    DockerfileChosen {
+        service: &'a str,
+        dockerfile: &'a str,
+        reason: &'a str,
+    },
+    /// ctxbuild keyed the context's `files`, hashing on `threads` threads (`-j`).
+    ContextKeyed { files: usize, threads: usize },
     /// The engine answered.
     EngineConnected { host: &'a str, api_version: &'a str },
     /// Bytecode a COPY/ADD names on purpose, sent although it is pollution.

@@ -15,6 +15,9 @@ use serde::Serialize;
 pub struct Report {
     /// The service from ctxbuild.toml, when built by name.
     pub service: Option<String>,
+    /// The Dockerfile built and why that one (absent in reports made without a service).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<DockerfileUsed>,
     /// The final image, `sha256:…`.
     pub image_id: String,
     pub tags: Vec<String>,
@@ -46,6 +49,16 @@ pub enum CacheOrigin {
     Local,
     /// A layer of a `--cache-from` image.
     CacheFrom,
+}
+
+/// The Dockerfile a build used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DockerfileUsed {
+    /// Relative to the configuration's directory, `-f` as given, or
+    /// `<rendered python-asgi/alpine>`.
+    pub path: String,
+    /// Why this one: `-f`, `` `dockerfile` in ctxbuild.toml ``, or the rendered template.
+    pub reason: String,
 }
 
 /// One Dockerfile step.
@@ -240,6 +253,7 @@ impl Report {
         };
         Report {
             service,
+            dockerfile: None,
             image_id: outcome.image_id.clone(),
             tags: outcome.tags.clone(),
             steps,

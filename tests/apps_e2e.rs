@@ -13,7 +13,7 @@ mod apps;
 mod common;
 
 use apps::{assert_serves, copy_tree, http_get, Running};
-use common::{ctxbuild, docker, docker_output, python_image, require_engine, stderr, unique};
+use common::{docker, docker_output, python_image, require_engine, stderr, unique, TestEnv};
 
 /// Renders service `name` of `tests/apps/NAME`, builds it with the classic builder, runs it
 /// with `PORT=8080` and a 1-second health interval.
@@ -25,18 +25,15 @@ fn build_and_run(name: &str) -> (Running, tempfile::TempDir) {
         dir.path(),
     );
     let base = python_image();
-    let o = ctxbuild(
-        dir.path(),
-        &[
-            "render",
-            name,
-            "--slim",
-            "--base-image",
-            &base,
-            "-o",
-            "Dockerfile",
-        ],
-    );
+    let o = TestEnv::at(dir.path()).run(&[
+        "render",
+        name,
+        "--slim",
+        "--base-image",
+        &base,
+        "-o",
+        "Dockerfile",
+    ]);
     assert!(o.status.success(), "render failed: {}", stderr(&o));
     let image = format!("ctxbuild-apps-e2e/{}", unique(name));
     let b = docker_output(&["build", "-q", "-t", &image, &dir.path().to_string_lossy()]);

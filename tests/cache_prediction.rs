@@ -81,9 +81,9 @@ fn plan(dir: &Path, cache: &Path, args: &[(String, String)]) -> Planned {
         a.push("--build-arg".into());
         a.push(format!("{k}={v}"));
     }
-    let o = common::bin()
-        .env("CTXBUILD_CACHE_DIR", cache)
-        .env("NO_COLOR", "1")
+    let o = common::TestEnv::at(dir)
+        .with_cache(cache)
+        .cmd(&[])
         .args(&a)
         .output()
         .expect("run ctxbuild");

@@ -14,11 +14,10 @@ use std::path::Path;
 
 /// Runs `ctxbuild ARGS` in `dir` with the ctxbuild cache (plans, stat cache) in `cache`.
 fn ctxb(dir: &Path, cache: &str, args: &[&str]) -> std::process::Output {
-    common::bin()
-        .current_dir(dir)
+    common::TestEnv::at(dir)
+        .with_cache(&dir.join(cache))
+        .cmd(args)
         .env("NO_COLOR", "1")
-        .env("CTXBUILD_CACHE_DIR", dir.join(cache))
-        .args(args)
         .output()
         .unwrap()
 }

@@ -74,7 +74,7 @@ fn service_dir(changes: &[(&str, &str)]) -> tempfile::TempDir {
 /// The whole `check --json` report of the clean service with `changes` applied.
 fn report(changes: &[(&str, &str)]) -> serde_json::Value {
     let dir = service_dir(changes);
-    let o = common::ctxbuild(dir.path(), &["check", "--json"]);
+    let o = common::TestEnv::at(dir.path()).run(&["check", "--json"]);
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
@@ -91,7 +91,7 @@ fn message<'a>(report: &'a serde_json::Value, rule: &str) -> &'a str {
 }
 
 fn check_in(dir: &std::path::Path) -> (Vec<(String, String, String)>, i32) {
-    let o = common::ctxbuild(dir, &["check", "--json"]);
+    let o = common::TestEnv::at(dir).run(&["check", "--json"]);
     let code = o.status.code().unwrap();
     assert!(
         code == 0 || code == 1,
@@ -469,7 +469,7 @@ fn generated_stale() {
             ("api/requirements.txt", REQUIREMENTS),
         ],
     );
-    let o = common::ctxbuild(dir.path(), &["render", "api", "--slim"]);
+    let o = common::TestEnv::at(dir.path()).run(&["render", "api", "--slim"]);
     assert!(o.status.success());
     let fresh = common::stdout(&o);
     let edited = fresh.replace("-w 2", "-w 8");
@@ -616,7 +616,7 @@ fn compose_paths_are_shown_normalised() {
             ),
         ],
     );
-    let o = common::ctxbuild(dir.path(), &["check"]);
+    let o = common::TestEnv::at(dir.path()).run(&["check"]);
     let out = common::stdout(&o);
     assert!(
         out.contains("compose.yaml:5: error[compose-dockerfile-missing] service `api` builds with outside/Dockerfile,"),
@@ -791,7 +791,7 @@ fn human_output_names_rule_location_and_fix() {
             ("api/Dockerfile", &bad),
         ],
     );
-    let o = common::ctxbuild(dir.path(), &["check"]);
+    let o = common::TestEnv::at(dir.path()).run(&["check"]);
     assert_eq!(o.status.code(), Some(1));
     let out = common::stdout(&o);
     assert!(out.starts_with("api/Dockerfile:8: error[port-mismatch] EXPOSE defaults to port 8001, but the deploy sends traffic to 8080\n  fix: "), "{out}");
@@ -818,31 +818,31 @@ fn only_named_services_are_checked() {
             ("web/Dockerfile", "FROM node\nCMD [\"node\", \"s.js\"]\n"),
         ],
     );
-    let o = common::ctxbuild(dir.path(), &["check", "api"]);
+    let o = common::TestEnv::at(dir.path()).run(&["check", "api"]);
     assert_eq!(o.status.code(), Some(0), "{}", common::stdout(&o));
-    let o = common::ctxbuild(dir.path(), &["check"]);
+    let o = common::TestEnv::at(dir.path()).run(&["check"]);
     assert!(
         common::stdout(&o).contains("web/Dockerfile:1: warning[base-image-tag]"),
         "{}",
         common::stdout(&o)
     );
     // Repeated names are checked once, in the order first given.
-    let o = common::ctxbuild(dir.path(), &["check", "--json", "web", "api", "web", "api"]);
+    let o = common::TestEnv::at(dir.path()).run(&["check", "--json", "web", "api", "web", "api"]);
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["services"], serde_json::json!(["web", "api"]));
-    let o = common::ctxbuild(dir.path(), &["check", "api", "api"]);
+    let o = common::TestEnv::at(dir.path()).run(&["check", "api", "api"]);
     assert!(
         common::stderr(&o).contains("checked 1 service "),
         "{}",
         common::stderr(&o)
     );
-    let o = common::ctxbuild(dir.path(), &["check", "nope"]);
+    let o = common::TestEnv::at(dir.path()).run(&["check", "nope"]);
     assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]
 fn the_repository_examples_pass() {
-    let o = common::ctxbuild(&common::repo_root(), &["check", "--json"]);
+    let o = common::TestEnv::at(&common::repo_root()).run(&["check", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["findings"], serde_json::json!([]), "{report:#}");
     assert_eq!(o.status.code(), Some(0));
@@ -995,7 +995,7 @@ fn dockerfile_outside_the_context_is_configurable() {
         "ctxbuild.toml",
         &CONFIG.replace("\"Dockerfile\"", "\"../../api.Dockerfile\""),
     )]);
-    let o = common::ctxbuild(dir.path(), &["check"]);
+    let o = common::TestEnv::at(dir.path()).run(&["check"]);
     assert_eq!(o.status.code(), Some(2));
     let err = common::stderr(&o);
     assert!(err.contains("ctxbuild.toml:5"), "{err}");
@@ -1369,7 +1369,7 @@ fn messages_are_tidy() {
 fn format_sarif_is_valid_sarif_2_1_0() {
     let bad = DOCKERFILE.replace("EXPOSE 8080", "EXPOSE 8001");
     let dir = service_dir(&[("api/Dockerfile", &bad)]);
-    let o = common::ctxbuild(dir.path(), &["check", "--format", "sarif"]);
+    let o = common::TestEnv::at(dir.path()).run(&["check", "--format", "sarif"]);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     // The required fields of SARIF 2.1.0 (sarifLog, run, tool, toolComponent,
@@ -1413,7 +1413,7 @@ fn format_sarif_is_valid_sarif_2_1_0() {
         sub.path().join("ctxbuild.toml"),
     )
     .unwrap();
-    let o = common::ctxbuild(sub.path(), &["check", "--format", "sarif"]);
+    let o = common::TestEnv::at(sub.path()).run(&["check", "--format", "sarif"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let name = sub.path().file_name().unwrap().to_str().unwrap();
     assert_eq!(
@@ -1426,7 +1426,7 @@ fn format_sarif_is_valid_sarif_2_1_0() {
 fn format_github_annotations() {
     let bad = DOCKERFILE.replace("EXPOSE 8080", "EXPOSE 8001");
     let dir = service_dir(&[("api/Dockerfile", &bad)]);
-    let o = common::ctxbuild(dir.path(), &["check", "--format", "github"]);
+    let o = common::TestEnv::at(dir.path()).run(&["check", "--format", "github"]);
     assert_eq!(o.status.code(), Some(1));
     let out = common::stdout(&o);
     assert!(
@@ -1435,8 +1435,8 @@ fn format_github_annotations() {
     );
     assert_eq!(out.lines().count(), 1, "{out}");
     // --json stays an alias of --format json.
-    let a = common::ctxbuild(dir.path(), &["check", "--json"]);
-    let b = common::ctxbuild(dir.path(), &["check", "--format", "json"]);
+    let a = common::TestEnv::at(dir.path()).run(&["check", "--json"]);
+    let b = common::TestEnv::at(dir.path()).run(&["check", "--format", "json"]);
     assert_eq!(a.stdout, b.stdout);
     assert!(!a.stdout.is_empty());
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{ctxbuild, stderr, stdout, write_tree};
+use common::{stderr, stdout, write_tree, TestEnv};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -112,7 +112,7 @@ fn tree() -> tempfile::TempDir {
 #[test]
 fn removes_bytecode_and_keeps_everything_else() {
     let t = tree();
-    let o = ctxbuild(t.path(), &["clean"]);
+    let o = TestEnv::at(t.path()).run(&["clean"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let after = listing(t.path());
     for gone in [
@@ -158,10 +158,7 @@ fn removes_bytecode_and_keeps_everything_else() {
 fn dry_run_lists_exactly_what_a_real_run_removes() {
     let t = tree();
     let before = listing(t.path());
-    let o = ctxbuild(
-        t.path(),
-        &["clean", "--dry-run", "--debris", "pytest,coverage"],
-    );
+    let o = TestEnv::at(t.path()).run(&["clean", "--dry-run", "--debris", "pytest,coverage"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(listing(t.path()), before, "dry run changed the tree");
     let listed: Vec<String> = stdout(&o)
@@ -174,10 +171,7 @@ fn dry_run_lists_exactly_what_a_real_run_removes() {
     assert!(listed.contains(&"app/__pycache__".to_string()));
     assert!(stdout(&o).contains("app/__pycache__/\n"), "dirs end in /");
 
-    let o = ctxbuild(
-        t.path(),
-        &["clean", "--json", "--debris", "pytest,coverage"],
-    );
+    let o = TestEnv::at(t.path()).run(&["clean", "--json", "--debris", "pytest,coverage"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(paths(&json(&o), "removed"), listed);
 }
@@ -186,14 +180,14 @@ fn dry_run_lists_exactly_what_a_real_run_removes() {
 fn check_exits_1_on_pollution_and_0_on_a_clean_tree() {
     let t = tree();
     let before = listing(t.path());
-    let o = ctxbuild(t.path(), &["clean", "--check"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--check"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stdout(&o).contains("app/orphan.pyc"));
     assert!(stderr(&o).contains("hint: run `ctxbuild clean`"));
     assert_eq!(listing(t.path()), before, "--check changed the tree");
 
-    assert!(ctxbuild(t.path(), &["clean", "-q"]).status.success());
-    let o = ctxbuild(t.path(), &["clean", "--check"]);
+    assert!(TestEnv::at(t.path()).run(&["clean", "-q"]).status.success());
+    let o = TestEnv::at(t.path()).run(&["clean", "--check"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("no pollution found"));
 }
@@ -201,7 +195,7 @@ fn check_exits_1_on_pollution_and_0_on_a_clean_tree() {
 #[test]
 fn json_reports_counts_bytes_and_rules() {
     let t = tree();
-    let o = ctxbuild(t.path(), &["clean", "--json"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v = json(&o);
     assert_eq!(v["mode"], "remove");
@@ -234,7 +228,7 @@ fn json_reports_counts_bytes_and_rules() {
 #[test]
 fn debris_topics_are_opt_in_and_exact() {
     let t = tree();
-    let o = ctxbuild(t.path(), &["clean", "--debris", "pytest,coverage,egg-info"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--debris", "pytest,coverage,egg-info"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let after = listing(t.path());
     for gone in [
@@ -258,7 +252,7 @@ fn debris_topics_are_opt_in_and_exact() {
         assert!(after.contains(&stays.to_string()), "{stays} gone");
     }
 
-    let o = ctxbuild(t.path(), &["clean", "--debris", "all"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--debris", "all"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let after = listing(t.path());
     for gone in [
@@ -276,7 +270,7 @@ fn debris_topics_are_opt_in_and_exact() {
 fn unknown_debris_topic_is_a_usage_error_listing_the_valid_ones() {
     let t = tree();
     let before = listing(t.path());
-    let o = ctxbuild(t.path(), &["clean", "--debris", "pytest,nosuch"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--debris", "pytest,nosuch"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(err.contains("unknown debris topic `nosuch`"), "{err}");
@@ -298,23 +292,20 @@ fn erase_globs_and_keep_protections() {
             ("build/keep.me", "precious"),
         ],
     );
-    let o = ctxbuild(
-        t.path(),
-        &[
-            "clean",
-            "--json",
-            "--erase",
-            "*.log",
-            "--erase",
-            "build/",
-            "--keep",
-            "vendor",
-            "--keep",
-            "build/keep.me",
-            "--keep",
-            "app/orphan.pyc",
-        ],
-    );
+    let o = TestEnv::at(t.path()).run(&[
+        "clean",
+        "--json",
+        "--erase",
+        "*.log",
+        "--erase",
+        "build/",
+        "--keep",
+        "vendor",
+        "--keep",
+        "build/keep.me",
+        "--keep",
+        "app/orphan.pyc",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let after = listing(t.path());
     assert!(!after.contains(&"logs/run.log".to_string()));
@@ -340,7 +331,7 @@ fn erase_globs_and_keep_protections() {
 #[test]
 fn bad_glob_is_a_usage_error() {
     let t = tree();
-    let o = ctxbuild(t.path(), &["clean", "--erase", "a[b"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--erase", "a[b"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("invalid glob `a[b` for --erase"),
@@ -362,7 +353,7 @@ fn symlink_named_pycache_pointing_outside_is_neither_entered_nor_removed() {
     symlink(outside.path(), t.path().join("pkg/__pycache__")).unwrap();
     // And a link to a directory with any other name: also not followed.
     symlink(outside.path(), t.path().join("pkg/elsewhere")).unwrap();
-    let o = ctxbuild(t.path(), &["clean", "--json", "--debris", "all"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--json", "--debris", "all"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         std::fs::read_to_string(outside.path().join("victim.pyc")).unwrap(),
@@ -390,7 +381,7 @@ fn symlink_named_pyc_is_removed_as_a_link_never_its_target() {
     symlink(outside.path().join("target.pyc"), t.path().join("a.pyc")).unwrap();
     // A dangling link named like bytecode goes too.
     symlink("/nonexistent/x", t.path().join("dangling.pyc")).unwrap();
-    let o = ctxbuild(t.path(), &["clean"]);
+    let o = TestEnv::at(t.path()).run(&["clean"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(listing(t.path()), ["a.py"]);
     assert_eq!(
@@ -405,7 +396,7 @@ fn a_root_given_through_a_symlink_is_resolved_once() {
     let holder = tmp();
     let link = holder.path().join("link");
     symlink(real.path(), &link).unwrap();
-    let o = ctxbuild(holder.path(), &["clean", "--dry-run", "link"]);
+    let o = TestEnv::at(holder.path()).run(&["clean", "--dry-run", "link"]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Paths are relative to the root, not to the link or the real directory.
     assert!(
@@ -413,7 +404,7 @@ fn a_root_given_through_a_symlink_is_resolved_once() {
         "{}",
         stdout(&o)
     );
-    let o = ctxbuild(holder.path(), &["clean", "link"]);
+    let o = TestEnv::at(holder.path()).run(&["clean", "link"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!real.path().join("app/orphan.pyc").exists());
     assert!(real.path().join("app/main.py").exists());
@@ -441,7 +432,7 @@ fn virtualenvs_are_skipped_unless_asked_and_recognised_by_pyvenv_cfg() {
             ("venv/__pycache__/__init__.cpython-311.pyc", "b"),
         ],
     );
-    let o = ctxbuild(t.path(), &["clean", "--json"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(t
         .path()
@@ -458,7 +449,7 @@ fn virtualenvs_are_skipped_unless_asked_and_recognised_by_pyvenv_cfg() {
         .collect();
     assert_eq!(skipped, [".venv", "env2"]);
 
-    let o = ctxbuild(t.path(), &["clean", "--include-venv"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--include-venv"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!t
         .path()
@@ -480,7 +471,7 @@ fn git_metadata_is_never_entered_but_tox_debris_goes_whole() {
             (".tox/py311/lib/m.py", ""),
         ],
     );
-    let o = ctxbuild(t.path(), &["clean", "--debris", "tox"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--debris", "tox"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(t.path().join(".git/objects/__pycache__/x.pyc").exists());
     assert!(!t.path().join(".tox").exists(), "debris venvs go with .tox");
@@ -493,10 +484,10 @@ fn non_utf8_names_are_removed_and_listed_byte_exact() {
     std::fs::create_dir_all(&dir).unwrap();
     let name = OsStr::from_bytes(b"caf\xe9.cpython-311.pyc");
     std::fs::write(dir.join(name), "b").unwrap();
-    let o = ctxbuild(t.path(), &["clean", "--dry-run"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--dry-run"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(o.stdout.windows(name.len()).any(|w| w == name.as_bytes()));
-    let o = ctxbuild(t.path(), &["clean", "--json"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(json(&o)["files"], 1);
     assert!(!dir.exists());
@@ -505,7 +496,7 @@ fn non_utf8_names_are_removed_and_listed_byte_exact() {
 #[test]
 fn the_filesystem_root_is_refused_before_any_walk() {
     let t = tmp();
-    let o = ctxbuild(t.path(), &["clean", "--check", "/"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--check", "/"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("refusing to clean the filesystem root"),
@@ -518,7 +509,7 @@ fn the_filesystem_root_is_refused_before_any_walk() {
 #[test]
 fn every_root_is_checked_before_anything_is_removed() {
     let a = tree();
-    let o = ctxbuild(a.path(), &["clean", ".", "does-not-exist"]);
+    let o = TestEnv::at(a.path()).run(&["clean", ".", "does-not-exist"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("does-not-exist"), "{}", stderr(&o));
     assert!(a.path().join("app/orphan.pyc").exists(), "nothing removed");
@@ -528,10 +519,10 @@ fn every_root_is_checked_before_anything_is_removed() {
 fn several_roots_prefix_their_paths() {
     let t = tmp();
     write_tree(t.path(), &[("a/x.pyc", ""), ("b/y.pyc", "")]);
-    let o = ctxbuild(t.path(), &["clean", "--dry-run", "a", "b"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--dry-run", "a", "b"]);
     assert!(o.status.success());
     assert_eq!(stdout(&o), "a/x.pyc\nb/y.pyc\n");
-    let o = ctxbuild(t.path(), &["clean", "--json", "a", "b"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--json", "a", "b"]);
     let v = json(&o);
     assert_eq!(v["files"], 2);
     assert_eq!(v["roots"][1]["dir"], "b");
@@ -589,7 +580,7 @@ fn an_unremovable_file_is_reported_and_the_run_goes_on() {
             stuck.display()
         );
     };
-    let o = ctxbuild(t.path(), &["clean", "--json"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--json"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let v = json(&o);
     assert_eq!(v["failures"], 1);
@@ -613,7 +604,7 @@ fn an_unremovable_file_is_reported_and_the_run_goes_on() {
     );
 
     // The human output names the path too.
-    let o = ctxbuild(t.path(), &["clean"]);
+    let o = TestEnv::at(t.path()).run(&["clean"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(
@@ -733,7 +724,7 @@ fn real_cpython_tree_is_left_byte_identical_without_bytecode() {
     assert!(pyc >= 1000, "only {pyc} .pyc in the copy");
     assert!(caches >= 100, "only {caches} __pycache__");
 
-    let o = ctxbuild(t.path(), &["clean", "--json", "lib"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--json", "lib"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v = json(&o);
     assert_eq!(v["files"], pyc);
@@ -747,7 +738,7 @@ fn real_cpython_tree_is_left_byte_identical_without_bytecode() {
     assert_eq!(files_after.len(), files_before.len(), "files added or lost");
     assert!(files_after == files_before, "some file changed");
 
-    let o = ctxbuild(t.path(), &["clean", "--check", "lib"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--check", "lib"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
@@ -771,13 +762,13 @@ fn context_only_cleans_just_what_docker_would_send() {
             (".venv/lib/__pycache__/v.pyc", "b"),
         ],
     );
-    let o = ctxbuild(t.path(), &["clean", "--context-only", "--dry-run"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--context-only", "--dry-run"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         stdout(&o),
         "a/__pycache__/\na/__pycache__/m.cpython-311.pyc\nb/other.pyc\nignored/sent.pyc\n"
     );
-    let o = ctxbuild(t.path(), &["clean", "--context-only"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--context-only"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let after = listing(t.path());
     for stays in [
@@ -800,7 +791,7 @@ fn context_only_cleans_just_what_docker_would_send() {
 fn context_only_reports_an_invalid_dockerignore() {
     let t = tmp();
     write_tree(t.path(), &[(".dockerignore", "!\n"), ("x.pyc", "")]);
-    let o = ctxbuild(t.path(), &["clean", "--context-only"]);
+    let o = TestEnv::at(t.path()).run(&["clean", "--context-only"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(t.path().join("x.pyc").exists());
     assert!(stderr(&o).contains(".dockerignore"), "{}", stderr(&o));
@@ -823,7 +814,7 @@ fn no_glob_or_debris_name_removes_through_a_virtualenv_or_vcs_metadata() {
         ("app/main.py", "x"),
     ];
     write_tree(t.path(), files);
-    let o = ctxbuild(
+    let o = run_in(
         t.path(),
         &["clean", "--json", "--erase", "**", "--debris", "all"],
     );
@@ -853,7 +844,7 @@ fn no_glob_or_debris_name_removes_through_a_virtualenv_or_vcs_metadata() {
     assert!(paths(&v, "kept").contains(&"build".to_string()));
 
     // Asked for explicitly, a virtualenv goes; VCS metadata never does.
-    let o = ctxbuild(t.path(), &["clean", "--erase", "**", "--include-venv"]);
+    let o = run_in(t.path(), &["clean", "--erase", "**", "--include-venv"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!t.path().join(".venv").exists());
     assert!(!t.path().join("build/env").exists());
@@ -873,7 +864,7 @@ fn context_only_validates_every_root_and_its_dockerignore_before_removing_anythi
             ("bad/y.pyc", "b"),
         ],
     );
-    let o = ctxbuild(t.path(), &["clean", "--context-only", "good", "bad"]);
+    let o = run_in(t.path(), &["clean", "--context-only", "good", "bad"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains(".dockerignore"), "{}", stderr(&o));
     assert!(t.path().join("good/x.pyc").exists(), "good was cleaned");
@@ -900,7 +891,7 @@ fn overlapping_roots_are_counted_once() {
     ] {
         let mut argv = vec!["clean", "--dry-run", "--json"];
         argv.extend(args);
-        let v = json(&ctxbuild(t.path(), &argv));
+        let v = json(&run_in(t.path(), &argv));
         assert_eq!(
             (v["files"].as_u64(), v["dirs"].as_u64()),
             (Some(3), Some(1)),
@@ -909,12 +900,12 @@ fn overlapping_roots_are_counted_once() {
         assert_eq!(v["bytes"], 9, "{args:?}");
         let mut argv = vec!["clean", "-n"];
         argv.extend(args);
-        let o = ctxbuild(t.path(), &argv);
+        let o = run_in(t.path(), &argv);
         let out = stdout(&o);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 4, "{args:?}: {lines:?}");
     }
-    let o = ctxbuild(t.path(), &["clean", "--json", "a/sub", "a"]);
+    let o = run_in(t.path(), &["clean", "--json", "a/sub", "a"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v = json(&o);
     assert_eq!(
@@ -965,7 +956,7 @@ fn a_bind_mount_inside_the_root_is_not_crossed_unless_asked() {
     let root = t.path().join("root");
     let _mount = BindMount::new(&t.path().join("elsewhere"), &root.join("mnt"));
     // The same filesystem bound elsewhere: st_dev alone cannot tell, the mount id does.
-    let o = ctxbuild(&root, &["clean", "--json"]);
+    let o = run_in(&root, &["clean", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(t.path().join("elsewhere/x.pyc").exists());
     assert!(t
@@ -976,12 +967,12 @@ fn a_bind_mount_inside_the_root_is_not_crossed_unless_asked() {
     let v = json(&o);
     assert_eq!(v["roots"][0]["skipped"][0]["path"], "mnt");
     assert_eq!(v["roots"][0]["skipped"][0]["reason"], "other-filesystem");
-    let o = ctxbuild(&root, &["clean", "-n"]);
+    let o = run_in(&root, &["clean", "-n"]);
     assert_eq!(stdout(&o), "");
-    let o = ctxbuild(&root, &["clean"]);
+    let o = run_in(&root, &["clean"]);
     assert!(stderr(&o).contains("--cross-filesystems"), "{}", stderr(&o));
 
-    let o = ctxbuild(&root, &["clean", "--cross-filesystems"]);
+    let o = run_in(&root, &["clean", "--cross-filesystems"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!t.path().join("elsewhere/x.pyc").exists());
     assert!(!t.path().join("elsewhere/__pycache__").exists());
@@ -1187,7 +1178,7 @@ fn swapping_directories_for_symlinks_never_reaches_outside_the_root_binary() {
         let mut args = STRESS_ARGS.to_vec();
         let r = root.to_str().unwrap();
         args.push(r);
-        let o = ctxbuild(root.parent().unwrap(), &args);
+        let o = run_in(root.parent().unwrap(), &args);
         // A run may report entries that changed under it (exit 2), never crash.
         assert!(matches!(o.status.code(), Some(0 | 2)), "{}", stderr(&o));
     });
@@ -1221,4 +1212,9 @@ fn swapping_directories_for_symlinks_never_reaches_outside_the_root_library() {
             let _ = clean(&lib_options(root, Scope::Context), &NoProgress);
         },
     );
+}
+
+/// `ctxbuild ARGS` run in `dir` through the one harness.
+fn run_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    TestEnv::at(dir).run(args)
 }

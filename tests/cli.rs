@@ -4,7 +4,7 @@ mod common;
 
 #[test]
 fn help_lists_every_command_with_examples() {
-    let o = common::bin().arg("--help").output().unwrap();
+    let o = common::TestEnv::new().run(&["--help"]);
     assert!(o.status.success());
     let text = common::stdout(&o);
     for cmd in [
@@ -17,24 +17,21 @@ fn help_lists_every_command_with_examples() {
 
 #[test]
 fn completions_are_generated() {
-    let o = common::bin()
-        .args(["completions", "bash"])
-        .output()
-        .unwrap();
+    let o = common::TestEnv::new().run(&["completions", "bash"]);
     assert!(o.status.success());
     assert!(common::stdout(&o).contains("ctxbuild"));
 }
 
 #[test]
 fn usage_error_exits_2() {
-    let o = common::bin().arg("--no-such-flag").output().unwrap();
+    let o = common::TestEnv::new().run(&["--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]
 fn thread_count_is_bounded() {
     for bad in ["0", "257", "100000"] {
-        let o = common::bin().args(["-j", bad, "ls"]).output().unwrap();
+        let o = common::TestEnv::new().run(&["-j", bad, "ls"]);
         assert_eq!(o.status.code(), Some(2), "-j {bad} must be a usage error");
         assert!(
             common::stderr(&o).contains("--threads"),
@@ -81,14 +78,14 @@ fn render_roff(roff: &[u8]) -> String {
 
 #[test]
 fn man_page_renders_and_names_every_command() {
-    let o = common::bin().arg("man").output().unwrap();
+    let o = common::TestEnv::new().cmd(&["man"]).output().unwrap();
     assert!(o.status.success(), "{}", common::stderr(&o));
     let roff = common::stdout(&o);
     assert!(roff.contains(".TH ctxbuild 1"), "{roff}");
     let text = render_roff(&o.stdout);
     assert!(text.contains("SUBCOMMANDS"), "{text}");
     // `--help` and the page agree on the command list.
-    let help = common::stdout(&common::bin().arg("--help").output().unwrap());
+    let help = common::stdout(&common::TestEnv::new().cmd(&["--help"]).output().unwrap());
     for cmd in COMMANDS {
         assert!(help.contains(&format!("  {cmd} ")), "--help lacks {cmd}");
         assert!(
@@ -105,14 +102,17 @@ fn man_page_renders_and_names_every_command() {
 
 #[test]
 fn man_page_of_a_command_shows_its_options() {
-    let o = common::bin().args(["man", "ls"]).output().unwrap();
+    let o = common::TestEnv::new().cmd(&["man", "ls"]).output().unwrap();
     assert!(o.status.success(), "{}", common::stderr(&o));
     let text = render_roff(&o.stdout);
     assert!(text.contains("ctxbuild-ls"), "{text}");
     for opt in ["--json", "--sizes", "--buildkit", "--file"] {
         assert!(text.contains(opt), "ctxbuild-ls(1) lacks {opt}:\n{text}");
     }
-    let o = common::bin().args(["man", "nope"]).output().unwrap();
+    let o = common::TestEnv::new()
+        .cmd(&["man", "nope"])
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     assert!(common::stderr(&o).contains("no command `nope`"));
 }

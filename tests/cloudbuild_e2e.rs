@@ -269,19 +269,16 @@ fn workspace() -> tempfile::TempDir {
          cpu = 1\nmemory = \"1Gi\"\nrequest_timeout = 300\nconcurrency = 20\n",
     )
     .unwrap();
-    let o = common::ctxbuild(
-        ws.path(),
-        &[
-            "cloudbuild",
-            "--deploy",
-            "--step-image",
-            &step_image(),
-            "--base-image",
-            &common::python_image(),
-            "-o",
-            "cloudbuild.yaml",
-        ],
-    );
+    let o = common::TestEnv::at(ws.path()).run(&[
+        "cloudbuild",
+        "--deploy",
+        "--step-image",
+        &step_image(),
+        "--base-image",
+        &common::python_image(),
+        "-o",
+        "cloudbuild.yaml",
+    ]);
     assert!(o.status.success(), "{}", common::stderr(&o));
     ws
 }
@@ -419,10 +416,7 @@ fn manual_builds_tag_manual_unless_tag_is_given() {
         ws.path().join("ctxbuild.toml"),
     )
     .unwrap();
-    let o = common::ctxbuild(
-        ws.path(),
-        &["cloudbuild", "backend", "-o", "cloudbuild.yaml"],
-    );
+    let o = common::TestEnv::at(ws.path()).run(&["cloudbuild", "backend", "-o", "cloudbuild.yaml"]);
     assert!(o.status.success(), "{}", common::stderr(&o));
     let text = std::fs::read_to_string(ws.path().join("cloudbuild.yaml")).unwrap();
     let doc = YamlLoader::load_from_str(&text).unwrap().remove(0);

@@ -1,6 +1,9 @@
 //! Colour follows the terminal and `NO_COLOR` (https://no-color.org): run under a pseudo-terminal
 //! (util-linux `script`), an error is coloured; with `NO_COLOR` set, or `--color never`, it is
 //! plain text. Piped output is never coloured.
+//!
+//! Not through `common::TestEnv`: it sets `NO_COLOR` for every run, and this test needs the
+//! binary under `script` with `NO_COLOR` unset.
 
 use std::process::Command;
 

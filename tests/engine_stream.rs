@@ -208,11 +208,9 @@ fn real_engine_run_printing_100_mb_on_one_line_stays_under_64_mib() {
     let log = dir.path().join("stderr.log");
     let started = std::time::Instant::now();
     let (ok, peak_mib) = run_measured(
-        common::bin()
-            .current_dir(dir.path())
-            .env("NO_COLOR", "1")
-            .env("CTXBUILD_CACHE_DIR", dir.path().join(".cache"))
-            .args([
+        common::TestEnv::at(dir.path())
+            .with_cache(&dir.path().join(".cache"))
+            .cmd(&[
                 "--progress",
                 "plain",
                 "image",

@@ -45,6 +45,7 @@ fn unreachable_engine() {
         &[
             "image",
             "bb",
+            "--no-check",
             "-H",
             "unix:///nonexistent/ctxbuild-test.sock"
         ]

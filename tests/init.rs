@@ -6,7 +6,7 @@
 mod apps;
 mod common;
 
-use common::{ctxbuild, stderr, stdout};
+use common::{stderr, stdout, TestEnv};
 use std::path::Path;
 
 /// A copy of `tests/apps/NAME` without its hand-written ctxbuild.toml.
@@ -23,7 +23,7 @@ fn corpus_copy(name: &str) -> tempfile::TempDir {
 #[test]
 fn init_writes_a_config_that_check_loads() {
     let dir = corpus_copy("launcher");
-    let o = ctxbuild(dir.path(), &["init"]);
+    let o = TestEnv::at(dir.path()).run(&["init"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     assert!(
@@ -41,7 +41,7 @@ fn init_writes_a_config_that_check_loads() {
     );
     let text = std::fs::read_to_string(dir.path().join("ctxbuild.toml")).unwrap();
     assert!(text.contains("\napp = \"service.api:app\"\n"), "{text}");
-    let c = ctxbuild(dir.path(), &["check"]);
+    let c = TestEnv::at(dir.path()).run(&["check"]);
     assert_eq!(c.status.code(), Some(0), "{}{}", stdout(&c), stderr(&c));
     assert!(stderr(&c).contains("checked 1 service"), "{}", stderr(&c));
 }
@@ -49,12 +49,12 @@ fn init_writes_a_config_that_check_loads() {
 #[test]
 fn a_second_init_leaves_the_file_byte_identical() {
     let dir = corpus_copy("req-no-gunicorn");
-    assert!(ctxbuild(dir.path(), &["init"]).status.success());
+    assert!(TestEnv::at(dir.path()).run(&["init"]).status.success());
     let path = dir.path().join("ctxbuild.toml");
     let mut edited = std::fs::read(&path).unwrap();
     edited.extend_from_slice(b"# edited by hand\n");
     std::fs::write(&path, &edited).unwrap();
-    let o = ctxbuild(dir.path(), &["init"]);
+    let o = TestEnv::at(dir.path()).run(&["init"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stdout(&o).is_empty(), "{}", stdout(&o));
     let err = stderr(&o);
@@ -68,7 +68,7 @@ fn a_second_init_leaves_the_file_byte_identical() {
     );
     assert_eq!(std::fs::read(&path).unwrap(), edited);
     // --print still shows what init would write, and writes nothing.
-    let p = ctxbuild(dir.path(), &["init", "--print"]);
+    let p = TestEnv::at(dir.path()).run(&["init", "--print"]);
     assert!(p.status.success());
     assert!(stdout(&p).starts_with("# ctxbuild.toml, written by `ctxbuild init`"));
     assert_eq!(std::fs::read(&path).unwrap(), edited);
@@ -79,7 +79,7 @@ fn json_is_the_detection_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     apps::copy_tree(&common::repo_root().join("tests/apps/monorepo"), dir.path());
     std::fs::remove_file(dir.path().join("ctxbuild.toml")).unwrap();
-    let o = ctxbuild(dir.path(), &["init", "--json"]);
+    let o = TestEnv::at(dir.path()).run(&["init", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is JSON only");
     assert_eq!(v["services"][0]["context"], "services/api");
@@ -104,7 +104,7 @@ fn print_writes_nothing_and_questions_are_shown() {
             ),
         ],
     );
-    let p = ctxbuild(dir.path(), &["init", "--print"]);
+    let p = TestEnv::at(dir.path()).run(&["init", "--print"]);
     assert!(p.status.success());
     assert!(
         stdout(&p).contains("# QUESTION: 2 ASGI apps"),
@@ -112,7 +112,7 @@ fn print_writes_nothing_and_questions_are_shown() {
         stdout(&p)
     );
     assert!(!dir.path().join("ctxbuild.toml").exists());
-    let o = ctxbuild(dir.path(), &["init"]);
+    let o = TestEnv::at(dir.path()).run(&["init"]);
     let out = stdout(&o);
     assert!(
         out.contains("question: 2 ASGI apps in .: which one does service"),
@@ -127,7 +127,7 @@ fn print_writes_nothing_and_questions_are_shown() {
 #[test]
 fn lowercase_dockerfile_becomes_the_dockerfile_key() {
     let dir = corpus_copy("lowercase-dockerfile");
-    let o = ctxbuild(dir.path(), &["init"]);
+    let o = TestEnv::at(dir.path()).run(&["init"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains(
@@ -139,7 +139,7 @@ fn lowercase_dockerfile_becomes_the_dockerfile_key() {
     let text = std::fs::read_to_string(dir.path().join("ctxbuild.toml")).unwrap();
     assert!(text.contains("\ndockerfile = \"dockerfile\"\n"), "{text}");
     // `check` now lints that file (its uvicorn CMD is a finding), not the template.
-    let c = ctxbuild(dir.path(), &["check"]);
+    let c = TestEnv::at(dir.path()).run(&["check"]);
     assert!(
         stdout(&c).contains("dockerfile:6: error[asgi-server]"),
         "{}",
@@ -150,7 +150,7 @@ fn lowercase_dockerfile_becomes_the_dockerfile_key() {
 #[test]
 fn a_dir_that_is_not_a_directory_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let o = ctxbuild(dir.path(), &["init", "nope"]);
+    let o = TestEnv::at(dir.path()).run(&["init", "nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("nope is not a directory"),

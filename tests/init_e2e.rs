@@ -9,7 +9,7 @@ mod apps;
 mod common;
 
 use apps::{assert_serves, copy_tree, Running};
-use common::{ctxbuild, python_image, require_engine, stderr, stdout, unique};
+use common::{python_image, require_engine, stderr, stdout, unique, TestEnv};
 
 /// Runs the whole path for `tests/apps/NAME`; `service` is the name `init` must choose.
 fn init_check_image_run(name: &str, service: &str) -> Running {
@@ -20,12 +20,12 @@ fn init_check_image_run(name: &str, service: &str) -> Running {
     copy_tree(&common::repo_root().join("tests/apps").join(name), &dir);
     let _ = std::fs::remove_file(dir.join("ctxbuild.toml"));
 
-    let o = ctxbuild(&dir, &["init", "--json"]);
+    let o = TestEnv::at(&dir).run(&["init", "--json"]);
     assert!(o.status.success(), "init: {}", stderr(&o));
     let detection: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(detection["services"][0]["name"], service, "{detection:#}");
 
-    let c = ctxbuild(&dir, &["check"]);
+    let c = TestEnv::at(&dir).run(&["check"]);
     assert_eq!(
         c.status.code(),
         Some(0),
@@ -36,18 +36,15 @@ fn init_check_image_run(name: &str, service: &str) -> Running {
 
     let image = format!("ctxbuild-init-e2e/{}:test", unique(name));
     let base = python_image();
-    let b = ctxbuild(
-        &dir,
-        &[
-            "image",
-            service,
-            "--slim",
-            "--base-image",
-            &base,
-            "-t",
-            &image,
-        ],
-    );
+    let b = TestEnv::at(&dir).run(&[
+        "image",
+        service,
+        "--slim",
+        "--base-image",
+        &base,
+        "-t",
+        &image,
+    ]);
     if !b.status.success() {
         let _ = common::docker_output(&["rmi", "--no-prune", &image]);
         panic!("image {service}:\n{}{}", stdout(&b), stderr(&b));

@@ -1,14 +1,12 @@
 //! `--json` on `render` and `context`: stdout holds exactly one JSON document with its schema
 //! tag and the same data the human output comes from; nothing else reaches stdout.
 
+mod common;
+
 use std::process::Command;
 
 fn ctxbuild(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ctxbuild"));
-    c.current_dir(dir)
-        .env("CTXBUILD_CACHE_DIR", dir.join(".cache"))
-        .env_remove("SOURCE_DATE_EPOCH");
-    c
+    common::TestEnv::at(dir).cmd(&[])
 }
 
 fn project() -> tempfile::TempDir {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{ctxbuild, stderr, stdout, write_tree};
+use common::{stderr, stdout, write_tree, TestEnv};
 use std::os::unix::ffi::OsStrExt;
 
 fn lines(o: &std::process::Output) -> Vec<String> {
@@ -27,7 +27,7 @@ fn lists_files_and_symlinks_visible_to_copy_sorted_by_bytes() {
     );
     std::fs::create_dir(d.path().join("empty")).unwrap();
     std::os::unix::fs::symlink("src/app.py", d.path().join("link")).unwrap();
-    let o = ctxbuild(d.path(), &["ls"]);
+    let o = TestEnv::at(d.path()).run(&["ls"]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Byte order: `src.txt` (0x2e) sorts before `src/app.py` (0x2f); dirs are not listed;
     // the excluded Dockerfile is sent but not visible to COPY.
@@ -54,7 +54,7 @@ fn json_has_type_size_mode_and_link_target() {
     )
     .unwrap();
     std::os::unix::fs::symlink("missing", d.path().join("dangling")).unwrap();
-    let o = ctxbuild(d.path(), &["ls", "--json"]);
+    let o = TestEnv::at(d.path()).run(&["ls", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let rows = v.as_array().unwrap();
@@ -81,7 +81,7 @@ fn sizes_weigh_directories_and_pollution() {
             ("docs/readme.txt", "hi"),
         ],
     );
-    let o = ctxbuild(d.path(), &["ls", "--sizes"]);
+    let o = TestEnv::at(d.path()).run(&["ls", "--sizes"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(text.starts_with("context: 4 files, 4.50 kB\n"), "{text}");
@@ -96,7 +96,7 @@ fn sizes_weigh_directories_and_pollution() {
     );
     assert!(stderr(&o).contains("hint: run `ctxbuild clean`"));
 
-    let o = ctxbuild(d.path(), &["ls", "--sizes", "--json"]);
+    let o = TestEnv::at(d.path()).run(&["ls", "--sizes", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["total"]["files"], 4);
     assert_eq!(v["total"]["bytes"], 4502);
@@ -118,7 +118,7 @@ fn sizes_after_dockerignore_show_no_pollution() {
             ("app/m.py", "x"),
         ],
     );
-    let o = ctxbuild(d.path(), &["ls", "--sizes"]);
+    let o = TestEnv::at(d.path()).run(&["ls", "--sizes"]);
     assert!(stdout(&o).contains("pollution: none"), "{}", stdout(&o));
 }
 
@@ -134,11 +134,11 @@ fn dockerfile_flag_is_relative_to_the_current_directory() {
             ("ctx/app.py", ""),
         ],
     );
-    let o = ctxbuild(d.path(), &["ls", "ctx", "-f", "ctx/docker/Dockerfile"]);
+    let o = TestEnv::at(d.path()).run(&["ls", "ctx", "-f", "ctx/docker/Dockerfile"]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Sent (force-included) but deleted by the daemon before COPY.
     assert_eq!(lines(&o), [".dockerignore", "app.py"]);
-    let o = ctxbuild(d.path(), &["ls", "ctx", "-f", "docker/Dockerfile"]);
+    let o = TestEnv::at(d.path()).run(&["ls", "ctx", "-f", "docker/Dockerfile"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("Dockerfile `docker/Dockerfile` does not exist"));
     assert!(stderr(&o).contains("hint: `-f` is relative to the current directory"));
@@ -157,7 +157,7 @@ fn buildkit_flag_uses_the_dockerfile_dockerignore() {
             ("a.txt", ""),
         ],
     );
-    let classic = ctxbuild(d.path(), &["ls"]);
+    let classic = TestEnv::at(d.path()).run(&["ls"]);
     assert_eq!(
         lines(&classic),
         [
@@ -167,7 +167,7 @@ fn buildkit_flag_uses_the_dockerfile_dockerignore() {
             "a.log"
         ]
     );
-    let bk = ctxbuild(d.path(), &["ls", "--buildkit"]);
+    let bk = TestEnv::at(d.path()).run(&["ls", "--buildkit"]);
     assert_eq!(lines(&bk), [".dockerignore", "a.txt"]);
 }
 
@@ -176,7 +176,7 @@ fn non_utf8_names_are_printed_as_raw_bytes() {
     let d = tempfile::tempdir().unwrap();
     let name = std::ffi::OsStr::from_bytes(b"caf\xe9.txt");
     std::fs::write(d.path().join(name), "").unwrap();
-    let o = ctxbuild(d.path(), &["ls"]);
+    let o = TestEnv::at(d.path()).run(&["ls"]);
     assert!(o.status.success());
     assert_eq!(o.stdout, b"caf\xe9.txt\n");
 }
@@ -184,7 +184,7 @@ fn non_utf8_names_are_printed_as_raw_bytes() {
 #[test]
 fn missing_context_is_an_error_with_a_hint() {
     let d = tempfile::tempdir().unwrap();
-    let o = ctxbuild(d.path(), &["ls", "no-such-dir"]);
+    let o = TestEnv::at(d.path()).run(&["ls", "no-such-dir"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(
@@ -199,7 +199,7 @@ fn missing_context_is_an_error_with_a_hint() {
 fn invalid_dockerignore_names_file_and_line() {
     let d = tempfile::tempdir().unwrap();
     write_tree(d.path(), &[(".dockerignore", "# ok\n*.md\n!\n")]);
-    let o = ctxbuild(d.path(), &["ls"]);
+    let o = TestEnv::at(d.path()).run(&["ls"]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(
@@ -220,9 +220,8 @@ fn closed_stdout_is_not_an_error() {
     for i in 0..12_000 {
         std::fs::write(d.path().join(format!("file-{i:05}")), "").unwrap();
     }
-    let mut child = common::bin()
-        .current_dir(d.path())
-        .arg("ls")
+    let mut child = TestEnv::at(d.path())
+        .cmd(&["ls"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -246,7 +245,7 @@ fn closed_stdout_is_not_an_error() {
 fn default_dir_is_the_current_directory() {
     let d = tempfile::tempdir().unwrap();
     write_tree(d.path(), &[("x", "")]);
-    let o = ctxbuild(&d.path().join("."), &["ls"]);
+    let o = TestEnv::at(&d.path().join(".")).run(&["ls"]);
     assert_eq!(lines(&o), ["x"]);
 }
 
@@ -266,7 +265,7 @@ fn json_lists_pipes_and_devices_with_their_type_and_number() {
         libc::S_IFCHR | 0o666,
         libc::makedev(1, 3),
     );
-    let o = ctxbuild(d.path(), &["ls", "--json"]);
+    let o = TestEnv::at(d.path()).run(&["ls", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stderr(&o).contains("leaves it out"), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -289,7 +288,7 @@ fn json_lists_pipes_and_devices_with_their_type_and_number() {
         assert_eq!(null["device"], serde_json::json!([1, 3]));
     }
     // The plain listing names them too.
-    let o = ctxbuild(d.path(), &["ls"]);
+    let o = TestEnv::at(d.path()).run(&["ls"]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("pipe\n"));
 }
 
@@ -301,7 +300,7 @@ fn json_shows_the_mode_copy_produces_for_setuid_and_setgid() {
     for (name, mode) in [("su", 0o4755), ("sg", 0o2750), ("sgnx", 0o2644)] {
         std::fs::set_permissions(d.path().join(name), PermissionsExt::from_mode(mode)).unwrap();
     }
-    let o = ctxbuild(d.path(), &["ls", "--json"]);
+    let o = TestEnv::at(d.path()).run(&["ls", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let got: Vec<(String, String, String)> = v

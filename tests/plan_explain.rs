@@ -4,18 +4,12 @@
 
 mod common;
 
-use common::{bin, stderr, stdout, write_tree};
+use common::{stderr, stdout, write_tree, TestEnv};
 use std::path::Path;
 use std::process::Output;
 
 fn run(dir: &Path, cache: &Path, args: &[&str]) -> Output {
-    bin()
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env("CTXBUILD_CACHE_DIR", cache)
-        .args(args)
-        .output()
-        .expect("run ctxbuild")
+    TestEnv::at(dir).with_cache(cache).run(args)
 }
 
 fn ok(o: Output) -> Output {

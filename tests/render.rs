@@ -120,7 +120,7 @@ fn dockerignore() {
 fn committed_example_dockerfiles_are_fresh_renders() {
     let root = common::repo_root();
     for svc in ["backend", "frontend"] {
-        let o = common::ctxbuild(&root, &["render", svc, "--alpine"]);
+        let o = common::TestEnv::at(&root).run(&["render", svc, "--alpine"]);
         assert!(o.status.success(), "{}", common::stderr(&o));
         let committed =
             std::fs::read_to_string(root.join("examples").join(svc).join("Dockerfile")).unwrap();
@@ -144,14 +144,14 @@ fn render_adds_only_the_servers_the_project_lacks() {
         ],
     );
     // gunicorn + uvicorn listed: only uvicorn-worker is added, and its worker class runs.
-    let old = common::stdout(&common::ctxbuild(dir.path(), &["render", "old"]));
+    let old = common::stdout(&common::TestEnv::at(dir.path()).run(&["render", "old"]));
     assert!(
         old.contains("\nRUN python -m pip install --no-cache-dir uvicorn-worker==0.4.0\n"),
         "{old}"
     );
     assert!(old.contains("-k uvicorn_worker.UvicornWorker "), "{old}");
     // Every server listed: no server layer at all.
-    let new = common::stdout(&common::ctxbuild(dir.path(), &["render", "new", "--slim"]));
+    let new = common::stdout(&common::TestEnv::at(dir.path()).run(&["render", "new", "--slim"]));
     assert!(!new.contains("=="), "{new}");
     assert!(new.contains("-k uvicorn_worker.UvicornWorker "), "{new}");
     assert!(new.contains("FROM python:3.12-slim\n"));
@@ -170,18 +170,15 @@ fn render_writes_file_and_dockerignore_once() {
             ("api/requirements.txt", "fastapi\n"),
         ],
     );
-    let o = common::ctxbuild(
-        dir.path(),
-        &[
-            "render",
-            "api",
-            "-o",
-            "api/Dockerfile",
-            "--write-dockerignore",
-            "--base-image",
-            "local/py:1",
-        ],
-    );
+    let o = common::TestEnv::at(dir.path()).run(&[
+        "render",
+        "api",
+        "-o",
+        "api/Dockerfile",
+        "--write-dockerignore",
+        "--base-image",
+        "local/py:1",
+    ]);
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert!(common::stdout(&o).is_empty());
     let df = std::fs::read_to_string(dir.path().join("api/Dockerfile")).unwrap();
@@ -194,13 +191,16 @@ fn render_writes_file_and_dockerignore_once() {
             .contains("`ctxbuild render api --alpine --base-image local/py:1`"),
         "{df}"
     );
-    let again = common::ctxbuild(
-        dir.path(),
-        &["render", "api", "--alpine", "--base-image", "local/py:1"],
-    );
+    let again = common::TestEnv::at(dir.path()).run(&[
+        "render",
+        "api",
+        "--alpine",
+        "--base-image",
+        "local/py:1",
+    ]);
     assert_eq!(common::stdout(&again), df);
     // And `check` sees it as a fresh render, not a stale one.
-    let o = common::ctxbuild(dir.path(), &["check", "--json"]);
+    let o = common::TestEnv::at(dir.path()).run(&["check", "--json"]);
     assert!(
         !common::stdout(&o).contains("generated-stale"),
         "{}",
@@ -210,7 +210,7 @@ fn render_writes_file_and_dockerignore_once() {
     assert!(ignore.contains("**/__pycache__\n"));
     // An existing .dockerignore is never overwritten.
     std::fs::write(dir.path().join("api/.dockerignore"), "mine\n").unwrap();
-    let o = common::ctxbuild(dir.path(), &["render", "api", "--write-dockerignore"]);
+    let o = common::TestEnv::at(dir.path()).run(&["render", "api", "--write-dockerignore"]);
     assert!(o.status.success());
     assert!(
         common::stderr(&o).contains("exists"),
@@ -233,7 +233,7 @@ fn unknown_key_is_reported_with_file_line_and_hint() {
             "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\nwokers = 2\n",
         )],
     );
-    let o = common::ctxbuild(dir.path(), &["render", "api"]);
+    let o = common::TestEnv::at(dir.path()).run(&["render", "api"]);
     assert_eq!(o.status.code(), Some(2));
     let err = common::stderr(&o);
     assert!(
@@ -253,7 +253,7 @@ fn bad_value_is_reported_with_file_line_and_hint() {
             "[services.api]\nkind = \"python-asgi\"\napp = \"main\"\n",
         )],
     );
-    let o = common::ctxbuild(dir.path(), &["check", "-c", "conf/services.toml"]);
+    let o = common::TestEnv::at(dir.path()).run(&["check", "-c", "conf/services.toml"]);
     assert_eq!(o.status.code(), Some(2));
     let err = common::stderr(&o);
     assert!(
@@ -266,7 +266,7 @@ fn bad_value_is_reported_with_file_line_and_hint() {
 #[test]
 fn unknown_service_and_missing_config() {
     let root = common::repo_root();
-    let o = common::ctxbuild(&root, &["render", "backnd"]);
+    let o = common::TestEnv::at(&root).run(&["render", "backnd"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         common::stderr(&o).contains("hint: did you mean `backend`?"),
@@ -274,7 +274,7 @@ fn unknown_service_and_missing_config() {
         common::stderr(&o)
     );
     let dir = tempfile::tempdir().unwrap();
-    let o = common::ctxbuild(dir.path(), &["render", "x"]);
+    let o = common::TestEnv::at(dir.path()).run(&["render", "x"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         common::stderr(&o).contains("cannot read ctxbuild.toml"),
@@ -289,7 +289,7 @@ fn check_trusts_the_servers_the_render_installs() {
     // the render installs both, so `check` must not report them missing.
     for app in ["req-no-gunicorn", "pyproject-src", "uv-locked", "no-health"] {
         let dir = common::repo_root().join("tests/apps").join(app);
-        let o = common::ctxbuild(&dir, &["check", "--json"]);
+        let o = common::TestEnv::at(&dir).run(&["check", "--json"]);
         let out = common::stdout(&o);
         assert!(!out.contains("asgi-server"), "{app}: {out}");
         assert!(!out.contains("requirements-missing"), "{app}: {out}");

@@ -105,18 +105,15 @@ fn rendered_backend_builds_and_serves_health_through_gunicorn_uvicorn_worker() {
         std::fs::copy(root.join("examples/backend").join(f), ctx.path().join(f)).unwrap();
     }
     let dockerfile = ctx.path().join("Dockerfile");
-    let o = common::ctxbuild(
-        &root,
-        &[
-            "render",
-            "backend",
-            "--alpine",
-            "--base-image",
-            &base,
-            "-o",
-            dockerfile.to_str().unwrap(),
-        ],
-    );
+    let o = common::TestEnv::at(&root).run(&[
+        "render",
+        "backend",
+        "--alpine",
+        "--base-image",
+        &base,
+        "-o",
+        dockerfile.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "render failed: {}", common::stderr(&o));
     let text = std::fs::read_to_string(&dockerfile).unwrap();
     assert!(text.contains(&format!("\nFROM {base}\n")));

@@ -5,15 +5,14 @@
 
 mod common;
 
-use common::{bin, busybox_image, docker_output, require_engine, unique, write_tree};
+use common::{busybox_image, docker_output, require_engine, unique, write_tree, TestEnv};
 use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::process::Output;
 
 fn run(dir: &Path, args: &[&str], epoch: Option<&str>) -> Output {
-    let mut c = bin();
-    c.current_dir(dir).env("NO_COLOR", "1").args(args);
+    let mut c = TestEnv::at(dir).cmd(args);
     match epoch {
         Some(e) => c.env("SOURCE_DATE_EPOCH", e),
         None => c.env_remove("SOURCE_DATE_EPOCH"),
@@ -251,20 +250,12 @@ fn a_failed_run_creates_nothing_and_bad_levels_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let ctx = tmp.path().join("ctx");
     tree(&ctx);
-    let o = bin()
-        .current_dir(&ctx)
-        .args(["context", ".", "-o", "missing/ctx.tar"])
-        .output()
-        .unwrap();
+    let o = TestEnv::at(&ctx).run(&["context", ".", "-o", "missing/ctx.tar"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(common::stderr(&o).contains("cannot create missing/ctx.tar"));
     assert!(!ctx.join("missing").exists());
 
-    let o = bin()
-        .current_dir(&ctx)
-        .args(["context", ".", "-o", "x.tar", "--gzip=12"])
-        .output()
-        .unwrap();
+    let o = TestEnv::at(&ctx).run(&["context", ".", "-o", "x.tar", "--gzip=12"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         common::stderr(&o).contains("0..=9"),

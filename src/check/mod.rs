@@ -278,14 +278,16 @@ pub fn run_with(config: &Config, names: &[String], opts: &Options) -> Result<Rep
     Ok(report)
 }
 
-/// The errors that must stop `ctxbuild image` from building `dockerfile` for `service`.
+/// The errors that must stop `ctxbuild image` from building `dockerfile` for `service` with
+/// `opts.builder`.
 pub fn gate(
     config: &Config,
     service: &Service,
     dockerfile: &DockerfileText,
+    opts: &Options,
 ) -> Result<Vec<Finding>, ConfigError> {
     let report = Report::new(
-        check_service_with(config, service, Some(dockerfile), &Options::default()).0,
+        check_service_with(config, service, Some(dockerfile), opts).0,
         vec![service.name.clone()],
         &rules::ignored(config)?,
     );

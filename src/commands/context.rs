@@ -46,6 +46,13 @@ pub fn run(
     }
     let mtime = settings.mtime()?;
     let ctx = scan(&args.context.dir, args.context.file.as_deref(), settings)?;
+    let used = ctx.dockerfile.as_ref().map(|r| args.context.dir.join(r));
+    super::say_dockerfile(
+        printer,
+        &args.context.dir,
+        args.context.file.as_deref(),
+        used.as_deref(),
+    );
     let mut opts = TarOptions {
         mtime,
         gzip: args.gzip,

@@ -17,7 +17,9 @@ pub fn run(
     printer: &mut Printer,
     settings: &Settings,
 ) -> anyhow::Result<ExitStatus> {
-    let text = std::fs::read(&args.since)
+    // Bounded, and a FIFO or device is refused instead of read forever.
+    let text = ctxbuild::fsutil::read_limited(&args.since, key::store::LIMIT)
+        .map_err(anyhow::Error::from)
         .with_context(|| format!("cannot read the saved plan {}", args.since.display()))
         .hint("save one first: ctxbuild plan --save FILE")?;
     let old: Plan = serde_json::from_slice(&text)
@@ -37,6 +39,13 @@ pub fn run(
         notes,
     } = compute(&req, settings)?;
     show_notes(&notes, printer);
+    let used = args.context.dir.join(&new.dockerfile);
+    super::say_dockerfile(
+        printer,
+        &args.context.dir,
+        args.context.file.as_deref(),
+        Some(used.as_path()),
+    );
     let old_m = old.manifest.clone().unwrap_or_default();
     if old.manifest.is_none() {
         printer.warn("the saved plan has no manifest (saved with --json?): files cannot be named");

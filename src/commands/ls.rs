@@ -77,6 +77,13 @@ pub fn run(
         Detail::NamesOnly
     };
     let ctx = scan_with(&opts, detail).map_err(diagnose)?;
+    let used = ctx.dockerfile.as_ref().map(|r| args.context.dir.join(r));
+    super::say_dockerfile(
+        printer,
+        &args.context.dir,
+        args.context.file.as_deref(),
+        used.as_deref(),
+    );
 
     let mut status = ExitStatus::Success;
     for issue in &ctx.issues {

@@ -18,6 +18,9 @@ use crate::cli::Command;
 use crate::ui::exit::ExitStatus;
 use crate::ui::printer::Printer;
 use ctxbuild::config::Settings;
+use ctxbuild::service::dockerfile::{services_at, DockerfileChoice};
+use ctxbuild::service::{self, Config};
+use std::path::Path;
 
 /// Runs one subcommand.
 pub fn dispatch(
@@ -38,5 +41,60 @@ pub fn dispatch(
         Command::Man(a) => man::run(a, printer),
         Command::Cloudbuild(a) => cloudbuild::run(a, printer),
         Command::Init(a) => init::run(a, printer),
+    }
+}
+
+/// Says which Dockerfile `ls`, `plan`, `explain` or `context` reads (`-f`, else `used`: the
+/// default's path on disk, `None` when DIR has none, which is said by the error of a command
+/// that needs one), and warns when `./ctxbuild.toml` builds another one for a service
+/// whose context is DIR: these commands follow `docker build DIR -f …`, `image` follows the
+/// configuration, and neither may contradict the other silently.
+fn say_dockerfile(printer: &Printer, dir: &Path, file: Option<&Path>, used: Option<&Path>) {
+    match (file, used) {
+        (Some(f), _) => printer.info(&format!("using {} (-f)", f.display())),
+        (None, Some(u)) => printer.info(&format!(
+            "using {} (docker's default in {})",
+            u.display(),
+            dir.display()
+        )),
+        // Nothing is read: nothing to say (`ls` of any directory stays quiet).
+        (None, None) => {}
+    }
+    let path = service::config_path(None);
+    if !path.is_file() {
+        return;
+    }
+    // A configuration that does not load is `check`'s to report, not this command's.
+    let Ok(config) = Config::load(&path) else {
+        return;
+    };
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    let used_canonical = file.or(used).and_then(canonical);
+    for (svc, resolution) in services_at(&config, dir) {
+        let shown = resolution.display(svc);
+        let same = match &resolution.choice {
+            DockerfileChoice::Configured { path, .. } => {
+                used_canonical.is_some() && canonical(path) == used_canonical
+            }
+            DockerfileChoice::Rendered { .. } => false,
+        };
+        if same {
+            continue;
+        }
+        let how = match &resolution.choice {
+            DockerfileChoice::Configured { display, .. } => {
+                format!("pass `-f {display}` to read that one here")
+            }
+            DockerfileChoice::Rendered { .. } => format!(
+                "`ctxbuild render {}` shows it; `ctxbuild image {}` builds it",
+                svc.name, svc.name
+            ),
+        };
+        printer.warn(&format!(
+            "{} makes service `{}` build {shown} ({}), not what this command reads; {how}",
+            path.display(),
+            svc.name,
+            resolution.reason
+        ));
     }
 }

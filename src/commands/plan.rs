@@ -65,6 +65,13 @@ pub fn run(
         notes,
     } = compute(&req, settings)?;
     show_notes(&notes, printer);
+    let used = args.context.dir.join(&plan.dockerfile);
+    super::say_dockerfile(
+        printer,
+        &args.context.dir,
+        args.context.file.as_deref(),
+        Some(used.as_path()),
+    );
     // Not freed entry by entry at exit (see `compute`) unless it is saved.
     let m = std::mem::ManuallyDrop::new(m);
     if let Some(save) = &args.save {

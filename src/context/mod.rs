@@ -225,6 +225,9 @@ pub enum ContextError {
     },
     #[error("Dockerfile `{}` does not exist", .0.display())]
     DockerfileNotFound(PathBuf),
+    /// `-f` names a FIFO, a device or a directory: docker would block on it or fail.
+    #[error("Dockerfile `{}` is {kind}, not a regular file", .path.display())]
+    DockerfileNotRegular { path: PathBuf, kind: &'static str },
     #[error("cannot read `{}`", .path.display())]
     ReadIgnore {
         path: PathBuf,
@@ -243,6 +246,9 @@ impl crate::diagnostics::Diagnose for ContextError {
             ),
             ContextError::RootUnreadable { .. } => {
                 Some("check the directory's permissions".into())
+            }
+            ContextError::DockerfileNotRegular { .. } => {
+                Some("pass a regular file with `-f` (ctxbuild never reads a pipe or device)".into())
             }
             ContextError::DockerfileNotFound(_) => Some(
                 "`-f` is relative to the current directory, as with `docker build -f`".into(),
@@ -298,6 +304,14 @@ fn resolve_dockerfile(
         }
     };
     match std::fs::canonicalize(&path) {
+        // `stat` only: it neither opens nor blocks on a FIFO.
+        Ok(c) if given.is_some() => match std::fs::metadata(&c) {
+            Ok(m) if !m.is_file() => Err(ContextError::DockerfileNotRegular {
+                path: given.map(Path::to_path_buf).unwrap_or(path),
+                kind: crate::fsutil::kind_name(&m.file_type()),
+            }),
+            _ => Ok(Some((path, c))),
+        },
         Ok(c) => Ok(Some((path, c))),
         Err(_) if given.is_none() => Ok(None),
         Err(_) => Err(ContextError::DockerfileNotFound(

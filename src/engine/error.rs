@@ -163,6 +163,21 @@ fn build_failed_message(
 }
 
 /// Whether a step is a `FROM`: its failure (without an exit code) means the image was not found.
+impl EngineError {
+    /// A `FROM` step failed without running anything: its base image could not be had. (Only
+    /// the caller knows whether `--base-image` would apply, so the hint never names it.)
+    pub fn is_unpullable_base(&self) -> bool {
+        matches!(
+            self,
+            EngineError::BuildFailed {
+                step: Some(step),
+                code: None,
+                ..
+            } if is_from(step)
+        )
+    }
+}
+
 fn is_from(step: &StepRef) -> bool {
     step.instruction
         .split_whitespace()
@@ -197,7 +212,7 @@ impl Diagnose for EngineError {
                 code: None,
                 ..
             } if is_from(step) => Some(format!(
-                "the base image of `{}` is neither local nor pullable from here: build it locally, or pass one the engine has with `--base-image IMAGE` (`scripts/base-images.sh` makes ctxbuild-test/python:3-bookworm offline)",
+                "the base image of `{}` is neither local nor pullable from here: pull or build it where the engine can see it, or change the FROM line",
                 step.instruction
             )),
             EngineError::BuildFailed { code: Some(_), .. } => Some(
@@ -289,7 +304,7 @@ pub(crate) fn connect_problem(err: &(dyn std::error::Error + 'static)) -> Option
 #[cfg(test)]
 mod tests {
     #[test]
-    fn unpullable_base_image_hints_at_base_image_flag() {
+    fn unpullable_base_image_is_known_and_the_hint_never_names_base_image() {
         let e = EngineError::BuildFailed {
             step: Some(StepRef {
                 number: 1,
@@ -301,7 +316,10 @@ mod tests {
             tail: vec![],
         };
         let hint = e.hint().unwrap_or_default();
-        assert!(hint.contains("--base-image"), "{hint}");
+        assert!(hint.contains("neither local nor pullable"), "{hint}");
+        // The engine cannot know whether the Dockerfile is a render: `image` adds that hint.
+        assert!(!hint.contains("--base-image"), "{hint}");
+        assert!(e.is_unpullable_base());
         let run = EngineError::BuildFailed {
             step: Some(StepRef {
                 number: 2,
@@ -313,6 +331,7 @@ mod tests {
             tail: vec![],
         };
         assert!(!run.hint().unwrap_or_default().contains("--base-image"));
+        assert!(!run.is_unpullable_base());
     }
 
     use super::*;

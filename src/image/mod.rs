@@ -27,7 +27,7 @@ use crate::keep_out;
 use crate::key::store::{PlanKey, PlanStore};
 use crate::key::{self, Manifest, Plan, PlanOptions, StatCache};
 use crate::pollution;
-use crate::report::Report;
+use crate::report::{DockerfileUsed, Report};
 use crate::service::Config;
 use crate::tarball::{self, TarOptions};
 use std::path::{Path, PathBuf};
@@ -72,10 +72,18 @@ pub struct ImageOutcome {
 
 /// The `check` gate refused to build.
 #[derive(Debug, thiserror::Error)]
-#[error("`ctxbuild check` found {} error(s) in service `{service}`; not building:\n{}", findings.len(), shown(findings))]
+#[error("`ctxbuild check` found {} in service `{service}`; not building:\n{}", errors(findings.len()), shown(findings))]
 pub struct GateFailed {
     pub service: String,
     pub findings: Vec<Finding>,
+}
+
+fn errors(n: usize) -> String {
+    if n == 1 {
+        "1 error".to_string()
+    } else {
+        format!("{n} errors")
+    }
 }
 
 fn shown(findings: &[Finding]) -> String {
@@ -114,25 +122,26 @@ pub fn build(
     let ctx_dir = config.context_dir(svc);
     dockerfile::check_context_dir(&config, svc, &ctx_dir)?;
 
-    // Fail fast when no engine answers, before any scan or render work.
-    let engine_config = EngineConfig::from_env(req.engine_host.as_deref()).map_err(diagnose)?;
-    let engine = Engine::connect(&engine_config).map_err(diagnose)?;
-    sink.event(&Event::EngineConnected {
-        host: engine.host(),
-        api_version: engine.api_version(),
+    let df = dockerfile::resolve(&req.dockerfile, &config, svc)?;
+    sink.event(&Event::DockerfileChosen {
+        service: &svc.name,
+        dockerfile: &df.display,
+        reason: &df.reason,
     });
-
-    let df = dockerfile::resolve(&req.dockerfile, &config, svc, &ctx_dir)?;
     // A parse error is the check gate's to report (or the engine's, with --no-check).
     let parsed = crate::dockerfile::parse(&df.text, &df.display).ok();
     if let (Some(parsed), Some(target)) = (&parsed, req.target.as_deref()) {
         parsed.steps(Some(target)).map_err(diagnose)?;
     }
     if req.check {
+        // `image` builds with the classic builder: BuildKit-only syntax is an error here.
         let findings = check::gate(
             &config,
             svc,
             &DockerfileText::new(df.display.clone(), df.text.clone(), df.rendered.is_some()),
+            &check::Options {
+                builder: check::Builder::Classic,
+            },
         )
         .map_err(diagnose)?;
         if !findings.is_empty() {
@@ -144,6 +153,15 @@ pub fn build(
             .with_class(ErrorClass::Findings);
         }
     }
+
+    // The gate runs first: what it stops never reaches the engine. Then fail fast when no
+    // engine answers, before the scan, keys and tar.
+    let engine_config = EngineConfig::from_env(req.engine_host.as_deref()).map_err(diagnose)?;
+    let engine = Engine::connect(&engine_config).map_err(diagnose)?;
+    sink.event(&Event::EngineConnected {
+        host: engine.host(),
+        api_version: engine.api_version(),
+    });
     if req.clean {
         clean_context(&ctx_dir, settings, sink)?;
     }
@@ -189,7 +207,13 @@ pub fn build(
     // ctxbuild's own keys of the context, for the source-digest label and the rebuild reason.
     let cache_dir = settings.build_cache_dir();
     let manifest = match key_context(&scanned, &cache_dir, settings) {
-        Ok(m) => Some(m),
+        Ok((m, threads)) => {
+            sink.event(&Event::ContextKeyed {
+                files: scanned.entries.len(),
+                threads,
+            });
+            Some(m)
+        }
         Err(e) => {
             sink.event(&Event::Degraded {
                 what: Degraded::KeyContext,
@@ -308,13 +332,29 @@ pub fn build(
     };
     let built = engine.build(&opts, producer, &mut |e| sink.event(&Event::Build(e)));
     sink.event(&Event::Finished);
-    let built = built.map_err(diagnose)?;
+    let built = built.map_err(|e| {
+        // Only a render takes `--base-image`; a Dockerfile of the user's refuses it.
+        let unpullable = e.is_unpullable_base();
+        let e = diagnose(e);
+        if unpullable && df.rendered.is_some() {
+            let e: anyhow::Result<()> = Err(e).hint(
+                "or build the template on a base the engine has: `--base-image IMAGE` (`scripts/base-images.sh` makes ctxbuild-test/python:3-bookworm offline)",
+            );
+            e.unwrap_err()
+        } else {
+            e
+        }
+    })?;
 
     let history = engine.history(&built.image_id).map_err(diagnose)?;
     // The image's size is the sum of its layers: no second request needed.
     let size = history.iter().map(|l| l.size).sum();
     let mut report = Report::new(Some(svc.name.clone()), &built, &history, size);
     cache.mark(&mut report);
+    report.dockerfile = Some(DockerfileUsed {
+        path: df.display.clone(),
+        reason: df.reason.clone(),
+    });
     report.context.pollution_excluded_entries = kept_out.entries;
     report.context.pollution_excluded_bytes = kept_out.bytes;
     if let (Some(plan), Some(manifest)) = (plan, manifest) {
@@ -428,18 +468,22 @@ fn clean_context(ctx_dir: &Path, settings: &Settings, sink: &dyn Sink) -> anyhow
 }
 
 /// The content manifest of the context as COPY will see it, hashed on the settings' pool (the
-/// stat cache makes it cheap).
+/// stat cache makes it cheap), and how many threads that pool hashed on.
 fn key_context(
     scanned: &context::Context,
     cache_dir: &Path,
     settings: &Settings,
-) -> anyhow::Result<Manifest> {
+) -> anyhow::Result<(Manifest, usize)> {
     let stat_dir = cache_dir.join("stat");
     let mut stat = StatCache::load(&stat_dir, &scanned.root);
-    let (manifest, _) = settings
-        .pool
-        .install(|| key::manifest::build(&scanned.root, &scanned.entries, Some(&mut stat)))
-        .map_err(diagnose)?;
+    // Asked inside the pool: the number of threads the hashing really ran on.
+    let (built, threads) = settings.pool.install(|| {
+        (
+            key::manifest::build(&scanned.root, &scanned.entries, Some(&mut stat)),
+            rayon::current_num_threads(),
+        )
+    });
+    let (manifest, _) = built.map_err(diagnose)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128);
@@ -447,7 +491,7 @@ fn key_context(
     if std::fs::create_dir_all(&stat_dir).is_ok() {
         let _ = stat.save(&scanned.entries, now);
     }
-    Ok(manifest)
+    Ok((manifest, threads))
 }
 
 /// The per-step keys of the Dockerfile as sent.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 const VERSION: u32 = 1;
 
 /// The most a saved plan may weigh (its manifest lists every file of the context).
-const LIMIT: u64 = 512 << 20;
+pub const LIMIT: u64 = 512 << 20;
 
 /// What a saved plan belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -107,6 +107,21 @@ pub fn resolve(config: &Config, service: &Service, variant: Variant) -> Resoluti
     }
 }
 
+/// The services of `config` whose context is the directory `dir` (compared canonically), each
+/// with the Dockerfile it builds: what `ls`, `plan`, `explain` and `context` (which take a
+/// directory and `-f`, as `docker build` does) compare their choice with.
+pub fn services_at<'c>(config: &'c Config, dir: &Path) -> Vec<(&'c Service, Resolution)> {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return Vec::new();
+    };
+    config
+        .services
+        .iter()
+        .filter(|s| std::fs::canonicalize(config.context_dir(s)).is_ok_and(|c| c == dir))
+        .map(|s| (s, resolve(config, s, Variant::Alpine)))
+        .collect()
+}
+
 /// Whether `dir` holds an entry spelt exactly `name` (a case-insensitive file system answers
 /// `Dockerfile` for `dockerfile`; the listing does not).
 fn listed(dir: &Path, name: &str) -> bool {
@@ -174,5 +189,21 @@ mod tests {
         assert!(!inside_context);
         assert_eq!(path, &d.path().join("api/../docker/api.Dockerfile"));
         assert_eq!(r.unused, [PathBuf::from("dockerfile")]);
+    }
+
+    #[test]
+    fn services_at_finds_the_service_of_a_directory() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("api/sub")).unwrap();
+        let c = config(d.path(), "");
+        let found = services_at(&c, &d.path().join("api/sub/.."));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].0.name, "api");
+        assert!(matches!(
+            found[0].1.choice,
+            DockerfileChoice::Rendered { .. }
+        ));
+        assert!(services_at(&c, &d.path().join("api/sub")).is_empty());
+        assert!(services_at(&c, &d.path().join("nope")).is_empty());
     }
 }

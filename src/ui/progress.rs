@@ -369,11 +369,26 @@ impl Sink for Renderer {
                 self.info(
                     &st,
                     &format!(
-                        "cleaned the context: {files} files and {dirs} directories of bytecode \
-                         removed ({})",
+                        "cleaned the context: {} and {} of bytecode removed ({})",
+                        super::theme::plural(*files, "file"),
+                        super::theme::plural(*dirs, "directory"),
                         bytes(*n)
                     ),
                 )
+            }
+            Event::DockerfileChosen {
+                service,
+                dockerfile,
+                reason,
+            } => self.info(&st, &format!("{service}: building {dockerfile} ({reason})")),
+            Event::ContextKeyed { files, threads } => {
+                if self.ui.verbosity >= Verbosity::Verbose {
+                    eprintln!(
+                        "keyed {} on {}",
+                        super::theme::plural(*files as u64, "context entry"),
+                        super::theme::plural(*threads as u64, "hashing thread")
+                    );
+                }
             }
             Event::EngineConnected { host, api_version } => {
                 if self.ui.verbosity >= Verbosity::Verbose {
@@ -383,8 +398,8 @@ impl Sink for Renderer {
             Event::BytecodeNamed { paths } => self.info(
                 &st,
                 &format!(
-                    "sending {} bytecode entries because the Dockerfile names them in COPY/ADD: {}",
-                    paths.len(),
+                    "sending {} because the Dockerfile names them in COPY/ADD: {}",
+                    super::theme::plural(paths.len() as u64, "bytecode entry"),
                     paths.join(", ")
                 ),
             ),
@@ -395,8 +410,9 @@ impl Sink for Renderer {
             } => self.info(
                 &st,
                 &format!(
-                    "leaving {entries} bytecode entries ({}) out of the context: .dockerignore \
-                     lets them in (add {} to it, or run `ctxbuild clean`)",
+                    "leaving {} ({}) out of the context: .dockerignore lets them in (add {} to \
+                     it, or run `ctxbuild clean`)",
+                    super::theme::plural(*entries, "bytecode entry"),
                     bytes(*n),
                     rules.join(", ")
                 ),

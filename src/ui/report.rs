@@ -102,8 +102,8 @@ pub fn human(report: &Report, color: bool) -> String {
     ));
     if c.pollution_excluded_entries > 0 {
         out.push_str(&format!(
-            "; {} bytecode entries ({}) kept out",
-            c.pollution_excluded_entries,
+            "; {} ({}) kept out",
+            super::theme::plural(c.pollution_excluded_entries, "bytecode entry"),
             bytes(c.pollution_excluded_bytes)
         ));
     }
@@ -248,6 +248,28 @@ mod tests {
         );
         assert_eq!(json["context"]["pollution_excluded_entries"], 212);
         assert_eq!(json["totals"]["cached_steps"], 2);
+    }
+
+    #[test]
+    fn one_kept_out_entry_is_singular_and_the_dockerfile_is_in_the_json() {
+        let mut r = Report::new(Some("backend".into()), &outcome(), &history(), 7_004_320);
+        r.context.pollution_excluded_entries = 1;
+        r.context.pollution_excluded_bytes = 120;
+        r.dockerfile = Some(ctxbuild::report::DockerfileUsed {
+            path: "backend/Dockerfile".into(),
+            reason: "`dockerfile` in ctxbuild.toml".into(),
+        });
+        let text = human(&r, false);
+        assert!(
+            text.contains("; 1 bytecode entry (120 B) kept out"),
+            "{text}"
+        );
+        let json: serde_json::Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["dockerfile"]["path"], "backend/Dockerfile");
+        assert_eq!(
+            json["dockerfile"]["reason"],
+            "`dockerfile` in ctxbuild.toml"
+        );
     }
 
     #[test]

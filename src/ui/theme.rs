@@ -30,11 +30,17 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
-/// `1 file`, `2 files`, `2 directories`.
+/// `1 file`, `2 files`, `2 directories`, `1 bytecode entry`, `0 bytecode entries`.
 pub fn plural(n: u64, word: &str) -> String {
-    match (n, word) {
-        (1, _) => format!("1 {word}"),
-        (_, "directory") => format!("{n} directories"),
+    if n == 1 {
+        return format!("1 {word}");
+    }
+    // A consonant and `y`: `entry` → `entries` (but `day` → `days`).
+    let mut rev = word.chars().rev();
+    match (rev.next(), rev.next()) {
+        (Some('y'), Some(c)) if !"aeiou".contains(c) => {
+            format!("{n} {}ies", &word[..word.len() - 1])
+        }
         _ => format!("{n} {word}s"),
     }
 }
@@ -52,5 +58,8 @@ mod tests {
         assert_eq!(plural(1, "directory"), "1 directory");
         assert_eq!(plural(2, "directory"), "2 directories");
         assert_eq!(plural(0, "file"), "0 files");
+        assert_eq!(plural(1, "bytecode entry"), "1 bytecode entry");
+        assert_eq!(plural(212, "bytecode entry"), "212 bytecode entries");
+        assert_eq!(plural(2, "key"), "2 keys");
     }
 }

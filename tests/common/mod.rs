@@ -7,41 +7,70 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The cache directory every run of this test process shares unless a [`TestEnv`] gives its
-/// own: never the user's `~/.cache/ctxbuild`.
+/// This test process's own cache root: never the user's `~/.cache/ctxbuild`.
 fn process_cache_dir() -> &'static Path {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     DIR.get_or_init(|| tempfile::tempdir().expect("cache tempdir"))
         .path()
 }
 
-/// The built `ctxbuild` binary, isolated: its cache directory is this test process's own,
-/// `SOURCE_DATE_EPOCH` is unset (tar mtimes 0), colour is off.
-pub fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ctxbuild"));
-    c.env("CTXBUILD_CACHE_DIR", process_cache_dir())
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env("NO_COLOR", "1")
-        .env_remove("CTXBUILD_COLOR");
-    c
+/// The directory a [`TestEnv`] runs in: its own temporary one, or one a test made.
+enum Dir {
+    Owned(tempfile::TempDir),
+    At(PathBuf),
 }
 
-/// A temporary directory to run `ctxbuild` in, with its own cache directory and a fixed
-/// `SOURCE_DATE_EPOCH` — the one harness new tests use.
+/// The one way tests run the `ctxbuild` binary: in a directory, with an isolated cache
+/// directory (`CTXBUILD_CACHE_DIR`), `SOURCE_DATE_EPOCH=0`, colour off. A test that needs
+/// another environment sets it on [`TestEnv::cmd`]'s `Command`, in plain sight.
 pub struct TestEnv {
-    dir: tempfile::TempDir,
+    dir: Dir,
+    cache: PathBuf,
 }
 
 impl TestEnv {
+    /// A fresh temporary directory; its cache is `.cache/` inside it.
     pub fn new() -> TestEnv {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cache = dir.path().join(".cache");
         TestEnv {
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir: Dir::Owned(dir),
+            cache,
         }
+    }
+
+    /// Runs in `dir`, which the test made (and removes). Its cache lies outside it (so no
+    /// listing sees it) and is the same for every `TestEnv::at` the same directory in this
+    /// process, as a user's cache is from run to run.
+    pub fn at(dir: &Path) -> TestEnv {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::path::absolute(dir)
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .hash(&mut h);
+        TestEnv {
+            dir: Dir::At(dir.to_path_buf()),
+            cache: process_cache_dir().join(format!("{:016x}", h.finish())),
+        }
+    }
+
+    /// Uses `cache` as the cache directory (a test that looks into it, or shares it).
+    pub fn with_cache(mut self, cache: &Path) -> TestEnv {
+        self.cache = cache.to_path_buf();
+        self
     }
 
     /// The directory (the working directory of every run).
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        match &self.dir {
+            Dir::Owned(d) => d.path(),
+            Dir::At(p) => p,
+        }
+    }
+
+    /// The cache directory every run gets.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache
     }
 
     /// Writes `files` (path, contents) under the directory.
@@ -50,12 +79,14 @@ impl TestEnv {
         self
     }
 
-    /// `ctxbuild ARGS` ready to run in the directory, its cache in `.cache/` there.
+    /// `ctxbuild ARGS` ready to run in the directory.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = bin();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ctxbuild"));
         c.current_dir(self.path())
-            .env("CTXBUILD_CACHE_DIR", self.path().join(".cache"))
+            .env("CTXBUILD_CACHE_DIR", &self.cache)
             .env("SOURCE_DATE_EPOCH", "0")
+            .env("NO_COLOR", "1")
+            .env_remove("CTXBUILD_COLOR")
             .args(args);
         c
     }
@@ -70,15 +101,6 @@ impl Default for TestEnv {
     fn default() -> TestEnv {
         TestEnv::new()
     }
-}
-
-/// Runs `ctxbuild ARGS` in `dir` with colour and progress off.
-pub fn ctxbuild(dir: &Path, args: &[&str]) -> Output {
-    bin()
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .expect("run ctxbuild")
 }
 
 pub fn stdout(o: &Output) -> String {
