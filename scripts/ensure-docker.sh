@@ -51,7 +51,9 @@ fi
 if ! pgrep -x dockerd >/dev/null 2>&1; then
     log "starting dockerd (log: /var/log/ctxbuild-dockerd.log)"
     # containerd is started by dockerd itself when not running as a service.
-    nohup dockerd --host=unix:///var/run/docker.sock >/var/log/ctxbuild-dockerd.log 2>&1 &
+    # setsid: its own session, so killing the process group of whatever started it (a CI step,
+    # a terminal job) does not take the engine down with it.
+    setsid nohup dockerd --host=unix:///var/run/docker.sock >/var/log/ctxbuild-dockerd.log 2>&1 &
 fi
 
 for _ in $(seq 1 60); do

@@ -38,7 +38,7 @@ storage:
 http:
   addr: $addr
 YAML
-nohup docker-registry serve "$dir/config.yml" >/var/log/ctxbuild-registry.log 2>&1 &
+setsid nohup docker-registry serve "$dir/config.yml" >/var/log/ctxbuild-registry.log 2>&1 &
 for _ in $(seq 1 30); do
     if curl -fsS --max-time 2 "http://$addr/v2/" >/dev/null 2>&1; then
         log "answers at $addr"

@@ -77,3 +77,58 @@ fn monorepo_service_context_is_the_subdirectory() {
         "{ls}"
     );
 }
+
+#[test]
+fn fastapi_standard_extra_only() {
+    let r = init_check_image_run("fastapi-standard", "fastapi-standard");
+    assert_serves(&r.container, "fastapi-standard");
+}
+
+#[test]
+fn pyproject_only_package() {
+    let r = init_check_image_run("pyproject-src", "pyproject-src");
+    assert_serves(&r.container, "pyproject-src");
+}
+
+#[test]
+fn uv_locked_project() {
+    let r = init_check_image_run("uv-locked", "uv-locked");
+    assert_serves(&r.container, "uv-locked");
+}
+
+#[test]
+fn no_health_route_is_still_healthy() {
+    let r = init_check_image_run("no-health", "no-health");
+    assert_serves(&r.container, "no-health");
+}
+
+/// The two corpus shapes whose own Dockerfile would not start on Cloud Run: `init` keeps their
+/// Dockerfile (it writes the `dockerfile` key) and `check` stops them before any build, naming
+/// the real cause where it is set — not a false worker error.
+fn init_then_check(name: &str) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join(name);
+    copy_tree(&common::repo_root().join("tests/apps").join(name), &dir);
+    let _ = std::fs::remove_file(dir.join("ctxbuild.toml"));
+    let o = TestEnv::at(&dir).run(&["init"]);
+    assert!(o.status.success(), "init: {}", stderr(&o));
+    let toml = std::fs::read_to_string(dir.join("ctxbuild.toml")).unwrap();
+    assert!(toml.contains("\ndockerfile = "), "{toml}");
+    let c = TestEnv::at(&dir).run(&["check"]);
+    assert_eq!(c.status.code(), Some(1), "{}{}", stdout(&c), stderr(&c));
+    stdout(&c)
+}
+
+#[test]
+fn gunicorn_conf_bind_is_reported_where_it_is_set() {
+    let out = init_then_check("gunicorn-conf");
+    assert!(out.contains("gunicorn.conf.py:5"), "{out}");
+    assert!(!out.contains("asgi-server"), "the worker is set in the conf: {out}");
+}
+
+#[test]
+fn lowercase_dockerfile_running_bare_uvicorn_on_a_fixed_port_is_stopped() {
+    let out = init_then_check("lowercase-dockerfile");
+    assert!(out.contains("dockerfile:"), "{out}");
+    assert!(out.contains("8080") || out.contains("PORT"), "{out}");
+}

@@ -1,6 +1,6 @@
 //! Dockerfile parse, step model and shell expansion of every word with the build args in effect.
 #![no_main]
-use ctxbuild::dockerfile::{parse::parse, shell};
+use ctxbuild::dockerfile::{parse, shell};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
