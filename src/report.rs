@@ -25,6 +25,9 @@ pub struct Report {
     pub context: ContextSummary,
     pub pushed: Vec<PushOutcome>,
     pub warnings: Vec<String>,
+    /// Nothing Docker hashes changed since the last build: no upload, no build; the tags were
+    /// re-applied to the recorded image and the steps are its saved report.
+    pub up_to_date: bool,
 }
 
 /// One Dockerfile step.
@@ -186,6 +189,7 @@ impl Report {
             },
             pushed: Vec::new(),
             warnings: outcome.warnings.clone(),
+            up_to_date: false,
         }
     }
 
