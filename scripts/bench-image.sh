@@ -74,6 +74,7 @@ btag=ctxbuild-bench/backend:1
 rm -rf "$work/backend" && cp -a examples/backend "$work/backend"
 "$bin" --progress none render backend --alpine --base-image "$pyimg" -o "$work/backend/Dockerfile"
 DOCKER_BUILDKIT=0 docker build -q -t "$btag-docker" "$work/backend" >/dev/null
+uptime
 hyperfine --warmup 1 --runs "$runs" --export-json "$work/backend.json" \
     -n "ctxbuild image (cached)" "$bin --progress none image backend --alpine --base-image $pyimg -t $btag" \
     -n "docker build (cached)" "DOCKER_BUILDKIT=0 docker build -q -t $btag-docker $work/backend"
