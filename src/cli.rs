@@ -373,6 +373,11 @@ pub struct ImageArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// Build even when nothing changed since the last build of this service (by default such
+    /// a build is skipped: the tags are re-applied and the report says "up to date").
+    #[arg(long)]
+    pub force: bool,
+
     /// Always try to pull a newer base image.
     #[arg(long)]
     pub pull: bool,

@@ -31,6 +31,9 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cache_from: Vec<CacheFromImage>,
     pub warnings: Vec<String>,
+    /// Nothing Docker hashes changed since the last build: no upload, no build; the tags were
+    /// re-applied to the recorded image and the steps are its saved report.
+    pub up_to_date: bool,
 }
 
 /// A `--cache-from` image that was present for the build.
@@ -267,6 +270,7 @@ impl Report {
             pushed: Vec::new(),
             cache_from: Vec::new(),
             warnings: outcome.warnings.clone(),
+            up_to_date: false,
         }
     }
 

@@ -128,7 +128,9 @@ fn a_cold_builder_takes_every_step_from_the_cache_image_and_explains_its_first_m
     // A cache image that does not exist is a warning; the build goes on.
     let absent = format!("{repo}-absent:1");
     // With --json, stdout is nothing but the result (buildx metadata keys + the report).
-    let (o, report) = build("cache-c", &["--cache-from", &absent, "--json"]);
+    // --force: nothing changed since the last build, which would otherwise be a no-op build
+    // that never looks at the cache image.
+    let (o, report) = build("cache-c", &["--cache-from", &absent, "--json", "--force"]);
     let err = common::stderr(&o);
     assert!(
         err.contains(&format!(

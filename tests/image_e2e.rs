@@ -245,26 +245,26 @@ fn example_backend_builds_runs_and_caches_exactly() {
     .unwrap();
     let tag = format!("ctxbuild-e2e/{}:1", common::unique("backend"));
     let python = common::python_image();
-    let build = |report: &str| {
-        let o = ctxb(
-            dir.path(),
-            &[
-                "--progress",
-                "plain",
-                "image",
-                "backend",
-                "--alpine",
-                "--base-image",
-                &python,
-                "-t",
-                &tag,
-                "--report",
-                report,
-            ],
-        );
+    let build_with = |report: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--progress",
+            "plain",
+            "image",
+            "backend",
+            "--alpine",
+            "--base-image",
+            &python,
+            "-t",
+            &tag,
+            "--report",
+            report,
+        ];
+        args.extend_from_slice(extra);
+        let o = ctxb(dir.path(), &args);
         assert!(o.status.success(), "{}", common::stderr(&o));
         (report_of(&dir.path().join(report)), common::stdout(&o))
     };
+    let build = |report: &str| build_with(report, &[]);
 
     let (first, _) = build("first.json");
     let name = common::unique("backend-run");
@@ -290,14 +290,20 @@ fn example_backend_builds_runs_and_caches_exactly() {
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("gunicorn"), "{body}");
 
-    // Unchanged: every step CACHED.
+    // Unchanged: the no-op build (nothing sent, nothing built), every step CACHED.
     let (second, text) = build("second.json");
     assert_eq!(second["image_id"], first["image_id"]);
+    assert_eq!(second["up_to_date"], true);
     assert!(
         statuses(&second).iter().all(|(_, s)| s == "CACHED"),
         "{:?}",
         statuses(&second)
     );
+    assert!(text.contains("Up to date: "), "{text}");
+    // And the engine agrees: a forced build is served entirely from the cache.
+    let (forced, text) = build_with("forced.json", &["--force"]);
+    assert_eq!(forced["image_id"], first["image_id"]);
+    assert_eq!(forced["up_to_date"], false);
     assert!(text.contains("steps cached (100%)"), "{text}");
 
     // One .py edited: the code COPY and everything after it rebuild, nothing before.

@@ -123,7 +123,10 @@ fn init_then_check(name: &str) -> String {
 fn gunicorn_conf_bind_is_reported_where_it_is_set() {
     let out = init_then_check("gunicorn-conf");
     assert!(out.contains("gunicorn.conf.py:5"), "{out}");
-    assert!(!out.contains("asgi-server"), "the worker is set in the conf: {out}");
+    assert!(
+        !out.contains("asgi-server"),
+        "the worker is set in the conf: {out}"
+    );
 }
 
 #[test]

@@ -29,6 +29,7 @@ pub fn run(
         target: args.build.target.clone(),
         labels: args.labels.clone(),
         no_cache: args.no_cache,
+        force: args.force,
         pull: args.pull,
         platform: args.platform.clone(),
         push: args.push,

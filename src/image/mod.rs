@@ -11,6 +11,7 @@ pub mod cachefrom;
 pub mod dockerfile;
 pub mod inject;
 pub mod labels;
+pub mod noop;
 pub mod reason;
 
 pub use dockerfile::{DockerfileSource, ResolvedDockerfile};
@@ -46,6 +47,8 @@ pub struct ImageRequest {
     /// Extra labels, after ctxbuild's own.
     pub labels: Vec<Label>,
     pub no_cache: bool,
+    /// Build even when nothing changed since the last build (no no-op fast path).
+    pub force: bool,
     pub pull: bool,
     pub platform: Option<String>,
     pub push: bool,
@@ -310,12 +313,40 @@ pub fn build(
     } else {
         req.tags.clone()
     };
+    let plan_key = PlanKey {
+        context: scanned.root.clone(),
+        dockerfile: df.identity(),
+        service: svc.name.clone(),
+        tag: tags[0].clone(),
+    };
+    let inputs = noop::Inputs {
+        text: &text,
+        dockerfile_in_tar: &dockerfile_in_tar,
+        api_labels: &api_labels,
+        target: req.target.as_deref(),
+        platform: req.platform.as_deref(),
+    };
+    let allowed = noop::Allowed {
+        force: req.force,
+        no_cache: req.no_cache,
+        pull: req.pull,
+    };
+    if let Some(mut report) = plan
+        .as_ref()
+        .and_then(|p| noop::check(&engine, &cache_dir, &plan_key, p, &inputs, allowed))
+    {
+        report.dockerfile = Some(DockerfileUsed {
+            path: df.display.clone(),
+            reason: df.reason.clone(),
+        });
+        return up_to_date(&engine, req, &tags, &mut report, kept_out, sink);
+    }
     let cache = cachefrom::prepare(&engine, &req.cache_from, &tags, &svc.name, sink)?;
     let opts = BuildOptions {
-        dockerfile: Some(dockerfile_in_tar),
+        dockerfile: Some(dockerfile_in_tar.clone()),
         tags: tags.clone(),
         build_args,
-        labels: api_labels,
+        labels: api_labels.clone(),
         target: req.target.clone(),
         no_cache: req.no_cache,
         pull: req.pull,
@@ -359,12 +390,14 @@ pub fn build(
     report.context.pollution_excluded_bytes = kept_out.bytes;
     if let (Some(plan), Some(manifest)) = (plan, manifest) {
         let store = PlanStore::new(&cache_dir);
-        let key = PlanKey {
-            context: scanned.root.clone(),
-            dockerfile: df.identity(),
-            service: svc.name.clone(),
-            tag: tags[0].clone(),
-        };
+        let key = plan_key;
+        if let Err(e) = noop::remember(&engine, &cache_dir, &key, &plan, &inputs, &built, &report) {
+            let e = anyhow::Error::from(e).context("the next unchanged build will run in full");
+            sink.event(&Event::Degraded {
+                what: Degraded::SavePlan,
+                error: &e,
+            });
+        }
         if !req.no_cache {
             // This machine's last plan, else the one a cache image carries.
             let previous = store.load(&key).or_else(|| cache.plans.first().cloned());
@@ -393,6 +426,35 @@ pub fn build(
     }
     Ok(ImageOutcome {
         report,
+        bytecode_named: kept_out.named,
+        push_error,
+    })
+}
+
+/// The no-op build's end: the recorded image gets this request's tags and is pushed if asked
+/// (a registry that has the digest answers at once).
+fn up_to_date(
+    engine: &Engine,
+    req: &ImageRequest,
+    tags: &[String],
+    report: &mut Report,
+    kept_out: keep_out::KeptOut,
+    sink: &dyn Sink,
+) -> anyhow::Result<ImageOutcome> {
+    for tag in tags {
+        engine.tag(&report.image_id, tag).map_err(diagnose)?;
+    }
+    report.tags = tags.to_vec();
+    report.context.pollution_excluded_entries = kept_out.entries;
+    report.context.pollution_excluded_bytes = kept_out.bytes;
+    let push_error = if req.push {
+        engine.cancel_on_signals().map_err(diagnose)?;
+        push(engine, tags, report, sink)?
+    } else {
+        None
+    };
+    Ok(ImageOutcome {
+        report: report.clone(),
         bytecode_named: kept_out.named,
         push_error,
     })

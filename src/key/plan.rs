@@ -80,6 +80,11 @@ pub struct PlanStep {
     /// downloaded content, which cannot be known offline; a known key is no promise of a hit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub remote: bool,
+    /// The engine image this step reads, expanded (`FROM` an image other than a stage or
+    /// `scratch`, `COPY --from` an image): its key names the reference, not the image id it
+    /// resolves to, so the no-op build checks the id separately.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// Whether an `ADD` source is fetched from the network rather than read from the context.
@@ -328,6 +333,7 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
             files: 0,
             build_args: Vec::new(),
             remote: false,
+            image: None,
         };
         let kw = ins.keyword.as_str().as_bytes();
 
@@ -374,14 +380,19 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
                         st.args.clear();
                         st
                     }
-                    None => State::new(chain(
-                        &ZERO,
-                        &[
-                            b"FROM",
-                            image.as_bytes(),
-                            ins.flag("platform").unwrap_or("").as_bytes(),
-                        ],
-                    )),
+                    None => {
+                        if !lower.eq("scratch") {
+                            step.image = Some(image.clone());
+                        }
+                        State::new(chain(
+                            &ZERO,
+                            &[
+                                b"FROM",
+                                image.as_bytes(),
+                                ins.flag("platform").unwrap_or("").as_bytes(),
+                            ],
+                        ))
+                    }
                 };
                 stage_states.push((stage_name, state.clone()));
                 step.cacheable = false;
@@ -533,7 +544,10 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
                         // see offline changes only when one of its steps misses.
                         let base = match by_name.or(by_index) {
                             Some((_, st)) => chain(&st.key, &[b"from-stage"]),
-                            None => chain(&ZERO, &[b"from-image", from.as_bytes()]),
+                            None => {
+                                step.image = Some(from.to_string());
+                                chain(&ZERO, &[b"from-image", from.as_bytes()])
+                            }
                         };
                         let refs: Vec<&[u8]> = sources.iter().map(|s| s.as_bytes()).collect();
                         chain(&base, &refs)
@@ -1165,6 +1179,22 @@ mod tests {
         let p = plan(&dfp, &m, &PlanOptions::default()).unwrap();
         assert!(!p.steps[0].cacheable && !p.steps[1].cacheable && p.steps[2].cacheable);
         assert_eq!(p.steps[4].from.as_deref(), Some("build"));
+        // The images the engine resolves (for the no-op build's id check): expanded, and
+        // never a stage or scratch.
+        let images: Vec<Option<&str>> = p.steps.iter().map(|s| s.image.as_deref()).collect();
+        assert_eq!(
+            images,
+            [None, Some("img:1"), None, Some("img2"), None, None]
+        );
+        let df = "FROM scratch\nCOPY --from=other:2 /x /x\n";
+        let p = plan(
+            &parse(df, "Dockerfile").unwrap(),
+            &m,
+            &PlanOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(p.steps[0].image, None);
+        assert_eq!(p.steps[1].image.as_deref(), Some("other:2"));
     }
 
     #[test]

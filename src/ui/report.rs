@@ -52,15 +52,23 @@ pub fn human(report: &Report, color: bool) -> String {
     } else {
         String::new()
     };
-    out.push_str(&format!(
-        "\nBuilt {} in {:.1}s: {}/{} steps cached ({:.0}%{remote}), image {}\n",
-        short_id(&report.image_id),
-        t.build_seconds,
-        t.cached_steps,
-        t.steps,
-        t.cached_share * 100.0,
-        bytes(t.image_size)
-    ));
+    if report.up_to_date {
+        out.push_str(&format!(
+            "\nUp to date: {} (nothing changed since its build; no upload, no build), image {}\n",
+            short_id(&report.image_id),
+            bytes(t.image_size)
+        ));
+    } else {
+        out.push_str(&format!(
+            "\nBuilt {} in {:.1}s: {}/{} steps cached ({:.0}%{remote}), image {}\n",
+            short_id(&report.image_id),
+            t.build_seconds,
+            t.cached_steps,
+            t.steps,
+            t.cached_share * 100.0,
+            bytes(t.image_size)
+        ));
+    }
     for c in &report.cache_from {
         out.push_str(&format!(
             "Cache from {} ({})\n",
@@ -95,11 +103,15 @@ pub fn human(report: &Report, color: bool) -> String {
         ));
     }
     let c = &report.context;
-    out.push_str(&format!(
-        "Context: {} sent in {:.1}s",
-        bytes(c.bytes_sent),
-        c.upload_seconds
-    ));
+    if report.up_to_date {
+        out.push_str("Context: not sent (every step key matches the last build)");
+    } else {
+        out.push_str(&format!(
+            "Context: {} sent in {:.1}s",
+            bytes(c.bytes_sent),
+            c.upload_seconds
+        ));
+    }
     if c.pollution_excluded_entries > 0 {
         out.push_str(&format!(
             "; {} ({}) kept out",
