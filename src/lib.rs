@@ -38,4 +38,5 @@ pub mod python;
 pub mod report;
 pub mod secrets;
 pub mod service;
+pub mod smoke;
 pub mod tarball;

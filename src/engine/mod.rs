@@ -1,4 +1,5 @@
-//! The Docker Engine boundary: connection, streamed classic builds, image history, push.
+//! The Docker Engine boundary: connection, streamed classic builds, image history, push, and
+//! the short-lived containers `smoke` runs.
 //!
 //! The only module that imports bollard. Everything it returns is our own data
 //! ([`BuildEvent`], [`BuildOutcome`], [`StepRecord`], [`PushOutcome`]) or a typed
@@ -17,6 +18,7 @@ pub mod events;
 pub mod host;
 mod push;
 pub mod reference;
+mod run;
 pub mod steps;
 pub mod upload;
 
@@ -26,6 +28,7 @@ pub use error::{EngineError, PushFailure, StepRef};
 pub use events::BuildEvent;
 pub use host::{EngineConfig, HostSource, Transport};
 pub use push::{PushEvent, PushOutcome};
+pub use run::{ContainerState, ImageArch, MemorySample, RunSpec, LOG_TAIL_LINES};
 pub use steps::{StepRecord, StepStatus};
 
 use bollard::Docker;
