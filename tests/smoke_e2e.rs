@@ -18,7 +18,7 @@ const LABEL: &str = "io.ctxbuild.smoke";
 /// A tiny HTTP server in plain Python whose misbehaviour is chosen by `key=value` arguments:
 /// `exit=1` dies at "import", `alloc_mb=N` touches N MiB first, `sleep=S` waits before binding,
 /// `gap=S` binds then waits before answering, `host=`/`port=` choose the address (default
-/// 0.0.0.0:$PORT). Every path answers 200.
+/// 0.0.0.0:$PORT). Every path but `/nope` answers 200.
 const SERVER: &str = r#"
 import os, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,7 +32,7 @@ hog = b"x" * (int(args.get("alloc_mb", "0")) * 1024 * 1024)
 time.sleep(float(args.get("sleep", "0")))
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        self.send_response(200)
+        self.send_response(404 if self.path == "/nope" else 200)
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"ok")
@@ -85,6 +85,10 @@ impl Drop for App {
 
 /// A project whose one service `name` deploys with `cpu`/`memory` and health_path `/`.
 fn project(name: &str, cpu: &str, memory: &str) -> tempfile::TempDir {
+    project_with_health(name, cpu, memory, "/")
+}
+
+fn project_with_health(name: &str, cpu: &str, memory: &str, health: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     common::write_tree(
         dir.path(),
@@ -92,7 +96,7 @@ fn project(name: &str, cpu: &str, memory: &str) -> tempfile::TempDir {
             (
                 "ctxbuild.toml",
                 &format!(
-                    "[services.{name}]\nkind = \"python-asgi\"\ncontext = \"app\"\napp = \"main:app\"\nhealth_path = \"/\"\n\n[services.{name}.deploy]\ncpu = {cpu}\nmemory = \"{memory}\"\nconcurrency = 1\n"
+                    "[services.{name}]\nkind = \"python-asgi\"\ncontext = \"app\"\napp = \"main:app\"\nhealth_path = \"{health}\"\n\n[services.{name}.deploy]\ncpu = {cpu}\nmemory = \"{memory}\"\nconcurrency = 1\n"
                 ),
             ),
             ("app/main.py", "app = None\n"),
@@ -273,6 +277,23 @@ fn a_port_open_long_before_answers_is_flagged_with_the_gap() {
 }
 
 #[test]
+fn a_health_path_that_is_not_200_fails_with_its_status() {
+    let app = App::build(&[]);
+    let dir = project_with_health("unhealthy", "1", "512Mi", "/nope");
+    let o = smoke(
+        dir.path(),
+        &["unhealthy", "--image", &app.tag, "--budget", "3"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    let out = common::stdout(&o);
+    assert!(
+        out.contains("error: /nope answered 404 instead of 200 within the 3 s budget"),
+        "{out}"
+    );
+    assert!(leftovers("unhealthy").is_empty());
+}
+
+#[test]
 fn sweep_reports_the_smallest_profile_a_memory_hungry_app_fits() {
     let app = App::build(&["alloc_mb=300"]);
     let (code, json) = run_json("hungry", "1", "512Mi", &app, &["--sweep", "--budget", "60"]);
@@ -337,7 +358,7 @@ fn the_example_backend_passes_smoke() {
     }
     std::fs::write(
         dir.path().join("ctxbuild.toml"),
-        "[services.backend]\nkind = \"python-asgi\"\ncontext = \".\"\napp = \"main:app\"\nworkers = 2\n\n[services.backend.deploy]\ncpu = 1\nmemory = \"1Gi\"\n",
+        "[services.backend]\nkind = \"python-asgi\"\ncontext = \".\"\napp = \"main:app\"\nworkers = 2\nhealth_path = \"/health\"\n\n[services.backend.deploy]\ncpu = 1\nmemory = \"1Gi\"\n",
     )
     .unwrap();
     let o = smoke(

@@ -103,7 +103,9 @@ pub struct SmokeRun {
     pub tcp_ms: Option<u64>,
     /// … to the first HTTP answer (any status) on `/`.
     pub http_ms: Option<u64>,
-    pub health_path: String,
+    /// `health_path` when ctxbuild.toml sets it (then it must answer 200); unset, the first HTTP
+    /// answer is the readiness signal, as for the template's HEALTHCHECK.
+    pub health_path: Option<String>,
     /// … to `health_path` answering 200.
     pub health_ms: Option<u64>,
     /// The last status `health_path` answered.
@@ -299,6 +301,8 @@ fn watch(
     engine.start_container(id)?;
     let t0 = Instant::now();
     let mut w = Watch::default();
+    let health_path = configured_health(svc);
+    let health_path = health_path.as_deref();
     let mut last_sample: Option<Instant> = None;
     let mut ready_at: Option<Instant> = None;
     loop {
@@ -318,20 +322,25 @@ fn watch(
             if w.tcp.is_none() && probe::tcp_accepts(addr, Duration::from_millis(200)) {
                 w.tcp = Some(t0.elapsed());
             }
-            if w.tcp.is_some() && w.http.is_none() {
-                if probe::http_status(addr, "/", Duration::from_secs(1)).is_some() {
-                    w.http = Some(t0.elapsed());
-                }
+            if w.tcp.is_some()
+                && w.http.is_none()
+                && probe::http_status(addr, "/", Duration::from_secs(1)).is_some()
+            {
+                w.http = Some(t0.elapsed());
             }
-            if w.http.is_some() && w.health.is_none() {
-                w.health_status =
-                    probe::http_status(addr, &svc.health_path, Duration::from_secs(2));
+            if let (Some(_), None, Some(path)) = (w.http, w.health, health_path) {
+                w.health_status = probe::http_status(addr, path, Duration::from_secs(2));
                 if w.health_status == Some(200) {
                     w.health = Some(t0.elapsed());
                 }
             }
         }
-        if w.health.is_some() {
+        let ready = if health_path.is_some() {
+            w.health
+        } else {
+            w.http
+        };
+        if ready.is_some() {
             let at = *ready_at.get_or_insert_with(Instant::now);
             if at.elapsed() >= SETTLE {
                 break;
@@ -345,6 +354,13 @@ fn watch(
         }
     }
     Ok(w)
+}
+
+/// The health path, when ctxbuild.toml sets one.
+fn configured_health(svc: &Service) -> Option<String> {
+    svc.positions
+        .contains_key("health_path")
+        .then(|| svc.health_path.clone())
 }
 
 fn sample_memory(engine: &Engine, id: &str, w: &mut Watch) {
@@ -445,7 +461,12 @@ fn conclude(
             }),
         }
     }
-    let ready = w.health.or(w.http);
+    let health_path = configured_health(svc);
+    let ready = if health_path.is_some() {
+        w.health
+    } else {
+        w.http
+    };
     if let (Some(tcp), Some(ready)) = (w.tcp, ready) {
         let gap = ready.saturating_sub(tcp);
         if gap >= GAP_WARN {
@@ -456,7 +477,7 @@ fn conclude(
                     "port {port} accepted connections {:.1} s before the app answered: Cloud Run's default TCP startup probe would send traffic to an instance that is not ready",
                     gap.as_secs_f64()
                 ),
-                hint: format!("configure an HTTP startup probe on {} (or start gunicorn with --preload so workers fork after the app is imported)", svc.health_path),
+                hint: format!("configure an HTTP startup probe on {} (or start gunicorn with --preload so workers fork after the app is imported)", health_path.as_deref().unwrap_or(&svc.health_path)),
             });
         }
     }
@@ -484,7 +505,7 @@ fn conclude(
         port,
         tcp_ms: ms(w.tcp),
         http_ms: ms(w.http),
-        health_path: svc.health_path.clone(),
+        health_path,
         health_ms: ms(w.health),
         health_status: w.health_status,
         peak_memory: w.peak,

@@ -22,7 +22,8 @@ pub fn human(outcome: &SmokeOutcome, color: bool) -> String {
     let health = outcome
         .runs
         .first()
-        .map_or("health", |r| r.health_path.as_str());
+        .and_then(|r| r.health_path.as_deref())
+        .unwrap_or("health");
     let health_w = health.len().max(7);
     out.push_str(&format!(
         "{:<16}  {:>7}  {:>7}  {:>health_w$}  {:>18}  {}\n",
