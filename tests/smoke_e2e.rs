@@ -215,7 +215,7 @@ fn an_app_that_allocates_past_the_limit_is_reported_oom_killed() {
     assert_eq!(run["oom_killed"], true, "{run}");
     assert!(kinds(run).contains(&"oom_killed".to_string()), "{run}");
     assert!(
-        message(run, "oom_killed").contains("OOM-killed at 256Mi"),
+        message(run, "oom_killed").contains("OOM-killed: it needed more than the 256Mi limit"),
         "{run}"
     );
 }

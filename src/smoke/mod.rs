@@ -395,7 +395,7 @@ fn conclude(
         findings.push(Finding {
             kind: FindingKind::OomKilled,
             severity: Severity::Error,
-            message: format!("the container was OOM-killed at {mem} (peak {})", shown_memory(w.peak)),
+            message: format!("the container was OOM-killed: it needed more than the {mem} limit"),
             hint: "raise [deploy] memory in ctxbuild.toml (try `ctxbuild smoke SERVICE --sweep`), or use fewer workers".into(),
         });
     }
@@ -521,7 +521,10 @@ fn conclude(
 }
 
 fn shown_memory(b: Option<u64>) -> String {
-    b.map_or_else(|| "unknown".into(), format_memory)
+    b.map_or_else(
+        || "unknown".into(),
+        |b| format!("{} MiB", b / (1024 * 1024)),
+    )
 }
 
 /// The container's listening sockets: from the host's view of its init process's network

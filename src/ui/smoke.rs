@@ -80,12 +80,17 @@ pub fn human(outcome: &SmokeOutcome, color: bool) -> String {
     }
     if many {
         match &outcome.smallest_passing {
-            Some(p) => out.push_str(&format!(
-                "\nSmallest profile that passes with margin: {} (deploy: cpu = {}, memory = \"{}\")\n",
-                p.label(),
-                p.cpu,
-                ctxbuild::service::config::format_memory(p.memory)
-            )),
+            Some(p) => {
+                out.push_str(&format!(
+                    "\nSmallest profile that passes with margin: {} (deploy: cpu = {}, memory = \"{}\")\n",
+                    p.label(),
+                    p.cpu,
+                    ctxbuild::service::config::format_memory(p.memory)
+                ));
+                if p.cpu < 1.0 {
+                    out.push_str("Below 1 CPU Cloud Run requires concurrency = 1.\n");
+                }
+            }
             None => out.push_str("\nNo profile passed with margin.\n"),
         }
     }
@@ -97,6 +102,10 @@ fn secs(ms: Option<u64>) -> String {
 }
 
 fn memory(r: &SmokeRun) -> String {
+    if r.oom_killed {
+        // The last sample before the kill says nothing about what it asked for.
+        return "OOM-killed".into();
+    }
     match r.peak_memory {
         Some(p) => format!(
             "{:.0} MiB ({:.0}%)",
