@@ -300,7 +300,11 @@ fn check_trusts_the_servers_the_render_installs() {
 fn bytecode_is_compiled_at_build_time_unless_opted_out() {
     let on = snap(PY, Variant::Slim, None, None);
     // Once for the dependencies (cached with them), once for the code after COPY.
-    assert_eq!(on.matches("--invalidation-mode unchecked-hash").count(), 2, "{on}");
+    assert_eq!(
+        on.matches("--invalidation-mode unchecked-hash").count(),
+        2,
+        "{on}"
+    );
     assert!(on.contains("PYTHONDONTWRITEBYTECODE=1"));
     let off = snap(
         &format!("{PY}compile_bytecode = false\n"),
