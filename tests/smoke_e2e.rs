@@ -373,4 +373,21 @@ fn the_example_backend_passes_smoke() {
     assert_eq!(run["health_status"], 200, "{run}");
     assert!(run["health_ms"].as_u64().is_some(), "{run}");
     assert!(leftovers("backend").is_empty());
+    // The template compiled the dependencies and the app at build time, as unchecked-hash
+    // .pyc files (flags word 1: hash-based, source not checked): no timestamps inside.
+    let image = json["image"].as_str().unwrap();
+    let flags = common::docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "python",
+        image,
+        "-c",
+        "import fastapi, glob, os; d = os.path.dirname(fastapi.__file__); \
+         fs = glob.glob(d + '/__pycache__/*.pyc') + glob.glob('/app/__pycache__/main.*.pyc'); \
+         print(len(fs), sorted({int.from_bytes(open(f, 'rb').read(8)[4:], 'little') for f in fs}))",
+    ]);
+    let (count, kinds) = flags.trim().split_once(' ').unwrap();
+    assert!(count.parse::<usize>().unwrap() > 5, "{flags}");
+    assert_eq!(kinds, "[1]", "{flags}");
 }
