@@ -391,3 +391,43 @@ fn the_example_backend_passes_smoke() {
     assert!(count.parse::<usize>().unwrap() > 5, "{flags}");
     assert_eq!(kinds, "[1]", "{flags}");
 }
+
+/// The offline Node base image made by `scripts/base-images.sh`.
+fn node_image() -> String {
+    std::env::var("CTXBUILD_TEST_NODE").unwrap_or_else(|_| "ctxbuild-test/node:20-bookworm".into())
+}
+
+#[test]
+fn the_example_frontend_builds_through_the_node_template_and_passes_smoke() {
+    common::require_engine();
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::repo_root().join("examples/frontend");
+    for f in [
+        "package.json",
+        "package-lock.json",
+        "scripts/build.mjs",
+        "src/server.js",
+        "public/index.html",
+    ] {
+        let to = dir.path().join("frontend").join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(src.join(f), to).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("ctxbuild.toml"),
+        "[services.web]\nkind = \"node\"\ncontext = \"frontend\"\nhealth_path = \"/\"\n\n[services.web.deploy]\ncpu = 1\nmemory = \"512Mi\"\n",
+    )
+    .unwrap();
+    let o = smoke(
+        dir.path(),
+        &["web", "--slim", "--base-image", &node_image(), "--json"],
+    );
+    let json: serde_json::Value = serde_json::from_str(&common::stdout(&o))
+        .unwrap_or_else(|e| panic!("{e}: {}", common::stderr(&o)));
+    assert_eq!(o.status.code(), Some(0), "{json}");
+    // The final stage ran (not the deps stage): the server answered on / with 200.
+    assert_eq!(json["image"], "ctxbuild/web:latest-build");
+    let run = &json["runs"][0];
+    assert_eq!(run["health_status"], 200, "{run}");
+    assert!(leftovers("web").is_empty());
+}

@@ -173,7 +173,12 @@ pub fn smoke(
 
     let image = match &req.image {
         Some(image) => image.clone(),
-        None => image::build(&req.build, settings, sink)?.report.image_id,
+        None => {
+            let report = image::build(&req.build, settings, sink)?.report;
+            // The tag names the final image; the report's id has been seen naming an earlier
+            // stage of a multi-stage build.
+            report.tags.first().cloned().unwrap_or(report.image_id)
+        }
     };
     if engine.is_cancelled() {
         return Err(diagnose(EngineError::Interrupted));
