@@ -146,7 +146,9 @@ fn render_adds_only_the_servers_the_project_lacks() {
     // gunicorn + uvicorn listed: only uvicorn-worker is added, and its worker class runs.
     let old = common::stdout(&common::ctxbuild(dir.path(), &["render", "old"]));
     assert!(
-        old.contains("\nRUN python -m pip install --no-cache-dir uvicorn-worker==0.4.0\n"),
+        old.contains(
+            "\nRUN python -m pip install --no-cache-dir --no-compile uvicorn-worker==0.4.0\n"
+        ),
         "{old}"
     );
     assert!(old.contains("-k uvicorn_worker.UvicornWorker "), "{old}");

@@ -622,11 +622,11 @@ mod tests {
             .dockerfile;
         let server = d
             .find(
-                "RUN python -m pip install --no-cache-dir gunicorn==27.0.1 uvicorn-worker==0.4.0\n",
+                "RUN python -m pip install --no-cache-dir --no-compile gunicorn==27.0.1 uvicorn-worker==0.4.0\n",
             )
             .expect("server layer");
         let deps = d
-            .find("RUN python -m pip install --no-cache-dir -r requirements.txt")
+            .find("RUN python -m pip install --no-cache-dir --no-compile -r requirements.txt")
             .unwrap();
         let code = d.find("COPY . .").unwrap();
         assert!(server < deps && deps < code, "{d}");
@@ -647,7 +647,7 @@ mod tests {
         assert!(d.contains("'\\n'.join(d)"), "{d}");
         let code = d.find("COPY . .").unwrap();
         assert!(d.find("tomllib").unwrap() < code);
-        assert!(d[code..].contains("RUN python -m pip install --no-cache-dir .\n"));
+        assert!(d[code..].contains("RUN python -m pip install --no-cache-dir --no-compile .\n"));
 
         let p = plan(DependencySource::Uv, &["gunicorn", "uvicorn-worker"], false);
         let d = render_with(&service(""), Variant::Slim, None, Some(&p))
