@@ -6,11 +6,15 @@
 #   ctxbuild-test/python:3-bookworm a debootstrap'ed minimal Debian with python3, venv and pip,
 #                                  with this machine's CA bundle baked in so that pip inside a
 #                                  build can reach the package index. Test images only.
+#   ctxbuild-test/node:20-bookworm  that Python image plus this machine's node and npm (Debian's
+#                                  or NodeSource's nodejs package; glibc-linked, so it runs on
+#                                  the same Debian), trusting the same CA bundle for npm.
 set -euo pipefail
 log() { printf 'base-images: %s\n' "$*" >&2; }
 
 BUSYBOX_IMAGE="${CTXBUILD_TEST_BUSYBOX:-ctxbuild-test/busybox:1}"
 PYTHON_IMAGE="${CTXBUILD_TEST_PYTHON:-ctxbuild-test/python:3-bookworm}"
+NODE_IMAGE="${CTXBUILD_TEST_NODE:-ctxbuild-test/node:20-bookworm}"
 SUITE="${CTXBUILD_TEST_SUITE:-bookworm}"
 MIRROR="${CTXBUILD_TEST_MIRROR:-http://deb.debian.org/debian}"
 CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
@@ -78,4 +82,38 @@ else
         -c 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
         -c 'CMD ["python3"]' - "$PYTHON_IMAGE" >/dev/null
 fi
-log "ready: $BUSYBOX_IMAGE $PYTHON_IMAGE"
+
+if have_image "$NODE_IMAGE"; then
+    log "$NODE_IMAGE present"
+else
+    need_pkg node nodejs
+    node_bin="$(readlink -f "$(command -v node)")"
+    # NodeSource ships npm inside /usr/lib/node_modules; Debian's npm package under /usr/share.
+    npm_dir=""
+    for d in /usr/lib/node_modules/npm /usr/share/nodejs/npm; do
+        if [ -f "$d/bin/npm-cli.js" ]; then npm_dir="$d"; break; fi
+    done
+    if [ -z "$npm_dir" ]; then
+        log "no npm next to $node_bin (install the nodejs package with npm)"
+        exit 1
+    fi
+    mkdir -p "$work/node/usr/local/bin" "$work/node/usr/local/lib/node_modules"
+    cp "$node_bin" "$work/node/usr/local/bin/node"
+    if [ "$npm_dir" = /usr/share/nodejs/npm ]; then
+        # Debian splits npm's dependencies into sibling packages under /usr/share/nodejs.
+        cp -a /usr/share/nodejs/. "$work/node/usr/local/lib/node_modules/"
+    else
+        cp -a "$npm_dir" "$work/node/usr/local/lib/node_modules/npm"
+    fi
+    ln -s ../lib/node_modules/npm/bin/npm-cli.js "$work/node/usr/local/bin/npm"
+    ln -s ../lib/node_modules/npm/bin/npx-cli.js "$work/node/usr/local/bin/npx"
+    {
+        printf 'FROM %s\nCOPY node/ /\n' "$PYTHON_IMAGE"
+        printf 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt npm_config_cafile=/etc/ssl/certs/ca-certificates.crt npm_config_update_notifier=false\n'
+        printf 'CMD ["node"]\n'
+    } >"$work/Dockerfile"
+    log "building $NODE_IMAGE from $node_bin ($("$node_bin" --version)) and $npm_dir"
+    DOCKER_BUILDKIT=0 docker build -q -t "$NODE_IMAGE" "$work" >/dev/null
+fi
+
+log "ready: $BUSYBOX_IMAGE $PYTHON_IMAGE $NODE_IMAGE"

@@ -27,7 +27,9 @@ for t in "${targets[@]}"; do
         status=1
         tail -40 "$log"
     fi
-    execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
+    # libFuzzer ends with "Done N runs in S second(s)"; a cut-short run only has "#N" lines.
+    execs=$(grep -oE '^Done [0-9]+ runs' "$log" | grep -oE '[0-9]+' | tail -1)
+    [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
     echo "fuzz $t: ${execs:-0} executions in $(( $(date +%s) - start )) s — $result"
     rm -f "$log"
 done

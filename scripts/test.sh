@@ -16,6 +16,7 @@ STEP_PROFILE="${STEP_PROFILE:-step-test}" scripts/step-image.sh
 
 export CTXBUILD_TEST_BUSYBOX="${CTXBUILD_TEST_BUSYBOX:-ctxbuild-test/busybox:1}"
 export CTXBUILD_TEST_PYTHON="${CTXBUILD_TEST_PYTHON:-ctxbuild-test/python:3-bookworm}"
+export CTXBUILD_TEST_NODE="${CTXBUILD_TEST_NODE:-ctxbuild-test/node:20-bookworm}"
 export CTXBUILD_TEST_REGISTRY="${CTXBUILD_TEST_REGISTRY:-127.0.0.1:5000}"
 export CTXBUILD_TEST_STEP_IMAGE="${CTXBUILD_STEP_IMAGE:-ctxbuild-test/ctxbuild:dev}"
 # Engine tests must run: a missing daemon is a failure, not a skip.

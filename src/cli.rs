@@ -135,6 +135,7 @@ pub enum Command {
     Render(RenderArgs),
     Check(CheckArgs),
     Image(ImageArgs),
+    Smoke(SmokeArgs),
     Completions(CompletionsArgs),
     #[command(hide = true)]
     Man(ManArgs),
@@ -428,6 +429,46 @@ pub struct ImageArgs {
 pub struct ManArgs {
     /// The command whose page to print (default: the ctxbuild(1) overview).
     pub command: Option<String>,
+}
+
+/// Start a service's image under its Cloud Run limits and prove it is ready in time.
+///
+/// Builds the image (or takes --image), runs it with the deploy's memory (no swap), CPUs and
+/// $PORT on linux/amd64, and measures time to the first TCP connection (Cloud Run's default
+/// startup probe), to the first HTTP answer and to health_path 200, peak memory, OOM kills,
+/// exits, and sockets on the wrong port or on 127.0.0.1 only. The container is always removed.
+/// Exits 1 when it does not listen within the budget, is OOM-killed, exits, or health_path is
+/// not 200.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  ctxbuild smoke backend\n  ctxbuild smoke backend --base-image ctxbuild-test/python:3-bookworm --json\n  ctxbuild smoke backend --image ctxbuild/backend:latest-build --sweep"
+)]
+pub struct SmokeArgs {
+    #[command(flatten)]
+    pub service: ServiceArgs,
+
+    /// Run this image instead of building the service's.
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+
+    /// Seconds the container may take to listen on $PORT and answer (Cloud Run's default
+    /// startup probe allows 240).
+    #[arg(long, value_name = "SECS", default_value_t = 240,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub budget: u64,
+
+    /// Try Cloud Run's CPU/memory profiles from the smallest up and report the smallest that
+    /// passes with margin.
+    #[arg(long)]
+    pub sweep: bool,
+
+    /// Print the result as JSON on stdout (every run with --sweep).
+    #[arg(long)]
+    pub json: bool,
+
+    /// The Docker engine, as for docker -H (default: $DOCKER_HOST or the local socket).
+    #[arg(short = 'H', long, value_name = "HOST")]
+    pub host: Option<String>,
 }
 
 /// Print shell completions.

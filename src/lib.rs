@@ -11,6 +11,8 @@
 //! - [`clean`]: removal of bytecode pollution.
 //! - [`key`]: manifests, per-step cache keys, the diff that explains a miss, saved plans.
 //! - [`image`]: the `image` use case ([`image::build`]), streaming [`events`] into a sink.
+//! - [`smoke`]: the `smoke` use case ([`smoke::smoke`]): run an image under its Cloud Run limits
+//!   and measure readiness, memory, exits and sockets.
 //! - [`diagnostics`]: error classes and hints (the binary renders them).
 //! - [`config`]: settings resolved once by the binary and passed in (threads, pool, cache).
 //! - [`python`]: offline analysis of a Python project (dependencies, servers, app, gunicorn).
@@ -38,4 +40,5 @@ pub mod python;
 pub mod report;
 pub mod secrets;
 pub mod service;
+pub mod smoke;
 pub mod tarball;

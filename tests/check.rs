@@ -1329,6 +1329,54 @@ fn health_path_unmentioned() {
 }
 
 #[test]
+fn bytecode_missing() {
+    // The rendered template told not to compile.
+    let off = rendered_config().replace(
+        "[services.api.deploy]",
+        "compile_bytecode = false\n[services.api.deploy]",
+    );
+    case(
+        "bytecode-missing",
+        "ctxbuild.toml:5",
+        &[("ctxbuild.toml", &off), ("api/Dockerfile", "")],
+        &[
+            ("ctxbuild.toml", &rendered_config()),
+            ("api/Dockerfile", ""),
+        ],
+    );
+    // A hand-written install that writes no bytecode, with and without a compile step after it.
+    let no_compile = DOCKERFILE.replace(
+        "pip install --no-cache-dir",
+        "pip install --no-cache-dir --no-compile",
+    );
+    case(
+        "bytecode-missing",
+        "api/Dockerfile:5",
+        &[("api/Dockerfile", &no_compile)],
+        &[(
+            "api/Dockerfile",
+            &no_compile.replace(
+                "COPY . .\n",
+                "COPY . .\nRUN python -m compileall -q --invalidation-mode unchecked-hash /usr/local/lib /app\n",
+            ),
+        )],
+    );
+    let uv = DOCKERFILE.replace(
+        "RUN pip install --no-cache-dir -r requirements.txt",
+        "RUN pip install uv && uv pip install --system -r requirements.txt",
+    );
+    case(
+        "bytecode-missing",
+        "api/Dockerfile:5",
+        &[("api/Dockerfile", &uv)],
+        &[(
+            "api/Dockerfile",
+            &uv.replace("uv pip install", "uv pip install --compile-bytecode"),
+        )],
+    );
+}
+
+#[test]
 fn messages_are_tidy() {
     // No stray space inside backticks in the bytecode fix, no "the incident" anywhere.
     let r = report(&[

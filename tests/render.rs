@@ -146,7 +146,9 @@ fn render_adds_only_the_servers_the_project_lacks() {
     // gunicorn + uvicorn listed: only uvicorn-worker is added, and its worker class runs.
     let old = common::stdout(&common::TestEnv::at(dir.path()).run(&["render", "old"]));
     assert!(
-        old.contains("\nRUN python -m pip install --no-cache-dir uvicorn-worker==0.4.0\n"),
+        old.contains(
+            "\nRUN python -m pip install --no-cache-dir --no-compile uvicorn-worker==0.4.0\n"
+        ),
         "{old}"
     );
     assert!(old.contains("-k uvicorn_worker.UvicornWorker "), "{old}");
@@ -294,4 +296,31 @@ fn check_trusts_the_servers_the_render_installs() {
         assert!(!out.contains("asgi-server"), "{app}: {out}");
         assert!(!out.contains("requirements-missing"), "{app}: {out}");
     }
+}
+
+#[test]
+fn bytecode_is_compiled_at_build_time_unless_opted_out() {
+    let on = snap(PY, Variant::Slim, None, None);
+    // Once for the dependencies (cached with them), once for the code after COPY.
+    assert_eq!(
+        on.matches("--invalidation-mode unchecked-hash").count(),
+        2,
+        "{on}"
+    );
+    assert!(on.contains("PYTHONDONTWRITEBYTECODE=1"));
+    let off = snap(
+        &format!("{PY}compile_bytecode = false\n"),
+        Variant::Slim,
+        None,
+        None,
+    );
+    assert!(!off.contains("compileall"), "{off}");
+    assert!(off.contains("PYTHONDONTWRITEBYTECODE=1"));
+    let bad = Config::parse(
+        Path::new("ctxbuild.toml"),
+        &format!("{PY}compile_bytecode = \"no\"\n"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("ctxbuild.toml:4"), "{bad}");
 }

@@ -395,6 +395,7 @@ pub fn check_service_with(
                 findings.extend(builder::check(&cx, &f, opts.builder));
                 findings.extend(python::check_servers(&cx, &f));
                 findings.extend(python::check_health(&cx, &f));
+                findings.extend(python::check_bytecode(&cx, &f));
             }
             Err(invalid) => findings.push(invalid),
         }

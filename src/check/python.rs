@@ -250,6 +250,54 @@ pub fn check_health(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
     )]
 }
 
+/// A Python image that compiles no bytecode during the build: uv installs none, `pip
+/// --no-compile` none, and the app's own modules never get any, so each cold start compiles them
+/// before the port answers (`smoke` measures it). A `compileall` RUN, uv's `--compile-bytecode`
+/// or `UV_COMPILE_BYTECODE` count as compiling.
+pub fn check_bytecode(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
+    if cx.service.kind != Kind::PythonAsgi {
+        return Vec::new();
+    }
+    let instructions = &p.df.instructions;
+    let runs = || instructions.iter().filter(|i| i.keyword == Keyword::Run);
+    if runs().any(|i| i.args.contains("compileall")) {
+        return Vec::new();
+    }
+    if from_template(p) {
+        // The template always compiles unless told not to (or rendered before it did).
+        let why = if cx.service.compile_bytecode {
+            "it was rendered by a template without the compile step"
+        } else {
+            "`compile_bytecode = false`"
+        };
+        return vec![cx.finding(
+            RuleId::BytecodeMissing,
+            if p.text.rendered { cx.config_loc("compile_bytecode") } else { (p.text.display.clone(), Some(1)) },
+            format!("service `{}`: the image compiles no bytecode at build time ({why}): every cold start compiles the app's modules (and, with uv, every dependency) before the port answers", cx.service.name),
+            "remove `compile_bytecode = false` (the default compiles with `compileall --invalidation-mode unchecked-hash`), and re-render a committed Dockerfile",
+        )];
+    }
+    let uv_compiles = instructions
+        .iter()
+        .any(|i| i.keyword == Keyword::Env && i.args.contains("UV_COMPILE_BYTECODE"));
+    let culprit = runs().find(|i| {
+        let a = &i.args;
+        (a.contains("pip install") && a.contains("--no-compile"))
+            || ((a.contains("uv sync") || a.contains("uv pip install"))
+                && !a.contains("--compile-bytecode")
+                && !uv_compiles)
+    });
+    let Some(i) = culprit else {
+        return Vec::new();
+    };
+    vec![cx.finding(
+        RuleId::BytecodeMissing,
+        p.loc(cx, i.line, None),
+        format!("service `{}`: this install leaves the dependencies without bytecode and no `compileall` follows: every cold start compiles them before the port answers", cx.service.name),
+        "add `RUN python -m compileall -q --invalidation-mode unchecked-hash <site-packages> /app` after the install (deterministic, so the cache holds), or pass uv `--compile-bytecode`",
+    )]
+}
+
 /// What gunicorn runs with for a command whose arguments after `gunicorn` are `args`.
 pub struct GunicornConfig {
     pub settings: Settings,

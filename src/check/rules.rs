@@ -106,6 +106,7 @@ rules! {
     AppUnresolved "app-unresolved" Error "`app` does not name a module-level attribute of a module in the context",
     BuilderSyntax "builder-syntax" Error "BuildKit-only syntax (RUN --mount, COPY --link, --chmod…) that the classic builder rejects",
     HealthPathUnmentioned "health-path-unmentioned" Warning "the configured `health_path` appears nowhere in the app's source",
+    BytecodeMissing "bytecode-missing" Warning "a Python image compiles no bytecode at build time, so every cold start compiles its modules",
 }
 
 impl std::fmt::Display for RuleId {

@@ -13,6 +13,7 @@ mod ls;
 mod man;
 mod plan;
 mod render;
+mod smoke;
 
 use crate::cli::Command;
 use crate::ui::exit::ExitStatus;
@@ -37,6 +38,7 @@ pub fn dispatch(
         Command::Render(a) => render::run(a, printer),
         Command::Check(a) => check::run(a, printer),
         Command::Image(a) => image::run(a, printer, settings),
+        Command::Smoke(a) => smoke::run(a, printer, settings),
         Command::Completions(a) => completions::run(a, printer),
         Command::Man(a) => man::run(a, printer),
         Command::Cloudbuild(a) => cloudbuild::run(a, printer),

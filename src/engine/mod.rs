@@ -1,4 +1,5 @@
-//! The Docker Engine boundary: connection, streamed classic builds, image history, push, pull.
+//! The Docker Engine boundary: connection, streamed classic builds, image history, push, pull,
+//! and the short-lived containers `smoke` runs.
 //!
 //! The only module that imports bollard. Everything it returns is our own data
 //! ([`BuildEvent`], [`BuildOutcome`], [`StepRecord`], [`PushOutcome`]) or a typed
@@ -19,6 +20,7 @@ pub mod host;
 mod images;
 mod push;
 pub mod reference;
+mod run;
 pub mod steps;
 pub mod upload;
 
@@ -30,6 +32,7 @@ pub use facts::Facts;
 pub use host::{EngineConfig, HostSource, Transport};
 pub use images::ImageInfo;
 pub use push::{PushEvent, PushOutcome};
+pub use run::{ContainerState, ImageArch, MemorySample, RunSpec, LOG_TAIL_LINES};
 pub use steps::{StepRecord, StepStatus};
 
 use bollard::Docker;

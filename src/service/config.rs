@@ -130,6 +130,8 @@ pub struct Service {
     pub dockerfile: Option<PathBuf>,
     /// The HTTP path the HEALTHCHECK requests.
     pub health_path: String,
+    /// Python: compile the dependencies and the app to bytecode at build time (default true).
+    pub compile_bytecode: bool,
     /// Node: the directory `npm run build` writes the standalone app to.
     pub build_output: String,
     /// Node: the file `node` runs from the build output.
@@ -245,6 +247,7 @@ const SERVICE_KEYS: &[&str] = &[
     "runtime_packages",
     "dockerfile",
     "health_path",
+    "compile_bytecode",
     "build_output",
     "entrypoint",
     "deploy",
@@ -297,6 +300,7 @@ struct RawService {
     runtime_packages: Vec<Spanned<String>>,
     dockerfile: Option<Spanned<String>>,
     health_path: Option<Spanned<String>>,
+    compile_bytecode: Option<Spanned<bool>>,
     build_output: Option<Spanned<String>>,
     entrypoint: Option<Spanned<String>>,
     deploy: Option<Spanned<RawDeploy>>,
@@ -593,6 +597,13 @@ impl Validator<'_> {
             }
             None => "/health".into(),
         };
+        let compile_bytecode = match raw.compile_bytecode {
+            Some(c) => {
+                at("compile_bytecode", c.span());
+                c.into_inner()
+            }
+            None => true,
+        };
         let build_output = match raw.build_output {
             Some(b) => self.rel_path(&b, "build_output")?,
             None => "dist".into(),
@@ -623,6 +634,7 @@ impl Validator<'_> {
             runtime_packages,
             dockerfile,
             health_path,
+            compile_bytecode,
             build_output,
             entrypoint,
             deploy,

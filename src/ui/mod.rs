@@ -10,6 +10,7 @@ pub mod exit;
 pub mod printer;
 pub mod progress;
 pub mod report;
+pub mod smoke;
 pub mod theme;
 
 use std::io::IsTerminal;
