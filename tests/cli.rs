@@ -42,7 +42,7 @@ fn thread_count_is_bounded() {
 }
 
 /// Every command `--help` lists (clap's own `help` aside).
-const COMMANDS: [&str; 11] = [
+const COMMANDS: [&str; 12] = [
     "clean",
     "ls",
     "plan",
@@ -51,6 +51,7 @@ const COMMANDS: [&str; 11] = [
     "render",
     "check",
     "image",
+    "smoke",
     "completions",
     "cloudbuild",
     "init",

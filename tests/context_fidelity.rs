@@ -470,8 +470,11 @@ fn predict(ctx: &Path, df: &Path) -> Seen {
 /// Builds the context on the real engine and lists what landed under `/ctx/`.
 fn observe(name: &str, ctx: &Path, df: &Path) -> Result<Seen, String> {
     let tag = common::unique(&format!("ctxbuild-fidelity-{name}"));
+    // --no-cache: cases with identical contexts would otherwise share one image, and the
+    // `rmi -f` of one case could delete the layer another case is about to reuse.
     let build = common::docker_output(&[
         "build",
+        "--no-cache",
         "-q",
         "-t",
         &tag,
