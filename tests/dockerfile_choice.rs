@@ -220,3 +220,26 @@ fn a_garbage_source_date_epoch_is_an_error_for_context_and_image() {
     }
     assert!(!env.path().join("ctx.tar").exists());
 }
+
+#[test]
+fn a_committed_render_in_the_context_is_not_flagged_as_another_dockerfile() {
+    let env = project("");
+    // What `ctxbuild render api -o api/Dockerfile` writes: the template's own build.
+    let o = env.run(&["render", "api", "-o", "api/Dockerfile"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = env.run(&["ls", "api"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("not what this command reads"),
+        "{}",
+        stderr(&o)
+    );
+    // A hand-written one still is.
+    std::fs::write(env.path().join("api/Dockerfile"), "FROM scratch\n").unwrap();
+    let o = env.run(&["ls", "api"]);
+    assert!(
+        stderr(&o).contains("not what this command reads"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -78,7 +78,12 @@ fn say_dockerfile(printer: &Printer, dir: &Path, file: Option<&Path>, used: Opti
             DockerfileChoice::Configured { path, .. } => {
                 used_canonical.is_some() && canonical(path) == used_canonical
             }
-            DockerfileChoice::Rendered { .. } => false,
+            // A committed `ctxbuild render` of the template is the same build (`check` reports
+            // it as `generated-stale` when it falls behind the template).
+            DockerfileChoice::Rendered { .. } => file.or(used).is_some_and(|p| {
+                ctxbuild::fsutil::read_text(p)
+                    .is_ok_and(|t| service::render::generated_by(&t).is_some())
+            }),
         };
         if same {
             continue;
