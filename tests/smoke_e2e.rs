@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 const LABEL: &str = "io.ctxbuild.smoke";
 
 /// A tiny HTTP server in plain Python whose misbehaviour is chosen by `key=value` arguments:
-/// `exit=1` dies at "import", `alloc_mb=N` touches N MiB first, `sleep=S` waits before binding,
+/// `need=VAR` exits unless `VAR` is set, `exit=1` dies at "import", `alloc_mb=N` touches N MiB first, `sleep=S` waits before binding,
 /// `gap=S` binds then waits before answering, `host=`/`port=` choose the address (default
 /// 0.0.0.0:$PORT). Every path but `/nope` answers 200.
 const SERVER: &str = r#"
@@ -24,6 +24,9 @@ import os, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 args = dict(a.split("=", 1) for a in sys.argv[1:])
 print("starting", args, flush=True)
+if "need" in args and args["need"] not in os.environ:
+    print("missing environment variable", args["need"], file=sys.stderr, flush=True)
+    sys.exit(4)
 if "exit" in args:
     print("Traceback (most recent call last):", file=sys.stderr)
     print("ModuleNotFoundError: No module named 'missing_dependency'", file=sys.stderr, flush=True)
@@ -426,4 +429,52 @@ fn the_example_frontend_builds_through_the_node_template_and_passes_smoke() {
     let run = &json["runs"][0];
     assert_eq!(run["health_status"], 200, "{run}");
     assert!(leftovers("web").is_empty());
+}
+
+#[test]
+fn the_env_file_reaches_the_container_and_port_stays_the_deploys() {
+    let app = App::build(&["need=SMOKE_TOKEN"]);
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[services.envd]\nkind = \"python-asgi\"\ncontext = \"app\"\napp = \"main:app\"\nhealth_path = \"/\"\n";
+    common::write_tree(
+        dir.path(),
+        &[
+            (
+                "ctxbuild.toml",
+                &format!("{toml}env_file = \"smoke.env\"\n"),
+            ),
+            // PORT in the file is ignored: Cloud Run sets it.
+            (
+                "smoke.env",
+                "# for smoke only\nSMOKE_TOKEN='s3cret'\nPORT=1\n",
+            ),
+            ("app/main.py", "app = None\n"),
+        ],
+    );
+    let o = smoke(dir.path(), &["envd", "--image", &app.tag, "--budget", "30"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        common::stdout(&o),
+        common::stderr(&o)
+    );
+    // Without the file's variable the same image exits before listening.
+    std::fs::write(dir.path().join("ctxbuild.toml"), toml).unwrap();
+    let o = smoke(dir.path(), &["envd", "--image", &app.tag, "--budget", "30"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}{}",
+        common::stdout(&o),
+        common::stderr(&o)
+    );
+    assert!(
+        common::stdout(&o).contains("missing environment variable")
+            || common::stderr(&o).contains("missing environment variable"),
+        "{}{}",
+        common::stdout(&o),
+        common::stderr(&o)
+    );
+    assert!(leftovers("envd").is_empty());
 }

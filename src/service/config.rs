@@ -132,6 +132,9 @@ pub struct Service {
     pub health_path: String,
     /// Python: compile the dependencies and the app to bytecode at build time (default true).
     pub compile_bytecode: bool,
+    /// `KEY=VALUE` lines `smoke` passes to the container (as a deploy's env vars or secrets
+    /// would be), relative to the directory of ctxbuild.toml; never baked into an image.
+    pub env_file: Option<String>,
     /// Node: the directory `npm run build` writes the standalone app to.
     pub build_output: String,
     /// Node: the file `node` runs from the build output.
@@ -248,6 +251,7 @@ const SERVICE_KEYS: &[&str] = &[
     "dockerfile",
     "health_path",
     "compile_bytecode",
+    "env_file",
     "build_output",
     "entrypoint",
     "deploy",
@@ -301,6 +305,7 @@ struct RawService {
     dockerfile: Option<Spanned<String>>,
     health_path: Option<Spanned<String>>,
     compile_bytecode: Option<Spanned<bool>>,
+    env_file: Option<Spanned<String>>,
     build_output: Option<Spanned<String>>,
     entrypoint: Option<Spanned<String>>,
     deploy: Option<Spanned<RawDeploy>>,
@@ -604,6 +609,13 @@ impl Validator<'_> {
             }
             None => true,
         };
+        let env_file = match raw.env_file {
+            Some(e) => {
+                at("env_file", e.span());
+                Some(self.rel_path(&e, "env_file")?)
+            }
+            None => None,
+        };
         let build_output = match raw.build_output {
             Some(b) => self.rel_path(&b, "build_output")?,
             None => "dist".into(),
@@ -635,6 +647,7 @@ impl Validator<'_> {
             dockerfile,
             health_path,
             compile_bytecode,
+            env_file,
             build_output,
             entrypoint,
             deploy,

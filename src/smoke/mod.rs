@@ -8,6 +8,7 @@
 //! (the service's `[deploy]`) or, with `sweep`, the Cloud Run profiles from the smallest up, and
 //! returns a [`SmokeOutcome`]. Nothing here prints or picks exit codes.
 
+pub mod envfile;
 pub mod probe;
 pub mod sockets;
 pub mod sweep;
@@ -165,6 +166,12 @@ pub fn smoke(
         .map_err(diagnose)?
         .clone();
 
+    // Read before anything runs: a bad env file is the user's to fix, not a failed start.
+    let env = match &svc.env_file {
+        Some(rel) => envfile::read(&config.root.join(rel), rel).map_err(diagnose)?,
+        None => Vec::new(),
+    };
+
     let engine_config =
         EngineConfig::from_env(req.build.engine_host.as_deref()).map_err(diagnose)?;
     let engine = Engine::connect(&engine_config).map_err(diagnose)?;
@@ -203,7 +210,7 @@ pub fn smoke(
     let mut runs = Vec::new();
     let mut smallest_passing = None;
     for profile in profiles {
-        let run = run_one(&engine, &image, &svc, profile, req.budget)?;
+        let run = run_one(&engine, &image, &svc, &env, profile, req.budget)?;
         let good = run.passed && run.margin;
         runs.push(run);
         if req.sweep && good {
@@ -270,13 +277,18 @@ fn run_one(
     engine: &Engine,
     image: &str,
     svc: &Service,
+    env: &[(String, String)],
     profile: Profile,
     budget: Duration,
 ) -> anyhow::Result<SmokeRun> {
     let port = svc.deploy_port();
+    // PORT last: Cloud Run sets it whatever the deploy's variables say.
+    let mut vars: Vec<(String, String)> =
+        env.iter().filter(|(k, _)| k != "PORT").cloned().collect();
+    vars.push(("PORT".into(), port.to_string()));
     let spec = RunSpec {
         image: image.to_string(),
-        env: vec![("PORT".into(), port.to_string())],
+        env: vars,
         memory: profile.memory,
         cpus: profile.cpu,
         labels: vec![(LABEL.to_string(), svc.name.clone())],
