@@ -356,11 +356,15 @@ fn image_step(svc: &Service, request: &Request, config_arg: Option<&str>) -> Ste
     if let Some(c) = config_arg {
         args.extend(strings(&["--config", c]));
     }
-    if request.slim {
-        args.push("--slim".into());
-    }
-    if let Some(b) = &request.base_image {
-        args.extend(strings(&["--base-image", b]));
+    // The variant and the base image choose among renders of the template: a service with its
+    // own Dockerfile gets neither (`image` refuses them rather than ignoring them).
+    if svc.dockerfile.is_none() {
+        if request.slim {
+            args.push("--slim".into());
+        }
+        if let Some(b) = &request.base_image {
+            args.extend(strings(&["--base-image", b]));
+        }
     }
     let cache = cache_ref(&svc.name);
     args.extend(strings(&[

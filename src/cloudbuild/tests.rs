@@ -482,3 +482,44 @@ fn the_readme_example_passes_the_schema() {
     let parsed = YamlLoader::load_from_str(example).unwrap().remove(0);
     assert_eq!(to_json(&parsed), serde_json::to_value(&generated).unwrap());
 }
+
+#[test]
+fn variant_and_base_image_reach_only_the_services_that_build_the_template() {
+    let built = generate(
+        &repo_config(),
+        &Request {
+            services: vec!["backend".into(), "auth".into()],
+            base_image: Some("ctxbuild-test/python:3-bookworm".into()),
+            slim: true,
+            ..Request::default()
+        },
+    )
+    .unwrap();
+    let args = |id: &str| {
+        built
+            .steps
+            .iter()
+            .find(|s| s.id == id)
+            .unwrap_or_else(|| panic!("no step {id}"))
+            .args
+            .join(" ")
+    };
+    // backend builds the rendered template: both flags.
+    assert!(
+        args("image-backend").contains("--slim"),
+        "{}",
+        args("image-backend")
+    );
+    assert!(args("image-backend").contains("--base-image ctxbuild-test/python:3-bookworm"));
+    // auth has its own Dockerfile (its FROM decides): neither, or `image` would refuse them.
+    assert!(
+        !args("image-auth").contains("--slim"),
+        "{}",
+        args("image-auth")
+    );
+    assert!(
+        !args("image-auth").contains("--base-image"),
+        "{}",
+        args("image-auth")
+    );
+}

@@ -22,6 +22,7 @@ pub fn run(
         dockerfile: DockerfileSource {
             file: args.file.clone(),
             variant: Variant::from_flags(svc.slim),
+            variant_given: svc.slim || svc.alpine,
             base_image: svc.base_image.clone(),
         },
         tags: args.tags.clone(),

@@ -24,6 +24,7 @@ pub fn run(
             dockerfile: DockerfileSource {
                 file: None,
                 variant: Variant::from_flags(svc.slim),
+                variant_given: svc.slim || svc.alpine,
                 base_image: svc.base_image.clone(),
             },
             tags: Vec::new(),

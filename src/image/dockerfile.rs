@@ -21,6 +21,9 @@ pub struct DockerfileSource {
     pub file: Option<PathBuf>,
     /// The template variant when rendering.
     pub variant: Variant,
+    /// `--alpine` or `--slim` was given explicitly: refused, like `--base-image`, for a
+    /// Dockerfile that is not rendered (there is no variant to choose).
+    pub variant_given: bool,
     /// `--base-image`: replaces the template's base image. Refused for a Dockerfile that is
     /// not rendered (it has its own FROM: ignoring the flag would be silent).
     pub base_image: Option<String>,
@@ -96,6 +99,16 @@ pub fn resolve(
         .hint(hint)?;
     if let Some(base) = &source.base_image {
         return Err(base_image_refused(&display, &reason, base, &text));
+    }
+    if source.variant_given {
+        let flag = match source.variant {
+            Variant::Slim => "--slim",
+            _ => "--alpine",
+        };
+        return Err(anyhow::anyhow!(
+            "{flag} chooses a variant of the rendered template, and this build uses {display} ({reason})"
+        ))
+        .hint("drop the flag, or remove the service's `dockerfile` key to build the rendered template");
     }
     Ok(ResolvedDockerfile {
         text,
@@ -214,6 +227,7 @@ mod tests {
         DockerfileSource {
             file: None,
             variant: Variant::Alpine,
+            variant_given: false,
             base_image: base_image.map(str::to_string),
         }
     }
@@ -244,6 +258,31 @@ mod tests {
             assert_eq!(checked.dockerfiles[0].reason, df.reason, "{extra}");
             assert_eq!(df.rendered.is_some(), extra.is_empty());
         }
+    }
+
+    #[test]
+    fn an_explicit_variant_is_refused_for_an_own_dockerfile() {
+        let files = [
+            ("api/main.py", "app = 1\n"),
+            ("api/requirements.txt", "fastapi\n"),
+            ("api/Dockerfile", "FROM python:3.12\nCMD x\n"),
+        ];
+        let slim = DockerfileSource {
+            variant: Variant::Slim,
+            variant_given: true,
+            ..source(None)
+        };
+        // A render takes it.
+        let (_d, config) = project("", &files);
+        let df = resolve(&slim, &config, config.service("api").unwrap()).unwrap();
+        assert!(df.text.contains("python-asgi/slim"), "{}", df.text);
+        // The service's own Dockerfile has no variant: the flag is refused, not ignored.
+        let (_d, config) = project("dockerfile = \"Dockerfile\"\n", &files);
+        let e = resolve(&slim, &config, config.service("api").unwrap()).unwrap_err();
+        let shown = messages(&e).join("\n");
+        assert!(shown.contains("--slim chooses a variant"), "{shown}");
+        // Not given: the default variant never refuses anything.
+        assert!(resolve(&source(None), &config, config.service("api").unwrap()).is_ok());
     }
 
     #[test]
