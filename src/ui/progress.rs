@@ -94,7 +94,7 @@ impl Renderer {
                 number,
                 total,
                 instruction,
-            } => format!("Step {number}/{total} : {instruction}"),
+            } => format!("Step {number}/{total} : {}", shorten(instruction)),
             BuildEvent::RunningIn { number, container } => {
                 format!("#{number} running in {container}")
             }
@@ -489,5 +489,40 @@ fn rate(bytes: u64, seconds: f64) -> u64 {
         (bytes as f64 / seconds) as u64
     } else {
         bytes
+    }
+}
+
+/// An instruction as a progress line shows it: whole up to [`SHOWN_INSTRUCTION`] characters,
+/// then cut with the count of what was left out (ctxbuild's `LABEL` line carries the saved plan,
+/// a few kilobytes of base64 nobody reads in a log). The report and `--report` keep it whole.
+fn shorten(instruction: &str) -> std::borrow::Cow<'_, str> {
+    match instruction.char_indices().nth(SHOWN_INSTRUCTION) {
+        Some((cut, _)) => format!(
+            "{}… ({} more characters)",
+            &instruction[..cut],
+            instruction[cut..].chars().count()
+        )
+        .into(),
+        None => instruction.into(),
+    }
+}
+
+/// How many characters of an instruction a progress line shows.
+const SHOWN_INSTRUCTION: usize = 300;
+
+#[cfg(test)]
+mod shorten_tests {
+    use super::*;
+
+    #[test]
+    fn long_instructions_are_cut_with_a_count_short_ones_kept() {
+        assert_eq!(shorten("RUN echo hi"), "RUN echo hi");
+        let long = format!("LABEL \"plan\"=\"{}\"", "é".repeat(400));
+        let shown = shorten(&long);
+        assert!(shown.ends_with(&format!(
+            "… ({} more characters)",
+            long.chars().count() - 300
+        )));
+        assert_eq!(shown.chars().take_while(|c| *c != '…').count(), 300);
     }
 }
