@@ -128,3 +128,39 @@ proptest! {
         prop_assert_ne!(&before.1[1], &after.1[1], "COPY . key must move");
     }
 }
+
+/// Go's `path.Match` for patterns of literals, `*` and `?` only, written the obvious
+/// backtracking way: the reference the linear-time matcher must agree with.
+fn reference_match(p: &[u8], n: &[u8]) -> bool {
+    match p.split_first() {
+        None => n.is_empty(),
+        Some((b'*', rest)) => {
+            // `*` takes any run of non-`/` bytes, the empty one included.
+            let run = n.iter().take_while(|&&c| c != b'/').count();
+            (0..=run).any(|i| reference_match(rest, &n[i..]))
+        }
+        Some((b'?', rest)) => {
+            n.first().is_some_and(|&c| c != b'/') && reference_match(rest, &n[1..])
+        }
+        Some((c, rest)) => n.first() == Some(c) && reference_match(rest, &n[1..]),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4096, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_path_matcher_agrees_with_a_backtracking_reference(
+        pattern in prop::collection::vec(prop::sample::select(vec![b'a', b'b', b'/', b'*', b'?']), 0..9),
+        name in prop::collection::vec(prop::sample::select(vec![b'a', b'b', b'/']), 0..11),
+    ) {
+        let ours = ctxbuild::pathrules::match_path(&pattern, &name).expect("valid pattern");
+        prop_assert_eq!(
+            ours,
+            reference_match(&pattern, &name),
+            "pattern {:?} name {:?}",
+            String::from_utf8_lossy(&pattern),
+            String::from_utf8_lossy(&name)
+        );
+    }
+}
