@@ -10,7 +10,6 @@ use super::error::EngineError;
 use super::Engine;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{CreateImageOptions, ListImagesOptions};
-use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashSet};
 
 /// What `GET /images/{name}/json` says about an image, as far as ctxbuild needs it.
@@ -83,11 +82,7 @@ impl Engine {
         self.rt.block_on(async {
             let mut stream = self.docker.create_image(Some(opts), None, creds);
             loop {
-                let item = tokio::select! {
-                    biased;
-                    _ = self.cancel.cancelled() => return Err(EngineError::Interrupted),
-                    item = stream.next() => item,
-                };
+                let item = super::next_or_interrupted(&self.cancel, &mut stream).await?;
                 match item {
                     None => return Ok(()),
                     Some(Ok(info)) => {

@@ -260,3 +260,20 @@ fn classify_connect(config: &EngineConfig, e: bollard::errors::Error) -> EngineE
         },
     }
 }
+
+/// The next item of an engine stream, or [`EngineError::Interrupted`] as soon as Ctrl-C
+/// cancelled this engine's work (checked first, so a busy stream cannot starve it).
+async fn next_or_interrupted<S>(
+    cancel: &CancellationToken,
+    stream: &mut S,
+) -> Result<Option<S::Item>, EngineError>
+where
+    S: futures_util::Stream + Unpin,
+{
+    use futures_util::StreamExt;
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(EngineError::Interrupted),
+        item = stream.next() => Ok(item),
+    }
+}

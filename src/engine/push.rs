@@ -7,7 +7,6 @@ use super::error::{EngineError, PushFailure};
 use super::Engine;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::PushImageOptions;
-use futures_util::StreamExt;
 
 /// Progress of a push.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -59,11 +58,7 @@ impl Engine {
         self.rt.block_on(async {
             let mut stream = self.docker.push_image(name, Some(opts), creds);
             loop {
-                let item = tokio::select! {
-                    biased;
-                    _ = self.cancel.cancelled() => return Err(EngineError::Interrupted),
-                    item = stream.next() => item,
-                };
+                let item = super::next_or_interrupted(&self.cancel, &mut stream).await?;
                 match item {
                     None => return Ok(()),
                     Some(Ok(info)) => {

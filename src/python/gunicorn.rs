@@ -164,6 +164,20 @@ fn binds(value: &str) -> Vec<Value> {
     vec![literal(v)]
 }
 
+/// The gunicorn flags ctxbuild reads, each of which takes a value.
+const VALUE_FLAGS: &[&str] = &[
+    "-k",
+    "--worker-class",
+    "-b",
+    "--bind",
+    "-w",
+    "--workers",
+    "-t",
+    "--timeout",
+    "-c",
+    "--config",
+];
+
 /// Reads the command-line style arguments gunicorn takes (from `GUNICORN_CMD_ARGS`, split like
 /// a shell would, or from a CMD's argv after `gunicorn`).
 pub fn parse_args<S: AsRef<str>>(args: &[S], origin: Origin) -> Settings {
@@ -175,18 +189,7 @@ pub fn parse_args<S: AsRef<str>>(args: &[S], origin: Origin) -> Settings {
             Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
             _ => (a, None),
         };
-        let known = matches!(
-            flag,
-            "-k" | "--worker-class"
-                | "-b"
-                | "--bind"
-                | "-w"
-                | "--workers"
-                | "-t"
-                | "--timeout"
-                | "-c"
-                | "--config"
-        );
+        let known = VALUE_FLAGS.contains(&flag);
         // `-kuvicorn…` / `-w4`: a short flag glued to its value.
         let (flag, inline) = if !known && flag.len() > 2 && !flag.starts_with("--") {
             let (f, v) = flag.split_at(2);
@@ -194,18 +197,7 @@ pub fn parse_args<S: AsRef<str>>(args: &[S], origin: Origin) -> Settings {
         } else {
             (flag, inline)
         };
-        let takes = matches!(
-            flag,
-            "-k" | "--worker-class"
-                | "-b"
-                | "--bind"
-                | "-w"
-                | "--workers"
-                | "-t"
-                | "--timeout"
-                | "-c"
-                | "--config"
-        );
+        let takes = VALUE_FLAGS.contains(&flag);
         if !takes {
             i += 1;
             continue;
