@@ -5,6 +5,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use ctxbuild::buildargs::{BuildArg, Label};
+use ctxbuild::builder::BuilderChoice;
 use std::path::PathBuf;
 
 /// When to use colour, as given by `--color`.
@@ -51,6 +52,16 @@ pub struct BuildInputArgs {
     /// Stop at this stage, as for docker build --target.
     #[arg(long, value_name = "STAGE")]
     pub target: Option<String>,
+
+    /// The builder: classic, buildkit, or auto (BuildKit only when the Dockerfile uses
+    /// BuildKit-only syntax such as RUN --mount and the engine has it). Default: the service's
+    /// `builder` in ctxbuild.toml, else auto.
+    #[arg(long, value_name = "BUILDER", value_parser = parse_builder)]
+    pub builder: Option<BuilderChoice>,
+}
+
+fn parse_builder(s: &str) -> Result<BuilderChoice, String> {
+    s.parse()
 }
 
 /// A service of ctxbuild.toml and its template (`render`, `image`).
@@ -335,6 +346,11 @@ pub struct CheckArgs {
     /// List every rule (id, severity, what it catches) and exit.
     #[arg(long, conflicts_with = "services")]
     pub rules: bool,
+
+    /// Check for this builder (classic, buildkit, auto): BuildKit-only syntax is an error only
+    /// for classic. Default: each service's `builder` in ctxbuild.toml, else auto.
+    #[arg(long, value_name = "BUILDER", value_parser = parse_builder)]
+    pub builder: Option<BuilderChoice>,
 
     /// The configuration file (default: ./ctxbuild.toml).
     #[arg(short = 'c', long, value_name = "FILE")]

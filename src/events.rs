@@ -22,6 +22,8 @@ pub enum Event<'a> {
         dockerfile: &'a str,
         reason: &'a str,
     },
+    /// The builder this build uses, and why (`--builder`, or the `auto` rule).
+    BuilderChosen { choice: &'a crate::builder::Choice },
     /// ctxbuild keyed the context's `files`, hashing on `threads` threads (`-j`).
     ContextKeyed { files: usize, threads: usize },
     /// The engine answered.

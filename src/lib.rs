@@ -20,6 +20,7 @@
 //! - [`init`]: what a repository holds that `ctxbuild.toml` should declare, and that file.
 
 pub mod buildargs;
+pub mod builder;
 pub mod check;
 pub mod clean;
 pub mod cloudbuild;

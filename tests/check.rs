@@ -1182,16 +1182,26 @@ fn builder_syntax() {
             "Unknown flag: checksum",
         ),
     ];
+    // The service asks for the classic builder (under the default `auto`, such a file is
+    // built with BuildKit; see below).
+    let classic = CONFIG.replace(
+        "dockerfile = \"Dockerfile\"\n",
+        "dockerfile = \"Dockerfile\"\nbuilder = \"classic\"\n",
+    );
     for (from, to, says) in flagged {
         let bad = DOCKERFILE.replace(from, to);
         let line = bad.lines().position(|l| l == to).unwrap() + 1;
+        let files = [
+            ("api/Dockerfile", bad.as_str()),
+            ("ctxbuild.toml", &classic),
+        ];
         case(
             "builder-syntax",
             &format!("api/Dockerfile:{line}"),
-            &[("api/Dockerfile", &bad)],
-            &[],
+            &files,
+            &[("ctxbuild.toml", &classic)],
         );
-        let m = message(&report(&[("api/Dockerfile", &bad)]), "builder-syntax").to_string();
+        let m = message(&report(&files), "builder-syntax").to_string();
         assert!(m.contains("classic builder") && m.contains(says), "{m}");
     }
     // What the classic builder accepts passes.
@@ -1212,8 +1222,30 @@ fn builder_syntax() {
             .filter(|f| f.rule == "builder-syntax")
             .count()
     };
-    assert_eq!(run(ctxbuild::check::Builder::Classic), 1);
-    assert_eq!(run(ctxbuild::check::Builder::BuildKit), 0);
+    use ctxbuild::builder::BuilderChoice;
+    assert_eq!(run(Some(BuilderChoice::Classic)), 1);
+    assert_eq!(run(Some(BuilderChoice::BuildKit)), 0);
+    // `auto` (the default) builds a file that needs BuildKit with BuildKit: no error.
+    assert_eq!(run(Some(BuilderChoice::Auto)), 0);
+    assert_eq!(run(None), 0);
+    // `builder = "classic"` in ctxbuild.toml is honoured, and `--builder` overrides it.
+    let dir = service_dir(&[("api/Dockerfile", &bad), ("ctxbuild.toml", &classic)]);
+    let config = ctxbuild::service::Config::load(&dir.path().join("ctxbuild.toml")).unwrap();
+    let run = |builder| {
+        ctxbuild::check::run_with(&config, &[], &ctxbuild::check::Options { builder })
+            .unwrap()
+            .findings
+            .iter()
+            .filter(|f| f.rule == "builder-syntax")
+            .count()
+    };
+    assert_eq!(run(None), 1);
+    assert_eq!(run(Some(BuilderChoice::BuildKit)), 0);
+    let o = common::TestEnv::at(dir.path()).run(&["check", "--json", "--builder", "buildkit"]);
+    assert_eq!(o.status.code(), Some(0), "{}", common::stderr(&o));
+    let o = common::TestEnv::at(dir.path()).run(&["check", "--builder", "kit"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(common::stderr(&o).contains("classic, buildkit, auto"));
 }
 
 const GUNICORN_ONLY: &str = r#"CMD ["sh", "-c", "exec gunicorn main:app"]"#;

@@ -16,27 +16,8 @@ use super::dockerfile::Parsed;
 use super::{Finding, RuleId, ServiceCtx};
 use crate::dockerfile::Keyword;
 
-/// The builder an image is built with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Builder {
-    /// The classic builder (`POST /build`, what `ctxbuild image` uses).
-    #[default]
-    Classic,
-    /// BuildKit (accepts every flag below).
-    BuildKit,
-}
-
-/// The flags the classic builder accepts on `keyword` (HEALTHCHECK's and FROM's are the
-/// parser's business).
-fn classic_flags(keyword: Keyword) -> Option<&'static [&'static str]> {
-    match keyword {
-        Keyword::Run => Some(&[]),
-        Keyword::Copy => Some(&["from", "chown"]),
-        Keyword::Add => Some(&["chown"]),
-        _ => None,
-    }
-}
+use crate::builder::classic_flags;
+pub use crate::builder::Builder;
 
 /// The classic builder's own words for a flag it rejects.
 fn classic_message(flag: &str, line: usize) -> String {

@@ -27,6 +27,7 @@ pub mod runtime;
 pub use builder::Builder;
 pub use rules::{Rule, RuleId, Severity, RULES};
 
+use crate::builder::BuilderChoice;
 use crate::context::{self as ctx, Context, ContextError, ContextOptions};
 use crate::dockerfile::{self as df, Dockerfile, ParseError};
 use crate::service::config::{Config, ConfigError, Kind, Pos, Service};
@@ -106,7 +107,8 @@ pub struct UsedDockerfile {
 /// How `check` runs: the builder the image will be built with decides which syntax is an error.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Options {
-    pub builder: Builder,
+    /// `--builder`; `None` = each service's `builder` (default auto, see [`crate::builder`]).
+    pub builder: Option<BuilderChoice>,
 }
 
 impl Report {
@@ -392,7 +394,12 @@ pub fn check_service_with(
                 findings.extend(copy::check(&cx, &f));
                 findings.extend(base_image::check(&cx, &f));
                 findings.extend(generated::check(&cx, &f));
-                findings.extend(builder::check(&cx, &f, opts.builder));
+                let chosen = crate::builder::choose(
+                    opts.builder.unwrap_or(service.builder),
+                    Some(f.df),
+                    None,
+                );
+                findings.extend(builder::check(&cx, &f, chosen.builder));
                 findings.extend(python::check_servers(&cx, &f));
                 findings.extend(python::check_health(&cx, &f));
                 findings.extend(python::check_bytecode(&cx, &f));

@@ -25,7 +25,14 @@ pub fn run(args: &CheckArgs, printer: &mut Printer) -> anyhow::Result<ExitStatus
     }
     let path = service::config_path(args.config.as_deref());
     let config = Config::load(&path).map_err(diagnose)?;
-    let report = check::run(&config, &args.services).map_err(diagnose)?;
+    let report = check::run_with(
+        &config,
+        &args.services,
+        &check::Options {
+            builder: args.builder,
+        },
+    )
+    .map_err(diagnose)?;
     let format = if args.json {
         CheckFormat::Json
     } else {

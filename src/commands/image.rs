@@ -38,6 +38,7 @@ pub fn run(
         clean: args.clean,
         check: !args.no_check,
         engine_host: args.host.clone(),
+        builder: args.build.builder,
     };
     let renderer = Renderer::new(printer.ui);
     let outcome = image::build(&req, settings, &renderer)?;

@@ -41,6 +41,7 @@ pub fn run(
             engine_host: args.host.clone(),
             cache_from: Vec::new(),
             force: false,
+            builder: None,
         },
         image: args.image.clone(),
         budget: Duration::from_secs(args.budget),

@@ -17,6 +17,7 @@ pub mod reason;
 pub use dockerfile::{DockerfileSource, ResolvedDockerfile};
 
 use crate::buildargs::{self, BuildArg, Label};
+use crate::builder::{self, Builder, BuilderChoice, EngineSupport};
 use crate::check::{self, DockerfileText, Finding};
 use crate::clean::{self, CleanOptions, Mode, Rules, Scope};
 use crate::config::Settings;
@@ -60,6 +61,8 @@ pub struct ImageRequest {
     pub check: bool,
     /// The engine, as for `docker -H` (default: `$DOCKER_HOST` or the local socket).
     pub engine_host: Option<String>,
+    /// `--builder`; `None` = the service's `builder` (default auto, see [`crate::builder`]).
+    pub builder: Option<BuilderChoice>,
 }
 
 /// A finished build.
@@ -136,14 +139,16 @@ pub fn build(
     if let (Some(parsed), Some(target)) = (&parsed, req.target.as_deref()) {
         parsed.steps(Some(target)).map_err(diagnose)?;
     }
+    let choice = req.builder.unwrap_or(svc.builder);
     if req.check {
-        // `image` builds with the classic builder: BuildKit-only syntax is an error here.
+        // The gate checks for the builder this build will use (BuildKit-only syntax is an
+        // error only for classic); an engine without BuildKit is told apart below.
         let findings = check::gate(
             &config,
             svc,
             &DockerfileText::new(df.display.clone(), df.text.clone(), df.rendered.is_some()),
             &check::Options {
-                builder: check::Builder::Classic,
+                builder: Some(choice),
             },
         )
         .map_err(diagnose)?;
@@ -165,6 +170,18 @@ pub fn build(
         host: engine.host(),
         api_version: engine.api_version(),
     });
+    let chosen = builder::choose(
+        choice,
+        parsed.as_ref(),
+        Some(EngineSupport::from_version(engine.api_version(), "")),
+    );
+    sink.event(&Event::BuilderChosen { choice: &chosen });
+    if chosen.builder == Builder::BuildKit {
+        return Err(anyhow::anyhow!(
+            "building with BuildKit is not available in this version of ctxbuild"
+        ))
+        .hint("build with --builder classic");
+    }
     if req.clean {
         clean_context(&ctx_dir, settings, sink)?;
     }

@@ -5,6 +5,7 @@
 //! can point at it. Unknown keys and bad values are [`ConfigError`]s naming `file:line:col` with
 //! a hint. This module reads only the configuration file; it never looks at the services' trees.
 
+use crate::builder::BuilderChoice;
 use crate::diagnostics::Diagnose;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -130,6 +131,8 @@ pub struct Service {
     pub dockerfile: Option<PathBuf>,
     /// The HTTP path the HEALTHCHECK requests.
     pub health_path: String,
+    /// `builder = "classic" | "buildkit" | "auto"` (default auto; see [`crate::builder`]).
+    pub builder: BuilderChoice,
     /// Python: compile the dependencies and the app to bytecode at build time (default true).
     pub compile_bytecode: bool,
     /// `KEY=VALUE` lines `smoke` passes to the container (as a deploy's env vars or secrets
@@ -254,6 +257,7 @@ const SERVICE_KEYS: &[&str] = &[
     "env_file",
     "build_output",
     "entrypoint",
+    "builder",
     "deploy",
 ];
 const DEPLOY_KEYS: &[&str] = &[
@@ -308,6 +312,7 @@ struct RawService {
     env_file: Option<Spanned<String>>,
     build_output: Option<Spanned<String>>,
     entrypoint: Option<Spanned<String>>,
+    builder: Option<Spanned<String>>,
     deploy: Option<Spanned<RawDeploy>>,
 }
 
@@ -624,6 +629,22 @@ impl Validator<'_> {
             Some(e) => self.rel_path(&e, "entrypoint")?,
             None => "server.js".into(),
         };
+        let builder = match raw.builder {
+            Some(b) => {
+                at("builder", b.span());
+                match b.get_ref().parse::<BuilderChoice>() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        return self.err(
+                            b.span(),
+                            e,
+                            "write builder = \"auto\" (BuildKit only when the Dockerfile needs it), \"classic\" or \"buildkit\"",
+                        )
+                    }
+                }
+            }
+            None => BuilderChoice::Auto,
+        };
         let deploy = match raw.deploy {
             Some(d) => {
                 at("deploy", d.span());
@@ -650,6 +671,7 @@ impl Validator<'_> {
             env_file,
             build_output,
             entrypoint,
+            builder,
             deploy,
             positions,
         })
@@ -1092,6 +1114,19 @@ mod tests {
             }
             other => panic!("expected an Invalid error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn builder_defaults_to_auto_and_refuses_unknown_names_at_their_line() {
+        let base = "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(c.service("api").unwrap().builder, BuilderChoice::Auto);
+        let c = parse(&format!("{base}builder = \"buildkit\"\n")).unwrap();
+        assert_eq!(c.service("api").unwrap().builder, BuilderChoice::BuildKit);
+        let (line, message, hint) = invalid(&format!("{base}builder = \"kit\"\n"));
+        assert_eq!(line, 4);
+        assert!(message.contains("unknown builder `kit`"), "{message}");
+        assert!(hint.unwrap().contains("builder = \"auto\""));
     }
 
     #[test]

@@ -381,6 +381,25 @@ impl Sink for Renderer {
                 dockerfile,
                 reason,
             } => self.info(&st, &format!("{service}: building {dockerfile} ({reason})")),
+            Event::BuilderChosen { choice } => {
+                use ctxbuild::builder::ChoiceReason;
+                let why = match &choice.reason {
+                    ChoiceReason::Asked => "as asked".to_string(),
+                    ChoiceReason::NotNeeded => {
+                        "auto: nothing in the Dockerfile needs BuildKit".into()
+                    }
+                    ChoiceReason::Needed(n) => format!("auto: line {} uses {}", n.line, n.what),
+                    ChoiceReason::EngineLacks(n) => format!(
+                        "auto: line {} uses {} but the engine has no BuildKit",
+                        n.line, n.what
+                    ),
+                };
+                if choice.reason != ChoiceReason::NotNeeded
+                    || self.ui.verbosity >= Verbosity::Verbose
+                {
+                    self.info(&st, &format!("builder: {} ({why})", choice.builder));
+                }
+            }
             Event::ContextKeyed { files, threads } => {
                 if self.ui.verbosity >= Verbosity::Verbose {
                     eprintln!(
