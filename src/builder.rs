@@ -112,6 +112,45 @@ pub fn needs_buildkit(df: &Dockerfile) -> Option<BuildKitNeed> {
     })
 }
 
+/// The flags the built-in Dockerfile frontend of Docker 20.10's embedded BuildKit (API ≤ 1.41)
+/// accepts on `keyword`. Verified on dockerd 20.10.24 with `DOCKER_BUILDKIT=1 docker build`:
+/// `RUN --mount` (cache, bind, secret) and `COPY`/`ADD --chmod` build; `RUN --network`,
+/// `RUN --security`, `COPY`/`ADD --link`, `ADD --checksum`, `ADD --keep-git-dir`, `COPY
+/// --parents` and `COPY --exclude` fail with "dockerfile parse error line N: Unknown flag: …".
+fn buildkit_2010_flags(keyword: Keyword) -> Option<&'static [&'static str]> {
+    match keyword {
+        Keyword::Run => Some(&["mount"]),
+        Keyword::Copy => Some(&["from", "chown", "chmod"]),
+        Keyword::Add => Some(&["chown", "chmod"]),
+        _ => None,
+    }
+}
+
+/// The first instruction the engine's embedded BuildKit would reject for a flag its built-in
+/// frontend does not know yet (engines of API ≤ 1.41, Docker 20.10 and older; newer engines
+/// are not second-guessed). No `# syntax=` line can help offline: it pulls a frontend image.
+pub fn buildkit_rejects(df: &Dockerfile, api_version: &str) -> Option<BuildKitNeed> {
+    let mut parts = api_version.split('.').map(|p| p.parse::<u32>().ok());
+    let version = (
+        parts.next().flatten().unwrap_or(0),
+        parts.next().flatten().unwrap_or(0),
+    );
+    if version > (1, 41) {
+        return None;
+    }
+    df.instructions.iter().find_map(|ins| {
+        let allowed = buildkit_2010_flags(ins.keyword)?;
+        let flag = ins
+            .flags
+            .iter()
+            .find(|f| !allowed.contains(&f.name.as_str()))?;
+        Some(BuildKitNeed {
+            line: ins.line,
+            what: format!("{} --{}", ins.keyword, flag.name),
+        })
+    })
+}
+
 /// What the engine says about BuildKit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineSupport {
@@ -241,6 +280,30 @@ mod tests {
         assert_eq!(
             needs_buildkit(&parse("FROM a\nCOPY --link . /\n")).map(|n| n.what),
             Some("COPY --link".into())
+        );
+    }
+
+    #[test]
+    fn docker_20_10_buildkit_rejects_what_its_frontend_does_not_know() {
+        let ok = parse("FROM a\nRUN --mount=type=cache,target=/c true\nCOPY --chmod=600 --chown=1 a /a\nADD --chmod=600 b /b\n");
+        assert_eq!(buildkit_rejects(&ok, "1.41"), None);
+        let link = parse("FROM a\nCOPY a /a\nCOPY --link b /b\n");
+        assert_eq!(
+            buildkit_rejects(&link, "1.41"),
+            Some(BuildKitNeed {
+                line: 3,
+                what: "COPY --link".into()
+            })
+        );
+        assert_eq!(
+            buildkit_rejects(&link, "1.43"),
+            None,
+            "Docker 24 knows --link"
+        );
+        let net = parse("FROM a\nRUN --network=none true\n");
+        assert_eq!(
+            buildkit_rejects(&net, "1.40").unwrap().what,
+            "RUN --network"
         );
     }
 

@@ -319,6 +319,11 @@ pub struct RenderArgs {
     #[arg(long)]
     pub write_dockerignore: bool,
 
+    /// `buildkit` renders the BuildKit flavour (cache mounts for pip, uv and npm); classic and
+    /// auto render the classic one. Default: the service's `builder` in ctxbuild.toml.
+    #[arg(long, value_name = "BUILDER", value_parser = parse_builder)]
+    pub builder: Option<BuilderChoice>,
+
     /// Print the rendering as JSON (schema `ctxbuild.render/v1`: template, version, base
     /// image, the Dockerfile text) instead of the Dockerfile.
     #[arg(long)]

@@ -153,7 +153,18 @@ fn the_gate_stops_buildkit_syntax_before_the_engine_is_asked() {
     assert!(text.contains("\nCOPY . .\n"), "{text}");
     let text = text.replace("\nCOPY . .\n", "\nCOPY --link . .\n");
     common::write_tree(env.path(), &[("api/Dockerfile", &text)]);
-    let o = env.run(&["-v", "image", "api", "-H", NO_ENGINE]);
+    // Under `auto` the file is built with BuildKit: the gate lets it through to the engine.
+    let o = env.run(&["image", "api", "-H", NO_ENGINE]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let o = env.run(&[
+        "-v",
+        "image",
+        "api",
+        "--builder",
+        "classic",
+        "-H",
+        NO_ENGINE,
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
@@ -167,7 +178,15 @@ fn the_gate_stops_buildkit_syntax_before_the_engine_is_asked() {
     assert!(err.contains("error[builder-syntax] COPY --link"), "{err}");
     assert!(!err.contains("cannot reach the Docker engine"), "{err}");
     // --no-check lets it through to the engine (which does not answer here).
-    let o = env.run(&["image", "api", "--no-check", "-H", NO_ENGINE]);
+    let o = env.run(&[
+        "image",
+        "api",
+        "--builder",
+        "classic",
+        "--no-check",
+        "-H",
+        NO_ENGINE,
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }
 

@@ -93,12 +93,37 @@ fn the_gate_stops_buildkit_only_syntax_before_anything_is_built() {
         .replace("\nCOPY . .\n", "\nCOPY --link . .\n");
     common::write_tree(env.path(), &[("api/Dockerfile", &text)]);
     let tag = format!("{}:t", common::unique("gate"));
-    let o = env.run(&["-v", "--progress", "plain", "image", "api", "-t", &tag]);
+    let o = env.run(&[
+        "-v",
+        "--progress",
+        "plain",
+        "image",
+        "api",
+        "-t",
+        &tag,
+        "--builder",
+        "classic",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("error[builder-syntax] COPY --link"), "{err}");
     // Nothing reached the engine: no connection (its -v line), no upload, no image.
     assert!(!err.contains("(API "), "{err}");
+    assert!(!err.contains("sent"), "{err}");
+    let inspect = docker_output(&["image", "inspect", &tag]);
+    assert!(!inspect.status.success(), "the image exists");
+
+    // Under `auto` the file goes to BuildKit, and this engine's (Docker 20.10) BuildKit does
+    // not know `--link` either: refused after asking the engine its version, before any upload.
+    let o = env.run(&["-v", "--progress", "plain", "image", "api", "-t", &tag]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("builder: buildkit (auto: line"), "{err}");
+    assert!(
+        err.contains("COPY --link is unknown to the BuildKit of this engine (API 1.41"),
+        "{err}"
+    );
+    assert!(err.contains("Unknown flag: link"), "{err}");
     assert!(!err.contains("sent"), "{err}");
     let inspect = docker_output(&["image", "inspect", &tag]);
     assert!(!inspect.status.success(), "the image exists");

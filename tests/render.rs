@@ -324,3 +324,105 @@ fn bytecode_is_compiled_at_build_time_unless_opted_out() {
     .to_string();
     assert!(bad.contains("ctxbuild.toml:4"), "{bad}");
 }
+
+/// The BuildKit flavour: every download of pip, uv and npm goes through a cache mount, nothing
+/// else changes, and the header re-renders the same flavour.
+#[test]
+fn buildkit_flavour_caches_downloads_in_mounts() {
+    use ctxbuild::service::render::{generated_for_buildkit, render_flavour};
+    let bk = |toml: &str, variant, p: Option<&InstallPlan>| {
+        render_flavour(&service(toml), variant, None, p, true)
+            .expect("renders")
+            .dockerfile
+    };
+    let pip = "RUN --mount=type=cache,target=/root/.cache/pip python -m pip install --no-compile";
+    // requirements, the servers ctxbuild adds, system packages, and the project itself.
+    let p = plan(DependencySource::Pyproject, None, &[Server::Gunicorn], true);
+    for variant in [Variant::Alpine, Variant::Slim] {
+        let classic = snap(PY_PACKAGES, variant, None, Some(&p));
+        let d = bk(PY_PACKAGES, variant, Some(&p));
+        assert!(!classic.contains("--mount"), "{classic}");
+        assert!(!d.contains("--no-cache-dir --no-compile"), "{d}");
+        assert_eq!(d.matches(pip).count(), 2, "servers and the project: {d}");
+        assert!(
+            d.contains("RUN --mount=type=cache,target=/root/.cache/pip apk add")
+                || d.contains("RUN --mount=type=cache,target=/root/.cache/pip apt-get update"),
+            "the dependency RUN with build packages: {d}"
+        );
+        assert!(generated_for_buildkit(&d) && !generated_for_buildkit(&classic));
+        assert!(
+            d.lines().next().unwrap().ends_with("--builder buildkit`."),
+            "{d}"
+        );
+        // Only RUN lines and pip's cache flag differ (and the header).
+        let strip = |t: &str| {
+            t.lines()
+                .skip(1)
+                .filter(|l| !l.starts_with("RUN") && !l.starts_with("{"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(strip(&classic.replace("--no-cache-dir ", "")), strip(&d));
+    }
+    let uv = plan(DependencySource::Uv, None, &[Server::Gunicorn], true);
+    let d = bk(PY, Variant::Slim, Some(&uv));
+    assert!(
+        d.contains("UV_CACHE_DIR=/root/.cache/uv") && !d.contains("UV_NO_CACHE"),
+        "{d}"
+    );
+    assert_eq!(
+        d.matches("RUN --mount=type=cache,target=/root/.cache/uv uv ")
+            .count(),
+        3,
+        "servers, sync, project: {d}"
+    );
+    let n = bk(NODE, Variant::Alpine, None);
+    assert!(
+        n.contains("RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund"),
+        "{n}"
+    );
+    assert!(!snap(NODE, Variant::Alpine, None, None).contains("--mount"));
+}
+
+/// `render --builder buildkit` writes the flavour; `check` then knows the file needs BuildKit:
+/// fine under `auto`, an error under `builder = "classic"`, and the file counts as fresh.
+#[test]
+fn render_builder_buildkit_then_check() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_tree(
+        dir.path(),
+        &[
+            (
+                "ctxbuild.toml",
+                "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\ndockerfile = \"Dockerfile\"\n",
+            ),
+            ("requirements.txt", "fastapi\ngunicorn\nuvicorn-worker\n"),
+            ("main.py", "from fastapi import FastAPI\napp = FastAPI()\n"),
+            (".dockerignore", "**/__pycache__\n**/*.pyc\n"),
+        ],
+    );
+    let env = common::TestEnv::at(dir.path());
+    let o = env.run(&["render", "api", "--builder", "buildkit", "-o", "Dockerfile"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let text = std::fs::read_to_string(dir.path().join("Dockerfile")).unwrap();
+    assert!(text.contains("--mount=type=cache"));
+    let rules = |args: &[&str]| {
+        let o = env.run(&[&["check", "--json"], args].concat());
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["rule"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let auto = rules(&[]);
+    assert!(
+        !auto
+            .iter()
+            .any(|r| r == "builder-syntax" || r == "generated-stale"),
+        "{auto:?}"
+    );
+    let classic = rules(&["--builder", "classic"]);
+    assert!(classic.iter().any(|r| r == "builder-syntax"), "{classic:?}");
+}

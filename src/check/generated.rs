@@ -42,7 +42,13 @@ pub fn check(cx: &ServiceCtx, p: &Parsed) -> Vec<Finding> {
             fix(&base),
         )];
     }
-    let Ok(fresh) = render::render(cx.config, cx.service, variant, base.as_deref()) else {
+    let Ok(fresh) = render::render_for(
+        cx.config,
+        cx.service,
+        variant,
+        base.as_deref(),
+        render::generated_for_buildkit(&p.text.text),
+    ) else {
         return Vec::new(); // requirements-missing and friends say why.
     };
     if fresh.dockerfile == p.text.text {

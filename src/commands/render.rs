@@ -3,6 +3,7 @@
 use crate::cli::RenderArgs;
 use crate::ui::exit::ExitStatus;
 use crate::ui::printer::Printer;
+use ctxbuild::builder::BuilderChoice;
 use ctxbuild::diagnostics::{diagnose, ResultExt};
 use ctxbuild::service::{self, render, Config, Variant};
 use std::path::Path;
@@ -13,8 +14,9 @@ pub fn run(args: &RenderArgs, printer: &mut Printer) -> anyhow::Result<ExitStatu
     let config = Config::load(&path).map_err(diagnose)?;
     let svc = config.service(&s.service).map_err(diagnose)?;
     let variant = Variant::from_flags(s.slim);
-    let rendered =
-        render::render(&config, svc, variant, s.base_image.as_deref()).map_err(diagnose)?;
+    let buildkit = args.builder.unwrap_or(svc.builder) == BuilderChoice::BuildKit;
+    let rendered = render::render_for(&config, svc, variant, s.base_image.as_deref(), buildkit)
+        .map_err(diagnose)?;
     let written = args.output.as_deref().filter(|out| *out != Path::new("-"));
     match written {
         Some(out) => {

@@ -53,17 +53,20 @@ impl ResolvedDockerfile {
                 .unwrap_or_else(|_| p.clone())
                 .display()
                 .to_string(),
+            (None, Some(r)) if r.buildkit => format!("<rendered {}, BuildKit>", r.template),
             (None, Some(r)) => format!("<rendered {}>", r.template),
             (None, None) => self.display.clone(),
         }
     }
 }
 
-/// `-f`, else [`rule::resolve`] (the `dockerfile` key, else the rendered template).
+/// `-f`, else [`rule::resolve`] (the `dockerfile` key, else the rendered template, in its
+/// BuildKit flavour when `buildkit`).
 pub fn resolve(
     source: &DockerfileSource,
     config: &Config,
     svc: &Service,
+    buildkit: bool,
 ) -> anyhow::Result<ResolvedDockerfile> {
     let (path, display, reason, hint) = if let Some(f) = &source.file {
         let reason = "-f".to_string();
@@ -81,11 +84,18 @@ pub fn resolve(
                 (path, display, resolution.reason, hint)
             }
             DockerfileChoice::Rendered { variant } => {
-                let rendered = render::render(config, svc, variant, source.base_image.as_deref())
-                    .map_err(diagnose)?;
+                let rendered = render::render_for(
+                    config,
+                    svc,
+                    variant,
+                    source.base_image.as_deref(),
+                    buildkit,
+                )
+                .map_err(diagnose)?;
+                let flavour = if buildkit { ", BuildKit" } else { "" };
                 return Ok(ResolvedDockerfile {
                     text: rendered.dockerfile.clone(),
-                    display: format!("<rendered {}>", rendered.template),
+                    display: format!("<rendered {}{flavour}>", rendered.template),
                     reason: resolution.reason,
                     path: None,
                     rendered: Some(rendered),
@@ -251,7 +261,7 @@ mod tests {
         ] {
             let (_d, config) = project(extra, &files);
             let svc = config.service("api").unwrap();
-            let df = resolve(&source(None), &config, svc).unwrap();
+            let df = resolve(&source(None), &config, svc, false).unwrap();
             let checked = crate::check::run(&config, &[]).unwrap();
             assert!(df.display.ends_with(want), "{extra}: {}", df.display);
             assert_eq!(checked.dockerfiles[0].dockerfile, df.display, "{extra}");
@@ -274,15 +284,21 @@ mod tests {
         };
         // A render takes it.
         let (_d, config) = project("", &files);
-        let df = resolve(&slim, &config, config.service("api").unwrap()).unwrap();
+        let df = resolve(&slim, &config, config.service("api").unwrap(), false).unwrap();
         assert!(df.text.contains("python-asgi/slim"), "{}", df.text);
         // The service's own Dockerfile has no variant: the flag is refused, not ignored.
         let (_d, config) = project("dockerfile = \"Dockerfile\"\n", &files);
-        let e = resolve(&slim, &config, config.service("api").unwrap()).unwrap_err();
+        let e = resolve(&slim, &config, config.service("api").unwrap(), false).unwrap_err();
         let shown = messages(&e).join("\n");
         assert!(shown.contains("--slim chooses a variant"), "{shown}");
         // Not given: the default variant never refuses anything.
-        assert!(resolve(&source(None), &config, config.service("api").unwrap()).is_ok());
+        assert!(resolve(
+            &source(None),
+            &config,
+            config.service("api").unwrap(),
+            false
+        )
+        .is_ok());
     }
 
     #[test]
@@ -298,12 +314,12 @@ mod tests {
         ];
         let (_d, config) = project("", &files);
         let svc = config.service("api").unwrap();
-        let df = resolve(&source(Some("my/base:1")), &config, svc).unwrap();
+        let df = resolve(&source(Some("my/base:1")), &config, svc, false).unwrap();
         assert!(df.text.contains("FROM my/base:1"), "{}", df.text);
 
         let (_d, config) = project("dockerfile = \"Dockerfile\"\n", &files);
         let svc = config.service("api").unwrap();
-        let e = resolve(&source(Some("my/base:1")), &config, svc).unwrap_err();
+        let e = resolve(&source(Some("my/base:1")), &config, svc, false).unwrap_err();
         let shown = messages(&e).join("\n");
         assert!(
             shown.contains("--base-image applies only to the rendered template"),
@@ -316,7 +332,7 @@ mod tests {
 
         let (_d, config) = project("dockerfile = \"arg.Dockerfile\"\n", &files);
         let svc = config.service("api").unwrap();
-        let e = resolve(&source(Some("my/base:1")), &config, svc).unwrap_err();
+        let e = resolve(&source(Some("my/base:1")), &config, svc, false).unwrap_err();
         let hints = hints_of(&e).join("\n");
         assert!(
             hints.contains("arg.Dockerfile:3 takes its base image from the build argument PY_IMAGE: pass `--build-arg PY_IMAGE=my/base:1`"),
@@ -325,7 +341,7 @@ mod tests {
         // -f is not rendered either.
         let mut s = source(Some("my/base:1"));
         s.file = Some(config.root.join("api/Dockerfile"));
-        assert!(resolve(&s, &config, svc).is_err());
+        assert!(resolve(&s, &config, svc, false).is_err());
     }
 
     #[test]

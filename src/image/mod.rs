@@ -128,7 +128,15 @@ pub fn build(
     let ctx_dir = config.context_dir(svc);
     dockerfile::check_context_dir(&config, svc, &ctx_dir)?;
 
-    let df = dockerfile::resolve(&req.dockerfile, &config, svc)?;
+    let choice = req.builder.unwrap_or(svc.builder);
+    // Only an explicit BuildKit builder renders the template's BuildKit flavour (`auto` keeps
+    // the classic one, which needs no BuildKit).
+    let df = dockerfile::resolve(
+        &req.dockerfile,
+        &config,
+        svc,
+        choice == BuilderChoice::BuildKit,
+    )?;
     sink.event(&Event::DockerfileChosen {
         service: &svc.name,
         dockerfile: &df.display,
@@ -139,7 +147,6 @@ pub fn build(
     if let (Some(parsed), Some(target)) = (&parsed, req.target.as_deref()) {
         parsed.steps(Some(target)).map_err(diagnose)?;
     }
-    let choice = req.builder.unwrap_or(svc.builder);
     if req.check {
         // The gate checks for the builder this build will use (BuildKit-only syntax is an
         // error only for classic); an engine without BuildKit is told apart below.
@@ -176,6 +183,21 @@ pub fn build(
         Some(EngineSupport::from_version(engine.api_version(), "")),
     );
     sink.event(&Event::BuilderChosen { choice: &chosen });
+    if let (Builder::BuildKit, Some(parsed)) = (chosen.builder, parsed.as_ref()) {
+        if let Some(bad) = builder::buildkit_rejects(parsed, engine.api_version()) {
+            let flag = bad.what.rsplit("--").next().unwrap_or_default();
+            return Err(anyhow::anyhow!(
+                "{}:{}: {} is unknown to the BuildKit of this engine (API {}, Docker 20.10 or older); the build would fail with \"dockerfile parse error line {}: Unknown flag: {flag}\"",
+                df.display,
+                bad.line,
+                bad.what,
+                engine.api_version(),
+                bad.line
+            ))
+            .hint("drop the flag, or build on Docker 23 or newer (a `# syntax=` frontend would have to be pulled)")
+            .with_class(ErrorClass::Findings);
+        }
+    }
     if chosen.builder == Builder::BuildKit {
         return Err(anyhow::anyhow!(
             "building with BuildKit is not available in this version of ctxbuild"

@@ -18,6 +18,7 @@
 //! - a HEALTHCHECK that passes for any running app (see `python-healthcheck.j2`).
 
 use super::config::{Config, Kind, Service};
+use crate::builder::BuilderChoice;
 use crate::diagnostics::Diagnose;
 use crate::python::deps::{self, DepsError, DepsSettings};
 use crate::python::servers::UV_PIN;
@@ -93,6 +94,8 @@ pub struct Rendered {
     pub base_image: String,
     /// The gunicorn worker class (Python services).
     pub worker_class: Option<String>,
+    /// The BuildKit flavour (cache mounts): it needs BuildKit to build.
+    pub buildkit: bool,
 }
 
 /// Why a Dockerfile could not be rendered.
@@ -142,17 +145,37 @@ impl Diagnose for RenderError {
 }
 
 /// Renders the Dockerfile of `service`, reading its dependency files to plan the install.
+/// The BuildKit flavour is rendered when the service asks for `builder = "buildkit"`.
 pub fn render(
     config: &Config,
     service: &Service,
     variant: Variant,
     base_image: Option<&str>,
 ) -> Result<Rendered, RenderError> {
+    render_for(
+        config,
+        service,
+        variant,
+        base_image,
+        service.builder == BuilderChoice::BuildKit,
+    )
+}
+
+/// [`render`], choosing the flavour: `buildkit` adds cache mounts for pip, uv and npm (opt-in:
+/// only an explicit BuildKit builder renders it; `auto` renders the classic flavour, which
+/// needs no BuildKit).
+pub fn render_for(
+    config: &Config,
+    service: &Service,
+    variant: Variant,
+    base_image: Option<&str>,
+    buildkit: bool,
+) -> Result<Rendered, RenderError> {
     let plan = match service.kind {
         Kind::PythonAsgi => Some(install_plan(config, service)?),
         Kind::Node => None,
     };
-    render_with(service, variant, base_image, plan.as_ref())
+    render_flavour(service, variant, base_image, plan.as_ref(), buildkit)
 }
 
 /// Analyses the service's dependency files into the plan its template renders.
@@ -199,6 +222,17 @@ pub fn render_with(
     base_image: Option<&str>,
     plan: Option<&InstallPlan>,
 ) -> Result<Rendered, RenderError> {
+    render_flavour(service, variant, base_image, plan, false)
+}
+
+/// [`render_with`] in the classic or the BuildKit flavour.
+pub fn render_flavour(
+    service: &Service,
+    variant: Variant,
+    base_image: Option<&str>,
+    plan: Option<&InstallPlan>,
+    buildkit: bool,
+) -> Result<Rendered, RenderError> {
     let (name, source) = match (service.kind, variant) {
         (Kind::PythonAsgi, Variant::Alpine) => ("python-asgi.alpine", PY_ALPINE),
         (Kind::PythonAsgi, Variant::Slim) => ("python-asgi.slim", PY_SLIM),
@@ -222,6 +256,9 @@ pub fn render_with(
     // render (which passes the file's FROM back in) reproduces a plain render's header.
     if base != configured {
         flags.push_str(&format!(" --base-image {base}"));
+    }
+    if buildkit {
+        flags.push_str(BUILDKIT_FLAG);
     }
     let header = format!(
         "{HEADER_PREFIX}{template} v{TEMPLATE_VERSION}; do not edit: change ctxbuild.toml and run `ctxbuild render {} {flags}`.",
@@ -299,6 +336,7 @@ pub fn render_with(
         gunicorn => gunicorn,
         build_output => service.build_output,
         entrypoint => service.entrypoint,
+        buildkit => buildkit,
     };
     let dockerfile = env
         .get_template(name)
@@ -310,7 +348,20 @@ pub fn render_with(
         template_version: TEMPLATE_VERSION,
         base_image: base,
         worker_class: (service.kind == Kind::PythonAsgi).then(|| worker.to_string()),
+        buildkit,
     })
+}
+
+/// What the header of a BuildKit-flavoured file carries in its `ctxbuild render` command.
+const BUILDKIT_FLAG: &str = " --builder buildkit";
+
+/// Whether a generated Dockerfile is the BuildKit flavour (its header says so).
+pub fn generated_for_buildkit(dockerfile: &str) -> bool {
+    generated_by(dockerfile).is_some()
+        && dockerfile
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains(&format!("{BUILDKIT_FLAG}`")))
 }
 
 /// The template and variant named by a generated Dockerfile's first line, if it is one.
