@@ -383,6 +383,7 @@ pub fn build(
                 entries: scanned.entries.clone(),
                 dockerfile_name: buildkit_dockerfile_name(&df),
                 dockerfile: text.clone().into_bytes(),
+                ignore: applied_ignore(&scanned)?,
             },
         };
         let mut opts = opts;
@@ -601,6 +602,18 @@ fn buildkit_dockerfile_name(df: &ResolvedDockerfile) -> String {
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "Dockerfile".to_string())
+}
+
+/// The bytes of the ignore file the scan applied (none without one).
+fn applied_ignore(scanned: &context::Context) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(rel) = &scanned.ignore_file else {
+        return Ok(None);
+    };
+    let path = scanned.root.join(rel);
+    let bytes = crate::fsutil::read_limited(&path, crate::fsutil::TEXT_LIMIT)
+        .map_err(anyhow::Error::from)
+        .map_err(|e| e.context(format!("cannot read {}", path.display())))?;
+    Ok(Some(bytes))
 }
 
 /// Maps BuildKit's per-stage step numbers onto the classic builder's numbers of the Dockerfile

@@ -24,6 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
@@ -45,12 +46,19 @@ pub struct Sources {
     pub dockerfile_name: String,
     /// The Dockerfile as built (it may exist only in memory, rendered).
     pub dockerfile: Vec<u8>,
+    /// The ignore file the scan applied, served as `<dockerfile_name>.dockerignore` beside the
+    /// Dockerfile: the frontend then excludes exactly what the scan excluded (it would
+    /// otherwise read the context's `.dockerignore`, even when a `<Dockerfile>.dockerignore`
+    /// replaced it).
+    pub ignore: Option<Vec<u8>>,
 }
 
 /// The `FileSync` service of one session.
 #[derive(Debug, Clone)]
 pub struct FileSyncService {
     pub sources: Arc<Sources>,
+    /// File bytes sent to the daemon so far (what the report calls the context sent).
+    pub sent: Arc<AtomicU64>,
 }
 
 /// One entry as sent: its stat, and where to read it when it is a regular file.
@@ -64,7 +72,8 @@ struct Item {
 #[derive(Debug, Clone)]
 enum Readable {
     File { path: PathBuf, size: u64 },
-    Memory,
+    Dockerfile,
+    Ignore,
 }
 
 type PacketStream = Pin<Box<dyn futures_util::Stream<Item = Result<Packet, Status>> + Send>>;
@@ -99,7 +108,13 @@ impl FileSync for FileSyncService {
         };
         let (tx, rx) = mpsc::channel::<Result<Packet, Status>>(QUEUE);
         let incoming = request.into_inner();
-        tokio::spawn(serve(items, Arc::clone(&self.sources), incoming, tx));
+        tokio::spawn(serve(
+            items,
+            Arc::clone(&self.sources),
+            Arc::clone(&self.sent),
+            incoming,
+            tx,
+        ));
         let stream =
             futures_util::stream::unfold(
                 rx,
@@ -122,6 +137,7 @@ impl FileSync for FileSyncService {
 async fn serve(
     items: Vec<Item>,
     sources: Arc<Sources>,
+    sent: Arc<AtomicU64>,
     mut incoming: Streaming<Packet>,
     tx: mpsc::Sender<Result<Packet, Status>>,
 ) {
@@ -161,7 +177,7 @@ async fn serve(
                         .await;
                     break;
                 };
-                if let Err(e) = send_data(p.id, r, &sources, &tx).await {
+                if let Err(e) = send_data(p.id, r, &sources, &sent, &tx).await {
                     let _ = tx.send(Err(e)).await;
                     break;
                 }
@@ -185,6 +201,7 @@ async fn send_data(
     id: u32,
     what: &Readable,
     sources: &Sources,
+    sent: &AtomicU64,
     tx: &mpsc::Sender<Result<Packet, Status>>,
 ) -> Result<(), Status> {
     let data = |data: Vec<u8>| Packet {
@@ -195,8 +212,13 @@ async fn send_data(
     };
     let closed = || Status::cancelled("the daemon stopped reading");
     match what {
-        Readable::Memory => {
-            for c in sources.dockerfile.chunks(CHUNK) {
+        Readable::Dockerfile | Readable::Ignore => {
+            let bytes = match what {
+                Readable::Ignore => sources.ignore.as_deref().unwrap_or_default(),
+                _ => &sources.dockerfile,
+            };
+            for c in bytes.chunks(CHUNK) {
+                sent.fetch_add(c.len() as u64, Ordering::Relaxed);
                 tx.send(Ok(data(c.to_vec()))).await.map_err(|_| closed())?;
             }
         }
@@ -219,6 +241,7 @@ async fn send_data(
                     break;
                 }
                 buf.truncate(n);
+                sent.fetch_add(n as u64, Ordering::Relaxed);
                 tx.send(Ok(data(buf))).await.map_err(|_| closed())?;
             }
         }
@@ -226,28 +249,45 @@ async fn send_data(
     tx.send(Ok(data(Vec::new()))).await.map_err(|_| closed())
 }
 
-/// The Dockerfile, as the only entry of the `dockerfile` source.
+/// The Dockerfile (and the applied ignore file), the entries of the `dockerfile` source.
 fn dockerfile_items(sources: &Sources, include: &[String]) -> Vec<Item> {
-    let name = sources.dockerfile_name.as_str();
-    if !include.is_empty() && !included(include, name.as_bytes()) {
-        return Vec::new();
-    }
-    // The receiver skips a file whose size and mtime it already holds: derive the mtime from
-    // the content so a changed render is always sent.
-    let digest = blake3::hash(&sources.dockerfile);
+    let ignore_name = format!("{}.dockerignore", sources.dockerfile_name);
+    let files = [
+        (
+            sources.dockerfile_name.clone(),
+            Some(&sources.dockerfile),
+            Readable::Dockerfile,
+        ),
+        (ignore_name, sources.ignore.as_ref(), Readable::Ignore),
+    ];
+    files
+        .into_iter()
+        .filter_map(|(name, bytes, read)| {
+            let bytes = bytes?;
+            if !include.is_empty() && !included(include, name.as_bytes()) {
+                return None;
+            }
+            Some(Item {
+                stat: Stat {
+                    path: name,
+                    mode: 0o644,
+                    size: bytes.len() as i64,
+                    mod_time: content_time(bytes),
+                    ..Default::default()
+                },
+                read: Some(read),
+            })
+        })
+        .collect()
+}
+
+/// A modification time derived from the content: the receiver skips a file whose size and
+/// mtime it already holds, so a changed render must look changed.
+fn content_time(bytes: &[u8]) -> i64 {
+    let digest = blake3::hash(bytes);
     let mut t = [0u8; 8];
     t.copy_from_slice(&digest.as_bytes()[..8]);
-    let mod_time = (u64::from_le_bytes(t) >> 2) as i64;
-    vec![Item {
-        stat: Stat {
-            path: name.to_string(),
-            mode: 0o644,
-            size: sources.dockerfile.len() as i64,
-            mod_time,
-            ..Default::default()
-        },
-        read: Some(Readable::Memory),
-    }]
+    (u64::from_le_bytes(t) >> 2) as i64
 }
 
 /// The context entries the daemon asked for, in walk order, with their parent directories.
@@ -417,6 +457,7 @@ mod tests {
             entries,
             dockerfile_name: "Dockerfile".into(),
             dockerfile: b"FROM x\n".to_vec(),
+            ignore: None,
         }
     }
 
@@ -456,7 +497,7 @@ mod tests {
         let items = dockerfile_items(&s, &["Dockerfile".into()]);
         assert_eq!(paths(&items), ["Dockerfile"]);
         assert_eq!(items[0].stat.size, 7);
-        assert!(matches!(items[0].read, Some(Readable::Memory)));
+        assert!(matches!(items[0].read, Some(Readable::Dockerfile)));
         assert!(dockerfile_items(&s, &["Other".into()]).is_empty());
         let mut other = sources(Vec::new());
         other.dockerfile = b"FROM y\n".to_vec();
@@ -465,5 +506,10 @@ mod tests {
             items[0].stat.mod_time,
             "a changed render must look changed to the receiver"
         );
+        let mut with_ignore = sources(Vec::new());
+        with_ignore.ignore = Some(b"drop.txt\n".to_vec());
+        let items = dockerfile_items(&with_ignore, &[]);
+        assert_eq!(paths(&items), ["Dockerfile", "Dockerfile.dockerignore"]);
+        assert!(matches!(items[1].read, Some(Readable::Ignore)));
     }
 }

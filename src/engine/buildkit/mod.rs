@@ -22,6 +22,7 @@ use super::host::Transport;
 use super::steps::StepRecord;
 use super::Engine;
 use http_body_util::BodyExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use trace::{Ending, LineSplitter, Trace};
@@ -70,6 +71,7 @@ impl Engine {
         .to_string();
         let dockerfile_name = input.sources.dockerfile_name.clone();
         let sources = Arc::new(input.sources);
+        let sent = Arc::new(AtomicU64::new(0));
         let numbering = input.numbering.clone();
         let mut trace = Trace::new(input.numbering);
 
@@ -82,7 +84,7 @@ impl Engine {
             let session = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return Err(EngineError::Interrupted),
-                s = session::start(&transport, &self.api_version, sources, &shared_key) => s.map_err(|e| EngineError::Api {
+                s = session::start(&transport, &self.api_version, sources, Arc::clone(&sent), &shared_key) => s.map_err(|e| EngineError::Api {
                     host: host.clone(),
                     request: "POST /session".into(),
                     status: 0,
@@ -170,7 +172,9 @@ impl Engine {
                     steps,
                     tags,
                     warnings: trace.warnings.clone(),
-                    upload_bytes: 0,
+                    // BuildKit pulls files as steps need them: the bytes are what it asked for
+                    // (the files it already held are not sent again), over the whole build.
+                    upload_bytes: sent.load(Ordering::Relaxed),
                     upload_seconds: 0.0,
                     seconds: started.elapsed().as_secs_f64(),
                 })

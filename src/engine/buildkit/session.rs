@@ -84,6 +84,7 @@ pub async fn start(
     transport: &Transport,
     api_version: &str,
     sources: Arc<Sources>,
+    sent: Arc<std::sync::atomic::AtomicU64>,
     shared_key: &str,
 ) -> Result<Session, IoError> {
     let id = random_id();
@@ -106,7 +107,7 @@ pub async fn start(
     }
     let upgraded = hyper::upgrade::on(res).await?;
     let io = Upgraded(TokioIo::new(upgraded));
-    let files = FileSyncService { sources };
+    let files = FileSyncService { sources, sent };
     let task = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(HealthServer::new(HealthService))
