@@ -34,6 +34,8 @@ pub struct Report {
     /// Nothing Docker hashes changed since the last build: no upload, no build; the tags were
     /// re-applied to the recorded image and the steps are its saved report.
     pub up_to_date: bool,
+    /// The builder that built it (`classic` or `buildkit`).
+    pub builder: crate::builder::Builder,
 }
 
 /// A `--cache-from` image that was present for the build.
@@ -221,7 +223,8 @@ impl Report {
                 instruction: s.instruction.clone(),
                 status: s.status,
                 seconds: s.seconds,
-                layer_size: s.image_id.as_deref().and_then(|id| {
+                layer_size: s.layer_size.or_else(|| {
+                    let id = s.image_id.as_deref()?;
                     let is_from = s
                         .instruction
                         .split_whitespace()
@@ -271,6 +274,7 @@ impl Report {
             cache_from: Vec::new(),
             warnings: outcome.warnings.clone(),
             up_to_date: false,
+            builder: Default::default(),
         }
     }
 

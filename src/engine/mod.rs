@@ -13,6 +13,7 @@
 
 pub mod auth;
 mod build;
+pub mod buildkit;
 pub mod error;
 pub mod events;
 mod facts;
@@ -26,6 +27,7 @@ pub mod upload;
 
 pub use auth::{Credentials, DockerConfig};
 pub use build::{BuildOptions, BuildOutcome, HistoryLayer};
+pub use buildkit::{BuildKitInput, Numbering, Sources};
 pub use error::{EngineError, PushFailure, StepRef};
 pub use events::BuildEvent;
 pub use facts::Facts;

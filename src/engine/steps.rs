@@ -36,6 +36,9 @@ pub struct StepRecord {
     pub containers: Vec<String>,
     /// The image the step produced (short id as the daemon prints it).
     pub image_id: Option<String>,
+    /// The layer's size when the builder gave no per-step image to look it up by (BuildKit).
+    #[serde(skip)]
+    pub layer_size: Option<u64>,
     /// How many lines the step printed.
     pub output_lines: usize,
     /// The last [`TAIL_LINES`] lines it printed.
@@ -57,6 +60,35 @@ impl StepRecord {
             number: self.number,
             total: self.total,
             instruction: self.instruction.clone(),
+        }
+    }
+
+    /// A finished step assembled elsewhere (BuildKit's trace, which has no per-step events in
+    /// order).
+    pub fn from_parts(
+        number: usize,
+        total: usize,
+        instruction: String,
+        status: StepStatus,
+        seconds: f64,
+        output_lines: usize,
+        tail: VecDeque<String>,
+    ) -> StepRecord {
+        StepRecord {
+            number,
+            total,
+            instruction,
+            status,
+            seconds,
+            containers: Vec::new(),
+            image_id: None,
+            layer_size: None,
+            output_lines,
+            tail,
+            started: Duration::ZERO,
+            cache_hit: status == StepStatus::Cached,
+            pulled: false,
+            done: true,
         }
     }
 
@@ -109,6 +141,7 @@ impl StepTracker {
                     seconds: 0.0,
                     containers: Vec::new(),
                     image_id: None,
+                    layer_size: None,
                     output_lines: 0,
                     tail: VecDeque::new(),
                     started: at,

@@ -198,11 +198,10 @@ pub fn build(
             .with_class(ErrorClass::Findings);
         }
     }
-    if chosen.builder == Builder::BuildKit {
-        return Err(anyhow::anyhow!(
-            "building with BuildKit is not available in this version of ctxbuild"
-        ))
-        .hint("build with --builder classic");
+    let buildkit = chosen.builder == Builder::BuildKit;
+    if buildkit {
+        // A TLS or ssh engine cannot carry our session: say so before scanning anything.
+        engine.can_run_buildkit().map_err(diagnose)?;
     }
     if req.clean {
         clean_context(&ctx_dir, settings, sink)?;
@@ -211,7 +210,7 @@ pub fn build(
     let mut scanned = context::scan(&ContextOptions {
         root: ctx_dir.clone(),
         dockerfile: df.path.clone(),
-        buildkit: false,
+        buildkit,
         threads: settings.threads.get(),
     })
     .map_err(diagnose)?;
@@ -364,6 +363,7 @@ pub fn build(
         api_labels: &api_labels,
         target: req.target.as_deref(),
         platform: req.platform.as_deref(),
+        builder: chosen.builder,
     };
     let allowed = noop::Allowed {
         force: req.force,
@@ -378,6 +378,7 @@ pub fn build(
             path: df.display.clone(),
             reason: df.reason.clone(),
         });
+        report.builder = chosen.builder;
         return up_to_date(&engine, req, &tags, &mut report, kept_out, sink);
     }
     let cache = cachefrom::prepare(&engine, &req.cache_from, &tags, &svc.name, sink)?;
@@ -394,13 +395,31 @@ pub fn build(
     };
 
     engine.cancel_on_signals().map_err(diagnose)?;
-    let root = scanned.root.clone();
-    let sent: Vec<Entry> = scanned.sent().into_iter().cloned().collect();
-    let producer = move |w: &mut dyn std::io::Write| -> Result<(), engine::error::BoxError> {
-        tarball::write_context(&root, &sent, w, &tar_opts)?;
-        Ok(())
+    let built = if buildkit {
+        // BuildKit reads the Dockerfile from its own source: served from memory, under the
+        // name the daemon is told, whether it exists on disk or was rendered.
+        let input = engine::BuildKitInput {
+            numbering: parsed_numbering(&text, &df.display, req.target.as_deref()),
+            sources: engine::Sources {
+                root: scanned.root.clone(),
+                entries: scanned.entries.clone(),
+                dockerfile_name: buildkit_dockerfile_name(&df),
+                dockerfile: text.clone().into_bytes(),
+                ignore: applied_ignore(&scanned)?,
+            },
+        };
+        let mut opts = opts;
+        opts.dockerfile = Some(input.sources.dockerfile_name.clone());
+        engine.build_buildkit(&opts, input, &mut |e| sink.event(&Event::Build(e)))
+    } else {
+        let root = scanned.root.clone();
+        let sent: Vec<Entry> = scanned.sent().into_iter().cloned().collect();
+        let producer = move |w: &mut dyn std::io::Write| -> Result<(), engine::error::BoxError> {
+            tarball::write_context(&root, &sent, w, &tar_opts)?;
+            Ok(())
+        };
+        engine.build(&opts, producer, &mut |e| sink.event(&Event::Build(e)))
     };
-    let built = engine.build(&opts, producer, &mut |e| sink.event(&Event::Build(e)));
     sink.event(&Event::Finished);
     let built = built.map_err(|e| {
         // Only a render takes `--base-image`; a Dockerfile of the user's refuses it.
@@ -420,6 +439,7 @@ pub fn build(
     // The image's size is the sum of its layers: no second request needed.
     let size = history.iter().map(|l| l.size).sum();
     let mut report = Report::new(Some(svc.name.clone()), &built, &history, size);
+    report.builder = chosen.builder;
     cache.mark(&mut report);
     report.dockerfile = Some(DockerfileUsed {
         path: df.display.clone(),
@@ -593,6 +613,66 @@ fn key_context(
         let _ = stat.save(&scanned.entries, now);
     }
     Ok((manifest, threads))
+}
+
+/// The name the Dockerfile is served under to BuildKit: its own file name, or `Dockerfile` for
+/// a render.
+fn buildkit_dockerfile_name(df: &ResolvedDockerfile) -> String {
+    df.path
+        .as_ref()
+        .filter(|_| df.rendered.is_none())
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".to_string())
+}
+
+/// The bytes of the ignore file the scan applied (none without one).
+fn applied_ignore(scanned: &context::Context) -> anyhow::Result<Option<Vec<u8>>> {
+    let Some(rel) = &scanned.ignore_file else {
+        return Ok(None);
+    };
+    let path = scanned.root.join(rel);
+    let bytes = crate::fsutil::read_limited(&path, crate::fsutil::TEXT_LIMIT)
+        .map_err(anyhow::Error::from)
+        .map_err(|e| e.context(format!("cannot read {}", path.display())))?;
+    Ok(Some(bytes))
+}
+
+/// Maps BuildKit's per-stage step numbers onto the classic builder's numbers of the Dockerfile
+/// as sent, so both builders' reports and the plan name steps alike. Empty when it does not
+/// parse (the engine then numbers steps in the order it announces them).
+fn parsed_numbering(text: &str, display: &str, target: Option<&str>) -> engine::Numbering {
+    use crate::dockerfile::Keyword;
+    let Ok(df) = crate::dockerfile::parse(text, display) else {
+        return engine::Numbering::default();
+    };
+    let Ok(steps) = df.steps(target) else {
+        return engine::Numbering::default();
+    };
+    let stages = df.stages();
+    let mut n = engine::Numbering {
+        stages: Vec::new(),
+        total: steps.len(),
+    };
+    for s in &steps {
+        let kw = s.instruction.keyword;
+        if kw == Keyword::From {
+            let name = s
+                .stage
+                .and_then(|i| stages.get(i))
+                .and_then(|st| st.name.clone())
+                .map(|n| n.to_ascii_lowercase());
+            n.stages.push((name, Vec::new()));
+        }
+        let fs_op = matches!(
+            kw,
+            Keyword::From | Keyword::Run | Keyword::Copy | Keyword::Add | Keyword::Workdir
+        );
+        if let (true, Some(last)) = (fs_op, n.stages.last_mut()) {
+            last.1.push((s.number, s.instruction.original.clone()));
+        }
+    }
+    n
 }
 
 /// The per-step keys of the Dockerfile as sent.

@@ -51,6 +51,8 @@ pub struct Inputs<'a> {
     pub api_labels: &'a [(String, String)],
     pub target: Option<&'a str>,
     pub platform: Option<&'a str>,
+    /// The builder: an image the classic builder made is not up to date for a BuildKit request.
+    pub builder: crate::builder::Builder,
 }
 
 impl Inputs<'_> {
@@ -69,6 +71,10 @@ impl Inputs<'_> {
         }
         part(self.target.unwrap_or("\0none").as_bytes());
         part(self.platform.unwrap_or("\0none").as_bytes());
+        if self.builder != crate::builder::Builder::Classic {
+            // Classic records made before the builder was recorded stay valid.
+            part(format!("{:?}", self.builder).as_bytes());
+        }
         h.finalize().to_hex().to_string()
     }
 }
@@ -214,6 +220,7 @@ fn report(rec: &Record) -> Report {
         up_to_date: true,
         cache_from: Vec::new(),
         dockerfile: None,
+        builder: Default::default(),
     }
 }
 
@@ -320,6 +327,7 @@ mod tests {
             api_labels: labels,
             target: None,
             platform: None,
+            builder: crate::builder::Builder::Classic,
         }
     }
 
@@ -340,6 +348,13 @@ mod tests {
         let mut i = inputs("FROM x\n", &none);
         i.platform = Some("linux/amd64");
         assert_ne!(base, i.digest());
+        let mut i = inputs("FROM x\n", &none);
+        i.builder = crate::builder::Builder::BuildKit;
+        assert_ne!(
+            base,
+            i.digest(),
+            "a classic image is not up to date for BuildKit"
+        );
     }
 
     #[test]
