@@ -7,6 +7,7 @@
 
 use super::manifest::{Manifest, ManifestEntry};
 use super::plan::{select, Plan, PlanStep};
+use crate::builder::Builder;
 use crate::context::EntryKind;
 use crate::pollution;
 
@@ -95,6 +96,11 @@ pub enum MissReason {
     Files(FileDiff),
     /// The build args a `RUN` sees changed.
     BuildArgs {
+        before: Vec<String>,
+        after: Vec<String>,
+    },
+    /// BuildKit: the `ENV` values in a `RUN`'s exec env changed (`K=V`).
+    Env {
         before: Vec<String>,
         after: Vec<String>,
     },
@@ -276,7 +282,7 @@ fn reason(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest, i: usize) 
         };
     }
     if !step.sources.is_empty() {
-        let d = file_diff(old_m, &before.sources, new_m, &step.sources);
+        let d = file_diff_for(new.builder, old_m, &before.sources, new_m, &step.sources);
         if !d.is_empty() {
             return MissReason::Files(d);
         }
@@ -287,27 +293,49 @@ fn reason(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest, i: usize) 
             after: step.build_args.clone(),
         };
     }
+    if before.env != step.env {
+        return MissReason::Env {
+            before: before.env.clone(),
+            after: step.env.clone(),
+        };
+    }
     MissReason::Other
 }
 
 /// The entries `sources` select in `m`, as (path, entry) sorted by path.
-fn selected<'m>(m: &'m Manifest, sources: &[String]) -> Vec<&'m ManifestEntry> {
-    match select(m, sources) {
+fn selected<'m>(m: &'m Manifest, sources: &[String], builder: Builder) -> Vec<&'m ManifestEntry> {
+    let sel = match builder {
+        Builder::Classic => select(m, sources),
+        Builder::BuildKit => super::buildkit::select(m, sources),
+    };
+    match sel {
         Ok(sel) => sel.entries.iter().map(|&i| &m.entries[i]).collect(),
         Err(_) => Vec::new(),
     }
 }
 
 /// File-level differences between what `old_sources` selected in `old` and what `new_sources`
-/// select in `new`.
+/// select in `new`, as the classic builder sees them.
 pub fn file_diff(
     old: &Manifest,
     old_sources: &[String],
     new: &Manifest,
     new_sources: &[String],
 ) -> FileDiff {
-    let a = selected(old, old_sources);
-    let b = selected(new, new_sources);
+    file_diff_for(Builder::Classic, old, old_sources, new, new_sources)
+}
+
+/// [`file_diff`] as `builder` sees the files: BuildKit's keys leave out directory modes, so
+/// a directory's mode change is no reason there.
+pub fn file_diff_for(
+    builder: Builder,
+    old: &Manifest,
+    old_sources: &[String],
+    new: &Manifest,
+    new_sources: &[String],
+) -> FileDiff {
+    let a = selected(old, old_sources, builder);
+    let b = selected(new, new_sources, builder);
     let mut d = FileDiff::default();
     let (mut i, mut j) = (0, 0);
     let name = |e: &ManifestEntry| e.path.to_string_lossy().into_owned();
@@ -338,7 +366,11 @@ pub fn file_diff(
                     if x.link_target != y.link_target {
                         d.link_changed.push(name(y));
                     }
-                    if x.mode != y.mode && y.kind != EntryKind::Symlink {
+                    let mode_counts = match builder {
+                        Builder::Classic => y.kind != EntryKind::Symlink,
+                        Builder::BuildKit => !matches!(y.kind, EntryKind::Symlink | EntryKind::Dir),
+                    };
+                    if x.mode != y.mode && mode_counts {
                         d.mode_changed.push(ModeChange {
                             path: name(y),
                             before: x.mode,
@@ -463,6 +495,38 @@ fn changed_words(before: &str, after: &str) -> Option<(String, String)> {
     Some((was, now))
 }
 
+/// `K=V` lists compared by key: "build arg V changed: 1 → 2", "ENV E=1 added", ….
+fn changed_pairs(what: &str, before: &[String], after: &[String]) -> String {
+    let split = |a: &'_ String| -> (String, String) {
+        match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (a.clone(), String::new()),
+        }
+    };
+    let (old, new): (Vec<_>, Vec<_>) = (
+        before.iter().map(split).collect(),
+        after.iter().map(split).collect(),
+    );
+    let mut parts = Vec::new();
+    for (k, v) in &new {
+        match old.iter().find(|(ok, _)| ok == k) {
+            Some((_, ov)) if ov == v => {}
+            Some((_, ov)) => parts.push(format!("{what} {k} changed: {ov} → {v}")),
+            None => parts.push(format!("{what} {k}={v} added")),
+        }
+    }
+    for (k, v) in &old {
+        if !new.iter().any(|(nk, _)| nk == k) {
+            parts.push(format!("{what} {k} removed (was {v})"));
+        }
+    }
+    if parts.is_empty() {
+        // Same values in another order: BuildKit's env is ordered.
+        parts.push(format!("the order of {what}s changed"));
+    }
+    parts.join(", ")
+}
+
 fn sentence(step: &PlanStep, reason: &MissReason, definite: bool) -> String {
     format!(
         "Step {}/{} {} {} rebuild: {}",
@@ -491,32 +555,8 @@ pub fn reason_text(instruction: &str, reason: &MissReason) -> String {
         MissReason::Remote => {
             "ADD fetches a remote source (the cache depends on the downloaded content)".to_string()
         }
-        MissReason::BuildArgs { before, after } => {
-            let split = |a: &'_ String| -> (String, String) {
-                match a.split_once('=') {
-                    Some((k, v)) => (k.to_string(), v.to_string()),
-                    None => (a.clone(), String::new()),
-                }
-            };
-            let (old, new): (Vec<_>, Vec<_>) = (
-                before.iter().map(split).collect(),
-                after.iter().map(split).collect(),
-            );
-            let mut parts = Vec::new();
-            for (k, v) in &new {
-                match old.iter().find(|(ok, _)| ok == k) {
-                    Some((_, ov)) if ov == v => {}
-                    Some((_, ov)) => parts.push(format!("build arg {k} changed: {ov} → {v}")),
-                    None => parts.push(format!("build arg {k}={v} added")),
-                }
-            }
-            for (k, v) in &old {
-                if !new.iter().any(|(nk, _)| nk == k) {
-                    parts.push(format!("build arg {k} removed (was {v})"));
-                }
-            }
-            parts.join(", ")
-        }
+        MissReason::Env { before, after } => changed_pairs("ENV", before, after),
+        MissReason::BuildArgs { before, after } => changed_pairs("build arg", before, after),
         MissReason::Other => "a variable or an earlier step changed".to_string(),
         MissReason::Files(d) => {
             let mut parts = Vec::new();
@@ -599,6 +639,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             target: None,
+            builder: Builder::Classic,
         };
         plan(&parse(df, "Dockerfile").unwrap(), man, &opts).unwrap()
     }
