@@ -322,3 +322,129 @@ fn add_url_is_a_maybe_not_a_hit() {
     assert!(v["first_miss"].is_null());
     assert_eq!(v["first_may_miss"]["reason"]["kind"], "remote");
 }
+
+/// `--builder` on plan and explain: `auto` follows the Dockerfile, BuildKit keys follow what
+/// BuildKit hashes (its `<Dockerfile>.dockerignore`, no directory modes, metadata without a
+/// vertex), classic refuses BuildKit-only flags, and a saved plan keeps its builder.
+#[test]
+fn builder_choice_drives_the_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, cache) = (tmp.path().join("ctx"), tmp.path().join("cache"));
+    project(&ctx);
+    let json = |o: &Output| -> serde_json::Value { serde_json::from_slice(&o.stdout).unwrap() };
+
+    let classic = tmp.path().join("classic.json");
+    ok(run(
+        &ctx,
+        &cache,
+        &["plan", "--save", classic.to_str().unwrap()],
+    ));
+    // auto: nothing BuildKit-only, so classic (no `builder` in the JSON).
+    let v = json(&ok(run(&ctx, &cache, &["plan", "--json"])));
+    assert!(v.get("builder").is_none());
+    let bk = json(&ok(run(
+        &ctx,
+        &cache,
+        &["plan", "--builder", "buildkit", "--json"],
+    )));
+    assert_eq!(bk["builder"], "buildkit");
+    let cacheable: Vec<bool> = bk["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["cacheable"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        cacheable,
+        [false, false, true, true, true, false],
+        "ENV, CMD: no vertex"
+    );
+
+    // A directory's mode moves the classic key of COPY app/, not BuildKit's.
+    let before = keys(&ok(run(
+        &ctx,
+        &cache,
+        &["plan", "--builder", "buildkit", "--json"],
+    )));
+    let classic_before = keys(&ok(run(&ctx, &cache, &["plan", "--json"])));
+    std::fs::set_permissions(ctx.join("app/pkg"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let after = keys(&ok(run(
+        &ctx,
+        &cache,
+        &["plan", "--builder", "buildkit", "--json"],
+    )));
+    let classic_after = keys(&ok(run(&ctx, &cache, &["plan", "--json"])));
+    assert_eq!(before, after);
+    assert_ne!(classic_before[4], classic_after[4]);
+
+    // BuildKit reads Dockerfile.dockerignore instead of .dockerignore; classic ignores it.
+    write_tree(&ctx, &[("Dockerfile.dockerignore", "app/pkg\n")]);
+    let files = |o: &Output| json(o)["steps"][4]["files"].as_u64().unwrap();
+    assert_eq!(
+        files(&ok(run(
+            &ctx,
+            &cache,
+            &["plan", "--builder", "buildkit", "--json"]
+        ))),
+        1
+    );
+    assert_eq!(files(&ok(run(&ctx, &cache, &["plan", "--json"]))), 2);
+    std::fs::remove_file(ctx.join("Dockerfile.dockerignore")).unwrap();
+
+    // A BuildKit-only flag: auto picks BuildKit, classic names the line.
+    let mount = DF.replace("RUN pip", "RUN --mount=type=cache,target=/root/.cache pip");
+    write_tree(&ctx, &[("Dockerfile", mount.as_str())]);
+    let v = json(&ok(run(&ctx, &cache, &["plan", "--json"])));
+    assert_eq!(v["builder"], "buildkit");
+    let o = run(&ctx, &cache, &["plan", "--builder", "classic"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("Dockerfile:4: Unknown flag: mount"),
+        "{}",
+        stderr(&o)
+    );
+
+    // explain: the saved plan's builder unless another is asked; a mismatch is warned about.
+    let saved = tmp.path().join("plan.json");
+    ok(run(
+        &ctx,
+        &cache,
+        &["plan", "--save", saved.to_str().unwrap()],
+    ));
+    write_tree(
+        &ctx,
+        &[("Dockerfile", mount.replace("ENV A=1", "ENV A=2").as_str())],
+    );
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &["explain", "--since", saved.to_str().unwrap()],
+    ));
+    let out = stdout(&o);
+    // BuildKit: the COPY before the RUN hits (its copy op has no env); the RUN names the ENV.
+    assert!(
+        out.contains("3/6      hit   COPY requirements.txt /r/"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Step 4/6 RUN --mount=type=cache,target=/root/.cache pip install -r /r/requirements.txt will rebuild: ENV A changed: 1 → 2"),
+        "{out}"
+    );
+    let o = ok(run(
+        &ctx,
+        &cache,
+        &[
+            "explain",
+            "--builder",
+            "buildkit",
+            "--since",
+            classic.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        stderr(&o).contains("their keys never match"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -2,11 +2,12 @@
 //! `ctxbuild plan --save` and say, per step, hit, miss or
 //! maybe (depends on content ctxbuild cannot see), and why the first miss misses.
 
-use super::plan::show_notes;
+use super::plan::{say_builder, show_notes};
 use crate::cli::ExplainArgs;
 use crate::ui::exit::ExitStatus;
 use crate::ui::printer::Printer;
 use anyhow::Context as _;
+use ctxbuild::builder::{Builder, BuilderChoice};
 use ctxbuild::config::Settings;
 use ctxbuild::diagnostics::ResultExt;
 use ctxbuild::key::compute::{compute, Computed, Request};
@@ -32,13 +33,27 @@ pub fn run(
         target: args.build.target.clone().or_else(|| old.target.clone()),
         stat_cache: true,
         watch: Some(&args.since),
+        // Like the target: the saved plan's builder unless another is asked for.
+        builder: args.build.builder.unwrap_or(match old.builder {
+            Builder::Classic => BuilderChoice::Classic,
+            Builder::BuildKit => BuilderChoice::BuildKit,
+        }),
     };
     let Computed {
         plan: new,
         manifest: m,
         notes,
+        builder,
     } = compute(&req, settings)?;
     show_notes(&notes, printer);
+    say_builder(&builder, printer);
+    if new.builder != old.builder {
+        printer.warn(&format!(
+            "the saved plan predicts the {} builder's cache, this one the {}'s: their keys never \
+             match\nhint: save the plan again with --builder {}",
+            old.builder, new.builder, new.builder
+        ));
+    }
     let used = args.context.dir.join(&new.dockerfile);
     super::say_dockerfile(
         printer,

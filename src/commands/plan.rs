@@ -6,6 +6,7 @@ use crate::cli::PlanArgs;
 use crate::ui::exit::ExitStatus;
 use crate::ui::printer::Printer;
 use anyhow::Context as _;
+use ctxbuild::builder::{Choice, ChoiceReason};
 use ctxbuild::config::Settings;
 use ctxbuild::key::compute::{compute, Computed, Note, Request};
 
@@ -46,6 +47,22 @@ pub(super) fn show_notes(notes: &[Note], printer: &Printer) {
     }
 }
 
+/// Which builder's cache the keys predict, with `-v`.
+pub(super) fn say_builder(choice: &Choice, printer: &Printer) {
+    let why = match &choice.reason {
+        ChoiceReason::Asked => "asked".to_string(),
+        ChoiceReason::Needed(n) => format!("auto: {} at line {}", n.what, n.line),
+        ChoiceReason::NotNeeded => "auto: nothing needs BuildKit".to_string(),
+        ChoiceReason::EngineLacks(n) => {
+            format!("auto: {} at line {}, engine lacks BuildKit", n.what, n.line)
+        }
+    };
+    printer.verbose(&format!(
+        "keys predict the {} builder's cache ({why})",
+        choice.builder
+    ));
+}
+
 pub fn run(
     args: &PlanArgs,
     printer: &mut Printer,
@@ -58,13 +75,16 @@ pub fn run(
         target: args.build.target.clone(),
         stat_cache: !args.no_stat_cache,
         watch: args.save.as_deref(),
+        builder: args.build.builder.unwrap_or_default(),
     };
     let Computed {
         plan,
         manifest: m,
         notes,
+        builder,
     } = compute(&req, settings)?;
     show_notes(&notes, printer);
+    say_builder(&builder, printer);
     let used = args.context.dir.join(&plan.dockerfile);
     super::say_dockerfile(
         printer,

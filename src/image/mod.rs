@@ -687,6 +687,8 @@ fn plan_steps(
     let opts = PlanOptions {
         build_args: build_args.to_vec(),
         target: target.map(str::to_string),
+        // Only classic builds reach here today; the BuildKit path passes its choice.
+        builder: Builder::Classic,
     };
     key::plan(&df, manifest, &opts).map_err(diagnose)
 }

@@ -1,11 +1,14 @@
 //! The `plan` and `explain` use case: scan the context, key it through the stat cache (on the
-//! settings' pool), parse the Dockerfile and compute the per-step keys.
+//! settings' pool), parse the Dockerfile, choose the builder whose cache the keys predict
+//! (offline: `auto` assumes the engine has BuildKit, see [`crate::builder::choose`]) and
+//! compute the per-step keys.
 //!
 //! Returns the plan, its manifest and [`Note`]s — what a person may want to know (timings,
 //! Dockerfile warnings, a plan file that Docker would send) — as data; the binary words them.
 
 use super::{Manifest, ManifestStats, Plan, PlanOptions, StatCache};
 use crate::buildargs::{self, BuildArg};
+use crate::builder::{self, Builder, BuilderChoice, Choice};
 use crate::config::Settings;
 use crate::context::{self, Context, ContextOptions};
 use crate::diagnostics::{diagnose, ResultExt};
@@ -26,6 +29,8 @@ pub struct Request<'a> {
     /// A file ctxbuild writes or reads beside the plan (`--save`, `--since`): noted
     /// ([`Note::PlanFileSent`]) when it lies inside the context and `.dockerignore` lets it in.
     pub watch: Option<&'a Path>,
+    /// `--builder`: whose cache to predict.
+    pub builder: BuilderChoice,
 }
 
 /// Something worth telling about a plan run.
@@ -71,6 +76,8 @@ pub struct Computed {
     pub plan: Plan,
     pub manifest: Manifest,
     pub notes: Vec<Note>,
+    /// The builder the keys predict, and why.
+    pub builder: Choice,
 }
 
 /// Scans the context; an unreadable entry fails the scan, as it fails `docker build`.
@@ -79,8 +86,20 @@ pub fn scan_readable(
     file: Option<&Path>,
     settings: &Settings,
 ) -> anyhow::Result<Context> {
+    scan_for(dir, file, Builder::Classic, settings)
+}
+
+/// [`scan_readable`] as `builder` sees the context (BuildKit: `<Dockerfile>.dockerignore`
+/// wins, nothing is force-sent).
+pub fn scan_for(
+    dir: &Path,
+    file: Option<&Path>,
+    builder: Builder,
+    settings: &Settings,
+) -> anyhow::Result<Context> {
     let mut opts = ContextOptions::new(dir);
     opts.dockerfile = file.map(Path::to_path_buf);
+    opts.buildkit = builder == Builder::BuildKit;
     opts.threads = settings.threads.get();
     let ctx = context::scan(&opts).map_err(diagnose)?;
     if let Some(issue) = ctx
@@ -118,17 +137,23 @@ fn now_ns() -> i128 {
 pub fn compute(req: &Request, settings: &Settings) -> anyhow::Result<Computed> {
     let mut notes = Vec::new();
     let started = now_ns();
+    // `auto` needs the Dockerfile, found by the scan: scan as classic, and again if the
+    // Dockerfile then picks BuildKit and the two views can differ.
+    let scan_builder = match req.builder {
+        BuilderChoice::BuildKit => Builder::BuildKit,
+        _ => Builder::Classic,
+    };
     let clock = Instant::now();
     // The stat cache loads (and verifies its checksum) while the walk runs.
     let (ctx, cache) = std::thread::scope(|s| {
         let loader = std::fs::canonicalize(req.dir)
             .ok()
             .map(|root| s.spawn(move || load_cache(&root, req.stat_cache, settings)));
-        let ctx = scan_readable(req.dir, req.file, settings);
+        let ctx = scan_for(req.dir, req.file, scan_builder, settings);
         let cache = loader.and_then(|h| h.join().ok()).flatten();
         (ctx, cache)
     });
-    let ctx = ctx?;
+    let mut ctx = ctx?;
     if let Some(rel) = req.watch.and_then(|w| ctx.exposes(w)) {
         notes.push(Note::PlanFileSent { rel });
     }
@@ -153,6 +178,10 @@ pub fn compute(req: &Request, settings: &Settings) -> anyhow::Result<Computed> {
         .map_err(anyhow::Error::from)
         .map_err(|e| e.context(format!("cannot read {df_name}")))?;
     let df = dockerfile::parse(&text, &df_name).map_err(diagnose)?;
+    let choice = builder::choose(req.builder, Some(&df), None);
+    if choice.builder != scan_builder && buildkit_view_differs(&ctx, req.file) {
+        ctx = scan_for(req.dir, req.file, choice.builder, settings)?;
+    }
     notes.extend(df.warnings.iter().map(|w| Note::DockerfileWarning {
         file: df_name.clone(),
         line: w.line,
@@ -179,6 +208,7 @@ pub fn compute(req: &Request, settings: &Settings) -> anyhow::Result<Computed> {
     let opts = PlanOptions {
         build_args: buildargs::resolve_from_process(req.build_args),
         target: req.target.clone(),
+        builder: choice.builder,
     };
     // The stat cache is saved (usually: found unchanged) while the plan is computed.
     let (saved, plan) = settings.pool.install(|| {
@@ -205,5 +235,24 @@ pub fn compute(req: &Request, settings: &Settings) -> anyhow::Result<Computed> {
         plan,
         manifest: m,
         notes,
+        builder: choice,
     })
+}
+
+/// Whether BuildKit can see another context than the classic scan `ctx`: when the classic
+/// CLI force-sent and the daemon hid an excluded Dockerfile or `.dockerignore`, or when a
+/// `<Dockerfile>.dockerignore` exists. (Implied directories differ only in their mode, which
+/// BuildKit's keys leave out.)
+fn buildkit_view_differs(ctx: &Context, file: Option<&Path>) -> bool {
+    if !ctx.hidden.is_empty() {
+        return true;
+    }
+    let df = match (&ctx.dockerfile, file) {
+        (Some(rel), _) => ctx.root.join(rel),
+        (None, Some(f)) => f.to_path_buf(),
+        (None, None) => return false,
+    };
+    let mut name = df.into_os_string();
+    name.push(".dockerignore");
+    std::fs::symlink_metadata(PathBuf::from(name)).is_ok()
 }

@@ -7,6 +7,7 @@
 
 use super::manifest::{Manifest, ManifestEntry};
 use super::plan::{select, Plan, PlanStep};
+use crate::builder::Builder;
 use crate::context::EntryKind;
 use crate::pollution;
 
@@ -98,6 +99,11 @@ pub enum MissReason {
         before: Vec<String>,
         after: Vec<String>,
     },
+    /// BuildKit: the `ENV` values in a `RUN`'s exec env changed (`K=V`).
+    Env {
+        before: Vec<String>,
+        after: Vec<String>,
+    },
     /// The base (`FROM`) of the stage changed.
     Base { before: String },
     /// `COPY --from` a stage that rebuilds (a "may rebuild": Docker hits when the copied files
@@ -105,6 +111,13 @@ pub enum MissReason {
     SourceStage { stage: String },
     /// `ADD <url>`: the cache depends on the downloaded content.
     Remote,
+    /// BuildKit: a line that makes no vertex (`USER`, `SHELL`, …) changed; BuildKit carries
+    /// it into this step.
+    Earlier {
+        line: usize,
+        before: String,
+        after: String,
+    },
     /// A variable or earlier state changed (e.g. an `ARG` value used in an expansion).
     Other,
 }
@@ -247,6 +260,12 @@ pub fn explain(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest) -> Ex
     }
 }
 
+fn is_from(instruction: &str) -> bool {
+    instruction
+        .get(..4)
+        .is_some_and(|k| k.eq_ignore_ascii_case("from"))
+}
+
 fn reason(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest, i: usize) -> MissReason {
     let step = &new.steps[i];
     let Some(before) = old.steps.get(i) else {
@@ -260,10 +279,7 @@ fn reason(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest, i: usize) 
     // The step's own inputs are unchanged: did the step before it (its parent) change?
     if i > 0 {
         let (p_old, p_new) = (&old.steps[i - 1], &new.steps[i - 1]);
-        let is_from = p_new
-            .instruction
-            .get(..4)
-            .is_some_and(|k| k.eq_ignore_ascii_case("from"));
+        let is_from = is_from(&p_new.instruction);
         if p_old.key != p_new.key && !p_new.cacheable && is_from {
             return MissReason::Base {
                 before: p_old.instruction.clone(),
@@ -276,7 +292,7 @@ fn reason(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest, i: usize) 
         };
     }
     if !step.sources.is_empty() {
-        let d = file_diff(old_m, &before.sources, new_m, &step.sources);
+        let d = file_diff_for(new.builder, old_m, &before.sources, new_m, &step.sources);
         if !d.is_empty() {
             return MissReason::Files(d);
         }
@@ -287,27 +303,69 @@ fn reason(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest, i: usize) 
             after: step.build_args.clone(),
         };
     }
+    if before.env != step.env {
+        return MissReason::Env {
+            before: before.env.clone(),
+            after: step.env.clone(),
+        };
+    }
+    if new.builder == Builder::BuildKit {
+        // The nearest earlier line of the stage that makes no vertex but whose state (user,
+        // shell, …) the stage's later steps carry.
+        let earlier = (0..i)
+            .rev()
+            .take_while(|&j| !is_from(&new.steps[j].instruction))
+            .filter(|&j| !new.steps[j].cacheable)
+            .find(|&j| {
+                old.steps
+                    .get(j)
+                    .is_some_and(|o| o.instruction != new.steps[j].instruction)
+            });
+        if let Some(j) = earlier {
+            return MissReason::Earlier {
+                line: new.steps[j].line,
+                before: old.steps[j].instruction.clone(),
+                after: new.steps[j].instruction.clone(),
+            };
+        }
+    }
     MissReason::Other
 }
 
 /// The entries `sources` select in `m`, as (path, entry) sorted by path.
-fn selected<'m>(m: &'m Manifest, sources: &[String]) -> Vec<&'m ManifestEntry> {
-    match select(m, sources) {
+fn selected<'m>(m: &'m Manifest, sources: &[String], builder: Builder) -> Vec<&'m ManifestEntry> {
+    let sel = match builder {
+        Builder::Classic => select(m, sources),
+        Builder::BuildKit => super::buildkit::select(m, sources),
+    };
+    match sel {
         Ok(sel) => sel.entries.iter().map(|&i| &m.entries[i]).collect(),
         Err(_) => Vec::new(),
     }
 }
 
 /// File-level differences between what `old_sources` selected in `old` and what `new_sources`
-/// select in `new`.
+/// select in `new`, as the classic builder sees them.
 pub fn file_diff(
     old: &Manifest,
     old_sources: &[String],
     new: &Manifest,
     new_sources: &[String],
 ) -> FileDiff {
-    let a = selected(old, old_sources);
-    let b = selected(new, new_sources);
+    file_diff_for(Builder::Classic, old, old_sources, new, new_sources)
+}
+
+/// [`file_diff`] as `builder` sees the files: BuildKit's keys leave out directory modes, so
+/// a directory's mode change is no reason there.
+pub fn file_diff_for(
+    builder: Builder,
+    old: &Manifest,
+    old_sources: &[String],
+    new: &Manifest,
+    new_sources: &[String],
+) -> FileDiff {
+    let a = selected(old, old_sources, builder);
+    let b = selected(new, new_sources, builder);
     let mut d = FileDiff::default();
     let (mut i, mut j) = (0, 0);
     let name = |e: &ManifestEntry| e.path.to_string_lossy().into_owned();
@@ -332,13 +390,19 @@ pub fn file_diff(
                     d.type_changed.push(name(y));
                 } else {
                     // A device node's number is all the content it has.
-                    if x.hash != y.hash || x.size != y.size || x.rdev != y.rdev {
+                    // BuildKit keys a link by its text alone: no content of its own.
+                    let has_content = builder == Builder::Classic || y.kind != EntryKind::Symlink;
+                    if has_content && (x.hash != y.hash || x.size != y.size || x.rdev != y.rdev) {
                         d.content_changed.push(name(y));
                     }
                     if x.link_target != y.link_target {
                         d.link_changed.push(name(y));
                     }
-                    if x.mode != y.mode && y.kind != EntryKind::Symlink {
+                    let mode_counts = match builder {
+                        Builder::Classic => y.kind != EntryKind::Symlink,
+                        Builder::BuildKit => !matches!(y.kind, EntryKind::Symlink | EntryKind::Dir),
+                    };
+                    if x.mode != y.mode && mode_counts {
                         d.mode_changed.push(ModeChange {
                             path: name(y),
                             before: x.mode,
@@ -463,6 +527,38 @@ fn changed_words(before: &str, after: &str) -> Option<(String, String)> {
     Some((was, now))
 }
 
+/// `K=V` lists compared by key: "build arg V changed: 1 → 2", "ENV E=1 added", ….
+fn changed_pairs(what: &str, before: &[String], after: &[String]) -> String {
+    let split = |a: &'_ String| -> (String, String) {
+        match a.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (a.clone(), String::new()),
+        }
+    };
+    let (old, new): (Vec<_>, Vec<_>) = (
+        before.iter().map(split).collect(),
+        after.iter().map(split).collect(),
+    );
+    let mut parts = Vec::new();
+    for (k, v) in &new {
+        match old.iter().find(|(ok, _)| ok == k) {
+            Some((_, ov)) if ov == v => {}
+            Some((_, ov)) => parts.push(format!("{what} {k} changed: {ov} → {v}")),
+            None => parts.push(format!("{what} {k}={v} added")),
+        }
+    }
+    for (k, v) in &old {
+        if !new.iter().any(|(nk, _)| nk == k) {
+            parts.push(format!("{what} {k} removed (was {v})"));
+        }
+    }
+    if parts.is_empty() {
+        // Same values in another order: BuildKit's env is ordered.
+        parts.push(format!("the order of {what}s changed"));
+    }
+    parts.join(", ")
+}
+
 fn sentence(step: &PlanStep, reason: &MissReason, definite: bool) -> String {
     format!(
         "Step {}/{} {} {} rebuild: {}",
@@ -491,32 +587,15 @@ pub fn reason_text(instruction: &str, reason: &MissReason) -> String {
         MissReason::Remote => {
             "ADD fetches a remote source (the cache depends on the downloaded content)".to_string()
         }
-        MissReason::BuildArgs { before, after } => {
-            let split = |a: &'_ String| -> (String, String) {
-                match a.split_once('=') {
-                    Some((k, v)) => (k.to_string(), v.to_string()),
-                    None => (a.clone(), String::new()),
-                }
-            };
-            let (old, new): (Vec<_>, Vec<_>) = (
-                before.iter().map(split).collect(),
-                after.iter().map(split).collect(),
-            );
-            let mut parts = Vec::new();
-            for (k, v) in &new {
-                match old.iter().find(|(ok, _)| ok == k) {
-                    Some((_, ov)) if ov == v => {}
-                    Some((_, ov)) => parts.push(format!("build arg {k} changed: {ov} → {v}")),
-                    None => parts.push(format!("build arg {k}={v} added")),
-                }
-            }
-            for (k, v) in &old {
-                if !new.iter().any(|(nk, _)| nk == k) {
-                    parts.push(format!("build arg {k} removed (was {v})"));
-                }
-            }
-            parts.join(", ")
-        }
+        MissReason::Env { before, after } => changed_pairs("ENV", before, after),
+        MissReason::BuildArgs { before, after } => changed_pairs("build arg", before, after),
+        MissReason::Earlier {
+            line,
+            before,
+            after,
+        } => format!(
+            "line {line} changed: `{before}` → `{after}` (BuildKit carries it into this step)"
+        ),
         MissReason::Other => "a variable or an earlier step changed".to_string(),
         MissReason::Files(d) => {
             let mut parts = Vec::new();
@@ -599,6 +678,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             target: None,
+            builder: Builder::Classic,
         };
         plan(&parse(df, "Dockerfile").unwrap(), man, &opts).unwrap()
     }
@@ -693,6 +773,60 @@ mod tests {
         let s = e.first_miss.unwrap().sentence;
         assert!(
             s.ends_with("will rebuild: build arg V=2 added, build arg W removed (was 1)"),
+            "{s}"
+        );
+    }
+
+    fn bk(df: &str, man: &Manifest) -> Plan {
+        let opts = PlanOptions {
+            builder: Builder::BuildKit,
+            ..PlanOptions::default()
+        };
+        plan(&parse(df, "Dockerfile").unwrap(), man, &opts).unwrap()
+    }
+
+    #[test]
+    fn buildkit_reasons_name_env_user_lines_and_skip_directory_modes() {
+        let m0 = m(base());
+        let df = "FROM img\nENV E=1\nUSER 0\nCOPY app/ /app/\nRUN true\n";
+        let e = explain(&bk(df, &m0), &m0, &bk(&df.replace("E=1", "E=2"), &m0), &m0);
+        let miss = e.first_miss.unwrap();
+        assert_eq!(
+            miss.index, 5,
+            "the COPY hits: BuildKit's copy op has no env"
+        );
+        assert!(
+            miss.sentence
+                .ends_with("will rebuild: ENV E changed: 1 → 2"),
+            "{}",
+            miss.sentence
+        );
+        let e = explain(
+            &bk(df, &m0),
+            &m0,
+            &bk(&df.replace("USER 0", "USER 1"), &m0),
+            &m0,
+        );
+        let s = e.first_miss.unwrap().sentence;
+        assert!(s.contains("line 3 changed: `USER 0` → `USER 1`"), "{s}");
+        // A directory's mode is no reason under BuildKit, a file's is; a link has no content.
+        let mut v = base();
+        v[0].mode = 0o700;
+        v[2].mode = 0o755;
+        v.push(crate::key::testutil::link("app/l", "main.py"));
+        let m1 = m(v.clone());
+        let n = v.len() - 1;
+        v[n].link_target = Some("util.py".into());
+        let m2 = m(v);
+        let e = explain(&bk(DF, &m1), &m1, &bk(DF, &m2), &m2);
+        assert_eq!(
+            e.first_miss.unwrap().sentence,
+            "Step 4/5 COPY app/ /app/ will rebuild: app/l link target changed"
+        );
+        let e = explain(&bk(DF, &m0), &m0, &bk(DF, &m1), &m1);
+        let s = e.first_miss.unwrap().sentence;
+        assert!(
+            s.contains("app/util.py mode 644→755") && !s.contains("app mode"),
             "{s}"
         );
     }

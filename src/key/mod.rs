@@ -16,6 +16,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod buildkit;
 pub mod compute;
 pub mod diff;
 pub mod manifest;

@@ -15,9 +15,19 @@
 //!   (normalised), `USER`, `EXPOSE`, … : their expanded values, as in the commit comment;
 //! - `FROM`: the expanded image reference (or the key of the stage it names).
 //!
+//! With [`Builder::BuildKit`] the keys follow what the engine's BuildKit hashes instead (see
+//! [`super::buildkit`] and the README's "Classic vs BuildKit" table): only `RUN`, `COPY`,
+//! `ADD` and `WORKDIR` (not `/`) make a vertex and are cacheable; `ENV`, `ARG`, `USER`,
+//! `LABEL`, … change no vertex but `ENV`/`ARG` values and the user enter the key of every
+//! later `RUN` (BuildKit's exec env), never that of a `COPY`; a `COPY` source is keyed by its
+//! content checksum (no directory modes, links by their text); `RUN --mount=type=bind` keys
+//! its context source the same way; stages the target does not read are never built.
+//!
 //! Boundary: data in (parsed Dockerfile, manifest, options), data out ([`Plan`]). No I/O.
 
+use super::buildkit;
 use super::manifest::{feed_bytes, Hash, Manifest, ManifestEntry};
+use crate::builder::Builder;
 use crate::context::EntryKind;
 use crate::dockerfile::shell::{self, ExpandError, Lookup, MAX_TOTAL_EXPANDED};
 use crate::dockerfile::{Dockerfile, Instruction, Keyword};
@@ -33,6 +43,12 @@ pub struct PlanOptions {
     pub build_args: Vec<(String, String)>,
     /// `--target`.
     pub target: Option<String>,
+    /// Whose cache the keys predict.
+    pub builder: Builder,
+}
+
+fn is_classic(b: &Builder) -> bool {
+    *b == Builder::Classic
 }
 
 /// The keys of every step of a build.
@@ -44,6 +60,9 @@ pub struct Plan {
     pub dockerfile: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// The builder whose cache the keys predict (absent in JSON: classic).
+    #[serde(default, skip_serializing_if = "is_classic")]
+    pub builder: Builder,
     pub steps: Vec<PlanStep>,
     /// The manifest, kept in saved plans so `explain` can name the files that changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -76,6 +95,13 @@ pub struct PlanStep {
     /// `RUN`: the build args that take part in its key (`K=V`, sorted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub build_args: Vec<String>,
+    /// BuildKit `RUN`: the `ENV` values of the Dockerfile in its exec env (`K=V`, BuildKit's
+    /// order), so a miss can name the variable that changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// BuildKit: the step belongs to a stage the target does not read, so it is never built.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skipped: bool,
     /// `ADD <url>`: Docker downloads the source on every build and keys the layer by the
     /// downloaded content, which cannot be known offline; a known key is no promise of a hit.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -197,6 +223,10 @@ struct State {
     args: Vec<(String, Option<String>)>,
     shell: Vec<String>,
     workdir: String,
+    /// BuildKit: the env its `RUN`s get from the Dockerfile (`ARG` values and `ENV`).
+    llb_env: Vec<(String, String)>,
+    /// BuildKit: `USER`, which its `RUN`s (and `WORKDIR`'s mkdir) carry.
+    user: String,
 }
 
 impl State {
@@ -207,6 +237,8 @@ impl State {
             args: Vec::new(),
             shell: vec!["/bin/sh".into(), "-c".into()],
             workdir: String::new(),
+            llb_env: Vec::new(),
+            user: String::new(),
         }
     }
 
@@ -241,13 +273,15 @@ impl State {
     }
 }
 
-/// Flags the classic builder (Docker 20.10) accepts, per instruction.
-fn allowed_flags(k: Keyword) -> &'static [&'static str] {
-    match k {
-        Keyword::From => &["platform"],
-        Keyword::Copy => &["from", "chown", "chmod"],
-        Keyword::Add => &["chown", "chmod"],
-        Keyword::Healthcheck => &["interval", "timeout", "start-period", "retries"],
+/// Flags Docker 20.10 parses, per instruction and builder (`--chmod` is parsed by the classic
+/// builder only to be refused; the embedded BuildKit 0.8 frontend knows no `--link`).
+fn allowed_flags(k: Keyword, builder: Builder) -> &'static [&'static str] {
+    match (k, builder) {
+        (Keyword::From, _) => &["platform"],
+        (Keyword::Copy, _) => &["from", "chown", "chmod"],
+        (Keyword::Add, _) => &["chown", "chmod"],
+        (Keyword::Run, Builder::BuildKit) => &["mount", "network", "security"],
+        (Keyword::Healthcheck, _) => &["interval", "timeout", "start-period", "retries"],
         _ => &[],
     }
 }
@@ -295,14 +329,14 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
     for s in &steps {
         let ins = s.instruction;
         for f in &ins.flags {
-            if !allowed_flags(ins.keyword).contains(&f.name.as_str()) {
+            if !allowed_flags(ins.keyword, opts.builder).contains(&f.name.as_str()) {
                 return Err(PlanError::UnknownFlag {
                     name: name.into(),
                     line: ins.line,
                     flag: f.name.clone(),
                 });
             }
-            if f.name == "chmod" {
+            if f.name == "chmod" && opts.builder == Builder::Classic {
                 return Err(PlanError::NeedsBuildKit {
                     name: name.into(),
                     line: ins.line,
@@ -318,6 +352,16 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
     let mut stage_states: Vec<(Option<String>, State)> = Vec::new();
     let mut state = State::new(ZERO);
     let mut out = Vec::with_capacity(steps.len());
+    let bk = opts.builder == Builder::BuildKit;
+    // BuildKit: per stage (in `stage_states` order), the stages it reads.
+    let mut stage_deps: Vec<Vec<usize>> = Vec::new();
+    let stage_index = |states: &[(Option<String>, State)], from: &str| -> Option<usize> {
+        let lower = from.to_ascii_lowercase();
+        states
+            .iter()
+            .rposition(|(n, _)| n.as_deref() == Some(&lower))
+            .or_else(|| from.parse::<usize>().ok().filter(|&i| i + 1 < states.len()))
+    };
 
     for s in &steps {
         let ins = s.instruction;
@@ -334,8 +378,12 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
             build_args: Vec::new(),
             remote: false,
             image: None,
+            env: Vec::new(),
+            skipped: false,
         };
         let kw = ins.keyword.as_str().as_bytes();
+        // The key before this step: BuildKit keeps it for instructions that make no vertex.
+        let prev_key = state.key;
 
         if s.stage.is_none() {
             // A meta ARG: no layer, no cache; it only feeds FROM lines.
@@ -369,11 +417,11 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
                     });
                 }
                 let lower = image.to_ascii_lowercase();
-                let parent = stage_states
+                let parent_index = stage_states
                     .iter()
-                    .rev()
-                    .find(|(n, _)| n.as_deref() == Some(&lower))
-                    .map(|(_, st)| st.clone());
+                    .rposition(|(n, _)| n.as_deref() == Some(&lower));
+                let parent = parent_index.map(|i| stage_states[i].1.clone());
+                stage_deps.push(parent_index.into_iter().collect());
                 state = match parent {
                     Some(mut st) => {
                         st.key = chain(&st.key, &[b"FROM-stage"]);
@@ -418,6 +466,9 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
                             .and_then(|_| meta.iter().rev().find(|(n, _)| *n == k))
                             .map(|(_, v)| v.clone())
                     });
+                    if let Some(v) = &value {
+                        buildkit::add_or_replace(&mut state.llb_env, k.clone(), v.clone());
+                    }
                     match state.args.iter_mut().find(|(n, _)| *n == k) {
                         Some(slot) => slot.1 = value,
                         None => state.args.push((k, value)),
@@ -440,11 +491,25 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
                 }
                 if ins.keyword == Keyword::Env {
                     for (k, v) in updates {
+                        buildkit::add_or_replace(&mut state.llb_env, k.clone(), v.clone());
                         state.set_env(k, v);
                     }
                 }
                 let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
                 state.key = chain(&state.key, &refs);
+            }
+            Keyword::Run if bk => {
+                let deps = stage_deps.last_mut();
+                let mut parts = run_parts_buildkit(&state, ins, manifest, &mut step, |from| {
+                    stage_index(&stage_states, from).map(|i| (i, stage_states[i].1.key))
+                })
+                .map_err(|e| select_error(name, ins, e))?;
+                if let Some(d) = deps {
+                    d.append(&mut parts.1);
+                }
+                let refs: Vec<&[u8]> = parts.0.iter().map(Vec::as_slice).collect();
+                state.key = chain(&state.key, &refs);
+                step.build_args = state.run_args();
             }
             Keyword::Run => {
                 let cmd = command(&state, ins);
@@ -483,6 +548,10 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
                     ports.extend(expand_words(&w, &vars, esc).map_err(|e| xerr(ins, e))?);
                 }
                 state.key = chain(&state.key, &[kw, ports.join(" ").as_bytes()]);
+            }
+            Keyword::User if bk => {
+                let vars = state.vars();
+                state.user = expand(&ins.args, &vars, esc).map_err(|e| xerr(ins, e))?;
             }
             Keyword::User | Keyword::Stopsignal | Keyword::Volume => {
                 let vars = state.vars();
@@ -532,17 +601,13 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
                 let src_hash = match ins.flag("from") {
                     Some(from) => {
                         step.from = Some(from.to_string());
-                        let lower = from.to_ascii_lowercase();
-                        let by_name = stage_states
-                            .iter()
-                            .rev()
-                            .find(|(n, _)| n.as_deref() == Some(&lower));
-                        let by_index = from.parse::<usize>().ok().and_then(|i| {
-                            stage_states.get(i).filter(|_| i + 1 < stage_states.len())
-                        });
+                        let found = stage_index(&stage_states, from);
+                        if let (Some(i), Some(d)) = (found, stage_deps.last_mut()) {
+                            d.push(i);
+                        }
                         // The stage's final key stands for its filesystem: content we cannot
                         // see offline changes only when one of its steps misses.
-                        let base = match by_name.or(by_index) {
+                        let base = match found.map(|i| &stage_states[i]) {
                             Some((_, st)) => chain(&st.key, &[b"from-stage"]),
                             None => {
                                 step.image = Some(from.to_string());
@@ -555,10 +620,10 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
                     None => {
                         step.remote =
                             ins.keyword == Keyword::Add && sources.iter().any(|s| is_remote(s));
-                        let sel = if ins.keyword == Keyword::Add {
-                            select_add(manifest, &sources)
-                        } else {
-                            select(manifest, &sources)
+                        let sel = match (ins.keyword, bk) {
+                            (Keyword::Add, _) => select_add(manifest, &sources, opts.builder),
+                            (_, true) => buildkit::select(manifest, &sources),
+                            (_, false) => select(manifest, &sources),
                         };
                         let sel = sel.map_err(|e| select_error(name, ins, e))?;
                         step.files = sel
@@ -569,11 +634,52 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
                         sel.hash
                     }
                 };
-                state.key = chain(
-                    &state.key,
-                    &[kw, chown.as_bytes(), &src_hash, dest.as_bytes()],
-                );
+                state.key = if bk {
+                    // The copy op: the resolved destination and --chmod; not the env.
+                    let chmod = ins.flag("chmod").unwrap_or("");
+                    let dest = resolve_dest(&state.workdir, &dest);
+                    chain(
+                        &prev_key,
+                        &[
+                            b"bk-copy",
+                            kw,
+                            chown.as_bytes(),
+                            chmod.as_bytes(),
+                            &src_hash,
+                            dest.as_bytes(),
+                        ],
+                    )
+                } else {
+                    chain(
+                        &state.key,
+                        &[kw, chown.as_bytes(), &src_hash, dest.as_bytes()],
+                    )
+                };
                 step.sources = sources;
+            }
+        }
+        if bk {
+            match ins.keyword {
+                Keyword::Run | Keyword::Copy | Keyword::Add | Keyword::From => {}
+                // WORKDIR makes a mkdir vertex (with the user), except for `/`.
+                Keyword::Workdir if state.workdir != "/" => {
+                    state.key = chain(
+                        &prev_key,
+                        &[b"bk-mkdir", state.workdir.as_bytes(), state.user.as_bytes()],
+                    );
+                }
+                _ => {
+                    state.key = prev_key;
+                    step.cacheable = false;
+                }
+            }
+            if ins.keyword == Keyword::Run {
+                step.env = state
+                    .llb_env
+                    .iter()
+                    .filter(|(k, _)| state.env.iter().any(|(e, _)| e == k))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
             }
         }
         if let Some(last) = stage_states.last_mut() {
@@ -583,13 +689,90 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
         out.push(step);
     }
 
+    if bk && !stage_deps.is_empty() {
+        let needed = buildkit::needed_stages(&stage_deps, stage_deps.len() - 1);
+        for (step, s) in out.iter_mut().zip(&steps) {
+            if s.stage
+                .is_some_and(|i| !needed.get(i).copied().unwrap_or(true))
+            {
+                step.skipped = true;
+                step.cacheable = false;
+            }
+        }
+    }
+
     Ok(Plan {
         context_digest: manifest.digest(),
         dockerfile: df.name.clone(),
         target: opts.target.clone(),
+        builder: opts.builder,
         steps: out,
         manifest: None,
     })
+}
+
+/// The key parts of a BuildKit `RUN` (its exec op: command, env, cwd, user, mounts and the
+/// `--network`/`--security` flags), and the stages its mounts read. A bind mount of the
+/// context is keyed by its source's content checksum; its sources go to `step.sources`.
+fn run_parts_buildkit(
+    state: &State,
+    ins: &Instruction,
+    manifest: &Manifest,
+    step: &mut PlanStep,
+    stage: impl Fn(&str) -> Option<(usize, Hash)>,
+) -> Result<(Vec<Vec<u8>>, Vec<usize>), SelectError> {
+    let mut parts: Vec<Vec<u8>> = vec![b"bk-run".to_vec()];
+    let cmd = command(state, ins);
+    parts.push(format!("|{}", cmd.len()).into_bytes());
+    parts.extend(cmd.into_iter().map(String::into_bytes));
+    parts.push(format!("env|{}", state.llb_env.len()).into_bytes());
+    for (k, v) in &state.llb_env {
+        parts.push(format!("{k}={v}").into_bytes());
+    }
+    let cwd = if state.workdir.is_empty() {
+        "/"
+    } else {
+        state.workdir.as_str()
+    };
+    parts.push(cwd.as_bytes().to_vec());
+    parts.push(state.user.as_bytes().to_vec());
+    let mut deps = Vec::new();
+    for f in &ins.flags {
+        let value = f.value.as_deref().unwrap_or("");
+        parts.push(format!("--{}={value}", f.name).into_bytes());
+        if f.name != "mount" {
+            continue;
+        }
+        let m = buildkit::Mount::parse(value);
+        if m.reads_context() {
+            let sel = buildkit::select(manifest, std::slice::from_ref(&m.source))?;
+            step.files += sel
+                .entries
+                .iter()
+                .filter(|&&i| manifest.entries[i].kind != EntryKind::Dir)
+                .count();
+            parts.push(sel.hash.to_vec());
+            step.sources.push(m.source);
+        } else if let Some(from) = &m.from {
+            match stage(from) {
+                Some((i, key)) => {
+                    deps.push(i);
+                    parts.push(key.to_vec());
+                }
+                None => step.image = Some(from.clone()),
+            }
+        }
+    }
+    Ok((parts, deps))
+}
+
+/// A `COPY` destination as BuildKit's copy op holds it: relative to the `WORKDIR`.
+fn resolve_dest(workdir: &str, dest: &str) -> String {
+    if dest.starts_with('/') {
+        return dest.to_string();
+    }
+    let base = if workdir.is_empty() { "/" } else { workdir };
+    format!("{}/{dest}", base.trim_end_matches('/'))
 }
 
 fn select_error(name: &str, ins: &Instruction, e: SelectError) -> PlanError {
@@ -651,7 +834,15 @@ fn normalize_workdir(current: &str, requested: &str) -> String {
 /// downloads them on every build, so the step is marked [`PlanStep::remote`] and `explain`
 /// reports it as "may rebuild"). Only http(s) counts: the classic builder treats anything else,
 /// `git@…` included, as a path in the context.
-fn select_add(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError> {
+fn select_add(
+    m: &Manifest,
+    sources: &[String],
+    builder: Builder,
+) -> Result<Selection, SelectError> {
+    let select = |m: &Manifest, s: &[String]| match builder {
+        Builder::Classic => select(m, s),
+        Builder::BuildKit => buildkit::select(m, s),
+    };
     let (urls, local): (Vec<&String>, Vec<&String>) = sources.iter().partition(|s| is_remote(s));
     if urls.is_empty() {
         return select(m, sources);
@@ -722,7 +913,7 @@ fn walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/'))
 }
 
-enum Resolved {
+pub(super) enum Resolved {
     /// A path without symlinks (empty: the context root); it may not exist.
     Path(Vec<u8>),
     /// Too many links.
@@ -731,7 +922,7 @@ enum Resolved {
 
 /// Follows symlinks inside the context as Docker's `FollowSymlinkInScope` does: `..` never
 /// leaves the root, absolute targets start at the root.
-fn resolve(m: &Manifest, path: &[u8]) -> Resolved {
+pub(super) fn resolve_in(m: &Manifest, path: &[u8]) -> Resolved {
     let mut todo: std::collections::VecDeque<Vec<u8>> =
         path.split(|&c| c == b'/').map(<[u8]>::to_vec).collect();
     let mut cur: Vec<Vec<u8>> = Vec::new();
@@ -783,7 +974,7 @@ fn entry_sum_at(m: &Manifest, rel: &[u8], known: Option<&ManifestEntry>) -> Opti
     if let Some(e) = known.filter(|e| e.kind != EntryKind::Symlink) {
         return Some(record(e));
     }
-    match resolve(m, rel) {
+    match resolve_in(m, rel) {
         Resolved::Loop => None,
         Resolved::Path(p) => match m.get(&p) {
             Some(t) => Some(record(t)),
@@ -816,7 +1007,7 @@ fn copy_info(m: &Manifest, rel: &str, entries: &mut Vec<usize>) -> Result<Hash, 
         return Err(SelectError::Outside(rel.into()));
     }
     let rel_b = if cleaned == b"." { Vec::new() } else { cleaned };
-    let Resolved::Path(target) = resolve(m, &rel_b) else {
+    let Resolved::Path(target) = resolve_in(m, &rel_b) else {
         return Err(SelectError::NotFound(rel.into()));
     };
     let is_dir = target.is_empty() || m.get(&target).is_some_and(|e| e.kind == EntryKind::Dir);
@@ -903,6 +1094,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             target: None,
+            builder: Builder::Classic,
         };
         plan(&df, m, &opts)
             .unwrap()
@@ -1195,6 +1387,195 @@ mod tests {
         .unwrap();
         assert_eq!(p.steps[0].image, None);
         assert_eq!(p.steps[1].image.as_deref(), Some("other:2"));
+    }
+
+    fn bk(df: &str, m: &Manifest, args: &[(&str, &str)]) -> Plan {
+        let opts = PlanOptions {
+            build_args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            target: None,
+            builder: Builder::BuildKit,
+        };
+        plan(&parse(df, "Dockerfile").unwrap(), m, &opts).unwrap()
+    }
+
+    /// The first cacheable step (1-based) whose key `b` does not share with `a`.
+    fn first_bk_miss(a: &Plan, b: &Plan) -> Option<usize> {
+        let known: Vec<&str> = a.steps.iter().map(|s| s.key.as_str()).collect();
+        b.steps
+            .iter()
+            .find(|s| s.cacheable && !known.contains(&s.key.as_str()))
+            .map(|s| s.index)
+    }
+
+    /// Each case is a row of the README's "Classic vs BuildKit" table, verified on the engine.
+    #[test]
+    fn buildkit_metadata_makes_no_vertex_but_feeds_later_runs() {
+        let m = man(base());
+        let df = "FROM img\nARG U=1\nENV E=1\nLABEL l=1\nEXPOSE 1\nUSER 1\nCOPY app/ /app/\nRUN echo one\n";
+        let p0 = bk(df, &m, &[]);
+        let cacheable: Vec<bool> = p0.steps.iter().map(|s| s.cacheable).collect();
+        assert_eq!(
+            cacheable,
+            [false, false, false, false, false, false, true, true]
+        );
+        assert_eq!(p0.steps[7].env, ["E=1"]);
+        assert_eq!(p0.steps[7].build_args, ["U=1"]);
+        let edit = |a: &str, b: &str| first_bk_miss(&p0, &bk(&df.replace(a, b), &m, &[]));
+        // ENV, ARG and USER miss at the RUN, never at the COPY; LABEL and EXPOSE nowhere.
+        assert_eq!(edit("ENV E=1", "ENV E=2"), Some(8));
+        assert_eq!(edit("ARG U=1", "ARG U=2"), Some(8));
+        assert_eq!(edit("USER 1", "USER 2"), Some(8));
+        assert_eq!(edit("LABEL l=1", "LABEL l=2"), None);
+        assert_eq!(edit("EXPOSE 1", "EXPOSE 2"), None);
+        assert_eq!(first_bk_miss(&p0, &bk(df, &m, &[("U", "2")])), Some(8));
+        assert_eq!(first_bk_miss(&p0, &bk(df, &m, &[("Z", "2")])), None);
+        // ENV shadowing an ARG: the build arg no longer reaches the RUN.
+        let shadow = "FROM img\nARG V=1\nENV V=fixed\nRUN echo one\n";
+        let s0 = bk(shadow, &m, &[]);
+        assert_eq!(first_bk_miss(&s0, &bk(shadow, &m, &[("V", "2")])), None);
+        // A meta ARG reaches a RUN only when the stage declares it again.
+        let meta = "ARG M=1\nFROM img\nRUN echo one\n";
+        let m0 = bk(meta, &m, &[]);
+        assert_eq!(first_bk_miss(&m0, &bk(meta, &m, &[("M", "2")])), None);
+        let meta = "ARG M=1\nFROM img\nARG M\nRUN echo one\n";
+        let m0 = bk(meta, &m, &[]);
+        assert_eq!(first_bk_miss(&m0, &bk(meta, &m, &[("M", "2")])), Some(4));
+        // The classic builder misses at the metadata lines themselves.
+        let classic = keys(df, &m, &[]);
+        let changed = keys(&df.replace("LABEL l=1", "LABEL l=2"), &m, &[]);
+        assert_eq!(
+            first_diff(&classic, &changed),
+            Some(3),
+            "0-based: the LABEL"
+        );
+    }
+
+    #[test]
+    fn buildkit_workdir_is_a_vertex_except_the_root() {
+        let m = man(base());
+        let df = "FROM img\nWORKDIR /w1\nCOPY app/ app/\nRUN echo one\n";
+        let p0 = bk(df, &m, &[]);
+        assert!(p0.steps[1].cacheable);
+        assert_eq!(
+            first_bk_miss(&p0, &bk(&df.replace("/w1", "/w2"), &m, &[])),
+            Some(2)
+        );
+        let root = bk("FROM img\nWORKDIR /\nRUN echo one\n", &m, &[]);
+        assert!(!root.steps[1].cacheable);
+    }
+
+    #[test]
+    fn buildkit_copy_keys_follow_the_content_checksum() {
+        let df = "FROM img\nCOPY app/ /app/\nRUN echo one\nCOPY . /src/\n";
+        let mut v = base();
+        v.push(link("app/dang", "nowhere"));
+        v.push(dir("app/pkg"));
+        v.push(file("app/pkg/mod.py", 0o644, "m"));
+        let p0 = bk(df, &man(v.clone()), &[]);
+        let with = |f: &dyn Fn(&mut Vec<ManifestEntry>)| {
+            let mut w = v.clone();
+            f(&mut w);
+            first_bk_miss(&p0, &bk(df, &man(w), &[]))
+        };
+        let at = |w: &mut Vec<ManifestEntry>, p: &str| {
+            w.iter()
+                .position(|e| e.path == std::path::Path::new(p))
+                .unwrap()
+        };
+        assert_eq!(
+            with(&|w| {
+                let i = at(w, "app/pkg");
+                w[i].mode = 0o700
+            }),
+            None,
+            "directory modes do not count"
+        );
+        assert_eq!(
+            with(&|w| {
+                let i = at(w, "app/main.py");
+                w[i].mode = 0o4644
+            }),
+            Some(2)
+        );
+        assert_eq!(
+            with(&|w| {
+                let i = at(w, "app/dang");
+                w[i].link_target = Some("nowhere2".into())
+            }),
+            Some(2),
+            "a dangling link is hashed by its text"
+        );
+        assert_eq!(with(&|w| w.push(file("notes.txt", 0o644, "n"))), Some(4));
+        // --chmod is accepted and keyed; --link is not known to this engine's frontend.
+        let m = man(v);
+        let c0 = bk("FROM img\nCOPY --chmod=644 app/ /app/\n", &m, &[]);
+        let c1 = bk("FROM img\nCOPY --chmod=600 app/ /app/\n", &m, &[]);
+        assert_eq!(first_bk_miss(&c0, &c1), Some(2));
+        let link_df = parse("FROM img\nCOPY --link app/ /app/\n", "Dockerfile").unwrap();
+        let opts = PlanOptions {
+            builder: Builder::BuildKit,
+            ..PlanOptions::default()
+        };
+        assert!(matches!(
+            plan(&link_df, &m, &opts),
+            Err(PlanError::UnknownFlag { .. })
+        ));
+    }
+
+    #[test]
+    fn buildkit_bind_mounts_key_their_source() {
+        let df =
+            "FROM img\nRUN --mount=type=bind,source=req.txt,target=/r cat /r\nRUN echo after\n";
+        let p0 = bk(df, &man(base()), &[]);
+        assert_eq!(p0.steps[1].sources, ["req.txt"]);
+        assert_eq!(p0.steps[1].files, 1);
+        let mut v = base();
+        v.push(file("other.txt", 0o644, "o"));
+        assert_eq!(first_bk_miss(&p0, &bk(df, &man(v), &[])), None);
+        let mut v = base();
+        let i = v.len() - 1;
+        v[i] = file("req.txt", 0o644, "django");
+        assert_eq!(first_bk_miss(&p0, &bk(df, &man(v), &[])), Some(2));
+        let cache = "FROM img\nRUN --mount=type=cache,target=/c echo\n";
+        let k0 = bk(cache, &man(base()), &[]);
+        let k1 = bk(&cache.replace("/c", "/d"), &man(base()), &[]);
+        assert_eq!(first_bk_miss(&k0, &k1), Some(2));
+        // The classic builder refuses the flag.
+        let e = plan(
+            &parse(df, "Dockerfile").unwrap(),
+            &man(base()),
+            &PlanOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, PlanError::UnknownFlag { .. }), "{e}");
+    }
+
+    #[test]
+    fn buildkit_never_builds_stages_the_target_does_not_read() {
+        let df = "FROM img AS build\nCOPY req.txt /req.txt\nRUN make\n\
+FROM img AS unused\nCOPY app/ /a\nRUN echo unused\n\
+FROM img\nRUN echo final\nCOPY --from=build /out /out\n";
+        let p0 = bk(df, &man(base()), &[]);
+        let skipped: Vec<bool> = p0.steps.iter().map(|s| s.skipped).collect();
+        assert_eq!(
+            skipped,
+            [false, false, false, true, true, true, false, false, false]
+        );
+        assert!(p0.steps[3..6].iter().all(|s| !s.cacheable));
+        let mut v = base();
+        v[2] = file("app/main.py", 0o644, "print(2)");
+        assert_eq!(first_bk_miss(&p0, &bk(df, &man(v), &[])), None);
+        let mut v = base();
+        let i = v.len() - 1;
+        v[i] = file("req.txt", 0o644, "django");
+        assert_eq!(first_bk_miss(&p0, &bk(df, &man(v), &[])), Some(2));
+        // Read through FROM <stage> and RUN --mount=from: built.
+        let df = "FROM img AS a\nRUN echo a\nFROM img AS b\nRUN echo b\nFROM a\nRUN --mount=from=b,target=/b ls /b\n";
+        let p = bk(df, &man(base()), &[]);
+        assert!(p.steps.iter().all(|s| !s.skipped));
     }
 
     #[test]
