@@ -298,7 +298,14 @@ pub fn build(
     let build_args = buildargs::resolve_from_process(&req.build_args);
     let plan = manifest.as_ref().and_then(|m| {
         let text = text_with(&image_labels);
-        match plan_steps(&text, &df.display, m, &build_args, req.target.as_deref()) {
+        match plan_steps(
+            &text,
+            &df.display,
+            m,
+            &build_args,
+            req.target.as_deref(),
+            chosen.builder,
+        ) {
             Ok(p) => Some(p),
             Err(e) => {
                 sink.event(&Event::Degraded {
@@ -682,13 +689,14 @@ fn plan_steps(
     manifest: &Manifest,
     build_args: &[(String, String)],
     target: Option<&str>,
+    builder: Builder,
 ) -> anyhow::Result<Plan> {
     let df = crate::dockerfile::parse(text, display).map_err(diagnose)?;
     let opts = PlanOptions {
         build_args: build_args.to_vec(),
         target: target.map(str::to_string),
-        // Only classic builds reach here today; the BuildKit path passes its choice.
-        builder: Builder::Classic,
+        // The keys follow what the chosen builder hashes (see `key::buildkit`).
+        builder,
     };
     key::plan(&df, manifest, &opts).map_err(diagnose)
 }
