@@ -10,6 +10,10 @@
 #   3. an unchanged rebuild with the CPython corpus as the context (FROM scratch + COPY . /x,
 #      Dockerfile inside the context for both): ctxbuild re-keys warm and skips; docker
 #      uploads the whole context to learn that every step is cached: <= 0.05x.
+#   4. (part `buildkit`) BuildKit vs classic, both through ctxbuild and both through the 20.10
+#      docker CLI (`DOCKER_BUILDKIT=1 /usr/bin/docker build` vs `DOCKER_BUILDKIT=0`): a cold
+#      (--no-cache) and a fully cached (--force: no no-op skip) build of the example backend,
+#      and the corpus context (FROM scratch + COPY . /x, --no-cache). No target: figures.
 #
 # Usage: scripts/bench-image.sh [WORKDIR]   (default: a temp dir; needs hyperfine, a release build)
 #        BENCH_PARTS="backend noop-corpus" scripts/bench-image.sh   (only those parts; default
@@ -48,7 +52,7 @@ context = "corpus"
 app = "main:app"
 TOML
 
-parts=${BENCH_PARTS:-corpus backend noop-corpus}
+parts=${BENCH_PARTS:-corpus backend noop-corpus buildkit}
 want() { [[ " $parts " == *" $1 "* ]]; }
 rss_kb=0
 tag=ctxbuild-bench/corpus:1
@@ -100,6 +104,34 @@ docker rmi -f "$ntag-docker" "$ntag" >/dev/null 2>&1 || true
 rm -f "$corpus/Dockerfile"
 fi
 
+if want buildkit; then
+echo "== BuildKit vs classic"
+cd "$root"
+rm -rf "$work/bk-backend" && cp -a examples/backend "$work/bk-backend"
+"$bin" --progress none render backend --alpine --base-image "$pyimg" -o "$work/bk-backend/Dockerfile"
+kt=ctxbuild-bench/bk:1
+img="$bin --progress none image backend --alpine --base-image $pyimg"
+uptime
+hyperfine --warmup 0 --runs "${BENCH_COLD_RUNS:-3}" --export-json "$work/bk-cold.json" \
+    -n "ctxbuild buildkit (cold)" "$img --builder buildkit --no-cache -t $kt" \
+    -n "ctxbuild classic (cold)" "$img --builder classic --no-cache -t $kt-classic" \
+    -n "docker BuildKit (cold)" "DOCKER_BUILDKIT=1 /usr/bin/docker build -q --no-cache -t $kt-docker $work/bk-backend" \
+    -n "docker classic (cold)" "DOCKER_BUILDKIT=0 docker build -q --no-cache -t $kt-docker $work/bk-backend"
+hyperfine --warmup 1 --runs "$runs" --export-json "$work/bk-cached.json" \
+    -n "ctxbuild buildkit (cached)" "$img --builder buildkit --force -t $kt" \
+    -n "ctxbuild classic (cached)" "$img --builder classic --force -t $kt-classic" \
+    -n "docker BuildKit (cached)" "DOCKER_BUILDKIT=1 /usr/bin/docker build -q -t $kt-docker $work/bk-backend" \
+    -n "docker classic (cached)" "DOCKER_BUILDKIT=0 docker build -q -t $kt-docker $work/bk-backend"
+cd "$work"
+hyperfine --warmup 1 --runs "$runs" --export-json "$work/bk-corpus.json" \
+    -n "ctxbuild buildkit (corpus)" "$bin --progress none image corpus -f scratch.Dockerfile --no-check --no-cache --builder buildkit -t $kt-corpus" \
+    -n "ctxbuild classic (corpus)" "$bin --progress none image corpus -f scratch.Dockerfile --no-check --no-cache --builder classic -t $kt-corpus" \
+    -n "docker BuildKit (corpus)" "DOCKER_BUILDKIT=1 /usr/bin/docker build -q --no-cache -f scratch.Dockerfile -t $kt-corpus corpus" \
+    -n "docker classic (corpus)" "DOCKER_BUILDKIT=0 docker build -q --no-cache -f scratch.Dockerfile -t $kt-corpus corpus"
+uptime
+docker rmi -f "$kt" "$kt-classic" "$kt-docker" "$kt-corpus" >/dev/null 2>&1 || true
+fi
+
 python3 - "$work" "$rss_kb" <<'PY'
 import json, os, sys
 work, rss = sys.argv[1], int(sys.argv[2])
@@ -123,4 +155,14 @@ for name, label, target in rows:
     print(f"{label}: ctxbuild {c:.3f}s vs docker build {d:.3f}s = {q:.3f}x (target <= {target}x) {ok}")
 if rss:
     print(f"ctxbuild peak RSS (corpus --no-cache): {rss/1024:.1f} MiB (target <= 64 MiB)")
+for name in ("bk-cold", "bk-cached", "bk-corpus"):
+    path = f"{work}/{name}.json"
+    if not os.path.exists(path):
+        continue
+    r = json.load(open(path))["results"]
+    m = {x["command"]: x["mean"] for x in r}
+    means = [x["mean"] for x in r]
+    print(f"{name}: " + ", ".join(f"{x['command']} {x['mean']:.2f}s" for x in r))
+    print(f"  ctxbuild buildkit/classic = {means[0]/means[1]:.2f}x; docker BuildKit/classic = {means[2]/means[3]:.2f}x; "
+          f"ctxbuild buildkit/docker BuildKit = {means[0]/means[2]:.2f}x")
 PY
