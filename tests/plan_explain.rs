@@ -400,7 +400,12 @@ fn builder_choice_drives_the_keys() {
     let o = run(&ctx, &cache, &["plan", "--builder", "classic"]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("Dockerfile:4: Unknown flag: mount"),
+        stderr(&o).contains("Dockerfile:4: the --mount option requires BuildKit"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("pass --builder buildkit"),
         "{}",
         stderr(&o)
     );
