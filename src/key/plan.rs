@@ -79,7 +79,8 @@ pub struct PlanStep {
     pub line: usize,
     /// The instruction as Docker prints it after "Step N/M : ".
     pub instruction: String,
-    /// The cache key (hex).
+    /// The cache key (hex). BuildKit: a step that makes no vertex carries the key of the
+    /// vertex before it (the state it leaves is that state).
     pub key: String,
     /// Whether Docker consults its layer cache for this step (`FROM` and meta `ARG`s: no).
     pub cacheable: bool,
