@@ -397,10 +397,19 @@ fn builder_choice_drives_the_keys() {
     write_tree(&ctx, &[("Dockerfile", mount.as_str())]);
     let v = json(&ok(run(&ctx, &cache, &["plan", "--json"])));
     assert_eq!(v["builder"], "buildkit");
+    // auto scans as classic to find the Dockerfile, then again as BuildKit when it differs.
+    write_tree(&ctx, &[("Dockerfile.dockerignore", "app/pkg\n")]);
+    assert_eq!(files(&ok(run(&ctx, &cache, &["plan", "--json"]))), 1);
+    std::fs::remove_file(ctx.join("Dockerfile.dockerignore")).unwrap();
     let o = run(&ctx, &cache, &["plan", "--builder", "classic"]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("Dockerfile:4: Unknown flag: mount"),
+        stderr(&o).contains("Dockerfile:4: the --mount option requires BuildKit"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("pass --builder buildkit"),
         "{}",
         stderr(&o)
     );

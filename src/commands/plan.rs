@@ -6,7 +6,7 @@ use crate::cli::PlanArgs;
 use crate::ui::exit::ExitStatus;
 use crate::ui::printer::Printer;
 use anyhow::Context as _;
-use ctxbuild::builder::{Choice, ChoiceReason};
+use ctxbuild::builder::{Builder, Choice, ChoiceReason};
 use ctxbuild::config::Settings;
 use ctxbuild::key::compute::{compute, Computed, Note, Request};
 
@@ -116,10 +116,21 @@ pub fn run(
         } else {
             s.files.to_string()
         };
+        // BuildKit: a stage the target does not read is never built, and metadata lines
+        // make no vertex (their JSON key is the vertex before them).
+        let is_from = s
+            .instruction
+            .get(..4)
+            .is_some_and(|k| k.eq_ignore_ascii_case("from"));
+        let key = match plan.builder {
+            Builder::BuildKit if s.skipped => "skipped",
+            Builder::BuildKit if !s.cacheable && !is_from => "-",
+            _ => &s.key[..12],
+        };
         printer.line(&format!(
             "{:<8} {:<12} {:>6}  {}",
             format!("{}/{}", s.index, s.total),
-            &s.key[..12],
+            key,
             files,
             s.instruction
         ))?;

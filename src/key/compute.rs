@@ -181,6 +181,10 @@ pub fn compute(req: &Request, settings: &Settings) -> anyhow::Result<Computed> {
     let choice = builder::choose(req.builder, Some(&df), None);
     if choice.builder != scan_builder && buildkit_view_differs(&ctx, req.file) {
         ctx = scan_for(req.dir, req.file, choice.builder, settings)?;
+        notes.retain(|n| !matches!(n, Note::PlanFileSent { .. }));
+        if let Some(rel) = req.watch.and_then(|w| ctx.exposes(w)) {
+            notes.push(Note::PlanFileSent { rel });
+        }
     }
     notes.extend(df.warnings.iter().map(|w| Note::DockerfileWarning {
         file: df_name.clone(),

@@ -1,6 +1,6 @@
 //! Cache keys: the content manifest of a context, the stat cache that makes re-keying cheap,
-//! per-step keys that predict the classic builder's layer cache, and the diff that explains a
-//! miss.
+//! per-step keys that predict the classic builder's layer cache or BuildKit's (`buildkit`: what
+//! BuildKit hashes where it differs), and the diff that explains a miss.
 //!
 //! Pipeline position: after `context` (which decides what Docker sees), before `tarball` and
 //! `engine`. Boundary: returns data; never prints, never talks to Docker, reads only the files

@@ -79,7 +79,8 @@ pub struct PlanStep {
     pub line: usize,
     /// The instruction as Docker prints it after "Step N/M : ".
     pub instruction: String,
-    /// The cache key (hex).
+    /// The cache key (hex). BuildKit: a step that makes no vertex carries the key of the
+    /// vertex before it (the state it leaves is that state).
     pub key: String,
     /// Whether Docker consults its layer cache for this step (`FROM` and meta `ARG`s: no).
     pub cacheable: bool,
@@ -173,8 +174,11 @@ impl crate::diagnostics::Diagnose for PlanError {
             PlanError::NotFound { .. } | PlanError::NoMatch { .. } => {
                 Some("check the path against `ctxbuild ls`: .dockerignore may exclude it".into())
             }
+            PlanError::NeedsBuildKit { flag, .. } if flag == "chmod" => {
+                Some("drop the flag (use RUN chmod) or pass --builder buildkit".into())
+            }
             PlanError::NeedsBuildKit { .. } => {
-                Some("drop the flag (use RUN chmod) or build with BuildKit".into())
+                Some("drop the mount (COPY what the step needs) or pass --builder buildkit".into())
             }
             _ => None,
         }
@@ -329,15 +333,18 @@ pub fn plan(df: &Dockerfile, manifest: &Manifest, opts: &PlanOptions) -> Result<
     for s in &steps {
         let ins = s.instruction;
         for f in &ins.flags {
-            if !allowed_flags(ins.keyword, opts.builder).contains(&f.name.as_str()) {
-                return Err(PlanError::UnknownFlag {
+            // The classic builder of 20.10 knows these two only to refuse them by name.
+            let refused = opts.builder == Builder::Classic
+                && (f.name == "chmod" || (ins.keyword == Keyword::Run && f.name == "mount"));
+            if refused {
+                return Err(PlanError::NeedsBuildKit {
                     name: name.into(),
                     line: ins.line,
                     flag: f.name.clone(),
                 });
             }
-            if f.name == "chmod" && opts.builder == Builder::Classic {
-                return Err(PlanError::NeedsBuildKit {
+            if !allowed_flags(ins.keyword, opts.builder).contains(&f.name.as_str()) {
+                return Err(PlanError::UnknownFlag {
                     name: name.into(),
                     line: ins.line,
                     flag: f.name.clone(),
@@ -1543,14 +1550,17 @@ mod tests {
         let k0 = bk(cache, &man(base()), &[]);
         let k1 = bk(&cache.replace("/c", "/d"), &man(base()), &[]);
         assert_eq!(first_bk_miss(&k0, &k1), Some(2));
-        // The classic builder refuses the flag.
+        // The classic builder refuses the flag, as dockerd 20.10 words it.
         let e = plan(
             &parse(df, "Dockerfile").unwrap(),
             &man(base()),
             &PlanOptions::default(),
         )
         .unwrap_err();
-        assert!(matches!(e, PlanError::UnknownFlag { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "Dockerfile:2: the --mount option requires BuildKit (the classic builder refuses it)"
+        );
     }
 
     #[test]
