@@ -356,7 +356,7 @@ impl Trace {
             entry.cached |= v.cached;
             if !v.error.is_empty() && entry.error.is_empty() {
                 entry.error = cut(&v.error);
-                if self.failed.is_none() && entry.number.is_some() {
+                if self.failed.is_none() {
                     self.failed = Some(v.digest.clone());
                 }
             }
@@ -434,31 +434,33 @@ impl Trace {
         }
     }
 
-    /// The step that failed (or the last one announced), for error messages.
+    /// The step that failed (or the last one announced), for error messages; `None` when an
+    /// operation that is no step failed (e.g. `[internal] load build context`).
     pub fn failing(&self) -> Option<StepRecord> {
         let digest = self.failed.as_ref().or(self.order.last())?;
-        self.vertexes.get(digest).map(record)
-    }
-
-    /// The error the failing vertex reported, if any.
-    pub fn failing_error(&self) -> Option<&str> {
-        let d = self.failed.as_ref()?;
-        self.vertexes.get(d).map(|v| v.error.as_str())
+        self.vertexes
+            .get(digest)
+            .filter(|v| v.number.is_some())
+            .map(record)
     }
 
     /// The failure as the classic path reports it: the daemon's message and the exit code in
-    /// it (`… exit code: 3`).
+    /// it (`… exit code: 3`). An operation that is no step is named in the message.
     pub fn failure(&self, message: &str) -> (String, Option<i64>) {
-        let message = self
-            .failing_error()
-            .filter(|e| !e.is_empty())
-            .unwrap_or(message);
-        let code = exit_code_in(message).or_else(|| {
+        let failed = self.failed.as_ref().and_then(|d| self.vertexes.get(d));
+        let message = match failed {
+            Some(v) if v.number.is_none() && !v.error.is_empty() => {
+                format!("{}: {}", v.name, v.error)
+            }
+            Some(v) if !v.error.is_empty() => v.error.clone(),
+            _ => message.to_string(),
+        };
+        let code = exit_code_in(&message).or_else(|| {
             let (_, rest) = message.rsplit_once("exit code: ")?;
             let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
             digits.parse().ok()
         });
-        (message.to_string(), code)
+        (message, code)
     }
 
     /// The steps in number order (the order the classic builder lists them).
@@ -649,6 +651,27 @@ mod tests {
         let step = t.failing().unwrap();
         assert_eq!(step.instruction, "RUN exit 3");
         assert_eq!(step.tail, ["about to fail"]);
+    }
+
+    #[test]
+    fn a_failing_internal_operation_names_no_step() {
+        let mut t = Trace::new(Numbering::default());
+        let mut st = StatusResponse::default();
+        let mut from = vertex("sha256:a", "[1/2] FROM busybox");
+        from.started = ts(1);
+        from.completed = ts(1);
+        st.vertexes.push(from);
+        let mut load = vertex("sha256:l", "[internal] load build context");
+        load.error = "changes out of order".into();
+        st.vertexes.push(load);
+        t.feed_line(&trace_line(&st)).unwrap();
+        assert!(t.failing().is_none(), "not the FROM: {:?}", t.failing());
+        let (message, code) = t.failure("changes out of order");
+        assert_eq!(
+            message,
+            "[internal] load build context: changes out of order"
+        );
+        assert_eq!(code, None);
     }
 
     #[test]
