@@ -471,6 +471,25 @@ impl Trace {
             .filter_map(|d| self.vertexes.get(d))
             .map(record)
             .collect();
+        // Two stages FROM the same image share one vertex, named after the first: the later
+        // stage's FROM gets its row too (served from the image, as the classic path says).
+        for (_, stage) in &self.numbering.stages {
+            let Some(((from, text), rest)) = stage.split_first() else {
+                continue;
+            };
+            let has = |n: usize| steps.iter().any(|s| s.number == n);
+            if !has(*from) && rest.iter().any(|(n, _)| has(*n)) {
+                steps.push(StepRecord::from_parts(
+                    *from,
+                    self.numbering.total,
+                    text.clone(),
+                    StepStatus::Cached,
+                    0.0,
+                    0,
+                    VecDeque::new(),
+                ));
+            }
+        }
         steps.sort_by_key(|s| s.number);
         // The same instruction can show up as two vertexes (a stage used twice); keep one row.
         steps.dedup_by_key(|s| s.number);
@@ -672,6 +691,50 @@ mod tests {
             "[internal] load build context: changes out of order"
         );
         assert_eq!(code, None);
+    }
+
+    #[test]
+    fn a_stage_sharing_its_base_vertex_still_gets_its_from_row() {
+        let numbering = Numbering {
+            stages: vec![
+                (
+                    Some("build".into()),
+                    vec![(1, "FROM b AS build".into()), (2, "RUN x".into())],
+                ),
+                (
+                    None,
+                    vec![(3, "FROM b".into()), (4, "COPY --from=build /x /x".into())],
+                ),
+            ],
+            total: 4,
+        };
+        let mut t = Trace::new(numbering);
+        let mut st = StatusResponse::default();
+        for (d, name) in [
+            ("sha256:f", "[build 1/2] FROM docker.io/library/b"),
+            ("sha256:r", "[build 2/2] RUN x"),
+            ("sha256:c", "[stage-1 2/2] COPY --from=build /x /x"),
+        ] {
+            let mut v = vertex(d, name);
+            v.started = ts(1);
+            v.completed = ts(2);
+            st.vertexes.push(v);
+        }
+        t.feed_line(&trace_line(&st)).unwrap();
+        let rows: Vec<(usize, String)> = t
+            .steps()
+            .into_iter()
+            .map(|s| (s.number, s.instruction))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (1, "FROM b AS build".to_string()),
+                (2, "RUN x".into()),
+                (3, "FROM b".into()),
+                (4, "COPY --from=build /x /x".into())
+            ]
+        );
     }
 
     #[test]
