@@ -438,10 +438,29 @@ impl Trace {
     /// operation that is no step failed (e.g. `[internal] load build context`).
     pub fn failing(&self) -> Option<StepRecord> {
         let digest = self.failed.as_ref().or(self.order.last())?;
-        self.vertexes
-            .get(digest)
-            .filter(|v| v.number.is_some())
-            .map(record)
+        let v = self.vertexes.get(digest)?;
+        if v.number.is_some() {
+            return Some(record(v));
+        }
+        // A base that cannot be resolved fails BuildKit's metadata lookup before its FROM
+        // starts: blame the FROM, as the classic builder does.
+        let image = v.name.strip_prefix("[internal] load metadata for ")?;
+        self.numbering
+            .stages
+            .iter()
+            .filter_map(|(_, s)| s.first())
+            .find(|(_, text)| from_names(text, image))
+            .map(|(n, text)| {
+                StepRecord::from_parts(
+                    *n,
+                    self.numbering.total,
+                    text.clone(),
+                    StepStatus::Built,
+                    0.0,
+                    0,
+                    VecDeque::new(),
+                )
+            })
     }
 
     /// The failure as the classic path reports it: the daemon's message and the exit code in
@@ -495,6 +514,28 @@ impl Trace {
         steps.dedup_by_key(|s| s.number);
         steps
     }
+}
+
+/// Whether `FROM …` names `normalized` (BuildKit's spelling: `docker.io/library/x:latest`).
+fn from_names(from: &str, normalized: &str) -> bool {
+    let Some(image) = from
+        .split_whitespace()
+        .skip(1)
+        .find(|t| !t.starts_with("--"))
+    else {
+        return false;
+    };
+    let tagged = if image
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'))
+        || image.contains('@')
+    {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    };
+    normalized == tagged || normalized.ends_with(&format!("/{tagged}"))
 }
 
 fn record(v: &Vertex) -> StepRecord {
@@ -735,6 +776,36 @@ mod tests {
                 (4, "COPY --from=build /x /x".into())
             ]
         );
+    }
+
+    #[test]
+    fn an_unresolvable_base_is_blamed_on_its_from() {
+        let numbering = Numbering {
+            stages: vec![(None, vec![(1, "FROM python:3.12-alpine".into())])],
+            total: 3,
+        };
+        let mut t = Trace::new(numbering);
+        let mut st = StatusResponse::default();
+        let mut meta = vertex(
+            "sha256:m",
+            "[internal] load metadata for docker.io/library/python:3.12-alpine",
+        );
+        meta.error = "no such host".into();
+        st.vertexes.push(meta);
+        t.feed_line(&trace_line(&st)).unwrap();
+        let step = t.failing().expect("the FROM");
+        assert_eq!(
+            (step.number, step.instruction.as_str()),
+            (1, "FROM python:3.12-alpine")
+        );
+        assert!(from_names(
+            "FROM --platform=x busybox",
+            "docker.io/library/busybox:latest"
+        ));
+        assert!(!from_names(
+            "FROM busybox:1",
+            "docker.io/library/busybox:latest"
+        ));
     }
 
     #[test]
