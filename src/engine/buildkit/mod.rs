@@ -33,6 +33,8 @@ pub struct BuildKitInput {
     pub sources: Sources,
     /// Maps BuildKit's per-stage step numbers onto the classic builder's.
     pub numbering: Numbering,
+    /// Registry credentials BuildKit may ask for over the session (pulling a base image).
+    pub credentials: Option<super::DockerConfig>,
 }
 
 impl Engine {
@@ -72,6 +74,7 @@ impl Engine {
         let dockerfile_name = input.sources.dockerfile_name.clone();
         let sources = Arc::new(input.sources);
         let sent = Arc::new(AtomicU64::new(0));
+        let credentials = input.credentials.map(Arc::new);
         let numbering = input.numbering.clone();
         let mut trace = Trace::new(input.numbering);
 
@@ -84,7 +87,7 @@ impl Engine {
             let session = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return Err(EngineError::Interrupted),
-                s = session::start(&transport, &self.api_version, sources, Arc::clone(&sent), &shared_key) => s.map_err(|e| EngineError::Api {
+                s = session::start(&transport, &self.api_version, sources, Arc::clone(&sent), credentials, &shared_key) => s.map_err(|e| EngineError::Api {
                     host: host.clone(),
                     request: "POST /session".into(),
                     status: 0,

@@ -8,6 +8,7 @@
 //! caller before anything is opened.
 
 use super::filesync::{FileSyncService, Sources};
+use crate::engine::auth::DockerConfig;
 use crate::engine::host::Transport;
 use bollard_buildkit_proto::health::health_check_response::ServingStatus;
 use bollard_buildkit_proto::health::health_server::{Health, HealthServer};
@@ -85,6 +86,7 @@ pub async fn start(
     api_version: &str,
     sources: Arc<Sources>,
     sent: Arc<std::sync::atomic::AtomicU64>,
+    credentials: Option<Arc<DockerConfig>>,
     shared_key: &str,
 ) -> Result<Session, IoError> {
     let id = random_id();
@@ -112,7 +114,7 @@ pub async fn start(
         let _ = tonic::transport::Server::builder()
             .add_service(HealthServer::new(HealthService))
             .add_service(FileSyncServer::new(files))
-            .add_service(AuthServer::new(AuthService))
+            .add_service(AuthServer::new(AuthService { credentials }))
             .serve_with_incoming(futures_util::stream::iter([Ok::<_, std::io::Error>(io)]))
             .await;
     });
@@ -209,17 +211,48 @@ impl Health for HealthService {
     }
 }
 
-/// Registry credentials asked over the session: anonymous (only local images and the
-/// unauthenticated local registry are reachable from a ctxbuild build).
-struct AuthService;
+/// Registry credentials asked over the session, from the docker CLI's configuration and
+/// credential helpers (BuildKit asks here, not in `/build`'s auth header: moby issue 48112).
+/// Anonymous when none are configured.
+struct AuthService {
+    credentials: Option<Arc<DockerConfig>>,
+}
 
 #[tonic::async_trait]
 impl Auth for AuthService {
     async fn credentials(
         &self,
-        _: Request<CredentialsRequest>,
+        request: Request<CredentialsRequest>,
     ) -> Result<Response<CredentialsResponse>, Status> {
-        Ok(Response::new(CredentialsResponse::default()))
+        let Some(config) = self.credentials.clone() else {
+            return Ok(Response::new(CredentialsResponse::default()));
+        };
+        let host = request.into_inner().host;
+        // Docker Hub's API host is configured under docker.io.
+        let image = match host.as_str() {
+            "registry-1.docker.io" | "index.docker.io" => "docker.io/library/x".to_string(),
+            h => format!("{h}/x"),
+        };
+        // A credential helper is a process: keep it off the session's I/O thread.
+        let found = tokio::task::spawn_blocking(move || config.credentials_for(&image))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let answer = match found {
+            Some(c) => match (c.identity_token, c.username, c.password) {
+                (Some(token), _, _) => CredentialsResponse {
+                    username: String::new(),
+                    secret: token,
+                },
+                (None, Some(user), Some(pass)) => CredentialsResponse {
+                    username: user,
+                    secret: pass,
+                },
+                _ => CredentialsResponse::default(),
+            },
+            None => CredentialsResponse::default(),
+        };
+        Ok(Response::new(answer))
     }
     async fn fetch_token(
         &self,
