@@ -105,12 +105,15 @@ impl LineSplitter {
     }
 }
 
+/// A step's classic number and its Dockerfile text.
+pub type NumberedStep = (usize, String);
+
 /// Classic step numbers of BuildKit's per-stage steps.
 #[derive(Debug, Clone, Default)]
 pub struct Numbering {
     /// Per stage in Dockerfile order: its name (`AS name`, lowercased) and the classic numbers
     /// and text of its FROM, RUN, COPY, ADD and WORKDIR instructions in order.
-    pub stages: Vec<(Option<String>, Vec<(usize, String)>)>,
+    pub stages: Vec<(Option<String>, Vec<NumberedStep>)>,
     /// The classic builder's step count.
     pub total: usize,
 }
@@ -118,7 +121,7 @@ pub struct Numbering {
 impl Numbering {
     /// The classic number of step `index` (1-based) of the stage BuildKit labels `label`
     /// (`None` for a one-stage Dockerfile).
-    fn classic(&self, label: Option<&str>, index: usize) -> Option<&(usize, String)> {
+    fn classic(&self, label: Option<&str>, index: usize) -> Option<&NumberedStep> {
         let stage = match label {
             None if self.stages.len() == 1 => &self.stages[0],
             None => return None,
