@@ -87,12 +87,25 @@ impl Engine {
             let session = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return Err(EngineError::Interrupted),
-                s = session::start(&transport, &self.api_version, sources, Arc::clone(&sent), credentials, &shared_key) => s.map_err(|e| EngineError::Api {
-                    host: host.clone(),
-                    request: "POST /session".into(),
-                    status: 0,
-                    message: e.to_string(),
-                })?,
+                s = session::start(&transport, &self.api_version, sources, Arc::clone(&sent), credentials, &shared_key) => match s {
+                    Ok(s) => s,
+                    Err(e) => return Err(match e.downcast::<session::Refused>() {
+                        Ok(r) => EngineError::Api {
+                            host: host.clone(),
+                            request: "POST /session".into(),
+                            status: r.status,
+                            message: r.message,
+                        },
+                        Err(e) if super::error::connect_problem(&*e).is_some() => {
+                            EngineError::Unreachable {
+                                host: host.clone(),
+                                from: self.config.source,
+                                cause: e,
+                            }
+                        }
+                        Err(e) => broken(e),
+                    }),
+                },
             };
             let query = build_query(opts, &session.id, &dockerfile_name);
             let path = format!("/v{}/build?{query}", self.api_version);

@@ -41,6 +41,14 @@ const METHODS: &[&str] = &[
 /// A transport failure of the session or build connection.
 pub type IoError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The engine answered `/session` with something other than the protocol switch.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    pub status: u16,
+    pub message: String,
+}
+
 /// A byte stream to the engine (unix socket or TCP).
 trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
@@ -105,7 +113,14 @@ pub async fn start(
         let status = res.status();
         let body = res.into_body().collect().await?.to_bytes();
         let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-        return Err(format!("POST /session answered {status}: {}", text.trim()).into());
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| text.trim().to_string());
+        return Err(Box::new(Refused {
+            status: status.as_u16(),
+            message,
+        }));
     }
     let upgraded = hyper::upgrade::on(res).await?;
     let io = Upgraded(TokioIo::new(upgraded));
