@@ -27,6 +27,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use trace::{Ending, LineSplitter, Trace};
 
+/// The most bytes of an HTTP error answer read.
+pub(crate) const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
 /// What a BuildKit build needs beyond [`BuildOptions`].
 #[derive(Debug)]
 pub struct BuildKitInput {
@@ -116,7 +119,11 @@ impl Engine {
             };
             if !res.status().is_success() {
                 let status = res.status().as_u16();
-                let body = res.into_body().collect().await.map_err(|e| broken(e.into()))?;
+                // An error answer is short; a hostile one is cut, not held whole.
+                let body = http_body_util::Limited::new(res.into_body(), ERROR_BODY_LIMIT)
+                    .collect()
+                    .await
+                    .map_err(broken)?;
                 let bytes = body.to_bytes();
                 let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
                 let message = serde_json::from_str::<serde_json::Value>(&text)

@@ -111,7 +111,10 @@ pub async fn start(
     let res = request(transport, b.body(Empty::new())?).await?;
     if res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         let status = res.status();
-        let body = res.into_body().collect().await?.to_bytes();
+        let body = http_body_util::Limited::new(res.into_body(), super::ERROR_BODY_LIMIT)
+            .collect()
+            .await?
+            .to_bytes();
         let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
         let message = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
