@@ -367,9 +367,10 @@ impl Trace {
             self.announce(&digest, out);
         }
         for s in st.statuses {
-            // A FROM with byte-counting statuses is pulling its layers.
-            if s.total > 0 {
-                if let Some(v) = self.vertexes.get_mut(&s.vertex) {
+            // A base from the docker image store resolves silently; a FROM with statuses
+            // (`resolve …`, layer downloads) went to a registry, as a classic pull does.
+            if let Some(v) = self.vertexes.get_mut(&s.vertex) {
+                if v.is_from() {
                     v.pulled = true;
                 }
             }
@@ -809,6 +810,31 @@ mod tests {
             "FROM busybox:1",
             "docker.io/library/busybox:latest"
         ));
+    }
+
+    #[test]
+    fn a_from_that_resolves_in_a_registry_is_built_one_from_the_store_cached() {
+        let numbering = Numbering {
+            stages: vec![(None, vec![(1, "FROM r/b:1".into())])],
+            total: 1,
+        };
+        let mut t = Trace::new(numbering.clone());
+        let mut st = StatusResponse::default();
+        let mut from = vertex("sha256:f", "[1/1] FROM r/b:1");
+        from.started = ts(1);
+        from.completed = ts(2);
+        st.vertexes.push(from);
+        t.feed_line(&trace_line(&st)).unwrap();
+        assert_eq!(t.steps()[0].status, StepStatus::Cached);
+        st.statuses
+            .push(bollard_buildkit_proto::moby::buildkit::v1::VertexStatus {
+                id: "resolve r/b:1".into(),
+                vertex: "sha256:f".into(),
+                ..Default::default()
+            });
+        let mut t = Trace::new(numbering);
+        t.feed_line(&trace_line(&st)).unwrap();
+        assert_eq!(t.steps()[0].status, StepStatus::Built);
     }
 
     #[test]
