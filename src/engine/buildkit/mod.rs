@@ -22,7 +22,6 @@ use super::host::Transport;
 use super::steps::StepRecord;
 use super::Engine;
 use http_body_util::BodyExt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use trace::{Ending, LineSplitter, Trace};
@@ -76,7 +75,7 @@ impl Engine {
         .to_string();
         let dockerfile_name = input.sources.dockerfile_name.clone();
         let sources = Arc::new(input.sources);
-        let sent = Arc::new(AtomicU64::new(0));
+        let sent = Arc::new(filesync::Transfer::new(started));
         let credentials = input.credentials.map(Arc::new);
         let numbering = input.numbering.clone();
         let mut trace = Trace::new(input.numbering);
@@ -197,8 +196,8 @@ impl Engine {
                     warnings: trace.warnings.clone(),
                     // BuildKit pulls files as steps need them: the bytes are what it asked for
                     // (the files it already held are not sent again), over the whole build.
-                    upload_bytes: sent.load(Ordering::Relaxed),
-                    upload_seconds: 0.0,
+                    upload_bytes: sent.bytes(),
+                    upload_seconds: sent.seconds(),
                     seconds: started.elapsed().as_secs_f64(),
                 })
             }

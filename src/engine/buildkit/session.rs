@@ -93,7 +93,7 @@ pub async fn start(
     transport: &Transport,
     api_version: &str,
     sources: Arc<Sources>,
-    sent: Arc<std::sync::atomic::AtomicU64>,
+    sent: Arc<super::filesync::Transfer>,
     credentials: Option<Arc<DockerConfig>>,
     shared_key: &str,
 ) -> Result<Session, IoError> {
