@@ -331,6 +331,54 @@ mod tests {
     use super::*;
 
     #[test]
+    fn layer_sizes_follow_the_final_stage_in_the_history() {
+        use crate::engine::steps::StepStatus;
+        use std::collections::VecDeque;
+        // FROM b (1) / RUN (2) // FROM b (3) / ENV (4) / COPY (5) / CMD (6)
+        let numbering = Numbering {
+            stages: vec![
+                (None, vec![(1, "FROM b".into()), (2, "RUN x".into())]),
+                (None, vec![(3, "FROM b".into()), (5, "COPY a /a".into())]),
+            ],
+            total: 6,
+        };
+        let row = |n: usize, text: &str| {
+            StepRecord::from_parts(
+                n,
+                6,
+                text.into(),
+                StepStatus::Built,
+                0.0,
+                0,
+                VecDeque::new(),
+            )
+        };
+        let steps = vec![
+            row(1, "FROM b"),
+            row(2, "RUN x"),
+            row(3, "FROM b"),
+            row(5, "COPY a /a"),
+        ];
+        let layer = |size: u64, by: &str| HistoryLayer {
+            id: "<missing>".into(),
+            size,
+            created_by: by.into(),
+        };
+        // Newest first: CMD, COPY, ENV, then the base's two entries.
+        let history = [
+            layer(0, "CMD"),
+            layer(7, "COPY a /a # buildkit"),
+            layer(0, "ENV"),
+            layer(100, "base 2"),
+            layer(1000, "base 1"),
+        ];
+        let sized = with_layer_sizes(steps, &history, &numbering);
+        let sizes: Vec<(usize, Option<u64>)> =
+            sized.iter().map(|s| (s.number, s.layer_size)).collect();
+        assert_eq!(sizes, [(1, None), (2, None), (3, Some(1100)), (5, Some(7))]);
+    }
+
+    #[test]
     fn the_query_carries_the_session_and_encodes_values() {
         let opts = BuildOptions {
             build_args: vec![("A".into(), "x y&z".into())],
