@@ -220,6 +220,18 @@ impl Diagnose for EngineError {
                 "the base image of `{}` is neither local nor pullable from here: pull or build it where the engine can see it, or change the FROM line",
                 step.instruction
             )),
+            EngineError::BuildFailed {
+                step: None,
+                message,
+                ..
+            } if message.contains("resolve image config for")
+                && message.contains("docker/dockerfile") =>
+            {
+                Some(
+                    "a `# syntax=` line makes BuildKit pull that frontend image, and the engine cannot pull it: remove the line to use the engine's built-in Dockerfile frontend, or make the image pullable"
+                        .into(),
+                )
+            }
             EngineError::BuildFailed { code: Some(_), .. } => Some(
                 "rerun with --progress plain to see the whole output of the failing step".into(),
             ),

@@ -406,6 +406,11 @@ pub fn build(
         // BuildKit reads the Dockerfile from its own source: served from memory, under the
         // name the daemon is told, whether it exists on disk or was rendered.
         let input = engine::BuildKitInput {
+            // Unreadable configuration: anonymous pulls, as the classic path's build does.
+            credentials: DockerConfig::load(
+                engine::auth::config_dir(&|k| std::env::var(k).ok()).as_deref(),
+            )
+            .ok(),
             numbering: parsed_numbering(&text, &df.display, req.target.as_deref()),
             sources: engine::Sources {
                 root: scanned.root.clone(),

@@ -106,8 +106,14 @@ impl Renderer {
                 } else {
                     self.paint("BUILT ", console::Style::new().yellow())
                 };
+                // BuildKit makes no image per step: then there is no id to show.
+                let arrow = if image_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ---> {image_id}")
+                };
                 format!(
-                    "#{number} {status} {:>5.1}s  {} ---> {image_id}",
+                    "#{number} {status} {:>5.1}s  {}{arrow}",
                     at.elapsed().as_secs_f64(),
                     // Printed lines are not cut to the terminal like live bars are.
                     console::truncate_str(instr, 56, "…")

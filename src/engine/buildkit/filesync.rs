@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
@@ -57,8 +58,42 @@ pub struct Sources {
 #[derive(Debug, Clone)]
 pub struct FileSyncService {
     pub sources: Arc<Sources>,
-    /// File bytes sent to the daemon so far (what the report calls the context sent).
-    pub sent: Arc<AtomicU64>,
+    /// What was sent to the daemon so far (what the report calls the context sent).
+    pub sent: Arc<Transfer>,
+}
+
+/// Bytes sent and when the last of them went, shared between the session and the build.
+#[derive(Debug)]
+pub struct Transfer {
+    since: Instant,
+    bytes: AtomicU64,
+    last_ns: AtomicU64,
+}
+
+impl Transfer {
+    pub fn new(since: Instant) -> Transfer {
+        Transfer {
+            since,
+            bytes: AtomicU64::new(0),
+            last_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn add(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let ns = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// File bytes sent.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Seconds from the start to the last byte sent (BuildKit asks for files as it goes).
+    pub fn seconds(&self) -> f64 {
+        self.last_ns.load(Ordering::Relaxed) as f64 / 1e9
+    }
 }
 
 /// One entry as sent: its stat, and where to read it when it is a regular file.
@@ -137,7 +172,7 @@ impl FileSync for FileSyncService {
 async fn serve(
     items: Vec<Item>,
     sources: Arc<Sources>,
-    sent: Arc<AtomicU64>,
+    sent: Arc<Transfer>,
     mut incoming: Streaming<Packet>,
     tx: mpsc::Sender<Result<Packet, Status>>,
 ) {
@@ -201,7 +236,7 @@ async fn send_data(
     id: u32,
     what: &Readable,
     sources: &Sources,
-    sent: &AtomicU64,
+    sent: &Transfer,
     tx: &mpsc::Sender<Result<Packet, Status>>,
 ) -> Result<(), Status> {
     let data = |data: Vec<u8>| Packet {
@@ -218,7 +253,7 @@ async fn send_data(
                 _ => &sources.dockerfile,
             };
             for c in bytes.chunks(CHUNK) {
-                sent.fetch_add(c.len() as u64, Ordering::Relaxed);
+                sent.add(c.len());
                 tx.send(Ok(data(c.to_vec()))).await.map_err(|_| closed())?;
             }
         }
@@ -241,7 +276,7 @@ async fn send_data(
                     break;
                 }
                 buf.truncate(n);
-                sent.fetch_add(n as u64, Ordering::Relaxed);
+                sent.add(n);
                 tx.send(Ok(data(buf))).await.map_err(|_| closed())?;
             }
         }

@@ -22,10 +22,12 @@ use super::host::Transport;
 use super::steps::StepRecord;
 use super::Engine;
 use http_body_util::BodyExt;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use trace::{Ending, LineSplitter, Trace};
+
+/// The most bytes of an HTTP error answer read.
+pub(crate) const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// What a BuildKit build needs beyond [`BuildOptions`].
 #[derive(Debug)]
@@ -33,6 +35,8 @@ pub struct BuildKitInput {
     pub sources: Sources,
     /// Maps BuildKit's per-stage step numbers onto the classic builder's.
     pub numbering: Numbering,
+    /// Registry credentials BuildKit may ask for over the session (pulling a base image).
+    pub credentials: Option<super::DockerConfig>,
 }
 
 impl Engine {
@@ -71,7 +75,8 @@ impl Engine {
         .to_string();
         let dockerfile_name = input.sources.dockerfile_name.clone();
         let sources = Arc::new(input.sources);
-        let sent = Arc::new(AtomicU64::new(0));
+        let sent = Arc::new(filesync::Transfer::new(started));
+        let credentials = input.credentials.map(Arc::new);
         let numbering = input.numbering.clone();
         let mut trace = Trace::new(input.numbering);
 
@@ -84,12 +89,25 @@ impl Engine {
             let session = tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return Err(EngineError::Interrupted),
-                s = session::start(&transport, &self.api_version, sources, Arc::clone(&sent), &shared_key) => s.map_err(|e| EngineError::Api {
-                    host: host.clone(),
-                    request: "POST /session".into(),
-                    status: 0,
-                    message: e.to_string(),
-                })?,
+                s = session::start(&transport, &self.api_version, sources, Arc::clone(&sent), credentials, &shared_key) => match s {
+                    Ok(s) => s,
+                    Err(e) => return Err(match e.downcast::<session::Refused>() {
+                        Ok(r) => EngineError::Api {
+                            host: host.clone(),
+                            request: "POST /session".into(),
+                            status: r.status,
+                            message: r.message,
+                        },
+                        Err(e) if super::error::connect_problem(&*e).is_some() => {
+                            EngineError::Unreachable {
+                                host: host.clone(),
+                                from: self.config.source,
+                                cause: e,
+                            }
+                        }
+                        Err(e) => broken(e),
+                    }),
+                },
             };
             let query = build_query(opts, &session.id, &dockerfile_name);
             let path = format!("/v{}/build?{query}", self.api_version);
@@ -100,7 +118,11 @@ impl Engine {
             };
             if !res.status().is_success() {
                 let status = res.status().as_u16();
-                let body = res.into_body().collect().await.map_err(|e| broken(e.into()))?;
+                // An error answer is short; a hostile one is cut, not held whole.
+                let body = http_body_util::Limited::new(res.into_body(), ERROR_BODY_LIMIT)
+                    .collect()
+                    .await
+                    .map_err(broken)?;
                 let bytes = body.to_bytes();
                 let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
                 let message = serde_json::from_str::<serde_json::Value>(&text)
@@ -174,8 +196,8 @@ impl Engine {
                     warnings: trace.warnings.clone(),
                     // BuildKit pulls files as steps need them: the bytes are what it asked for
                     // (the files it already held are not sent again), over the whole build.
-                    upload_bytes: sent.load(Ordering::Relaxed),
-                    upload_seconds: 0.0,
+                    upload_bytes: sent.bytes(),
+                    upload_seconds: sent.seconds(),
                     seconds: started.elapsed().as_secs_f64(),
                 })
             }
@@ -307,6 +329,54 @@ fn with_layer_sizes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layer_sizes_follow_the_final_stage_in_the_history() {
+        use crate::engine::steps::StepStatus;
+        use std::collections::VecDeque;
+        // FROM b (1) / RUN (2) // FROM b (3) / ENV (4) / COPY (5) / CMD (6)
+        let numbering = Numbering {
+            stages: vec![
+                (None, vec![(1, "FROM b".into()), (2, "RUN x".into())]),
+                (None, vec![(3, "FROM b".into()), (5, "COPY a /a".into())]),
+            ],
+            total: 6,
+        };
+        let row = |n: usize, text: &str| {
+            StepRecord::from_parts(
+                n,
+                6,
+                text.into(),
+                StepStatus::Built,
+                0.0,
+                0,
+                VecDeque::new(),
+            )
+        };
+        let steps = vec![
+            row(1, "FROM b"),
+            row(2, "RUN x"),
+            row(3, "FROM b"),
+            row(5, "COPY a /a"),
+        ];
+        let layer = |size: u64, by: &str| HistoryLayer {
+            id: "<missing>".into(),
+            size,
+            created_by: by.into(),
+        };
+        // Newest first: CMD, COPY, ENV, then the base's two entries.
+        let history = [
+            layer(0, "CMD"),
+            layer(7, "COPY a /a # buildkit"),
+            layer(0, "ENV"),
+            layer(100, "base 2"),
+            layer(1000, "base 1"),
+        ];
+        let sized = with_layer_sizes(steps, &history, &numbering);
+        let sizes: Vec<(usize, Option<u64>)> =
+            sized.iter().map(|s| (s.number, s.layer_size)).collect();
+        assert_eq!(sizes, [(1, None), (2, None), (3, Some(1100)), (5, Some(7))]);
+    }
 
     #[test]
     fn the_query_carries_the_session_and_encodes_values() {

@@ -8,6 +8,7 @@
 //! caller before anything is opened.
 
 use super::filesync::{FileSyncService, Sources};
+use crate::engine::auth::DockerConfig;
 use crate::engine::host::Transport;
 use bollard_buildkit_proto::health::health_check_response::ServingStatus;
 use bollard_buildkit_proto::health::health_server::{Health, HealthServer};
@@ -39,6 +40,14 @@ const METHODS: &[&str] = &[
 
 /// A transport failure of the session or build connection.
 pub type IoError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The engine answered `/session` with something other than the protocol switch.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Refused {
+    pub status: u16,
+    pub message: String,
+}
 
 /// A byte stream to the engine (unix socket or TCP).
 trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -84,7 +93,8 @@ pub async fn start(
     transport: &Transport,
     api_version: &str,
     sources: Arc<Sources>,
-    sent: Arc<std::sync::atomic::AtomicU64>,
+    sent: Arc<super::filesync::Transfer>,
+    credentials: Option<Arc<DockerConfig>>,
     shared_key: &str,
 ) -> Result<Session, IoError> {
     let id = random_id();
@@ -101,9 +111,19 @@ pub async fn start(
     let res = request(transport, b.body(Empty::new())?).await?;
     if res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         let status = res.status();
-        let body = res.into_body().collect().await?.to_bytes();
+        let body = http_body_util::Limited::new(res.into_body(), super::ERROR_BODY_LIMIT)
+            .collect()
+            .await?
+            .to_bytes();
         let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-        return Err(format!("POST /session answered {status}: {}", text.trim()).into());
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("message")?.as_str().map(str::to_string))
+            .unwrap_or_else(|| text.trim().to_string());
+        return Err(Box::new(Refused {
+            status: status.as_u16(),
+            message,
+        }));
     }
     let upgraded = hyper::upgrade::on(res).await?;
     let io = Upgraded(TokioIo::new(upgraded));
@@ -112,7 +132,7 @@ pub async fn start(
         let _ = tonic::transport::Server::builder()
             .add_service(HealthServer::new(HealthService))
             .add_service(FileSyncServer::new(files))
-            .add_service(AuthServer::new(AuthService))
+            .add_service(AuthServer::new(AuthService { credentials }))
             .serve_with_incoming(futures_util::stream::iter([Ok::<_, std::io::Error>(io)]))
             .await;
     });
@@ -209,17 +229,48 @@ impl Health for HealthService {
     }
 }
 
-/// Registry credentials asked over the session: anonymous (only local images and the
-/// unauthenticated local registry are reachable from a ctxbuild build).
-struct AuthService;
+/// Registry credentials asked over the session, from the docker CLI's configuration and
+/// credential helpers (BuildKit asks here, not in `/build`'s auth header: moby issue 48112).
+/// Anonymous when none are configured.
+struct AuthService {
+    credentials: Option<Arc<DockerConfig>>,
+}
 
 #[tonic::async_trait]
 impl Auth for AuthService {
     async fn credentials(
         &self,
-        _: Request<CredentialsRequest>,
+        request: Request<CredentialsRequest>,
     ) -> Result<Response<CredentialsResponse>, Status> {
-        Ok(Response::new(CredentialsResponse::default()))
+        let Some(config) = self.credentials.clone() else {
+            return Ok(Response::new(CredentialsResponse::default()));
+        };
+        let host = request.into_inner().host;
+        // Docker Hub's API host is configured under docker.io.
+        let image = match host.as_str() {
+            "registry-1.docker.io" | "index.docker.io" => "docker.io/library/x".to_string(),
+            h => format!("{h}/x"),
+        };
+        // A credential helper is a process: keep it off the session's I/O thread.
+        let found = tokio::task::spawn_blocking(move || config.credentials_for(&image))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let answer = match found {
+            Some(c) => match (c.identity_token, c.username, c.password) {
+                (Some(token), _, _) => CredentialsResponse {
+                    username: String::new(),
+                    secret: token,
+                },
+                (None, Some(user), Some(pass)) => CredentialsResponse {
+                    username: user,
+                    secret: pass,
+                },
+                _ => CredentialsResponse::default(),
+            },
+            None => CredentialsResponse::default(),
+        };
+        Ok(Response::new(answer))
     }
     async fn fetch_token(
         &self,

@@ -105,12 +105,15 @@ impl LineSplitter {
     }
 }
 
+/// A step's classic number and its Dockerfile text.
+pub type NumberedStep = (usize, String);
+
 /// Classic step numbers of BuildKit's per-stage steps.
 #[derive(Debug, Clone, Default)]
 pub struct Numbering {
     /// Per stage in Dockerfile order: its name (`AS name`, lowercased) and the classic numbers
     /// and text of its FROM, RUN, COPY, ADD and WORKDIR instructions in order.
-    pub stages: Vec<(Option<String>, Vec<(usize, String)>)>,
+    pub stages: Vec<(Option<String>, Vec<NumberedStep>)>,
     /// The classic builder's step count.
     pub total: usize,
 }
@@ -118,7 +121,7 @@ pub struct Numbering {
 impl Numbering {
     /// The classic number of step `index` (1-based) of the stage BuildKit labels `label`
     /// (`None` for a one-stage Dockerfile).
-    fn classic(&self, label: Option<&str>, index: usize) -> Option<&(usize, String)> {
+    fn classic(&self, label: Option<&str>, index: usize) -> Option<&NumberedStep> {
         let stage = match label {
             None if self.stages.len() == 1 => &self.stages[0],
             None => return None,
@@ -356,7 +359,7 @@ impl Trace {
             entry.cached |= v.cached;
             if !v.error.is_empty() && entry.error.is_empty() {
                 entry.error = cut(&v.error);
-                if self.failed.is_none() && entry.number.is_some() {
+                if self.failed.is_none() {
                     self.failed = Some(v.digest.clone());
                 }
             }
@@ -364,9 +367,10 @@ impl Trace {
             self.announce(&digest, out);
         }
         for s in st.statuses {
-            // A FROM with byte-counting statuses is pulling its layers.
-            if s.total > 0 {
-                if let Some(v) = self.vertexes.get_mut(&s.vertex) {
+            // A base from the docker image store resolves silently; a FROM with statuses
+            // (`resolve …`, layer downloads) went to a registry, as a classic pull does.
+            if let Some(v) = self.vertexes.get_mut(&s.vertex) {
+                if v.is_from() {
                     v.pulled = true;
                 }
             }
@@ -434,31 +438,52 @@ impl Trace {
         }
     }
 
-    /// The step that failed (or the last one announced), for error messages.
+    /// The step that failed (or the last one announced), for error messages; `None` when an
+    /// operation that is no step failed (e.g. `[internal] load build context`).
     pub fn failing(&self) -> Option<StepRecord> {
         let digest = self.failed.as_ref().or(self.order.last())?;
-        self.vertexes.get(digest).map(record)
-    }
-
-    /// The error the failing vertex reported, if any.
-    pub fn failing_error(&self) -> Option<&str> {
-        let d = self.failed.as_ref()?;
-        self.vertexes.get(d).map(|v| v.error.as_str())
+        let v = self.vertexes.get(digest)?;
+        if v.number.is_some() {
+            return Some(record(v));
+        }
+        // A base that cannot be resolved fails BuildKit's metadata lookup before its FROM
+        // starts: blame the FROM, as the classic builder does.
+        let image = v.name.strip_prefix("[internal] load metadata for ")?;
+        self.numbering
+            .stages
+            .iter()
+            .filter_map(|(_, s)| s.first())
+            .find(|(_, text)| from_names(text, image))
+            .map(|(n, text)| {
+                StepRecord::from_parts(
+                    *n,
+                    self.numbering.total,
+                    text.clone(),
+                    StepStatus::Built,
+                    0.0,
+                    0,
+                    VecDeque::new(),
+                )
+            })
     }
 
     /// The failure as the classic path reports it: the daemon's message and the exit code in
-    /// it (`… exit code: 3`).
+    /// it (`… exit code: 3`). An operation that is no step is named in the message.
     pub fn failure(&self, message: &str) -> (String, Option<i64>) {
-        let message = self
-            .failing_error()
-            .filter(|e| !e.is_empty())
-            .unwrap_or(message);
-        let code = exit_code_in(message).or_else(|| {
+        let failed = self.failed.as_ref().and_then(|d| self.vertexes.get(d));
+        let message = match failed {
+            Some(v) if v.number.is_none() && !v.error.is_empty() => {
+                format!("{}: {}", v.name, v.error)
+            }
+            Some(v) if !v.error.is_empty() => v.error.clone(),
+            _ => message.to_string(),
+        };
+        let code = exit_code_in(&message).or_else(|| {
             let (_, rest) = message.rsplit_once("exit code: ")?;
             let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
             digits.parse().ok()
         });
-        (message.to_string(), code)
+        (message, code)
     }
 
     /// The steps in number order (the order the classic builder lists them).
@@ -469,11 +494,52 @@ impl Trace {
             .filter_map(|d| self.vertexes.get(d))
             .map(record)
             .collect();
+        // Two stages FROM the same image share one vertex, named after the first: the later
+        // stage's FROM gets its row too (served from the image, as the classic path says).
+        for (_, stage) in &self.numbering.stages {
+            let Some(((from, text), rest)) = stage.split_first() else {
+                continue;
+            };
+            let has = |n: usize| steps.iter().any(|s| s.number == n);
+            if !has(*from) && rest.iter().any(|(n, _)| has(*n)) {
+                steps.push(StepRecord::from_parts(
+                    *from,
+                    self.numbering.total,
+                    text.clone(),
+                    StepStatus::Cached,
+                    0.0,
+                    0,
+                    VecDeque::new(),
+                ));
+            }
+        }
         steps.sort_by_key(|s| s.number);
         // The same instruction can show up as two vertexes (a stage used twice); keep one row.
         steps.dedup_by_key(|s| s.number);
         steps
     }
+}
+
+/// Whether `FROM …` names `normalized` (BuildKit's spelling: `docker.io/library/x:latest`).
+fn from_names(from: &str, normalized: &str) -> bool {
+    let Some(image) = from
+        .split_whitespace()
+        .skip(1)
+        .find(|t| !t.starts_with("--"))
+    else {
+        return false;
+    };
+    let tagged = if image
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'))
+        || image.contains('@')
+    {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    };
+    normalized == tagged || normalized.ends_with(&format!("/{tagged}"))
 }
 
 fn record(v: &Vertex) -> StepRecord {
@@ -649,6 +715,126 @@ mod tests {
         let step = t.failing().unwrap();
         assert_eq!(step.instruction, "RUN exit 3");
         assert_eq!(step.tail, ["about to fail"]);
+    }
+
+    #[test]
+    fn a_failing_internal_operation_names_no_step() {
+        let mut t = Trace::new(Numbering::default());
+        let mut st = StatusResponse::default();
+        let mut from = vertex("sha256:a", "[1/2] FROM busybox");
+        from.started = ts(1);
+        from.completed = ts(1);
+        st.vertexes.push(from);
+        let mut load = vertex("sha256:l", "[internal] load build context");
+        load.error = "changes out of order".into();
+        st.vertexes.push(load);
+        t.feed_line(&trace_line(&st)).unwrap();
+        assert!(t.failing().is_none(), "not the FROM: {:?}", t.failing());
+        let (message, code) = t.failure("changes out of order");
+        assert_eq!(
+            message,
+            "[internal] load build context: changes out of order"
+        );
+        assert_eq!(code, None);
+    }
+
+    #[test]
+    fn a_stage_sharing_its_base_vertex_still_gets_its_from_row() {
+        let numbering = Numbering {
+            stages: vec![
+                (
+                    Some("build".into()),
+                    vec![(1, "FROM b AS build".into()), (2, "RUN x".into())],
+                ),
+                (
+                    None,
+                    vec![(3, "FROM b".into()), (4, "COPY --from=build /x /x".into())],
+                ),
+            ],
+            total: 4,
+        };
+        let mut t = Trace::new(numbering);
+        let mut st = StatusResponse::default();
+        for (d, name) in [
+            ("sha256:f", "[build 1/2] FROM docker.io/library/b"),
+            ("sha256:r", "[build 2/2] RUN x"),
+            ("sha256:c", "[stage-1 2/2] COPY --from=build /x /x"),
+        ] {
+            let mut v = vertex(d, name);
+            v.started = ts(1);
+            v.completed = ts(2);
+            st.vertexes.push(v);
+        }
+        t.feed_line(&trace_line(&st)).unwrap();
+        let rows: Vec<(usize, String)> = t
+            .steps()
+            .into_iter()
+            .map(|s| (s.number, s.instruction))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (1, "FROM b AS build".to_string()),
+                (2, "RUN x".into()),
+                (3, "FROM b".into()),
+                (4, "COPY --from=build /x /x".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unresolvable_base_is_blamed_on_its_from() {
+        let numbering = Numbering {
+            stages: vec![(None, vec![(1, "FROM python:3.12-alpine".into())])],
+            total: 3,
+        };
+        let mut t = Trace::new(numbering);
+        let mut st = StatusResponse::default();
+        let mut meta = vertex(
+            "sha256:m",
+            "[internal] load metadata for docker.io/library/python:3.12-alpine",
+        );
+        meta.error = "no such host".into();
+        st.vertexes.push(meta);
+        t.feed_line(&trace_line(&st)).unwrap();
+        let step = t.failing().expect("the FROM");
+        assert_eq!(
+            (step.number, step.instruction.as_str()),
+            (1, "FROM python:3.12-alpine")
+        );
+        assert!(from_names(
+            "FROM --platform=x busybox",
+            "docker.io/library/busybox:latest"
+        ));
+        assert!(!from_names(
+            "FROM busybox:1",
+            "docker.io/library/busybox:latest"
+        ));
+    }
+
+    #[test]
+    fn a_from_that_resolves_in_a_registry_is_built_one_from_the_store_cached() {
+        let numbering = Numbering {
+            stages: vec![(None, vec![(1, "FROM r/b:1".into())])],
+            total: 1,
+        };
+        let mut t = Trace::new(numbering.clone());
+        let mut st = StatusResponse::default();
+        let mut from = vertex("sha256:f", "[1/1] FROM r/b:1");
+        from.started = ts(1);
+        from.completed = ts(2);
+        st.vertexes.push(from);
+        t.feed_line(&trace_line(&st)).unwrap();
+        assert_eq!(t.steps()[0].status, StepStatus::Cached);
+        st.statuses
+            .push(bollard_buildkit_proto::moby::buildkit::v1::VertexStatus {
+                id: "resolve r/b:1".into(),
+                vertex: "sha256:f".into(),
+                ..Default::default()
+            });
+        let mut t = Trace::new(numbering);
+        t.feed_line(&trace_line(&st)).unwrap();
+        assert_eq!(t.steps()[0].status, StepStatus::Built);
     }
 
     #[test]
