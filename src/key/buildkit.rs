@@ -13,7 +13,7 @@
 //! [`super::plan`].
 
 use super::manifest::{feed_bytes, Hash, Manifest, ManifestEntry};
-use super::plan::{resolve_in, Resolved, SelectError, Selection};
+use super::sources::{resolve_in, Resolved, SelectError, Selection};
 use crate::context::EntryKind;
 use crate::pathrules;
 use rayon::prelude::*;

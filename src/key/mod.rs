@@ -21,6 +21,7 @@ pub mod compute;
 pub mod diff;
 pub mod manifest;
 pub mod plan;
+pub mod sources;
 pub mod statcache;
 pub mod store;
 #[cfg(test)]

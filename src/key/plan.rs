@@ -27,13 +27,14 @@
 
 use super::buildkit;
 use super::manifest::{feed_bytes, Hash, Manifest, ManifestEntry};
+use super::sources::{resolve_in, Resolved};
+pub use super::sources::{SelectError, Selection};
 use crate::builder::Builder;
 use crate::context::EntryKind;
 use crate::dockerfile::shell::{self, ExpandError, Lookup, MAX_TOTAL_EXPANDED};
 use crate::dockerfile::{Dockerfile, Instruction, Keyword};
 use crate::pathrules;
 use rayon::prelude::*;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 /// What to plan.
@@ -183,23 +184,6 @@ impl crate::diagnostics::Diagnose for PlanError {
             _ => None,
         }
     }
-}
-
-/// Result of selecting `COPY`/`ADD` sources in a manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Selection {
-    /// What Docker's source hash depends on.
-    pub hash: Hash,
-    /// Indices into the manifest of every entry that takes part, sorted, deduplicated.
-    pub entries: Vec<usize>,
-}
-
-/// Why sources could not be selected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SelectError {
-    NotFound(String),
-    Outside(String),
-    NoMatch(String),
 }
 
 fn chain(parent: &Hash, parts: &[&[u8]]) -> Hash {
@@ -918,55 +902,6 @@ pub fn select(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError
 /// Compares paths in `filepath.WalkDir` order: component by component.
 fn walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     a.split(|&c| c == b'/').cmp(b.split(|&c| c == b'/'))
-}
-
-pub(super) enum Resolved {
-    /// A path without symlinks (empty: the context root); it may not exist.
-    Path(Vec<u8>),
-    /// Too many links.
-    Loop,
-}
-
-/// Follows symlinks inside the context as Docker's `FollowSymlinkInScope` does: `..` never
-/// leaves the root, absolute targets start at the root.
-pub(super) fn resolve_in(m: &Manifest, path: &[u8]) -> Resolved {
-    let mut todo: std::collections::VecDeque<Vec<u8>> =
-        path.split(|&c| c == b'/').map(<[u8]>::to_vec).collect();
-    let mut cur: Vec<Vec<u8>> = Vec::new();
-    let mut links = 0;
-    while let Some(c) = todo.pop_front() {
-        match c.as_slice() {
-            b"" | b"." => continue,
-            b".." => {
-                cur.pop();
-                continue;
-            }
-            _ => {}
-        }
-        cur.push(c);
-        let joined = cur.join(&b'/');
-        if let Some(e) = m.get(&joined) {
-            if e.kind == EntryKind::Symlink {
-                links += 1;
-                if links > 255 {
-                    return Resolved::Loop;
-                }
-                cur.pop();
-                let target = e
-                    .link_target
-                    .as_ref()
-                    .map(|t| t.as_os_str().as_bytes().to_vec())
-                    .unwrap_or_default();
-                if target.starts_with(b"/") {
-                    cur.clear();
-                }
-                for part in target.split(|&c| c == b'/').rev() {
-                    todo.push_front(part.to_vec());
-                }
-            }
-        }
-    }
-    Resolved::Path(cur.join(&b'/'))
 }
 
 /// The sum Docker uses for the entry at `rel` (`archiveContext.Hash`): that of what it resolves
