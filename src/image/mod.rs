@@ -20,7 +20,7 @@ use crate::buildargs::{self, BuildArg, Label};
 use crate::check::{self, DockerfileText, Finding};
 use crate::clean::{self, CleanOptions, Mode, Rules, Scope};
 use crate::config::Settings;
-use crate::context::{self, ContextOptions, Entry};
+use crate::context::{self, ContextOptions};
 use crate::diagnostics::{diagnose, ErrorClass, ResultExt};
 use crate::engine::{self, BuildOptions, DockerConfig, Engine, EngineConfig, EngineError};
 use crate::events::{CleanProgress, Degraded, Event, Sink};
@@ -355,10 +355,10 @@ pub fn build(
     };
 
     engine.cancel_on_signals().map_err(diagnose)?;
-    let root = scanned.root.clone();
-    let sent: Vec<Entry> = scanned.sent().into_iter().cloned().collect();
+    // The producer thread takes the scanned context itself: a copy of its entries would double
+    // the peak memory of a large context.
     let producer = move |w: &mut dyn std::io::Write| -> Result<(), engine::error::BoxError> {
-        tarball::write_context(&root, &sent, w, &tar_opts)?;
+        tarball::write_context(&scanned.root, scanned.sent(), w, &tar_opts)?;
         Ok(())
     };
     let built = engine.build(&opts, producer, &mut |e| sink.event(&Event::Build(e)));
