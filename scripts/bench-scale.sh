@@ -64,7 +64,7 @@ run_tree() {
     local dir=$work/t$name
     rm -rf "$dir" "$work/cache"
     echo "== $name: generating ($(df -h --output=avail "$work" | tail -1 | tr -d ' ') free)"
-    scripts/gen-tree.sh "$mode" "$count" "$dir"
+    "$repo/scripts/gen-tree.sh" "$mode" "$count" "$dir"
     files=$(find "$dir" -type f | wc -l)
     bytes=$(du -sb "$dir" | cut -f1)
     echo "== $name: $files files, $(du -sh "$dir" | cut -f1); $(uptime | sed 's/.*load/load/')"
