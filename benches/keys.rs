@@ -1,6 +1,6 @@
 //! Hot paths of keying: blake3 file hashing (small and large files), the whole-manifest build
-//! over a generated tree (cold, and warm through the stat cache), `.dockerignore` matching, and
-//! the deterministic tar writer. Wall-clock comparisons with other tools live in
+//! over a generated tree (cold, and warm through the stat cache), stat-cache lookups,
+//! `.dockerignore` matching, Go's `path.Match` (`pathrules`), and the deterministic tar writer. Wall-clock comparisons with other tools live in
 //! `scripts/bench-keys.sh`; these track regressions in our own code.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -77,6 +77,63 @@ fn manifests(c: &mut Criterion) {
     g.finish();
 }
 
+fn statcache_lookup(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    tree(dir.path(), 3000);
+    let ctx = context::scan(&ContextOptions::new(dir.path())).unwrap();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let mut cache = StatCache::load(cache_dir.path(), &ctx.root);
+    manifest::build(&ctx.root, &ctx.entries, Some(&mut cache)).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
+    cache.save(&ctx.entries, now).unwrap();
+    let cache = StatCache::load(cache_dir.path(), &ctx.root);
+    let files: Vec<_> = ctx.files().collect();
+    let mut g = c.benchmark_group("statcache");
+    g.throughput(Throughput::Elements(files.len() as u64));
+    // In path order, as manifest::build asks: a merge walk.
+    g.bench_function("lookups_in_order", |b| {
+        b.iter(|| {
+            let mut l = cache.lookups();
+            files.iter().filter(|e| l.get(e).is_some()).count()
+        })
+    });
+    // One binary search per entry.
+    g.bench_function("lookup_each", |b| {
+        b.iter(|| files.iter().filter(|e| cache.lookup(e).is_some()).count())
+    });
+    g.bench_function("load_3000_records", |b| {
+        b.iter(|| black_box(StatCache::load(cache_dir.path(), &ctx.root).len()))
+    });
+    g.finish();
+}
+
+fn path_match(c: &mut Criterion) {
+    use ctxbuild::pathrules::{match_path, Glob};
+    let names: Vec<Vec<u8>> = (0..2000)
+        .map(|i| format!("mod_{}_{i:04}.cpython-311.pyc", i % 7).into_bytes())
+        .collect();
+    let mut g = c.benchmark_group("pathrules");
+    g.throughput(Throughput::Elements(names.len() as u64));
+    for pattern in ["*.pyc", "mod_[0-3]_*.cpython-3??.pyc", "*_*_*.*.*"] {
+        let glob = Glob::new(pattern.as_bytes()).unwrap();
+        g.bench_with_input(BenchmarkId::new("glob", pattern), &glob, |b, glob| {
+            b.iter(|| names.iter().filter(|n| glob.matches(n)).count())
+        });
+        g.bench_with_input(BenchmarkId::new("match_path", pattern), pattern, |b, p| {
+            b.iter(|| {
+                names
+                    .iter()
+                    .filter(|n| match_path(p.as_bytes(), n).unwrap())
+                    .count()
+            })
+        });
+    }
+    g.finish();
+}
+
 fn matching(c: &mut Criterion) {
     let m = Matcher::parse(
         b"**/__pycache__\n**/*.pyc\n*.log\n.git\nnode_modules/\n!node_modules/keep\ndocs/**/*.md\n[a-c]?/tmp\n",
@@ -115,8 +172,34 @@ fn tarball(c: &mut Criterion) {
             .unwrap()
         })
     });
+    // Headers alone (directories: no file is opened), the per-entry cost of the tar format.
+    let dirs: Vec<_> = ctx
+        .entries
+        .iter()
+        .filter(|e| e.kind == ctxbuild::context::EntryKind::Dir)
+        .collect();
+    g.throughput(Throughput::Elements(dirs.len() as u64));
+    g.bench_function("headers_only_directories", |b| {
+        b.iter(|| {
+            ctxbuild::tarball::write_context(
+                &ctx.root,
+                dirs.iter().copied(),
+                std::io::sink(),
+                &Default::default(),
+            )
+            .unwrap()
+        })
+    });
     g.finish();
 }
 
-criterion_group!(benches, hashing, manifests, matching, tarball);
+criterion_group!(
+    benches,
+    hashing,
+    manifests,
+    statcache_lookup,
+    path_match,
+    matching,
+    tarball
+);
 criterion_main!(benches);

@@ -87,9 +87,11 @@ impl TarError {
     }
 }
 
+/// One thing to write. Boxed on the rare disk variant: the list holds one item per entry of
+/// the context, and a `Metadata` inline would make each of a million items ~190 bytes, not 16.
 enum Item<'a> {
     Entry(&'a Entry),
-    Disk(PathBuf, std::fs::Metadata),
+    Disk(Box<(PathBuf, std::fs::Metadata)>),
     Extra(&'a ExtraFile),
 }
 
@@ -97,7 +99,7 @@ impl Item<'_> {
     fn path(&self) -> &Path {
         match self {
             Item::Entry(e) => &e.path,
-            Item::Disk(p, _) => p,
+            Item::Disk(d) => &d.0,
             Item::Extra(x) => &x.path,
         }
     }
@@ -154,18 +156,22 @@ impl<R: Read> Read for Exact<R> {
 const BUF: usize = 1 << 20;
 
 /// Writes the context tar of `entries` (relative to `root`, sorted or not) into `out`.
-pub fn write_context<W: Write>(
+///
+/// `entries` is anything that yields `&Entry`: a slice of the context's entries, or a list of
+/// references to some of them (no copy of the entries is ever needed).
+pub fn write_context<'a, W: Write>(
     root: &Path,
-    entries: &[Entry],
+    entries: impl IntoIterator<Item = &'a Entry>,
     out: W,
-    opts: &TarOptions,
+    opts: &'a TarOptions,
 ) -> Result<TarStats, TarError> {
-    let mut items: Vec<Item> = Vec::with_capacity(entries.len() + opts.extra.len() + 2);
+    let entries = entries.into_iter();
+    let mut items: Vec<Item> = Vec::with_capacity(entries.size_hint().0 + opts.extra.len() + 2);
     items.extend(opts.extra.iter().map(Item::Extra));
-    items.extend(entries.iter().map(Item::Entry));
+    items.extend(entries.map(Item::Entry));
     for p in &opts.always {
         if let Ok(md) = std::fs::symlink_metadata(root.join(p)) {
-            items.push(Item::Disk(p.clone(), md));
+            items.push(Item::Disk(Box::new((p.clone(), md))));
         }
     }
     items.retain(|i| !opts.exclude.iter().any(|x| x == i.path()));
@@ -245,7 +251,8 @@ fn write_items<W: Write>(
                 continue;
             }
             Item::Entry(e) => (e.kind, e.mode, e.size, e.link_target.clone(), e.rdev),
-            Item::Disk(_, md) => {
+            Item::Disk(d) => {
+                let md = &d.1;
                 let ft = md.file_type();
                 // The Dockerfile and `.dockerignore`: a pipe swapped in here is refused by the
                 // open below rather than sent as a pipe.

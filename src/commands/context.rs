@@ -58,7 +58,7 @@ pub fn run(
         gzip: args.gzip,
         ..Default::default()
     };
-    let mut entries: Vec<Entry> = ctx.sent().into_iter().cloned().collect();
+    let mut entries: Vec<&Entry> = ctx.sent();
     if !to_stdout {
         let (rel, id) = output_in_context(&ctx.root, &args.output);
         let before = entries.len();
@@ -77,12 +77,12 @@ pub fn run(
         }
     }
     let result = if to_stdout {
-        tarball::write_context(&ctx.root, &entries, Stdout(printer), &opts)
+        tarball::write_context(&ctx.root, entries.iter().copied(), Stdout(printer), &opts)
     } else {
         // Through a temporary file renamed into place: a failed run keeps the previous tar.
         let mut outcome = None;
         let written = fsutil::write_atomic_with(&args.output, |f| {
-            let r = tarball::write_context(&ctx.root, &entries, f, &opts);
+            let r = tarball::write_context(&ctx.root, entries.iter().copied(), f, &opts);
             let io = r
                 .as_ref()
                 .err()

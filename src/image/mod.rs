@@ -21,7 +21,7 @@ use crate::builder::{self, Builder, BuilderChoice, EngineSupport};
 use crate::check::{self, DockerfileText, Finding};
 use crate::clean::{self, CleanOptions, Mode, Rules, Scope};
 use crate::config::Settings;
-use crate::context::{self, ContextOptions, Entry};
+use crate::context::{self, ContextOptions};
 use crate::diagnostics::{diagnose, ErrorClass, ResultExt};
 use crate::engine::{self, BuildOptions, DockerConfig, Engine, EngineConfig, EngineError};
 use crate::events::{CleanProgress, Degraded, Event, Sink};
@@ -405,6 +405,7 @@ pub fn build(
     let built = if buildkit {
         // BuildKit reads the Dockerfile from its own source: served from memory, under the
         // name the daemon is told, whether it exists on disk or was rendered.
+        let ignore = applied_ignore(&scanned)?;
         let input = engine::BuildKitInput {
             // Unreadable configuration: anonymous pulls, as the classic path's build does.
             credentials: DockerConfig::load(
@@ -414,20 +415,21 @@ pub fn build(
             numbering: parsed_numbering(&text, &df.display, req.target.as_deref()),
             sources: engine::Sources {
                 root: scanned.root.clone(),
-                entries: scanned.entries.clone(),
+                // Moved, not copied: a copy would double the peak memory of a large context.
+                entries: std::mem::take(&mut scanned.entries),
                 dockerfile_name: buildkit_dockerfile_name(&df),
                 dockerfile: text.clone().into_bytes(),
-                ignore: applied_ignore(&scanned)?,
+                ignore,
             },
         };
         let mut opts = opts;
         opts.dockerfile = Some(input.sources.dockerfile_name.clone());
         engine.build_buildkit(&opts, input, &mut |e| sink.event(&Event::Build(e)))
     } else {
-        let root = scanned.root.clone();
-        let sent: Vec<Entry> = scanned.sent().into_iter().cloned().collect();
+        // The producer thread takes the scanned context itself: a copy of its entries would
+        // double the peak memory of a large context.
         let producer = move |w: &mut dyn std::io::Write| -> Result<(), engine::error::BoxError> {
-            tarball::write_context(&root, &sent, w, &tar_opts)?;
+            tarball::write_context(&scanned.root, scanned.sent(), w, &tar_opts)?;
             Ok(())
         };
         engine.build(&opts, producer, &mut |e| sink.event(&Event::Build(e)))

@@ -179,30 +179,42 @@ pub fn build(
         )
         .collect();
 
-    // Which files need reading: not in the cache, or stat data changed.
-    let mut todo: Vec<usize> = Vec::new();
-    for (i, e) in entries.iter().enumerate() {
-        if e.kind != EntryKind::File {
-            continue;
-        }
-        stats.files += 1;
-        if e.hash.is_some() {
-            stats.cached += 1;
-        } else {
-            todo.push(i);
+    // Which files need reading: not in the cache, or stat data changed. One flag per entry
+    // (not a list of indices and results): a million-file cold run allocates nothing per file.
+    let todo: Vec<bool> = entries
+        .iter()
+        .map(|e| e.kind == EntryKind::File && e.hash.is_none())
+        .collect();
+    for e in &entries {
+        if e.kind == EntryKind::File {
+            stats.files += 1;
+            stats.cached += usize::from(e.hash.is_some());
         }
     }
 
-    let hashed: Vec<(usize, Result<Hash, KeyError>)> = todo
-        .par_iter()
-        .map(|&i| {
-            let e = &ctx_entries[i];
-            (i, hash_file(root, &e.path, e.size))
-        })
-        .collect();
-    for (i, r) in hashed {
-        let h = r?;
-        entries[i].hash = Some(h);
+    // Hashes land in place; the first failing entry in path order is the one reported, as a
+    // serial run would report it.
+    let failed = std::sync::Mutex::new(None::<(usize, KeyError)>);
+    entries
+        .par_iter_mut()
+        .zip(ctx_entries.par_iter())
+        .enumerate()
+        .with_min_len(16)
+        .filter(|(i, _)| todo[*i])
+        .for_each(|(i, (m, e))| match hash_file(root, &e.path, e.size) {
+            Ok(h) => m.hash = Some(h),
+            Err(err) => {
+                let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
+                if f.as_ref().is_none_or(|(j, _)| i < *j) {
+                    *f = Some((i, err));
+                }
+            }
+        });
+    if let Some((_, err)) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(err);
+    }
+    for (i, m) in entries.iter().enumerate().filter(|(i, _)| todo[*i]) {
+        let h = m.hash.unwrap_or_default();
         stats.hashed += 1;
         stats.hashed_bytes += ctx_entries[i].size;
         if let Some(c) = cache.as_deref_mut() {
@@ -230,8 +242,19 @@ pub fn hash_file(root: &Path, rel: &Path, size_hint: u64) -> Result<Hash, KeyErr
         if buf.len() < CHUNK {
             buf.resize(CHUNK, 0);
         }
+        // Reading stops at the size the walk saw: the tar sends exactly that many bytes, and a
+        // small file then costs one `read`, not a second one to meet the end of the file.
+        let mut left = size_hint;
         loop {
-            let n = match f.read(&mut buf[..]) {
+            if left == 0 && size_hint > 0 {
+                return Ok(());
+            }
+            let want = if size_hint == 0 {
+                buf.len()
+            } else {
+                buf.len().min(left.min(usize::MAX as u64) as usize)
+            };
+            let n = match f.read(&mut buf[..want]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(err(e)),
@@ -239,6 +262,7 @@ pub fn hash_file(root: &Path, rel: &Path, size_hint: u64) -> Result<Hash, KeyErr
             if n == 0 {
                 return Ok(());
             }
+            left = left.saturating_sub(n as u64);
             if size_hint >= LARGE {
                 h.update_rayon(&buf[..n]);
             } else {
@@ -371,6 +395,38 @@ mod tests {
         let entries = vec![entry("gone.txt", EntryKind::File, 0o644, 1)];
         let e = build(dir.path(), &entries, None).unwrap_err();
         assert!(e.to_string().contains("gone.txt"), "{e}");
+    }
+
+    #[test]
+    fn of_several_unreadable_files_the_first_in_path_order_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut entries: Vec<Entry> = (0..200)
+            .map(|i| entry(&format!("f{i:03}"), EntryKind::File, 0o644, 1))
+            .collect();
+        for e in &entries[..150] {
+            std::fs::write(dir.path().join(&e.path), "x").unwrap();
+        }
+        entries.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
+        for _ in 0..5 {
+            let e = build(dir.path(), &entries, None).unwrap_err();
+            assert!(e.to_string().contains("f150"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_file_is_hashed_up_to_the_size_the_walk_saw() {
+        // What the tar sends: exactly the walked size (a file that grew since is cut there).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("grew"), "hello, world").unwrap();
+        let h = hash_file(dir.path(), Path::new("grew"), 5).unwrap();
+        assert_eq!(h, *blake3::hash(b"hello").as_bytes());
+        let big: Vec<u8> = (0..CHUNK * 2 + 77).map(|i| (i % 13) as u8).collect();
+        std::fs::write(dir.path().join("big"), &big).unwrap();
+        let h = hash_file(dir.path(), Path::new("big"), CHUNK as u64 + 5).unwrap();
+        assert_eq!(h, *blake3::hash(&big[..CHUNK + 5]).as_bytes());
+        // Size 0 (an empty file when walked) reads to the end.
+        let h = hash_file(dir.path(), Path::new("grew"), 0).unwrap();
+        assert_eq!(h, *blake3::hash(b"hello, world").as_bytes());
     }
 
     #[test]
