@@ -11,14 +11,15 @@
 //! because the walk saw them empty — a known binary signature or a NUL in the first block marks
 //! the rest as binary, and a file is read in [`BLOCK`]-sized pieces (one buffer per worker
 //! thread) up to [`SCAN_LIMIT`] bytes — a key hidden after 64 KiB of padding is still found.
-//! Each file costs three system calls (`openat` relative to the root's handle, `read`,
-//! `close`): the walk's size says when the read reached the end. Files are scanned in parallel
-//! on the current rayon pool. Ordinary files are searched only for the markers that are
+//! Each file costs three system calls (`openat` by its bare name from its directory's handle,
+//! `read`, `close`): the walk's size says when the read reached the end. Files are scanned in
+//! parallel on the current rayon pool, a directory's files (up to 64) by one task. Ordinary files are searched only for the markers that are
 //! secrets under any name; the `password`/`_auth` markers only in the files whose name gives
 //! them that meaning (`.npmrc`, `.pypirc`, `.netrc`).
 
 use aho_corasick::AhoCorasick;
 use rayon::prelude::*;
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -97,81 +98,146 @@ pub type Candidate<P> = (P, u64);
 /// come back in the order of `files`. Files that vanished or cannot be read are skipped: the
 /// walk that produced the paths reports unreadable files itself.
 pub fn scan<P: AsRef<Path> + Sync>(root: &Path, files: &[Candidate<P>]) -> Vec<SecretFinding> {
-    // Every file is opened relative to the root's handle: no lookup of the root's own path
-    // per file, and a root swapped after the walk is not followed.
-    let Ok(root_dir) = RootDir::open(root) else {
+    // Every file is opened relative to a handle: no lookup of the root's own path per file,
+    // and a root swapped after the walk is not followed.
+    let Ok(root_dir) = Handle::open_root(root) else {
         return Vec::new();
     };
-    let found: Vec<Option<SecretFinding>> = files
+    // Names decide first; the files worth reading are grouped by directory, so each is opened
+    // by its bare name from its directory's handle (a one-component lookup instead of a walk
+    // down from the root per file, which was most of the scan's cost).
+    let mut found: Vec<(usize, Found)> = Vec::new();
+    let mut dirs: Vec<(&Path, Vec<usize>)> = Vec::new();
+    let mut dir_index: HashMap<&Path, usize> = HashMap::new();
+    for (i, (p, size)) in files.iter().enumerate() {
+        let rel = p.as_ref();
+        let Some(name) = rel.file_name() else {
+            continue;
+        };
+        match by_name(name.as_bytes(), *size) {
+            ByName::Found(f) => found.push((i, f)),
+            ByName::Skip => {}
+            ByName::Read(_) => {
+                let dir = rel.parent().unwrap_or(Path::new(""));
+                let at = *dir_index.entry(dir).or_insert_with(|| {
+                    dirs.push((dir, Vec::new()));
+                    dirs.len() - 1
+                });
+                dirs[at].1.push(i);
+            }
+        }
+    }
+    // The unit of parallel work: up to DIR_CHUNK files of one directory.
+    const DIR_CHUNK: usize = 64;
+    let chunks: Vec<(&Path, &[usize])> = dirs
+        .iter()
+        .flat_map(|(d, ix)| ix.chunks(DIR_CHUNK).map(move |c| (*d, c)))
+        .collect();
+    let read: Vec<(usize, Found)> = chunks
         .par_iter()
-        .map(|(p, size)| {
-            let rel = p.as_ref();
-            let name = rel.file_name().unwrap_or(rel.as_os_str());
-            scan_at(&root_dir, rel, name, *size).map(|f| SecretFinding {
-                path: rel.to_path_buf(),
-                kind: f.kind,
-                line: f.line,
+        .flat_map_iter(|&(dir, ix)| {
+            // One file alone is opened from the root: a directory handle would not pay.
+            let handle = (ix.len() > 1 && !dir.as_os_str().is_empty())
+                .then(|| root_dir.open_dir(dir))
+                .flatten();
+            let root_dir = &root_dir;
+            ix.iter().filter_map(move |&i| {
+                let (p, size) = &files[i];
+                let rel = p.as_ref();
+                let name = rel.file_name()?;
+                let file = match &handle {
+                    Some(h) => h.open_file(Path::new(name)),
+                    None => root_dir.open_file(rel),
+                }?;
+                search(file.take(SCAN_LIMIT), NamedFile::of(name.as_bytes()), *size).map(|f| (i, f))
             })
         })
         .collect();
-    found.into_iter().flatten().collect()
+    found.extend(read);
+    found.sort_unstable_by_key(|(i, _)| *i);
+    found
+        .into_iter()
+        .map(|(i, f)| SecretFinding {
+            path: files[i].0.as_ref().to_path_buf(),
+            kind: f.kind,
+            line: f.line,
+        })
+        .collect()
 }
 
 /// What one file holds, judging by `name` (its final component) and its content at `path`.
 pub fn scan_file(path: &Path, name: &OsStr) -> Option<Found> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let root = RootDir::open(dir.unwrap_or(Path::new("."))).ok()?;
     let size = std::fs::symlink_metadata(path).ok()?.len();
-    scan_at(&root, Path::new(path.file_name()?), name, size)
+    let named = match by_name(name.as_bytes(), size) {
+        ByName::Found(f) => return Some(f),
+        ByName::Skip => return None,
+        ByName::Read(named) => named,
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = Handle::open_root(dir.unwrap_or(Path::new("."))).ok()?;
+    let file = dir.open_file(Path::new(path.file_name()?))?;
+    search(file.take(SCAN_LIMIT), named, size)
 }
 
-/// The context root, open for `openat`.
-struct RootDir(std::os::fd::OwnedFd);
-
-impl RootDir {
-    fn open(root: &Path) -> std::io::Result<RootDir> {
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(root)?;
-        Ok(RootDir(f.into()))
-    }
-
-    /// Opens `rel` for reading: never blocks on a FIFO swapped in after the walk, never follows
-    /// a symlink swapped in for the file.
-    fn open_file(&self, rel: &Path) -> Option<std::fs::File> {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        let c = std::ffi::CString::new(rel.as_os_str().as_bytes()).ok()?;
-        // SAFETY: a valid directory descriptor and C string; the new descriptor is ours.
-        let fd = unsafe {
-            libc::openat(
-                self.0.as_raw_fd(),
-                c.as_ptr(),
-                libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        };
-        // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
-        (fd >= 0).then(|| unsafe { std::fs::File::from_raw_fd(fd) })
-    }
+/// What a file's name (and the walk's size) says before it is opened.
+enum ByName {
+    /// The name alone is the finding (`.env`).
+    Found(Found),
+    /// Nothing to find: empty, or a format that cannot carry a text credential.
+    Skip,
+    /// Read it, as this kind of file.
+    Read(NamedFile),
 }
 
-/// [`scan_file`] for `rel` under `root`, whose size the walk saw as `size`.
-fn scan_at(root: &RootDir, rel: &Path, name: &OsStr, size: u64) -> Option<Found> {
-    let name = name.as_bytes();
+fn by_name(name: &[u8], size: u64) -> ByName {
     if is_env_file(name) {
-        return Some(Found {
+        return ByName::Found(Found {
             kind: SecretKind::EnvFile,
             line: None,
         });
     }
     if size == 0 || cannot_hold_text(name) {
-        return None;
+        return ByName::Skip;
     }
-    let named = NamedFile::of(name);
-    // No fstat: what is opened is judged by its bytes. A directory swapped in fails to read
-    // (EISDIR), a FIFO reads as empty (O_NONBLOCK, no writer), a device's bytes are not text.
-    let file = root.open_file(rel)?;
-    search(file.take(SCAN_LIMIT), named, size)
+    ByName::Read(NamedFile::of(name))
+}
+
+/// An open directory that files are opened relative to.
+struct Handle(std::os::fd::OwnedFd);
+
+impl Handle {
+    fn open_root(root: &Path) -> std::io::Result<Handle> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(root)?;
+        Ok(Handle(f.into()))
+    }
+
+    fn open_at(&self, rel: &Path, flags: libc::c_int) -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let c = std::ffi::CString::new(rel.as_os_str().as_bytes()).ok()?;
+        // SAFETY: a valid directory descriptor and C string; the new descriptor is ours.
+        let fd = unsafe { libc::openat(self.0.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC) };
+        // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
+        (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// The directory `rel`, as a handle to open its files from (`O_PATH`: nothing is read
+    /// through it, so it costs no permission check on the directory's content).
+    fn open_dir(&self, rel: &Path) -> Option<Handle> {
+        self.open_at(rel, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .map(Handle)
+    }
+
+    /// Opens `rel` for reading: never blocks on a FIFO swapped in after the walk, never follows
+    /// a symlink swapped in for the file. No fstat: what is opened is judged by its bytes — a
+    /// directory swapped in fails to read (EISDIR), a FIFO reads as empty (no writer), a
+    /// device's bytes are not text.
+    fn open_file(&self, rel: &Path) -> Option<std::fs::File> {
+        self.open_at(rel, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .map(std::fs::File::from)
+    }
 }
 
 /// `.env`, `.env.<anything>`, `<anything>.env`, except the templates people commit on purpose.
@@ -787,6 +853,43 @@ mod tests {
         assert!(scan(d.path(), &[("k.txt", PEM.len() as u64)]).is_empty());
         // A root that is not a directory scans nothing (and does not fail).
         assert!(scan(&d.path().join("k.txt"), &[("x", 1)]).is_empty());
+    }
+
+    #[test]
+    fn files_of_one_directory_are_opened_from_its_handle_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("id_rsa"), PEM).unwrap();
+        std::fs::create_dir_all(d.path().join("sub/deeper")).unwrap();
+        let mut files: Vec<(PathBuf, u64)> = Vec::new();
+        // More files than one task takes, so the directory is split between tasks.
+        for i in 0..150 {
+            let rel = PathBuf::from(format!("sub/f{i:03}.txt"));
+            let body = if i % 50 == 7 { PEM } else { "plain\n" };
+            std::fs::write(d.path().join(&rel), body).unwrap();
+            files.push((rel, body.len() as u64));
+            if i == 60 {
+                std::fs::write(d.path().join("sub/deeper/sa"), SA).unwrap();
+                files.push(("sub/deeper/sa".into(), SA.len() as u64));
+            }
+        }
+        // A link in place of a file is not followed from a directory's handle either.
+        std::os::unix::fs::symlink(outside.path().join("id_rsa"), d.path().join("sub/link"))
+            .unwrap();
+        files.push(("sub/link".into(), PEM.len() as u64));
+        let got: Vec<(String, SecretKind)> = scan(d.path(), &files)
+            .into_iter()
+            .map(|f| (f.path.display().to_string(), f.kind))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("sub/f007.txt".to_string(), SecretKind::PrivateKey),
+                ("sub/f057.txt".to_string(), SecretKind::PrivateKey),
+                ("sub/deeper/sa".to_string(), SecretKind::ServiceAccountKey),
+                ("sub/f107.txt".to_string(), SecretKind::PrivateKey),
+            ]
+        );
     }
 
     #[test]
