@@ -91,7 +91,8 @@ pub struct SecretFinding {
 }
 
 /// A regular file of the context to scan: its path relative to the root, and its size as the
-/// walk saw it.
+/// walk saw it (an `lstat`ed walk, `Detail::Full`: a size of 0 means empty and the file is not
+/// opened).
 pub type Candidate<P> = (P, u64);
 
 /// Scans the regular files (relative to `root`, with the walk's sizes) in parallel; findings
