@@ -7,13 +7,19 @@
 //! `prod.env`). It reads files and returns data; what to tell the user is `check`'s job.
 //!
 //! Cost is bounded so a big context costs about what listing it does: files that cannot carry a
-//! text secret are skipped by extension without being opened (bytecode, images, archives), a
-//! NUL in the first block marks the rest as binary, and a file is read in [`BLOCK`]-sized
-//! pieces (one buffer per worker thread) up to [`SCAN_LIMIT`] bytes — a key hidden after
-//! 64 KiB of padding is still found. Files are scanned in parallel with rayon.
+//! text secret are skipped without being opened — by extension (bytecode, images, archives) or
+//! because the walk saw them empty — a known binary signature or a NUL in the first block marks
+//! the rest as binary, and a file is read in [`BLOCK`]-sized pieces (one buffer per worker
+//! thread) up to [`SCAN_LIMIT`] bytes — a key hidden after 64 KiB of padding is still found.
+//! Each file costs three system calls (`openat` by its bare name from its directory's handle,
+//! `read`, `close`): the walk's size says when the read reached the end. Files are scanned in
+//! parallel on the current rayon pool, a directory's files (up to 64) by one task. Ordinary files are searched only for the markers that are
+//! secrets under any name; the `password`/`_auth` markers only in the files whose name gives
+//! them that meaning (`.npmrc`, `.pypirc`, `.netrc`).
 
 use aho_corasick::AhoCorasick;
 use rayon::prelude::*;
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -84,48 +90,155 @@ pub struct SecretFinding {
     pub line: Option<u32>,
 }
 
-/// Scans the regular files at `paths` (relative to `root`) in parallel; findings come back in
-/// the order of `paths`. Files that vanished or cannot be read are skipped: the walk that
-/// produced the paths reports unreadable files itself.
-pub fn scan<P: AsRef<Path> + Sync>(root: &Path, paths: &[P]) -> Vec<SecretFinding> {
-    let found: Vec<Option<SecretFinding>> = paths
+/// A regular file of the context to scan: its path relative to the root, and its size as the
+/// walk saw it (an `lstat`ed walk, `Detail::Full`: a size of 0 means empty and the file is not
+/// opened).
+pub type Candidate<P> = (P, u64);
+
+/// Scans the regular files (relative to `root`, with the walk's sizes) in parallel; findings
+/// come back in the order of `files`. Files that vanished or cannot be read are skipped: the
+/// walk that produced the paths reports unreadable files itself.
+pub fn scan<P: AsRef<Path> + Sync>(root: &Path, files: &[Candidate<P>]) -> Vec<SecretFinding> {
+    // Every file is opened relative to a handle: no lookup of the root's own path per file,
+    // and a root swapped after the walk is not followed.
+    let Ok(root_dir) = Handle::open_root(root) else {
+        return Vec::new();
+    };
+    // Names decide first; the files worth reading are grouped by directory, so each is opened
+    // by its bare name from its directory's handle (a one-component lookup instead of a walk
+    // down from the root per file, which was most of the scan's cost).
+    let mut found: Vec<(usize, Found)> = Vec::new();
+    let mut dirs: Vec<(&Path, Vec<usize>)> = Vec::new();
+    let mut dir_index: HashMap<&Path, usize> = HashMap::new();
+    for (i, (p, size)) in files.iter().enumerate() {
+        let rel = p.as_ref();
+        let Some(name) = rel.file_name() else {
+            continue;
+        };
+        match by_name(name.as_bytes(), *size) {
+            ByName::Found(f) => found.push((i, f)),
+            ByName::Skip => {}
+            ByName::Read(_) => {
+                let dir = rel.parent().unwrap_or(Path::new(""));
+                let at = *dir_index.entry(dir).or_insert_with(|| {
+                    dirs.push((dir, Vec::new()));
+                    dirs.len() - 1
+                });
+                dirs[at].1.push(i);
+            }
+        }
+    }
+    // The unit of parallel work: up to DIR_CHUNK files of one directory.
+    const DIR_CHUNK: usize = 64;
+    let chunks: Vec<(&Path, &[usize])> = dirs
+        .iter()
+        .flat_map(|(d, ix)| ix.chunks(DIR_CHUNK).map(move |c| (*d, c)))
+        .collect();
+    let read: Vec<(usize, Found)> = chunks
         .par_iter()
-        .map(|p| {
-            let rel = p.as_ref();
-            let name = rel.file_name().unwrap_or(rel.as_os_str());
-            scan_file(&root.join(rel), name).map(|f| SecretFinding {
-                path: rel.to_path_buf(),
-                kind: f.kind,
-                line: f.line,
+        .flat_map_iter(|&(dir, ix)| {
+            // One file alone is opened from the root: a directory handle would not pay.
+            let handle = (ix.len() > 1 && !dir.as_os_str().is_empty())
+                .then(|| root_dir.open_dir(dir))
+                .flatten();
+            let root_dir = &root_dir;
+            ix.iter().filter_map(move |&i| {
+                let (p, size) = &files[i];
+                let rel = p.as_ref();
+                let name = rel.file_name()?;
+                let file = match &handle {
+                    Some(h) => h.open_file(Path::new(name)),
+                    None => root_dir.open_file(rel),
+                }?;
+                search(file.take(SCAN_LIMIT), NamedFile::of(name.as_bytes()), *size).map(|f| (i, f))
             })
         })
         .collect();
-    found.into_iter().flatten().collect()
+    found.extend(read);
+    found.sort_unstable_by_key(|(i, _)| *i);
+    found
+        .into_iter()
+        .map(|(i, f)| SecretFinding {
+            path: files[i].0.as_ref().to_path_buf(),
+            kind: f.kind,
+            line: f.line,
+        })
+        .collect()
 }
 
 /// What one file holds, judging by `name` (its final component) and its content at `path`.
 pub fn scan_file(path: &Path, name: &OsStr) -> Option<Found> {
-    let name = name.as_bytes();
+    let size = std::fs::symlink_metadata(path).ok()?.len();
+    let named = match by_name(name.as_bytes(), size) {
+        ByName::Found(f) => return Some(f),
+        ByName::Skip => return None,
+        ByName::Read(named) => named,
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = Handle::open_root(dir.unwrap_or(Path::new("."))).ok()?;
+    let file = dir.open_file(Path::new(path.file_name()?))?;
+    search(file.take(SCAN_LIMIT), named, size)
+}
+
+/// What a file's name (and the walk's size) says before it is opened.
+enum ByName {
+    /// The name alone is the finding (`.env`).
+    Found(Found),
+    /// Nothing to find: empty, or a format that cannot carry a text credential.
+    Skip,
+    /// Read it, as this kind of file.
+    Read(NamedFile),
+}
+
+fn by_name(name: &[u8], size: u64) -> ByName {
     if is_env_file(name) {
-        return Some(Found {
+        return ByName::Found(Found {
             kind: SecretKind::EnvFile,
             line: None,
         });
     }
-    if cannot_hold_text(name) {
-        return None;
+    if size == 0 || cannot_hold_text(name) {
+        return ByName::Skip;
     }
-    let named = NamedFile::of(name);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        // Never block on a FIFO swapped in after the walk, never follow a swapped-in link.
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-        .ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
+    ByName::Read(NamedFile::of(name))
+}
+
+/// An open directory that files are opened relative to.
+struct Handle(std::os::fd::OwnedFd);
+
+impl Handle {
+    fn open_root(root: &Path) -> std::io::Result<Handle> {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(root)?;
+        Ok(Handle(f.into()))
     }
-    search(file.take(SCAN_LIMIT), named)
+
+    fn open_at(&self, rel: &Path, flags: libc::c_int) -> Option<std::os::fd::OwnedFd> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let c = std::ffi::CString::new(rel.as_os_str().as_bytes()).ok()?;
+        // SAFETY: a valid directory descriptor and C string; the new descriptor is ours.
+        let fd = unsafe { libc::openat(self.0.as_raw_fd(), c.as_ptr(), flags | libc::O_CLOEXEC) };
+        // SAFETY: a fresh descriptor from the kernel, owned by nobody else.
+        (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// The directory `rel`, as a handle to open its files from (`O_PATH`: nothing is read
+    /// through it, so it costs no permission check on the directory's content).
+    fn open_dir(&self, rel: &Path) -> Option<Handle> {
+        self.open_at(rel, libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .map(Handle)
+    }
+
+    /// Opens `rel` for reading: never blocks on a FIFO swapped in after the walk, never follows
+    /// a symlink swapped in for the file. No fstat: what is opened is judged by its bytes — a
+    /// directory swapped in fails to read (EISDIR), a FIFO reads as empty (no writer), a
+    /// device's bytes are not text.
+    fn open_file(&self, rel: &Path) -> Option<std::fs::File> {
+        self.open_at(rel, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .map(std::fs::File::from)
+    }
 }
 
 /// `.env`, `.env.<anything>`, `<anything>.env`, except the templates people commit on purpose.
@@ -198,7 +311,8 @@ impl NamedFile {
     }
 }
 
-/// The markers searched in every file, in one pass. Each hit is then confirmed on its line.
+/// The markers searched, in one pass. Each hit is then confirmed on its line. The first
+/// [`GENERAL`] are secrets under any name; the rest only mean one in a file named for them.
 const MARKERS: &[&str] = &[
     "PRIVATE KEY-----",
     "service_account",
@@ -211,6 +325,7 @@ const MARKERS: &[&str] = &[
     "_password",
     "password",
 ];
+const GENERAL: usize = 6;
 const M_PEM: usize = 0;
 const M_SA: usize = 1;
 const M_AWS_SECRET: usize = 2;
@@ -222,25 +337,68 @@ const M_NPM_AUTH: usize = 7;
 const M_NPM_PASSWORD: usize = 8;
 const M_PASSWORD: usize = 9;
 
-fn markers() -> &'static AhoCorasick {
-    static AC: OnceLock<AhoCorasick> = OnceLock::new();
+/// The automaton for a file: all markers for `.npmrc`/`.pypirc`/`.netrc`, else only the
+/// [`GENERAL`] ones — `password` is common in ordinary text and would only cost confirmations
+/// that cannot succeed. Pattern ids are indices into [`MARKERS`] either way.
+fn markers(named: NamedFile) -> &'static AhoCorasick {
+    static ALL: OnceLock<AhoCorasick> = OnceLock::new();
+    static ANY_NAME: OnceLock<AhoCorasick> = OnceLock::new();
     // Leftmost-longest: `_authToken` wins over `_auth`, `_password` over `password`, so one
     // non-overlapping pass (which keeps the SIMD prefilter fully effective) sees each marker once.
-    AC.get_or_init(|| {
+    let build = |patterns: &[&str]| {
         AhoCorasick::builder()
             .match_kind(aho_corasick::MatchKind::LeftmostLongest)
             .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(MARKERS)
+            .build(patterns)
             .expect("fixed patterns")
-    })
+    };
+    match named {
+        NamedFile::Other => ANY_NAME.get_or_init(|| build(&MARKERS[..GENERAL])),
+        _ => ALL.get_or_init(|| build(MARKERS)),
+    }
+}
+
+/// Whether `head` (a file's first bytes) starts with the signature of a binary format that
+/// carries no text credential: compressed data, archives, images, executables, databases.
+/// Catches what the extension does not say (`libfoo.so.1`, `data.bin`, a file with no name
+/// extension) before the block is searched.
+fn binary_signature(head: &[u8]) -> bool {
+    const MAGIC: &[&[u8]] = &[
+        b"\x1f\x8b",            // gzip
+        b"PK\x03\x04",          // zip, wheel, jar
+        b"\x89PNG\r\n\x1a\n",   // PNG
+        b"\xff\xd8\xff",        // JPEG
+        b"GIF8",                // GIF
+        b"\x7fELF",             // ELF
+        b"\xcf\xfa\xed\xfe",    // Mach-O
+        b"\xfd7zXZ\x00",        // xz
+        b"\x28\xb5\x2f\xfd",    // zstd
+        b"7z\xbc\xaf\x27\x1c",  // 7-zip
+        b"SQLite format 3\x00", // SQLite
+        b"\x00asm",             // WebAssembly
+        b"%PDF-",               // PDF
+        b"RIFF",                // WAV, WebP, AVI
+        b"OggS",                // Ogg
+        b"wOFF",                // WOFF
+        b"wOF2",                // WOFF2
+        b"\x93NUMPY",           // NumPy
+    ];
+    // bzip2: `BZh`, the block size digit, then the block magic (π's digits in BCD).
+    let bzip2 = head.len() >= 10
+        && head.starts_with(b"BZh")
+        && (b'1'..=b'9').contains(&head[3])
+        && &head[4..10] == b"\x31\x41\x59\x26\x53\x59";
+    bzip2 || MAGIC.iter().any(|m| head.starts_with(m))
 }
 
 /// Streams `r` block by block through the marker automaton; stops at the first confirmed
-/// secret. Memory: one block plus [`OVERLAP`] per thread.
-fn search(mut r: impl Read, named: NamedFile) -> Option<Found> {
+/// secret. `size` is the file's size as the walk saw it: a short read that reaches it is the
+/// end, without one more `read` to hear so. Memory: one block plus [`OVERLAP`] per thread.
+fn search(mut r: impl Read, named: NamedFile, size: u64) -> Option<Found> {
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    let automaton = markers(named);
     BUF.with(|b| {
         let mut buf = b.borrow_mut();
         buf.resize(OVERLAP + BLOCK, 0);
@@ -251,17 +409,24 @@ fn search(mut r: impl Read, named: NamedFile) -> Option<Found> {
         // Whether the docker `"auths"` object was seen (its `"auth"` values may come later).
         let mut auths_seen = false;
         let mut first = true;
+        let mut total = 0u64;
+        let mut at_end = false;
         loop {
-            let n = read_full(&mut r, &mut buf[carried..])?;
+            if at_end {
+                return None;
+            }
+            let (n, eof) = read_full(&mut r, &mut buf[carried..], total, size)?;
+            total += n as u64;
+            at_end = eof;
             if n == 0 {
                 return None;
             }
             let window = &buf[..carried + n];
-            if first && memchr::memchr(0, window).is_some() {
+            if first && (binary_signature(window) || memchr::memchr(0, window).is_some()) {
                 return None;
             }
             first = false;
-            for m in markers().find_iter(window) {
+            for m in automaton.find_iter(window) {
                 // A marker well inside the carried part was already judged, with context.
                 if m.end() + 64 <= carried {
                     continue;
@@ -302,18 +467,25 @@ fn search(mut r: impl Read, named: NamedFile) -> Option<Found> {
     })
 }
 
-/// Reads until `buf` is full or the end; `None` on an error.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Option<usize> {
+/// Reads until `buf` is full or the end; `None` on an error. `done` bytes were read before and
+/// the file held `size`: a short read that brings the total to `size` is taken as the end
+/// (`true` in the answer), which saves the `read` that would return 0.
+fn read_full(r: &mut impl Read, buf: &mut [u8], done: u64, size: u64) -> Option<(usize, bool)> {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
+            Ok(0) => return Some((n, true)),
+            Ok(k) => {
+                n += k;
+                if n < buf.len() && done + n as u64 >= size {
+                    return Some((n, true));
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(_) => return None,
         }
     }
-    Some(n)
+    Some((n, false))
 }
 
 /// The line around `start..end` in `window` (as far as the window reaches).
@@ -633,6 +805,95 @@ mod tests {
     }
 
     #[test]
+    fn binary_formats_are_known_by_their_signature() {
+        // No NUL in the first block and a name that says nothing: the signature decides.
+        for magic in [
+            &b"\x1f\x8b\x08"[..],
+            b"PK\x03\x04",
+            b"%PDF-1.7\n",
+            b"\x7fELF\x02",
+        ] {
+            let mut data = magic.to_vec();
+            data.extend_from_slice(b"\n");
+            data.extend_from_slice(PEM.as_bytes());
+            assert_eq!(find("blob", &data), None, "{magic:?}");
+        }
+        // Text that merely starts like one is still read.
+        let text = format!("BZh is a prefix\n{PEM}");
+        assert_eq!(kind("notes", &text), Some(SecretKind::PrivateKey));
+        let bz = b"BZh91AY&SY".to_vec();
+        assert!(binary_signature(&bz));
+        assert!(!binary_signature(b"BZh9 not bzip2"));
+    }
+
+    #[test]
+    fn the_walks_size_decides_what_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("key.txt"), PEM).unwrap();
+        // Seen empty by the walk: not opened at all.
+        assert!(scan(d.path(), &[("key.txt", 0)]).is_empty());
+        // Grown since the walk: the whole file is still read (the size only ends a short read).
+        let got = scan(d.path(), &[("key.txt", 5)]);
+        assert_eq!(got.len(), 1);
+        // Across several blocks, the end found by size or by a zero read alike.
+        let big = format!("{}\n{SA}", "x".repeat(3 * BLOCK + 17));
+        std::fs::write(d.path().join("big"), &big).unwrap();
+        for size in [big.len() as u64, 1, u64::MAX] {
+            let got = scan(d.path(), &[("big", size)]);
+            assert_eq!(got[0].kind, SecretKind::ServiceAccountKey, "{size}");
+            assert_eq!(got[0].line, Some(3), "{size}");
+        }
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_a_file_is_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("id_rsa"), PEM).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("id_rsa"), d.path().join("k.txt")).unwrap();
+        assert!(scan(d.path(), &[("k.txt", PEM.len() as u64)]).is_empty());
+        // A root that is not a directory scans nothing (and does not fail).
+        assert!(scan(&d.path().join("k.txt"), &[("x", 1)]).is_empty());
+    }
+
+    #[test]
+    fn files_of_one_directory_are_opened_from_its_handle_in_order() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("id_rsa"), PEM).unwrap();
+        std::fs::create_dir_all(d.path().join("sub/deeper")).unwrap();
+        let mut files: Vec<(PathBuf, u64)> = Vec::new();
+        // More files than one task takes, so the directory is split between tasks.
+        for i in 0..150 {
+            let rel = PathBuf::from(format!("sub/f{i:03}.txt"));
+            let body = if i % 50 == 7 { PEM } else { "plain\n" };
+            std::fs::write(d.path().join(&rel), body).unwrap();
+            files.push((rel, body.len() as u64));
+            if i == 60 {
+                std::fs::write(d.path().join("sub/deeper/sa"), SA).unwrap();
+                files.push(("sub/deeper/sa".into(), SA.len() as u64));
+            }
+        }
+        // A link in place of a file is not followed from a directory's handle either.
+        std::os::unix::fs::symlink(outside.path().join("id_rsa"), d.path().join("sub/link"))
+            .unwrap();
+        files.push(("sub/link".into(), PEM.len() as u64));
+        let got: Vec<(String, SecretKind)> = scan(d.path(), &files)
+            .into_iter()
+            .map(|f| (f.path.display().to_string(), f.kind))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("sub/f007.txt".to_string(), SecretKind::PrivateKey),
+                ("sub/f057.txt".to_string(), SecretKind::PrivateKey),
+                ("sub/deeper/sa".to_string(), SecretKind::ServiceAccountKey),
+                ("sub/f107.txt".to_string(), SecretKind::PrivateKey),
+            ]
+        );
+    }
+
+    #[test]
     fn scan_keeps_order_and_skips_missing_and_fifos() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("a.txt"), PEM).unwrap();
@@ -641,7 +902,15 @@ mod tests {
         let fifo = d.path().join("pipe");
         let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        let got = scan(d.path(), &["c", "a.txt", "b.txt", "gone", "pipe"]);
+        // Sizes as a walk saw them; the FIFO's is a regular file's size swapped for a FIFO.
+        let files = [
+            ("c", SA.len() as u64),
+            ("a.txt", PEM.len() as u64),
+            ("b.txt", 8),
+            ("gone", 10),
+            ("pipe", 100),
+        ];
+        let got = scan(d.path(), &files);
         let kinds: Vec<(&str, SecretKind)> = got
             .iter()
             .map(|f| (f.path.to_str().unwrap(), f.kind))

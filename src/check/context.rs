@@ -34,7 +34,7 @@ pub fn check(cx: &ServiceCtx, ctx: &Context) -> Vec<Finding> {
         if entry.kind != EntryKind::File {
             continue;
         }
-        files.push(entry.path.clone());
+        files.push((entry.path.clone(), entry.size));
     }
     for found in crate::secrets::scan(&ctx.root, &files) {
         let rel_s = found.path.to_string_lossy();

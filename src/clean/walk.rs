@@ -110,6 +110,9 @@ struct Node {
     pycache: bool,
     /// Inside a debris or `--erase` directory: everything goes but `--keep` and VCS metadata.
     subtree: Option<Rule>,
+    /// A virtualenv here (a `pyvenv.cfg` among its entries) is left whole: checked on the
+    /// listing itself, which names every entry anyway, instead of one more `fstatat`.
+    guard_venv: bool,
     /// Listing and child tasks not finished yet (the listing counts as one).
     pending: AtomicUsize,
     /// Something inside stays, so a target directory cannot go.
@@ -211,6 +214,7 @@ impl Walk<'_> {
             target: None,
             pycache: false,
             subtree: None,
+            guard_venv: false,
             pending: AtomicUsize::new(1),
             blocked: AtomicBool::new(false),
         });
@@ -308,12 +312,7 @@ impl Walk<'_> {
             Role::Pycache => Some(Rule::Bytecode(Bytecode::PycacheDir)),
             Role::Subtree(r) => Some(r.clone()),
         };
-        let guard = !matches!(role, Role::Pycache) && self.rules.guards_venv(rule.as_ref());
-        if guard && dir.has(c"pyvenv.cfg") {
-            parent.block();
-            out.skip(rel, SkipReason::Virtualenv);
-            return None;
-        }
+        let guard_venv = !matches!(role, Role::Pycache) && self.rules.guards_venv(rule.as_ref());
         if let Role::Plain {
             kept_in_pycache: true,
         } = role
@@ -332,6 +331,7 @@ impl Walk<'_> {
                 _ => None,
             },
             target: rule,
+            guard_venv,
             pending: AtomicUsize::new(1),
             blocked: AtomicBool::new(false),
         }))
@@ -339,15 +339,27 @@ impl Walk<'_> {
 
     /// Lists a directory, queues its subdirectories, removes the files the rules name.
     fn list(&self, node: Arc<Node>, queue: &Queue, out: &mut Out, count: &mut Counter<'_>) {
-        let entries = match node.dir.entries() {
-            Ok(e) => e,
-            Err(e) => {
-                node.block();
-                out.fail(&node.rel, e);
-                self.finish(node, out);
-                return;
+        // The whole listing first: a `pyvenv.cfg` anywhere in it means nothing here is touched.
+        let mut entries: Vec<std::io::Result<(CString, Option<Kind>)>> = Vec::new();
+        for entry in node.dir.entries() {
+            let failed = entry.is_err();
+            entries.push(entry);
+            if failed {
+                break;
             }
-        };
+        }
+        let venv = node.guard_venv
+            && entries
+                .iter()
+                .any(|e| matches!(e, Ok((name, _)) if name.as_bytes() == b"pyvenv.cfg"));
+        if let (true, Some(parent)) = (venv, node.parent.clone()) {
+            // As if never entered: the parent keeps it, and the directory is not settled.
+            parent.block();
+            out.skip(node.rel.clone(), SkipReason::Virtualenv);
+            drop(node);
+            self.finish(parent, out);
+            return;
+        }
         let mut files: Vec<FileJob> = Vec::new();
         for entry in entries {
             count.local += 1;
