@@ -497,9 +497,8 @@ where
                     };
                     return Some((msg, next));
                 }
-                let Some(a) = answer.as_mut() else {
-                    return None;
-                };
+                // The answer ended and every message went out.
+                let a = answer.as_mut()?;
                 let mut parse = |line: &[u8]| decode_line(line, &mut queue);
                 match a.frame().await {
                     Some(Ok(frame)) => {
