@@ -1,7 +1,7 @@
 //! The build stream stays bounded and honest whatever the engine sends. A fake engine (a tiny
 //! HTTP server on a Unix socket, speaking just enough of `GET /version` and `POST /build`)
-//! sends what a real one would not: junk between messages, and 128 MB of output without a
-//! newline. Memory is measured on a child process (this test binary re-run on one ignored test)
+//! sends what a real one would not: junk between messages, JSON that is not a message, one
+//! 400 MB line, and 128 MB of output without a newline. Memory is measured on a child process (this test binary re-run on one ignored test)
 //! so other tests in this process do not blur the figure.
 
 mod common;
@@ -113,6 +113,76 @@ fn junk_in_the_build_stream_is_a_malformed_stream_not_a_disconnect() {
         "{msg}"
     );
     assert!(!msg.contains("stopped or restarted"), "{msg}");
+}
+
+#[test]
+fn undecodable_json_in_the_build_stream_is_a_malformed_stream() {
+    let d = tempfile::tempdir().unwrap();
+    let sock = fake_engine(d.path(), |w| {
+        w.write_all(b"{\"stream\":\"Step 1/1 : RUN x\\n\"}\n")?;
+        // JSON, but not a message: `stream` must be text.
+        w.write_all(b"{\"stream\":12}\n")
+    });
+    let err = connect(&sock)
+        .build(&BuildOptions::default(), empty_context(), &mut |_| {})
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, EngineError::MalformedStream { step: Some(s), .. } if s.number == 1),
+        "{err:?}"
+    );
+    assert!(
+        msg.contains("not one of the engine's JSON messages"),
+        "{msg}"
+    );
+    assert!(!msg.contains("stopped or restarted"), "{msg}");
+}
+
+/// One 400 MB line, written in 1 MiB pieces (never whole in this process either).
+fn one_huge_line(w: &mut dyn Write) -> std::io::Result<()> {
+    w.write_all(b"{\"stream\":\"Step 1/1 : RUN x\\n\"}\n")?;
+    w.write_all(b"{\"stream\":\"")?;
+    let piece = vec![b'x'; 1 << 20];
+    for _ in 0..400 {
+        w.write_all(&piece)?;
+    }
+    w.write_all(b"\"}\n")
+}
+
+/// The work measured by [`a_400_mb_line_is_refused_in_bounded_memory`], in a child process.
+#[test]
+#[ignore = "run by a_400_mb_line_is_refused_in_bounded_memory in a child process"]
+fn child_huge_line_build() {
+    let d = tempfile::tempdir().unwrap();
+    let sock = fake_engine(d.path(), one_huge_line);
+    let err = connect(&sock)
+        .build(&BuildOptions::default(), empty_context(), &mut |_| {})
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, EngineError::MalformedStream { step: Some(s), .. } if s.number == 1),
+        "{err:?}"
+    );
+    // The message names the cap.
+    assert!(msg.contains("exceeds 1024 KiB"), "{msg}");
+    assert!(!msg.contains("stopped or restarted"), "{msg}");
+}
+
+#[test]
+fn a_400_mb_line_is_refused_in_bounded_memory() {
+    let (ok, peak_mib) = run_measured(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_huge_line_build",
+                "--ignored",
+                "--nocapture",
+            ])
+            .stdout(std::process::Stdio::null()),
+    );
+    assert!(ok, "child failed");
+    eprintln!("peak RSS with one 400 MB line: {peak_mib:.1} MiB");
+    assert!(peak_mib <= 64.0, "peak RSS {peak_mib:.1} MiB");
 }
 
 /// 128 MB of output as the daemon sends it: many small JSON messages, no newline in the text.

@@ -1,22 +1,33 @@
 //! `POST /build` with the classic builder and a streamed context.
 //!
 //! The context comes from a producer (anything that writes a tar into a `Write`) running on its
-//! own thread (see [`super::upload`]). The NDJSON answer is decoded into [`BuildEvent`]s that go
+//! own thread (see [`super::upload`]). Over a unix socket or plain tcp the request goes through
+//! our own connection ([`super::http`]) and its answer is split into lines of bounded length, so
+//! a hostile engine cannot make one line cost memory and junk is a malformed stream, not a
+//! disconnect; TLS and ssh engines go through bollard. The NDJSON answer is decoded into [`BuildEvent`]s that go
 //! to the caller's callback as they happen and into a [`StepTracker`]. On failure or Ctrl-C the
 //! request is dropped — the classic builder then kills and, with `forcerm`, removes its
 //! intermediate container — and any container it announced but never said it removed is removed
 //! here too.
 
-use super::error::{connect_problem, BoxError, EngineError};
+use super::buildkit::trace::{LineSplitter, Malformed};
+use super::error::{connect_problem, BoxError, ConnectProblem, EngineError};
 use super::events::{BuildEvent, Decoder};
+use super::host::Transport;
+use super::http::{self, ConnBody};
 use super::steps::{StepRecord, StepTracker};
 use super::{upload, Engine};
+use bollard::models::BuildInfo;
 use bollard::query_parameters::{
     BuildImageOptions, BuilderVersion, RemoveContainerOptions, TagImageOptions,
 };
-use futures_util::StreamExt;
-use std::collections::HashMap;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -85,37 +96,22 @@ impl Engine {
         let started = Instant::now();
         let up = upload::start(context).map_err(|e| EngineError::Context { cause: Box::new(e) })?;
         let state = up.state.clone();
-        let options = BuildImageOptions {
-            dockerfile: opts
-                .dockerfile
-                .clone()
-                .unwrap_or_else(|| "Dockerfile".into()),
-            t: opts.tags.first().cloned(),
-            nocache: opts.no_cache,
-            pull: opts.pull.then(|| "true".to_string()),
-            rm: true,
-            // Remove intermediate containers on failure too: nothing is left behind.
-            forcerm: true,
-            buildargs: (!opts.build_args.is_empty())
-                .then(|| opts.build_args.iter().cloned().collect::<HashMap<_, _>>()),
-            labels: (!opts.labels.is_empty())
-                .then(|| opts.labels.iter().cloned().collect::<HashMap<_, _>>()),
-            platform: opts.platform.clone().unwrap_or_default(),
-            target: opts.target.clone().unwrap_or_default(),
-            cachefrom: (!opts.cache_from.is_empty()).then(|| opts.cache_from.clone()),
-            version: BuilderVersion::BuilderV1,
-            ..Default::default()
-        };
-
         let mut tracker = StepTracker::new();
         let mut decoder = Decoder::new();
         let mut upload_done: Option<(u64, f64)> = None;
         let mut last_sent = 0u64;
 
         let result: Result<(), EngineError> = self.rt.block_on(async {
-            let mut stream =
-                self.docker
-                    .build_image(options, None, Some(bollard::body_try_stream(up.body)));
+            // TLS and ssh engines go through bollard, whose decoder holds a whole NDJSON line
+            // however long it is; unix sockets and plain tcp (the common case) use our own
+            // connection and its bounded line splitter.
+            let path = format!("/v{}/build?{}", self.api_version, classic_query(opts));
+            let mut stream: Pin<Box<dyn Stream<Item = Msg> + Send + '_>> =
+                if http::speaks(&self.config.transport) {
+                    Box::pin(own_answer(&self.config.transport, &path, up.body))
+                } else {
+                    Box::pin(self.bollard_answer(opts, up.body))
+                };
             let mut tick = tokio::time::interval(UPLOAD_TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             // Reports the end of the upload once, before the first step (the classic builder
@@ -148,23 +144,12 @@ impl Engine {
                     }
                 };
                 let events = match item {
-                    Some(Ok(info)) => decoder.feed(&info),
-                    Some(Err(bollard::errors::Error::DockerStreamError { error })) => {
-                        decoder.feed_error(&error)
+                    Some(Msg::Info(info)) => decoder.feed(&info),
+                    Some(Msg::StreamError(error)) => decoder.feed_error(&error),
+                    Some(Msg::Rejected { status, message }) => {
+                        return Err(EngineError::BuildRejected { status, message })
                     }
-                    Some(Err(bollard::errors::Error::DockerResponseServerError {
-                        status_code,
-                        message,
-                    })) => {
-                        return Err(EngineError::BuildRejected {
-                            status: status_code,
-                            message,
-                        })
-                    }
-                    Some(Err(
-                        e @ (bollard::errors::Error::JsonSerdeError { .. }
-                        | bollard::errors::Error::JsonDataError { .. }),
-                    )) => {
+                    Some(Msg::Malformed(message)) => {
                         for ev in decoder.finish() {
                             tracker.observe(&ev, started.elapsed());
                             on_event(&ev);
@@ -172,10 +157,10 @@ impl Engine {
                         return Err(EngineError::MalformedStream {
                             host: self.config.host.clone(),
                             step: tracker.last().map(StepRecord::step_ref),
-                            message: e.to_string(),
+                            message,
                         });
                     }
-                    Some(Err(e)) => {
+                    Some(Msg::Broken(e)) => {
                         let mut ev = decoder.finish();
                         for e in ev.drain(..) {
                             tracker.observe(&e, started.elapsed());
@@ -265,15 +250,80 @@ impl Engine {
     }
 
     /// A transport error mid-build: the engine went away, or never answered.
-    fn broken(&self, tracker: &StepTracker, e: bollard::errors::Error) -> EngineError {
-        if tracker.steps().is_empty() && connect_problem(&e).is_some() {
-            return super::classify_connect(&self.config, e);
+    fn broken(&self, tracker: &StepTracker, e: BoxError) -> EngineError {
+        if tracker.steps().is_empty() {
+            let (host, from) = (self.config.host.clone(), self.config.source);
+            match connect_problem(&*e) {
+                Some(ConnectProblem::PermissionDenied) => {
+                    return EngineError::PermissionDenied {
+                        host,
+                        from,
+                        cause: e,
+                    }
+                }
+                Some(ConnectProblem::Unreachable) => {
+                    return EngineError::Unreachable {
+                        host,
+                        from,
+                        cause: e,
+                    }
+                }
+                None => {}
+            }
         }
         EngineError::Disconnected {
             host: self.config.host.clone(),
             step: tracker.last().map(StepRecord::step_ref),
-            cause: Box::new(e),
+            cause: e,
         }
+    }
+
+    /// `POST /build` through bollard (TLS and ssh engines, which our own connections do not
+    /// speak). Its decoder buffers a whole line, so a hostile engine there can still make one
+    /// line cost memory; the engines ctxbuild is pointed at are local or plain tcp.
+    fn bollard_answer<S>(&self, opts: &BuildOptions, body: S) -> impl Stream<Item = Msg> + Send + '_
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        let options = BuildImageOptions {
+            dockerfile: opts
+                .dockerfile
+                .clone()
+                .unwrap_or_else(|| "Dockerfile".into()),
+            t: opts.tags.first().cloned(),
+            nocache: opts.no_cache,
+            pull: opts.pull.then(|| "true".to_string()),
+            rm: true,
+            // Remove intermediate containers on failure too: nothing is left behind.
+            forcerm: true,
+            buildargs: (!opts.build_args.is_empty())
+                .then(|| opts.build_args.iter().cloned().collect::<HashMap<_, _>>()),
+            labels: (!opts.labels.is_empty())
+                .then(|| opts.labels.iter().cloned().collect::<HashMap<_, _>>()),
+            platform: opts.platform.clone().unwrap_or_default(),
+            target: opts.target.clone().unwrap_or_default(),
+            cachefrom: (!opts.cache_from.is_empty()).then(|| opts.cache_from.clone()),
+            version: BuilderVersion::BuilderV1,
+            ..Default::default()
+        };
+        self.docker
+            .build_image(options, None, Some(bollard::body_try_stream(body)))
+            .map(|item| match item {
+                Ok(info) => Msg::Info(Box::new(info)),
+                Err(bollard::errors::Error::DockerStreamError { error }) => Msg::StreamError(error),
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code,
+                    message,
+                }) => Msg::Rejected {
+                    status: status_code,
+                    message,
+                },
+                Err(
+                    e @ (bollard::errors::Error::JsonSerdeError { .. }
+                    | bollard::errors::Error::JsonDataError { .. }),
+                ) => Msg::Malformed(e.to_string()),
+                Err(e) => Msg::Broken(Box::new(e)),
+            })
     }
 
     /// Force-removes intermediate containers; the engine may be removing them already.
@@ -369,6 +419,175 @@ impl Engine {
     }
 }
 
+/// One item of the build answer, whichever connection read it.
+enum Msg {
+    Info(Box<BuildInfo>),
+    /// An error message without its detail (bollard keeps only the message).
+    StreamError(String),
+    /// The engine refused the request with an HTTP error.
+    Rejected {
+        status: u16,
+        message: String,
+    },
+    /// Not the engine's JSON message stream; the stream ends here.
+    Malformed(String),
+    /// The connection failed; the stream ends here.
+    Broken(BoxError),
+}
+
+/// Where [`own_answer`] is.
+enum Reading {
+    Start,
+    /// The answer (gone once it ended), its line splitter and the messages not yet handed on.
+    Body(Option<ConnBody>, LineSplitter, VecDeque<Msg>),
+    Done,
+}
+
+/// `POST /build` on our own connection: the context streams out as the request body and the
+/// answer is split into lines of at most [`super::buildkit::trace::MAX_LINE`] bytes, each decoded on its own, so
+/// memory stays bounded whatever the engine sends.
+fn own_answer<'a, S>(
+    transport: &'a Transport,
+    path: &'a str,
+    body: S,
+) -> impl Stream<Item = Msg> + Send + 'a
+where
+    S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+{
+    let mut body = Some(body);
+    futures_util::stream::unfold(Reading::Start, move |state| {
+        let context = body.take();
+        async move {
+            let (mut answer, mut lines, mut queue) = match state {
+                Reading::Start => {
+                    let context = context?;
+                    let req = ::http::Request::post(path)
+                        .header("Host", "docker")
+                        .header("Content-Type", "application/x-tar")
+                        .body(StreamBody::new(context.map(|r| r.map(Frame::data))));
+                    let req = match req {
+                        Ok(r) => r,
+                        Err(e) => return Some((Msg::Broken(Box::new(e)), Reading::Done)),
+                    };
+                    let res = match http::request(transport, req).await {
+                        Ok(r) => r,
+                        Err(e) => return Some((Msg::Broken(e), Reading::Done)),
+                    };
+                    if !res.status().is_success() {
+                        let msg = match http::error_message(res).await {
+                            Ok((status, message)) => Msg::Rejected { status, message },
+                            Err(e) => Msg::Broken(e),
+                        };
+                        return Some((msg, Reading::Done));
+                    }
+                    (
+                        Some(res.into_body()),
+                        LineSplitter::default(),
+                        VecDeque::new(),
+                    )
+                }
+                Reading::Body(answer, lines, queue) => (answer, lines, queue),
+                Reading::Done => return None,
+            };
+            loop {
+                if let Some(msg) = queue.pop_front() {
+                    let next = match msg {
+                        Msg::Malformed(_) | Msg::Broken(_) => Reading::Done,
+                        _ => Reading::Body(answer, lines, queue),
+                    };
+                    return Some((msg, next));
+                }
+                // The answer ended and every message went out.
+                let a = answer.as_mut()?;
+                let mut parse = |line: &[u8]| decode_line(line, &mut queue);
+                match a.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            if let Err(e) = lines.push(&data, &mut parse) {
+                                queue.push_back(Msg::Malformed(e.0));
+                            }
+                        }
+                    }
+                    Some(Err(e)) => queue.push_back(Msg::Broken(Box::new(e))),
+                    None => {
+                        answer = None;
+                        if let Err(e) = lines.finish(&mut parse) {
+                            queue.push_back(Msg::Malformed(e.0));
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// One NDJSON line of the classic builder's answer.
+fn decode_line(line: &[u8], queue: &mut VecDeque<Msg>) -> Result<(), Malformed> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    match serde_json::from_slice::<BuildInfo>(line) {
+        Ok(info) => {
+            queue.push_back(Msg::Info(Box::new(info)));
+            Ok(())
+        }
+        Err(e) => Err(Malformed(format!(
+            "a line of the build stream is not one of the engine's JSON messages ({e})"
+        ))),
+    }
+}
+
+/// The classic `/build` query, as `docker build` sends it.
+fn classic_query(opts: &BuildOptions) -> String {
+    let json_map = |pairs: &[(String, String)]| {
+        let m: serde_json::Map<String, serde_json::Value> = pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        serde_json::Value::Object(m).to_string()
+    };
+    let mut pairs: Vec<(&str, String)> = vec![
+        (
+            "dockerfile",
+            opts.dockerfile
+                .clone()
+                .unwrap_or_else(|| "Dockerfile".into()),
+        ),
+        ("version", "1".into()),
+        ("rm", "1".into()),
+        // Remove intermediate containers on failure too: nothing is left behind.
+        ("forcerm", "1".into()),
+    ];
+    if let Some(t) = opts.tags.first() {
+        pairs.push(("t", t.clone()));
+    }
+    if opts.no_cache {
+        pairs.push(("nocache", "1".into()));
+    }
+    if opts.pull {
+        pairs.push(("pull", "1".into()));
+    }
+    if !opts.build_args.is_empty() {
+        pairs.push(("buildargs", json_map(&opts.build_args)));
+    }
+    if !opts.labels.is_empty() {
+        pairs.push(("labels", json_map(&opts.labels)));
+    }
+    for (k, v) in [("target", &opts.target), ("platform", &opts.platform)] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            pairs.push((k, v.to_string()));
+        }
+    }
+    if !opts.cache_from.is_empty() {
+        pairs.push((
+            "cachefrom",
+            serde_json::to_string(&opts.cache_from).unwrap_or_default(),
+        ));
+    }
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    http::form_urlencoded(&pairs)
+}
+
 /// `host:5000/app:1` → (`host:5000/app`, `1`); no tag → `latest`.
 pub(crate) fn split_tag(reference: &str) -> (&str, &str) {
     let name_end = reference.rfind('/').map_or(0, |i| i + 1);
@@ -394,5 +613,45 @@ mod tests {
         );
         assert_eq!(split_tag("app"), ("app", "latest"));
         assert_eq!(split_tag("acme/app:v2.1"), ("acme/app", "v2.1"));
+    }
+
+    #[test]
+    fn classic_query_asks_for_the_classic_builder_and_cleans_up() {
+        let opts = BuildOptions {
+            tags: vec!["app:1".into(), "app:latest".into()],
+            build_args: vec![("A".into(), "x y".into())],
+            cache_from: vec!["app:0".into()],
+            no_cache: true,
+            ..Default::default()
+        };
+        let q = classic_query(&opts);
+        for part in [
+            "dockerfile=Dockerfile",
+            "version=1",
+            "rm=1",
+            "forcerm=1",
+            "t=app%3A1",
+            "nocache=1",
+            "buildargs=%7B%22A%22%3A%22x%20y%22%7D",
+            "cachefrom=%5B%22app%3A0%22%5D",
+        ] {
+            assert!(q.split('&').any(|p| p == part), "{part} in {q}");
+        }
+        // Only the first tag goes to the build; the rest are tagged afterwards.
+        assert!(!q.contains("latest"), "{q}");
+        assert!(!q.contains("pull="), "{q}");
+        assert!(!q.contains("target="), "{q}");
+    }
+
+    #[test]
+    fn undecodable_lines_are_malformed_and_blank_ones_skipped() {
+        let mut q = VecDeque::new();
+        decode_line(b"  \r", &mut q).unwrap();
+        assert!(q.is_empty());
+        decode_line(br#"{"stream":"Step 1/1 : FROM x\n"}"#, &mut q).unwrap();
+        assert!(matches!(q.pop_front(), Some(Msg::Info(i)) if i.stream.is_some()));
+        let e = decode_line(br#"{"stream":12}"#, &mut q).unwrap_err();
+        assert!(e.0.contains("not one of the engine's JSON messages"), "{e}");
+        assert!(decode_line(b"<html>", &mut q).is_err());
     }
 }

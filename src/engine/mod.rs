@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 mod facts;
 pub mod host;
+pub mod http;
 mod images;
 mod push;
 pub mod reference;

@@ -19,15 +19,13 @@ use super::build::{BuildOptions, BuildOutcome, HistoryLayer};
 use super::error::EngineError;
 use super::events::BuildEvent;
 use super::host::Transport;
+use super::http::{error_message, form_urlencoded};
 use super::steps::StepRecord;
 use super::Engine;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Instant;
 use trace::{Ending, LineSplitter, Trace};
-
-/// The most bytes of an HTTP error answer read.
-pub(crate) const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 /// What a BuildKit build needs beyond [`BuildOptions`].
 #[derive(Debug)]
@@ -117,18 +115,7 @@ impl Engine {
                 r = session::build(&transport, &path) => r.map_err(broken)?,
             };
             if !res.status().is_success() {
-                let status = res.status().as_u16();
-                // An error answer is short; a hostile one is cut, not held whole.
-                let body = http_body_util::Limited::new(res.into_body(), ERROR_BODY_LIMIT)
-                    .collect()
-                    .await
-                    .map_err(broken)?;
-                let bytes = body.to_bytes();
-                let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
-                let message = serde_json::from_str::<serde_json::Value>(&text)
-                    .ok()
-                    .and_then(|v| v.get("message")?.as_str().map(str::to_string))
-                    .unwrap_or_else(|| text.trim().to_string());
+                let (status, message) = error_message(res).await.map_err(broken)?;
                 return Err(EngineError::BuildRejected { status, message });
             }
             let mut body = res.into_body();
@@ -273,25 +260,6 @@ fn build_query(opts: &BuildOptions, session: &str, dockerfile: &str) -> String {
         q.push_str(&form_urlencoded(&[("cachefrom", &list)]));
     }
     q
-}
-
-fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
-    let enc = |s: &str| {
-        let mut out = String::with_capacity(s.len());
-        for b in s.bytes() {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                out.push(b as char);
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-        out
-    };
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 /// Gives each step of the final stage the size of its history entry. BuildKit writes one

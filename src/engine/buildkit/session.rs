@@ -1,8 +1,8 @@
 //! The BuildKit session and the `/build` request, spoken over our own HTTP/1 connections.
 //!
 //! bollard's own session serves no FileSync (no build context) and keeps its upgrade plumbing
-//! crate-private, so this module opens the connections itself (unix socket or plain TCP, as the
-//! engine configuration says): `POST /session` upgraded to h2c, on which the daemon is the gRPC
+//! crate-private, so this module opens the connections itself ([`crate::engine::http`]: unix
+//! socket or plain TCP, as the engine configuration says): `POST /session` upgraded to h2c, on which the daemon is the gRPC
 //! *client* of our health, FileSync and Auth services; and `POST /build?version=2&session=…`
 //! whose NDJSON answer the caller reads chunk by chunk. TLS and ssh engines are refused by the
 //! caller before anything is opened.
@@ -23,7 +23,7 @@ use bollard_buildkit_proto::moby::filesync::v1::{
     VerifyTokenAuthorityResponse,
 };
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper_util::rt::TokioIo;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,8 +38,8 @@ const METHODS: &[&str] = &[
     "/moby.filesync.v1.Auth/Credentials",
 ];
 
-/// A transport failure of the session or build connection.
-pub type IoError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::engine::http::IoError;
+use crate::engine::http::{error_message, request, ConnBody};
 
 /// The engine answered `/session` with something other than the protocol switch.
 #[derive(Debug, thiserror::Error)]
@@ -47,33 +47,6 @@ pub type IoError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Refused {
     pub status: u16,
     pub message: String,
-}
-
-/// A byte stream to the engine (unix socket or TCP).
-trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
-impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
-
-async fn dial(transport: &Transport) -> Result<Box<dyn Io>, IoError> {
-    Ok(match transport {
-        Transport::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
-        Transport::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr.as_str()).await?),
-        Transport::Tls { .. } | Transport::Ssh(_) => {
-            return Err("BuildKit sessions need a unix or plain tcp engine".into())
-        }
-    })
-}
-
-/// An HTTP/1 request on a fresh connection; the connection task lives as long as the answer.
-async fn request(
-    transport: &Transport,
-    req: http::Request<Empty<Bytes>>,
-) -> Result<http::Response<hyper::body::Incoming>, IoError> {
-    let io = dial(transport).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
-    });
-    Ok(sender.send_request(req).await?)
 }
 
 /// A running session: dropping it closes the connection (and with it the daemon's view of it).
@@ -108,23 +81,13 @@ pub async fn start(
     for m in METHODS {
         b = b.header("X-Docker-Expose-Session-Grpc-Method", *m);
     }
-    let res = request(transport, b.body(Empty::new())?).await?;
+    let mut res = request(transport, b.body(Empty::<Bytes>::new())?).await?;
     if res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
-        let status = res.status();
-        let body = http_body_util::Limited::new(res.into_body(), super::ERROR_BODY_LIMIT)
-            .collect()
-            .await?
-            .to_bytes();
-        let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("message")?.as_str().map(str::to_string))
-            .unwrap_or_else(|| text.trim().to_string());
-        return Err(Box::new(Refused {
-            status: status.as_u16(),
-            message,
-        }));
+        let (status, message) = error_message(res).await?;
+        return Err(Box::new(Refused { status, message }));
     }
+    // The upgrade takes the socket over from the connection task.
+    res.body_mut().detach();
     let upgraded = hyper::upgrade::on(res).await?;
     let io = Upgraded(TokioIo::new(upgraded));
     let files = FileSyncService { sources, sent };
@@ -143,11 +106,11 @@ pub async fn start(
 pub async fn build(
     transport: &Transport,
     path_and_query: &str,
-) -> Result<http::Response<hyper::body::Incoming>, IoError> {
+) -> Result<http::Response<ConnBody>, IoError> {
     let req = http::Request::post(path_and_query)
         .header("Host", "docker")
         .header("Content-Type", "application/x-tar")
-        .body(Empty::new())?;
+        .body(Empty::<Bytes>::new())?;
     request(transport, req).await
 }
 
