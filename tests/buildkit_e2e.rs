@@ -486,3 +486,45 @@ fn a_cache_mount_builds_under_auto() {
         Some("BUILT")
     );
 }
+
+/// A context of thousands of files and megabytes: the file transfer must not deadlock (one
+/// shared queue for the listing and the data made the daemon cancel "load build context" above
+/// ~2,000 files), and every file arrives.
+#[test]
+fn a_large_context_transfers_whole() {
+    common::require_engine();
+    let n = nonce();
+    let dir = demo(&[(
+        "big.Dockerfile",
+        &format!(
+            "FROM {}\nCOPY tree /tree\nRUN echo {n} && find /tree -type f | wc -l && head -n 1 /tree/d42/f77.py\n",
+            common::busybox_image()
+        ),
+    )]);
+    let body = "x".repeat(3000);
+    for d in 0..60 {
+        let sub = dir.path().join(format!("app/tree/d{d}"));
+        std::fs::create_dir_all(&sub).unwrap();
+        for f in 0..100 {
+            std::fs::write(sub.join(format!("f{f}.py")), format!("{d}/{f} {n}\n{body}")).unwrap();
+        }
+    }
+    let o = ctxb(
+        dir.path(),
+        &[
+            "--progress",
+            "plain",
+            "image",
+            "demo",
+            "-f",
+            "big.Dockerfile",
+            "--no-check",
+            "--builder",
+            "buildkit",
+        ],
+    );
+    let err = common::stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("| 6000"), "every file arrived: {err}");
+    assert!(err.contains(&format!("| 42/77 {n}")), "{err}");
+}

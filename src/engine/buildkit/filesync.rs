@@ -130,7 +130,11 @@ impl FileSync for FileSyncService {
                 .collect()
         };
         let dir = values("dir-name").into_iter().next().unwrap_or_default();
-        let include = values("include-patterns");
+        // fsutil adds the follow paths to the include patterns: the frontend asks for the
+        // Dockerfile and `.dockerignore` this way, and sending the whole context for them
+        // made the daemon cancel a large context's `load .dockerignore`.
+        let mut include = values("include-patterns");
+        include.extend(values("followpaths"));
         let exclude = values("exclude-patterns");
         let items = match dir.as_str() {
             "context" => context_items(&self.sources, &include, &exclude)?,
@@ -141,6 +145,12 @@ impl FileSync for FileSyncService {
                 )))
             }
         };
+        // Two queues merged into the answer: the stats (small, as many as the entries already
+        // held) never wait behind file data, and file data (up to QUEUE chunks) never waits
+        // behind stats. One shared bounded queue deadlocked on large contexts: the daemon
+        // stops reading while it waits for a file's data queued behind the rest of the
+        // listing, and the build died with "load build context: context canceled".
+        let (stat_tx, stat_rx) = mpsc::channel::<Result<Packet, Status>>(items.len() + 1);
         let (tx, rx) = mpsc::channel::<Result<Packet, Status>>(QUEUE);
         let incoming = request.into_inner();
         tokio::spawn(serve(
@@ -148,13 +158,16 @@ impl FileSync for FileSyncService {
             Arc::clone(&self.sources),
             Arc::clone(&self.sent),
             incoming,
+            stat_tx,
             tx,
         ));
-        let stream =
+        let queue = |rx: mpsc::Receiver<Result<Packet, Status>>| {
             futures_util::stream::unfold(
                 rx,
                 |mut rx| async move { rx.recv().await.map(|p| (p, rx)) },
-            );
+            )
+        };
+        let stream = futures_util::stream::select(queue(stat_rx), queue(rx));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -174,6 +187,7 @@ async fn serve(
     sources: Arc<Sources>,
     sent: Arc<Transfer>,
     mut incoming: Streaming<Packet>,
+    stats_tx: mpsc::Sender<Result<Packet, Status>>,
     tx: mpsc::Sender<Result<Packet, Status>>,
 ) {
     let readable: HashMap<u32, Readable> = items
@@ -181,7 +195,6 @@ async fn serve(
         .enumerate()
         .filter_map(|(i, it)| Some((u32::try_from(i).ok()?, it.read.clone()?)))
         .collect();
-    let stats_tx = tx.clone();
     let stats = tokio::spawn(async move {
         for it in items {
             let p = Packet {
@@ -199,25 +212,47 @@ async fn serve(
         };
         let _ = stats_tx.send(Ok(end)).await;
     });
+    // Requests are only queued here and answered by their own task: this loop must always
+    // read. If it waited to send a file's data, the daemon (blocked sending its next request)
+    // would stop reading the data it waits for, and a large context deadlocked until the
+    // build was cancelled. At most one request per file: the queue is bounded by the listing.
+    let (req_tx, mut req_rx) = mpsc::channel::<u32>(readable.len() + 1);
+    let data_tx = tx.clone();
+    let sender = tokio::spawn(async move {
+        while let Some(id) = req_rx.recv().await {
+            let Some(r) = readable.get(&id) else {
+                let _ = data_tx
+                    .send(Err(Status::invalid_argument(format!(
+                        "no file with id {id}"
+                    ))))
+                    .await;
+                return;
+            };
+            if let Err(e) = send_data(id, r, &sources, &sent, &data_tx).await {
+                let _ = data_tx.send(Err(e)).await;
+                return;
+            }
+        }
+    });
+    let mut req_tx = Some(req_tx);
     while let Some(msg) = incoming.next().await {
         let Ok(p) = msg else { break };
         match PacketType::try_from(p.r#type) {
             Ok(PacketType::PacketReq) => {
-                let Some(r) = readable.get(&p.id) else {
+                let queued = req_tx.as_ref().is_some_and(|q| q.try_send(p.id).is_ok());
+                if !queued {
                     let _ = tx
-                        .send(Err(Status::invalid_argument(format!(
-                            "no file with id {}",
-                            p.id
-                        ))))
+                        .send(Err(Status::invalid_argument(
+                            "more file requests than files in the listing",
+                        )))
                         .await;
-                    break;
-                };
-                if let Err(e) = send_data(p.id, r, &sources, &sent, &tx).await {
-                    let _ = tx.send(Err(e)).await;
                     break;
                 }
             }
             Ok(PacketType::PacketFin) => {
+                // Every requested file was received before the daemon's FIN.
+                drop(req_tx.take());
+                let _ = sender.await;
                 let _ = stats.await;
                 let fin = Packet {
                     r#type: PacketType::PacketFin as i32,
