@@ -99,8 +99,16 @@ pub fn classic_flags(keyword: Keyword) -> Option<&'static [&'static str]> {
 /// The first instruction (in file order) that the classic builder would reject for a flag
 /// only BuildKit knows.
 pub fn needs_buildkit(df: &Dockerfile) -> Option<BuildKitNeed> {
+    first_unknown_flag(df, classic_flags)
+}
+
+/// The first instruction with a flag outside what `allowed` gives for its keyword.
+fn first_unknown_flag(
+    df: &Dockerfile,
+    allowed: fn(Keyword) -> Option<&'static [&'static str]>,
+) -> Option<BuildKitNeed> {
     df.instructions.iter().find_map(|ins| {
-        let allowed = classic_flags(ins.keyword)?;
+        let allowed = allowed(ins.keyword)?;
         let flag = ins
             .flags
             .iter()
@@ -110,6 +118,15 @@ pub fn needs_buildkit(df: &Dockerfile) -> Option<BuildKitNeed> {
             what: format!("{} --{}", ins.keyword, flag.name),
         })
     })
+}
+
+/// `1.41` → `(1, 41)`; what does not parse counts as 0.
+fn api_version(v: &str) -> (u32, u32) {
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    (
+        parts.next().flatten().unwrap_or(0),
+        parts.next().flatten().unwrap_or(0),
+    )
 }
 
 /// The flags the built-in Dockerfile frontend of Docker 20.10's embedded BuildKit (API ≤ 1.41)
@@ -129,26 +146,11 @@ fn buildkit_2010_flags(keyword: Keyword) -> Option<&'static [&'static str]> {
 /// The first instruction the engine's embedded BuildKit would reject for a flag its built-in
 /// frontend does not know yet (engines of API ≤ 1.41, Docker 20.10 and older; newer engines
 /// are not second-guessed). No `# syntax=` line can help offline: it pulls a frontend image.
-pub fn buildkit_rejects(df: &Dockerfile, api_version: &str) -> Option<BuildKitNeed> {
-    let mut parts = api_version.split('.').map(|p| p.parse::<u32>().ok());
-    let version = (
-        parts.next().flatten().unwrap_or(0),
-        parts.next().flatten().unwrap_or(0),
-    );
-    if version > (1, 41) {
+pub fn buildkit_rejects(df: &Dockerfile, api: &str) -> Option<BuildKitNeed> {
+    if api_version(api) > (1, 41) {
         return None;
     }
-    df.instructions.iter().find_map(|ins| {
-        let allowed = buildkit_2010_flags(ins.keyword)?;
-        let flag = ins
-            .flags
-            .iter()
-            .find(|f| !allowed.contains(&f.name.as_str()))?;
-        Some(BuildKitNeed {
-            line: ins.line,
-            what: format!("{} --{}", ins.keyword, flag.name),
-        })
-    })
+    first_unknown_flag(df, buildkit_2010_flags)
 }
 
 /// What the engine says about BuildKit.
@@ -160,12 +162,9 @@ pub struct EngineSupport {
 impl EngineSupport {
     /// BuildKit through the Engine API needs `/session` (API 1.39, Docker 18.09) and a Linux
     /// daemon.
-    pub fn from_version(api_version: &str, os_type: &str) -> EngineSupport {
-        let mut parts = api_version.split('.').map(|p| p.parse::<u32>().ok());
-        let major = parts.next().flatten().unwrap_or(0);
-        let minor = parts.next().flatten().unwrap_or(0);
+    pub fn from_version(api: &str, os_type: &str) -> EngineSupport {
         EngineSupport {
-            buildkit: (major, minor) >= (1, 39) && (os_type.is_empty() || os_type == "linux"),
+            buildkit: api_version(api) >= (1, 39) && (os_type.is_empty() || os_type == "linux"),
         }
     }
 }
