@@ -92,19 +92,26 @@ impl StepRecord {
         }
     }
 
-    fn is_from(&self) -> bool {
-        self.instruction
-            .split_whitespace()
-            .next()
-            .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
-    }
-
     fn status(&self) -> StepStatus {
-        if self.cache_hit || (self.is_from() && !self.pulled) {
-            StepStatus::Cached
-        } else {
-            StepStatus::Built
-        }
+        step_status(&self.instruction, self.cache_hit, self.pulled)
+    }
+}
+
+/// Whether `instruction` is a `FROM`.
+pub(crate) fn is_from(instruction: &str) -> bool {
+    instruction
+        .split_whitespace()
+        .next()
+        .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
+}
+
+/// A step is CACHED when the builder said so, or when it is a `FROM` of an image the engine
+/// already had (nothing pulled); otherwise BUILT. One rule for both builders' streams.
+pub(crate) fn step_status(instruction: &str, cache_hit: bool, pulled: bool) -> StepStatus {
+    if cache_hit || (is_from(instruction) && !pulled) {
+        StepStatus::Cached
+    } else {
+        StepStatus::Built
     }
 }
 

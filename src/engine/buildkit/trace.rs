@@ -18,7 +18,7 @@
 //! rows, the rebuild reason and the plan agree with the classic path.
 
 use crate::engine::events::{exit_code_in, strip_ansi, BuildEvent, LINE_LIMIT, MESSAGE_LIMIT};
-use crate::engine::steps::{StepRecord, StepStatus, TAIL_LINES};
+use crate::engine::steps::{self, StepRecord, StepStatus, TAIL_LINES};
 use base64::Engine as _;
 use bollard_buildkit_proto::moby::buildkit::v1::StatusResponse;
 use prost::Message as _;
@@ -191,18 +191,11 @@ struct Vertex {
 
 impl Vertex {
     fn is_from(&self) -> bool {
-        self.instruction
-            .split_whitespace()
-            .next()
-            .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
+        steps::is_from(&self.instruction)
     }
 
     fn status(&self) -> StepStatus {
-        if self.cached || (self.is_from() && !self.pulled) {
-            StepStatus::Cached
-        } else {
-            StepStatus::Built
-        }
+        steps::step_status(&self.instruction, self.cached, self.pulled)
     }
 
     fn seconds(&self) -> f64 {
