@@ -528,3 +528,61 @@ fn a_large_context_transfers_whole() {
     assert!(err.contains("| 6000"), "every file arrived: {err}");
     assert!(err.contains(&format!("| 42/77 {n}")), "{err}");
 }
+
+/// Stages on `scratch` or on an earlier stage have no FROM vertex and BuildKit numbers their
+/// steps without it (`[stage-1 1/1] COPY …`): each row must still carry its own instruction,
+/// not the stage's FROM (the report said "FROM scratch" for the COPY, "1/1 steps").
+#[test]
+fn stages_without_a_from_vertex_keep_their_rows() {
+    common::require_engine();
+    let n = nonce();
+    let df = format!(
+        "FROM {} AS base\nRUN echo {n} > /n\nFROM base AS mid\nCOPY main.py /m.py\nFROM scratch\nCOPY --from=mid /n /n\nCOPY main.py /main.py\n",
+        common::busybox_image()
+    );
+    let dir = demo(&[("scratch.Dockerfile", &df)]);
+    let o = ctxb(
+        dir.path(),
+        &[
+            "--progress",
+            "plain",
+            "image",
+            "demo",
+            "-f",
+            "scratch.Dockerfile",
+            "--no-check",
+            "--builder",
+            "buildkit",
+            "--report",
+            "r.json",
+        ],
+    );
+    let err = common::stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let report = report_of(&dir.path().join("r.json"));
+    let rows: Vec<String> = statuses(&report).into_iter().map(|(i, _)| i).collect();
+    let base = format!("FROM {} AS base", common::busybox_image());
+    let run = format!("RUN echo {n} > /n");
+    assert_eq!(
+        rows,
+        [
+            base.as_str(),
+            run.as_str(),
+            "FROM base AS mid",
+            "COPY main.py /m.py",
+            "FROM scratch",
+            "COPY --from=mid /n /n",
+            "COPY main.py /main.py",
+        ],
+        "{err}"
+    );
+    assert_eq!(
+        built_fs_steps(&report),
+        [
+            run.as_str(),
+            "COPY main.py /m.py",
+            "COPY --from=mid /n /n",
+            "COPY main.py /main.py"
+        ]
+    );
+}

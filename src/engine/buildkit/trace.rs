@@ -122,24 +122,46 @@ impl Numbering {
     /// The classic number of step `index` (1-based) of the stage BuildKit labels `label`
     /// (`None` for a one-stage Dockerfile).
     fn classic(&self, label: Option<&str>, index: usize) -> Option<&NumberedStep> {
-        let stage = match label {
-            None if self.stages.len() == 1 => &self.stages[0],
+        let k = match label {
+            None if self.stages.len() == 1 => 0,
             None => return None,
             Some(l) => {
                 let by_name = self
                     .stages
                     .iter()
-                    .find(|(n, _)| n.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(l)));
+                    .position(|(n, _)| n.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(l)));
                 match by_name {
-                    Some(s) => s,
-                    None => {
-                        let k: usize = l.strip_prefix("stage-")?.parse().ok()?;
-                        self.stages.get(k)?
-                    }
+                    Some(k) => k,
+                    None => l.strip_prefix("stage-")?.parse().ok()?,
                 }
             }
         };
-        stage.1.get(index.checked_sub(1)?)
+        let stage = &self.stages.get(k)?.1;
+        // A stage built on `scratch` or on an earlier stage has no FROM vertex, and BuildKit
+        // numbers its steps without the FROM: `[1/1] COPY …` is the stage's second instruction.
+        let skip = usize::from(!self.from_is_image(k));
+        stage.get(index.checked_sub(1)? + skip)
+    }
+
+    /// Whether stage `k`'s FROM names an image (BuildKit gives it a vertex), not `scratch` or
+    /// an earlier stage.
+    fn from_is_image(&self, k: usize) -> bool {
+        let Some((_, from)) = self.stages[k].1.first() else {
+            return true;
+        };
+        let mut words = from.split_whitespace();
+        if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("FROM")) {
+            return true;
+        }
+        let Some(base) = words.find(|w| !w.starts_with("--")) else {
+            return true;
+        };
+        if base.eq_ignore_ascii_case("scratch") {
+            return false;
+        }
+        !self.stages[..k]
+            .iter()
+            .any(|(n, _)| n.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(base)))
     }
 }
 
@@ -729,6 +751,70 @@ mod tests {
             "[internal] load build context: changes out of order"
         );
         assert_eq!(code, None);
+    }
+
+    #[test]
+    fn stages_on_scratch_or_an_earlier_stage_are_numbered_without_their_from() {
+        // Vertex names as dockerd 20.10's BuildKit printed them for this Dockerfile.
+        let numbering = Numbering {
+            stages: vec![
+                (
+                    Some("a".into()),
+                    vec![
+                        (1, "FROM busybox:1 AS a".into()),
+                        (2, "COPY a.txt /".into()),
+                    ],
+                ),
+                (
+                    Some("b".into()),
+                    vec![
+                        (3, "FROM A AS b".into()),
+                        (4, "COPY a.txt /b".into()),
+                        (5, "RUN true".into()),
+                    ],
+                ),
+                (
+                    None,
+                    vec![
+                        (6, "FROM --platform=linux/amd64 scratch".into()),
+                        (7, "COPY --from=b /b /c".into()),
+                    ],
+                ),
+            ],
+            total: 7,
+        };
+        let mut t = Trace::new(numbering);
+        let mut st = StatusResponse::default();
+        for (d, name) in [
+            ("sha256:1", "[a 1/2] FROM docker.io/library/busybox:1"),
+            ("sha256:2", "[a 2/2] COPY a.txt /"),
+            ("sha256:3", "[b 1/2] COPY a.txt /b"),
+            ("sha256:4", "[b 2/2] RUN true"),
+            ("sha256:5", "[stage-2 1/1] COPY --from=b /b /c"),
+        ] {
+            let mut v = vertex(d, name);
+            v.started = ts(1);
+            v.completed = ts(2);
+            st.vertexes.push(v);
+        }
+        t.feed_line(&trace_line(&st)).unwrap();
+        let rows: Vec<(usize, String)> = t
+            .steps()
+            .into_iter()
+            .map(|s| (s.number, s.instruction))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (1, "FROM busybox:1 AS a".to_string()),
+                (2, "COPY a.txt /".into()),
+                (3, "FROM A AS b".into()),
+                (4, "COPY a.txt /b".into()),
+                (5, "RUN true".into()),
+                (6, "FROM --platform=linux/amd64 scratch".into()),
+                (7, "COPY --from=b /b /c".into()),
+            ]
+        );
     }
 
     #[test]
