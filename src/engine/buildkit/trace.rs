@@ -139,13 +139,13 @@ impl Numbering {
         let stage = &self.stages.get(k)?.1;
         // A stage built on `scratch` or on an earlier stage has no FROM vertex, and BuildKit
         // numbers its steps without the FROM: `[1/1] COPY …` is the stage's second instruction.
-        let skip = usize::from(!self.from_is_image(k));
+        let skip = usize::from(!self.base_is_image(k));
         stage.get(index.checked_sub(1)? + skip)
     }
 
     /// Whether stage `k`'s FROM names an image (BuildKit gives it a vertex), not `scratch` or
     /// an earlier stage.
-    fn from_is_image(&self, k: usize) -> bool {
+    fn base_is_image(&self, k: usize) -> bool {
         let Some((_, from)) = self.stages[k].1.first() else {
             return true;
         };
