@@ -512,3 +512,78 @@ fn missing_service_context_dir_is_named_without_the_f_hint() {
     );
     assert!(!err.contains("-f is relative"), "{err}");
 }
+
+/// The classic builder closes every stage with an aux image id; the image is the last stage's.
+/// ctxbuild took the first: the report, the `Built` line and every extra `-t` named stage one.
+#[test]
+fn a_multi_stage_image_is_its_last_stage_and_every_tag_names_it() {
+    common::require_engine();
+    let dir = busybox_demo(
+        "FROM BUSYBOX AS a\nCOPY main.py /a.py\nFROM BUSYBOX\nCOPY --from=a /a.py /b.py\nRUN echo NONCE > /n\n"
+            .replace("NONCE", &common::unique("ms"))
+            .as_str(),
+        &[],
+    );
+    let name = common::unique("rv-multi");
+    let (one, two) = (format!("{name}:one"), format!("{name}:two"));
+    let out = ctxb(
+        dir.path(),
+        &[
+            "image",
+            "bb",
+            "-f",
+            "bb.df",
+            "--no-check",
+            "--builder",
+            "classic",
+            "-t",
+            &one,
+            "-t",
+            &two,
+            "--report",
+            "r.json",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    let id = |r: &str| {
+        let o = common::docker_output(&["image", "inspect", "-f", "{{.Id}}", r]);
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let (id_one, id_two) = (id(&one), id(&two));
+    // The unchanged rebuild takes the no-op path, which re-applies the tags to the recorded id.
+    let again = ctxb(
+        dir.path(),
+        &[
+            "image",
+            "bb",
+            "-f",
+            "bb.df",
+            "--no-check",
+            "--builder",
+            "classic",
+            "-t",
+            &one,
+            "-t",
+            &two,
+            "--report",
+            "r2.json",
+        ],
+    );
+    let again_err = String::from_utf8_lossy(&again.stderr).to_string();
+    let (again_one, again_two) = (id(&one), id(&two));
+    rmi(&[&one, &two]);
+    assert_eq!(again.status.code(), Some(0), "{again_err}");
+    let again_report = report_of(&dir.path().join("r2.json"));
+    assert_eq!(again_report["up_to_date"], true, "{again_err}");
+    assert_eq!((&again_one, &again_two), (&id_one, &id_one), "no-op re-tag");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let report = report_of(&dir.path().join("r.json"));
+    assert!(id_one.starts_with("sha256:"), "{one}: {id_one:?}");
+    assert_eq!(report["image_id"], id_one.as_str(), "{err}");
+    assert_eq!(id_two, id_one, "the extra tag names another image");
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains(&format!("Built {}", &id_one[7..19])),
+        "{summary}"
+    );
+}

@@ -195,11 +195,12 @@ impl StepTracker {
             }
             BuildEvent::Built { image_id } => {
                 self.close_current(at);
-                // Prefer the full id of the aux message over the short one.
+                // The classic builder sends one aux id per stage, the image's last; prefer a
+                // full id over the short one of "Successfully built".
                 if self
                     .image_id
                     .as_ref()
-                    .is_none_or(|old| image_id.len() > old.len())
+                    .is_none_or(|old| image_id.len() >= old.len())
                 {
                     self.image_id = Some(image_id.clone());
                 }
@@ -290,6 +291,26 @@ mod tests {
         assert_eq!(s[2].tail, ["hi"]);
         assert!(t.leftover_containers().is_empty());
         assert_eq!(t.image_id.as_deref(), Some("sha256:f66e5a6f5794aaaa"));
+    }
+
+    #[test]
+    fn a_multi_stage_build_is_the_last_stage_s_image() {
+        // dockerd 20.10's classic stream for two stages: an aux id closes each stage.
+        let t = track(
+            r#"{"stream":"Step 1/4 : FROM base AS a\n"}
+{"stream":" ---> 2d9959c04eba\n"}
+{"stream":"Step 2/4 : COPY a.txt /\n"}
+{"stream":" ---> fb3727a55ca9\n"}
+{"aux":{"ID":"sha256:fb3727a55ca9aaaa"}}
+{"stream":"Step 3/4 : FROM base\n"}
+{"stream":" ---> 2d9959c04eba\n"}
+{"stream":"Step 4/4 : COPY --from=a /a.txt /b\n"}
+{"stream":" ---> d0d5b1fcd053\n"}
+{"aux":{"ID":"sha256:d0d5b1fcd053bbbb"}}
+{"stream":"Successfully built d0d5b1fcd053\n"}"#,
+        );
+        assert_eq!(t.steps().len(), 4);
+        assert_eq!(t.image_id.as_deref(), Some("sha256:d0d5b1fcd053bbbb"));
     }
 
     #[test]
