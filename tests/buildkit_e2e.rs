@@ -13,52 +13,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A temp dir with `ctxbuild.toml` declaring service `demo` (context `app/`) and the files.
-fn demo(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    common::write_tree(
-        dir.path(),
-        &[(
-            "ctxbuild.toml",
-            "[services.demo]\nkind = \"python-asgi\"\ncontext = \"app\"\napp = \"main:app\"\n",
-        )],
-    );
-    common::write_tree(dir.path(), &[("app/main.py", "print('hi')\n")]);
-    common::write_tree(dir.path(), files);
-    dir
-}
-
-fn ctxb(dir: &Path, args: &[&str]) -> std::process::Output {
-    common::TestEnv::at(dir)
-        .with_cache(&dir.join(".cache"))
-        .run(args)
-}
-
-fn report_of(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn statuses(report: &serde_json::Value) -> Vec<(String, String)> {
-    report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["instruction"].as_str().unwrap().to_string(),
-                s["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 /// The BUILT steps that change the filesystem (the only ones BuildKit runs as operations).
 fn built_fs_steps(report: &serde_json::Value) -> Vec<String> {
-    statuses(report)
+    common::step_statuses(report)
         .into_iter()
         .filter(|(i, s)| {
             let kw = i
@@ -150,10 +110,10 @@ fn example_backend_builds_runs_and_rebuilds_like_classic() {
             report,
         ];
         args.extend_from_slice(extra);
-        let o = ctxb(dir.path(), &args);
+        let o = common::run_in(dir.path(), &args);
         assert!(o.status.success(), "{}", common::stderr(&o));
         (
-            report_of(&dir.path().join(report)),
+            common::read_json(&dir.path().join(report)),
             common::stdout(&o),
             common::stderr(&o),
         )
@@ -163,7 +123,7 @@ fn example_backend_builds_runs_and_rebuilds_like_classic() {
     assert!(err.contains("builder: buildkit"), "{err}");
     assert_eq!(first["builder"], "buildkit");
     // The rows carry the Dockerfile's own text and the classic step numbers.
-    let st = statuses(&first);
+    let st = common::step_statuses(&first);
     assert!(st[0].0.starts_with(&format!("FROM {python}")), "{st:?}");
     assert!(st.iter().any(|(i, _)| i == "COPY . ."), "{st:?}");
     let sizes: Vec<&serde_json::Value> = first["steps"]
@@ -219,9 +179,11 @@ fn example_backend_builds_runs_and_rebuilds_like_classic() {
     let (forced, text, _) = build("buildkit", &tag_bk, "forced.json", &["--force"]);
     assert_eq!(forced["up_to_date"], false);
     assert!(
-        statuses(&forced).iter().all(|(_, s)| s == "CACHED"),
+        common::step_statuses(&forced)
+            .iter()
+            .all(|(_, s)| s == "CACHED"),
         "{:?}",
-        statuses(&forced)
+        common::step_statuses(&forced)
     );
     assert!(text.contains("steps cached (100%)"), "{text}");
     assert_eq!(forced["image_id"], first["image_id"]);
@@ -276,10 +238,10 @@ fn failing_run_exits_4_like_classic_with_its_output() {
         "FROM {}\nRUN echo said-{marker} && exit 7\n",
         common::busybox_image()
     );
-    let dir = demo(&[("fail.Dockerfile", &df)]);
+    let dir = common::demo_service(&[("fail.Dockerfile", &df)]);
     let mut errs = Vec::new();
     for builder in ["buildkit", "classic"] {
-        let o = ctxb(
+        let o = common::run_in(
             dir.path(),
             &[
                 "--progress",
@@ -323,7 +285,7 @@ fn ctrl_c_mid_run_exits_130_and_the_daemon_stops_the_step() {
         "FROM {}\nRUN echo begin-{marker} && sleep 30 && echo end-{marker}\n",
         common::busybox_image()
     );
-    let dir = demo(&[("sleep.Dockerfile", &df)]);
+    let dir = common::demo_service(&[("sleep.Dockerfile", &df)]);
     let started = Instant::now();
     let mut child = common::TestEnv::at(dir.path())
         .with_cache(&dir.path().join(".cache"))
@@ -389,7 +351,7 @@ fn ignored_files_never_reach_the_build_and_the_dockerfile_ignore_file_wins() {
         "FROM {}\nCOPY . /ctx\nRUN find /ctx | sort\n",
         common::busybox_image()
     );
-    let dir = demo(&[
+    let dir = common::demo_service(&[
         ("app/.dockerignore", "secret.txt\nlogs\nkeep.txt\n"),
         ("app/secret.txt", "password\n"),
         ("app/logs/a.log", "log\n"),
@@ -405,7 +367,7 @@ fn ignored_files_never_reach_the_build_and_the_dockerfile_ignore_file_wins() {
         ("own.Dockerfile.dockerignore", "drop.txt\n"),
     ]);
     let listing = |dockerfile: &str| {
-        let o = ctxb(
+        let o = common::run_in(
             dir.path(),
             &[
                 "--progress",
@@ -460,8 +422,8 @@ fn a_cache_mount_builds_under_auto() {
         "FROM {}\nCOPY main.py /main.py\nRUN --mount=type=cache,target=/cache echo {n} > /cache/seen && cat /cache/seen\n",
         common::busybox_image()
     );
-    let dir = demo(&[("mount.Dockerfile", &df)]);
-    let o = ctxb(
+    let dir = common::demo_service(&[("mount.Dockerfile", &df)]);
+    let o = common::run_in(
         dir.path(),
         &[
             "--progress",
@@ -479,10 +441,12 @@ fn a_cache_mount_builds_under_auto() {
     assert!(o.status.success(), "{err}");
     assert!(err.contains("builder: buildkit"), "{err}");
     assert!(err.contains(&format!("| {n}")), "{err}");
-    let report = report_of(&dir.path().join("r.json"));
+    let report = common::read_json(&dir.path().join("r.json"));
     assert_eq!(report["builder"], "buildkit");
     assert_eq!(
-        statuses(&report).last().map(|(_, s)| s.as_str()),
+        common::step_statuses(&report)
+            .last()
+            .map(|(_, s)| s.as_str()),
         Some("BUILT")
     );
 }
@@ -494,7 +458,7 @@ fn a_cache_mount_builds_under_auto() {
 fn a_large_context_transfers_whole() {
     common::require_engine();
     let n = nonce();
-    let dir = demo(&[(
+    let dir = common::demo_service(&[(
         "big.Dockerfile",
         &format!(
             "FROM {}\nCOPY tree /tree\nRUN echo {n} && find /tree -type f | wc -l && head -n 1 /tree/d42/f77.py\n",
@@ -509,7 +473,7 @@ fn a_large_context_transfers_whole() {
             std::fs::write(sub.join(format!("f{f}.py")), format!("{d}/{f} {n}\n{body}")).unwrap();
         }
     }
-    let o = ctxb(
+    let o = common::run_in(
         dir.path(),
         &[
             "--progress",
@@ -540,8 +504,8 @@ fn stages_without_a_from_vertex_keep_their_rows() {
         "FROM {} AS base\nRUN echo {n} > /n\nFROM base AS mid\nCOPY main.py /m.py\nFROM scratch\nCOPY --from=mid /n /n\nCOPY main.py /main.py\n",
         common::busybox_image()
     );
-    let dir = demo(&[("scratch.Dockerfile", &df)]);
-    let o = ctxb(
+    let dir = common::demo_service(&[("scratch.Dockerfile", &df)]);
+    let o = common::run_in(
         dir.path(),
         &[
             "--progress",
@@ -559,8 +523,11 @@ fn stages_without_a_from_vertex_keep_their_rows() {
     );
     let err = common::stderr(&o);
     assert!(o.status.success(), "{err}");
-    let report = report_of(&dir.path().join("r.json"));
-    let rows: Vec<String> = statuses(&report).into_iter().map(|(i, _)| i).collect();
+    let report = common::read_json(&dir.path().join("r.json"));
+    let rows: Vec<String> = common::step_statuses(&report)
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
     let base = format!("FROM {} AS base", common::busybox_image());
     let run = format!("RUN echo {n} > /n");
     assert_eq!(

@@ -13,57 +13,16 @@ mod engine_helpers;
 
 use engine_helpers::{containers_mentioning, rmi};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// A temp dir with `ctxbuild.toml` declaring service `demo` (context `app/`) and the files.
-fn demo(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    common::write_tree(
-        dir.path(),
-        &[(
-            "ctxbuild.toml",
-            "[services.demo]\nkind = \"python-asgi\"\ncontext = \"app\"\napp = \"main:app\"\n",
-        )],
-    );
-    common::write_tree(dir.path(), &[("app/main.py", "print('hi')\n")]);
-    common::write_tree(dir.path(), files);
-    dir
-}
-
-/// Runs `ctxbuild ARGS` in `dir`, its cache (stat cache, saved plans) kept inside `dir`.
-fn ctxb(dir: &Path, args: &[&str]) -> std::process::Output {
-    common::TestEnv::at(dir)
-        .with_cache(&dir.join(".cache"))
-        .run(args)
-}
-
-fn report_of(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn statuses(report: &serde_json::Value) -> Vec<(String, String)> {
-    report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["instruction"].as_str().unwrap().to_string(),
-                s["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn unreachable_engine_exits_3_naming_the_host() {
     // The Dockerfile is rendered before the engine is asked: the render needs requirements.
-    let dir = demo(&[("app/requirements.txt", "fastapi\n")]);
+    let dir = common::demo_service(&[("app/requirements.txt", "fastapi\n")]);
     for host in ["unix:///nonexistent.sock", "tcp://127.0.0.1:1"] {
         // --no-check: the gate runs before the engine is asked, and this demo is no app.
-        let o = ctxb(dir.path(), &["image", "demo", "--no-check", "-H", host]);
+        let o = common::run_in(dir.path(), &["image", "demo", "--no-check", "-H", host]);
         assert_eq!(o.status.code(), Some(3), "{host}: {}", common::stderr(&o));
         let err = common::stderr(&o);
         assert!(
@@ -90,8 +49,8 @@ fn failing_run_exits_4_with_step_output_and_no_leftover_container() {
         "FROM {}\nRUN echo said-{marker} && exit 7\n",
         common::busybox_image()
     );
-    let dir = demo(&[("fail.Dockerfile", &df)]);
-    let o = ctxb(
+    let dir = common::demo_service(&[("fail.Dockerfile", &df)]);
+    let o = common::run_in(
         dir.path(),
         &[
             "--progress",
@@ -120,7 +79,7 @@ fn ctrl_c_mid_build_exits_130_and_leaves_no_container() {
         "FROM {}\nRUN echo begin-{marker} && sleep 30\n",
         common::busybox_image()
     );
-    let dir = demo(&[("sleep.Dockerfile", &df)]);
+    let dir = common::demo_service(&[("sleep.Dockerfile", &df)]);
     let started = Instant::now();
     let mut child = common::TestEnv::at(dir.path())
         .with_cache(&dir.path().join(".cache"))
@@ -171,11 +130,11 @@ fn push_to_the_loopback_registry_and_pull_back_by_digest() {
     let repo = format!("{}/ctxbuild-e2e/{marker}", common::registry());
     let tag = format!("{repo}:1");
     let df = format!("FROM {}\nCOPY main.py /main.py\n", common::busybox_image());
-    let dir = demo(&[
+    let dir = common::demo_service(&[
         ("p.Dockerfile", &df),
         ("app/main.py", &format!("# {marker}\n")),
     ]);
-    let o = ctxb(
+    let o = common::run_in(
         dir.path(),
         &[
             "--progress",
@@ -193,7 +152,7 @@ fn push_to_the_loopback_registry_and_pull_back_by_digest() {
         ],
     );
     assert!(o.status.success(), "{}", common::stderr(&o));
-    let report = report_of(&dir.path().join("r.json"));
+    let report = common::read_json(&dir.path().join("r.json"));
     let digest = report["pushed"][0]["digest"].as_str().unwrap().to_string();
     assert!(digest.starts_with("sha256:"));
     assert!(common::stdout(&o).contains(&format!("Pushed {tag} {digest}")));
@@ -260,9 +219,12 @@ fn example_backend_builds_runs_and_caches_exactly() {
             report,
         ];
         args.extend_from_slice(extra);
-        let o = ctxb(dir.path(), &args);
+        let o = common::run_in(dir.path(), &args);
         assert!(o.status.success(), "{}", common::stderr(&o));
-        (report_of(&dir.path().join(report)), common::stdout(&o))
+        (
+            common::read_json(&dir.path().join(report)),
+            common::stdout(&o),
+        )
     };
     let build = |report: &str| build_with(report, &[]);
 
@@ -295,9 +257,11 @@ fn example_backend_builds_runs_and_caches_exactly() {
     assert_eq!(second["image_id"], first["image_id"]);
     assert_eq!(second["up_to_date"], true);
     assert!(
-        statuses(&second).iter().all(|(_, s)| s == "CACHED"),
+        common::step_statuses(&second)
+            .iter()
+            .all(|(_, s)| s == "CACHED"),
         "{:?}",
-        statuses(&second)
+        common::step_statuses(&second)
     );
     assert!(text.contains("Up to date: "), "{text}");
     // And the engine agrees: a forced build is served entirely from the cache.
@@ -320,7 +284,7 @@ fn example_backend_builds_runs_and_caches_exactly() {
     )
     .unwrap();
     let (third, text) = build("third.json");
-    let st = statuses(&third);
+    let st = common::step_statuses(&third);
     let copy_code = st
         .iter()
         .position(|(i, _)| i.starts_with("COPY . "))
@@ -353,9 +317,11 @@ fn example_backend_builds_runs_and_caches_exactly() {
     );
     let (fourth, text) = build("fourth.json");
     assert!(
-        statuses(&fourth).iter().all(|(_, s)| s == "CACHED"),
+        common::step_statuses(&fourth)
+            .iter()
+            .all(|(_, s)| s == "CACHED"),
         "{:?}",
-        statuses(&fourth)
+        common::step_statuses(&fourth)
     );
     assert_eq!(fourth["context"]["pollution_excluded_entries"], 3);
     assert_eq!(fourth["context"]["pollution_excluded_bytes"], 5096);
@@ -393,7 +359,7 @@ fn bad_tag_or_platform_exits_2_before_building_or_tagging() {
     let dir = busybox_demo("FROM BUSYBOX\nRUN echo built\n", &[]);
     let good = common::unique("rv-good");
     let good_tag = format!("{good}:x");
-    let out = ctxb(
+    let out = common::run_in(
         dir.path(),
         &[
             "image",
@@ -415,7 +381,7 @@ fn bad_tag_or_platform_exits_2_before_building_or_tagging() {
     let inspect = common::docker_output(&["image", "inspect", &good_tag]);
     assert!(!inspect.status.success(), "{good_tag} was tagged");
 
-    let out = ctxb(
+    let out = common::run_in(
         dir.path(),
         &[
             "image",
@@ -442,7 +408,7 @@ fn bytecode_the_dockerfile_copies_by_name_is_sent() {
         &[("bb/vendor/lib.pyc", "bytecode"), ("bb/junk.pyc", "junk")],
     );
     let tag = format!("{}:t", common::unique("rv-pyc"));
-    let out = ctxb(
+    let out = common::run_in(
         dir.path(),
         &["image", "bb", "-f", "bb.df", "--no-check", "-t", &tag],
     );
@@ -460,7 +426,7 @@ fn bytecode_the_dockerfile_copies_by_name_is_sent() {
 fn check_gate_prints_errors_like_check_with_one_location() {
     common::require_engine();
     let dir = busybox_demo("FROM BUSYBOX\nBOGUS y\n", &[]);
-    let out = ctxb(dir.path(), &["image", "bb", "-f", "bb.df"]);
+    let out = common::run_in(dir.path(), &["image", "bb", "-f", "bb.df"]);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -476,7 +442,7 @@ fn missing_target_stage_exits_2_before_building() {
     common::require_engine();
     let dir = busybox_demo("FROM BUSYBOX AS base\nRUN echo built\n", &[]);
     let tag = format!("{}:t", common::unique("rv-target"));
-    let out = ctxb(
+    let out = common::run_in(
         dir.path(),
         &["image", "bb", "-f", "bb.df", "--target", "nope", "-t", &tag],
     );
@@ -503,7 +469,7 @@ fn missing_service_context_dir_is_named_without_the_f_hint() {
             "[services.nosvc]\nkind = \"python-asgi\"\ncontext = \"nosvc\"\napp = \"main:app\"\ndockerfile = \"Dockerfile\"\n",
         )],
     );
-    let out = ctxb(dir.path(), &["image", "nosvc"]);
+    let out = common::run_in(dir.path(), &["image", "nosvc"]);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -526,7 +492,7 @@ fn a_multi_stage_image_is_its_last_stage_and_every_tag_names_it() {
     );
     let name = common::unique("rv-multi");
     let (one, two) = (format!("{name}:one"), format!("{name}:two"));
-    let out = ctxb(
+    let out = common::run_in(
         dir.path(),
         &[
             "image",
@@ -551,7 +517,7 @@ fn a_multi_stage_image_is_its_last_stage_and_every_tag_names_it() {
     };
     let (id_one, id_two) = (id(&one), id(&two));
     // The unchanged rebuild takes the no-op path, which re-applies the tags to the recorded id.
-    let again = ctxb(
+    let again = common::run_in(
         dir.path(),
         &[
             "image",
@@ -573,11 +539,11 @@ fn a_multi_stage_image_is_its_last_stage_and_every_tag_names_it() {
     let (again_one, again_two) = (id(&one), id(&two));
     rmi(&[&one, &two]);
     assert_eq!(again.status.code(), Some(0), "{again_err}");
-    let again_report = report_of(&dir.path().join("r2.json"));
+    let again_report = common::read_json(&dir.path().join("r2.json"));
     assert_eq!(again_report["up_to_date"], true, "{again_err}");
     assert_eq!((&again_one, &again_two), (&id_one, &id_one), "no-op re-tag");
     assert_eq!(out.status.code(), Some(0), "{err}");
-    let report = report_of(&dir.path().join("r.json"));
+    let report = common::read_json(&dir.path().join("r.json"));
     assert!(id_one.starts_with("sha256:"), "{one}: {id_one:?}");
     assert_eq!(report["image_id"], id_one.as_str(), "{err}");
     assert_eq!(id_two, id_one, "the extra tag names another image");

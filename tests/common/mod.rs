@@ -189,3 +189,47 @@ pub fn unique(prefix: &str) -> String {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// A temp dir with `ctxbuild.toml` declaring python service `demo` (context `app/`, holding
+/// `main.py`), plus `files`.
+pub fn demo_service(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_tree(
+        dir.path(),
+        &[
+            (
+                "ctxbuild.toml",
+                "[services.demo]\nkind = \"python-asgi\"\ncontext = \"app\"\napp = \"main:app\"\n",
+            ),
+            ("app/main.py", "print('hi')\n"),
+        ],
+    );
+    write_tree(dir.path(), files);
+    dir
+}
+
+/// Runs `ctxbuild ARGS` in `dir`, its cache (stat cache, saved plans) kept in `dir/.cache`.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    TestEnv::at(dir).with_cache(&dir.join(".cache")).run(args)
+}
+
+/// A JSON file (a `--report`) as a value.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// (instruction, status) of every step of a `--report`.
+pub fn step_statuses(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["instruction"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
