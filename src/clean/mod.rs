@@ -19,7 +19,9 @@
 //!   neither entered nor removed, and is reported kept.
 //! - Nothing on another mount is entered or removed (like `rm --one-file-system`, and bind
 //!   mounts of the same filesystem too where the kernel reports mount ids), unless
-//!   [`CleanOptions::cross_filesystems`]; such directories are reported skipped.
+//!   [`CleanOptions::cross_filesystems`]; such directories are reported skipped. Where the
+//!   kernel has `openat2`, the open itself refuses a mount point (`RESOLVE_NO_XDEV`); elsewhere
+//!   each opened directory's `statx` is compared with the root's.
 //! - A `__pycache__` directory, or a debris/`--erase` directory, is removed only once the rules
 //!   have emptied it; the root itself is never removed.
 //! - A failure to remove or read one path is recorded with its path and the run goes on; the

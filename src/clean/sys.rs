@@ -59,6 +59,21 @@ pub(super) struct Stat {
 const DIR_FLAGS: libc::c_int =
     libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
 
+/// `struct open_how` of `openat2(2)`.
+#[cfg(target_os = "linux")]
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+#[cfg(target_os = "linux")]
+const RESOLVE_NO_XDEV: u64 = 0x01;
+#[cfg(target_os = "linux")]
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+#[cfg(target_os = "linux")]
+const RESOLVE_BENEATH: u64 = 0x08;
+
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
         Err(io::Error::last_os_error())
@@ -85,6 +100,11 @@ pub(super) fn not_a_dir(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR))
 }
 
+/// Whether an error from [`Dir::open_child_same_mount`] means the entry is a mount point.
+pub(super) fn other_mount(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EXDEV)
+}
+
 /// Whether `rmdir` failed because something is still inside.
 pub(super) fn not_empty(e: &io::Error) -> bool {
     // POSIX allows EEXIST as well as ENOTEMPTY.
@@ -104,13 +124,6 @@ impl Dir {
         let c = c_name(path.as_os_str())?;
         #[cfg(target_os = "linux")]
         {
-            #[repr(C)]
-            struct OpenHow {
-                flags: u64,
-                mode: u64,
-                resolve: u64,
-            }
-            const RESOLVE_NO_SYMLINKS: u64 = 0x04;
             let how = OpenHow {
                 flags: DIR_FLAGS as u64,
                 mode: 0,
@@ -148,6 +161,51 @@ impl Dir {
         // SAFETY: valid descriptor and C string; the new descriptor is ours.
         let fd = check(unsafe { libc::openat(self.0.as_raw_fd(), name.as_ptr(), DIR_FLAGS) })?;
         Ok(Dir(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Opens the subdirectory `name` only when it lies on the same mount as this directory:
+    /// `openat2` with `RESOLVE_NO_XDEV` fails with `EXDEV` (see [`other_mount`]) on a mount
+    /// point, bind mounts of the same filesystem included, so the walk needs no `statx` per
+    /// directory to stay on its filesystem. `Ok(None)` when the kernel has no `openat2` (before
+    /// 5.6, or filtered by seccomp): the caller opens with [`Dir::open_child`] and compares
+    /// [`Dir::stat`]s instead. Never follows a symlink, like [`Dir::open_child`].
+    pub fn open_child_same_mount(&self, name: &CStr) -> io::Result<Option<Dir>> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::sync::atomic::{AtomicBool, Ordering};
+            static UNSUPPORTED: AtomicBool = AtomicBool::new(false);
+            if UNSUPPORTED.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let how = OpenHow {
+                flags: DIR_FLAGS as u64,
+                mode: 0,
+                resolve: RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH,
+            };
+            // SAFETY: valid descriptor, C string and `struct open_how` of the size given; the
+            // returned descriptor, if any, is owned by nobody else.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_openat2,
+                    self.0.as_raw_fd(),
+                    name.as_ptr(),
+                    &how as *const OpenHow,
+                    std::mem::size_of::<OpenHow>(),
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: a fresh descriptor from the kernel.
+                return Ok(Some(Dir(unsafe {
+                    OwnedFd::from_raw_fd(fd as libc::c_int)
+                })));
+            }
+            let e = io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+                return Err(e);
+            }
+            UNSUPPORTED.store(true, Ordering::Relaxed);
+        }
+        Ok(None)
     }
 
     /// Identity and mount of this directory.

@@ -103,7 +103,8 @@ struct Node {
     /// Its name in `parent`.
     name: CString,
     parent: Option<Arc<Node>>,
-    id: Id,
+    /// Asked only by a dry run or a check, which claim it in [`Seen`] (overlapping roots).
+    id: Option<Id>,
     /// Set when the directory itself goes once emptied (a `__pycache__`, debris, `--erase`).
     target: Option<Rule>,
     /// A `__pycache__` being cleaned: its children are judged one by one.
@@ -159,39 +160,52 @@ enum Task {
     },
 }
 
-/// The shared stack of tasks; `busy` counts threads running one, so an empty stack with no
-/// busy thread means the walk is over.
+/// The shared stack of tasks.
 struct Queue {
-    state: Mutex<(Vec<Task>, usize)>,
+    state: Mutex<QueueState>,
     ready: Condvar,
+}
+
+struct QueueState {
+    tasks: Vec<Task>,
+    /// Threads running a task: an empty stack with none busy means the walk is over.
+    busy: usize,
+    /// Threads waiting for a task. A push wakes one only when there is one: std's
+    /// `notify_one` makes a `futex` call even with no waiter (once per queued directory).
+    idle: usize,
 }
 
 impl Queue {
     fn push(&self, t: Task) {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .0
-            .push(t);
-        self.ready.notify_one();
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.tasks.push(t);
+        let wake = s.idle > 0;
+        drop(s);
+        if wake {
+            self.ready.notify_one();
+        }
     }
 
     /// The next task, or `None` once every thread is idle and nothing is left.
     fn pop(&self, finished_one: bool) -> Option<Task> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if finished_one {
-            s.1 -= 1;
+            s.busy -= 1;
         }
         loop {
-            if let Some(t) = s.0.pop() {
-                s.1 += 1;
+            if let Some(t) = s.tasks.pop() {
+                s.busy += 1;
                 return Some(t);
             }
-            if s.1 == 0 {
-                self.ready.notify_all();
+            if s.busy == 0 {
+                if s.idle > 0 {
+                    self.ready.notify_all();
+                }
                 return None;
             }
+            s.idle += 1;
             s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
+            s.idle -= 1;
         }
     }
 }
@@ -210,7 +224,7 @@ impl Walk<'_> {
             rel: PathBuf::new(),
             name: CString::default(),
             parent: None,
-            id: self.root.id,
+            id: Some(self.root.id),
             target: None,
             pycache: false,
             subtree: None,
@@ -219,7 +233,11 @@ impl Walk<'_> {
             blocked: AtomicBool::new(false),
         });
         let queue = Queue {
-            state: Mutex::new((vec![Task::List(node)], 0)),
+            state: Mutex::new(QueueState {
+                tasks: vec![Task::List(node)],
+                busy: 0,
+                idle: 0,
+            }),
             ready: Condvar::new(),
         };
         let walked = AtomicU64::new(0);
@@ -278,12 +296,25 @@ impl Walk<'_> {
         role: Role,
         out: &mut Out,
     ) -> Option<Arc<Node>> {
-        let dir = match parent.dir.open_child(&name) {
+        // Staying on the root's mount: where the kernel has `openat2`, the open itself refuses
+        // a mount point, and a removing run needs no `statx` per directory.
+        let opened = if self.cross_filesystems {
+            parent.dir.open_child(&name).map(|d| (d, true))
+        } else {
+            match parent.dir.open_child_same_mount(&name) {
+                Ok(Some(d)) => Ok((d, true)),
+                Ok(None) => parent.dir.open_child(&name).map(|d| (d, false)),
+                Err(e) => Err(e),
+            }
+        };
+        let (dir, mount_checked) = match opened {
             Ok(d) => d,
             Err(e) if sys::is_gone(&e) => return None,
             Err(e) => {
                 parent.block();
-                if sys::not_a_dir(&e) {
+                if sys::other_mount(&e) {
+                    out.skip(rel, SkipReason::OtherFilesystem);
+                } else if sys::not_a_dir(&e) {
                     out.fail(
                         &rel,
                         "changed during the run (no longer a directory); left alone",
@@ -294,19 +325,25 @@ impl Walk<'_> {
                 return None;
             }
         };
-        let st = match dir.stat() {
-            Ok(st) => st,
-            Err(e) => {
+        // A dry run needs the identity (overlapping roots count a directory once).
+        let id = if mount_checked && self.mode.removes() {
+            None
+        } else {
+            let st = match dir.stat() {
+                Ok(st) => st,
+                Err(e) => {
+                    parent.block();
+                    out.fail(&rel, e);
+                    return None;
+                }
+            };
+            if !self.cross_filesystems && !self.root.same_mount(&st) {
                 parent.block();
-                out.fail(&rel, e);
+                out.skip(rel, SkipReason::OtherFilesystem);
                 return None;
             }
+            Some(st.id)
         };
-        if !self.cross_filesystems && !self.root.same_mount(&st) {
-            parent.block();
-            out.skip(rel, SkipReason::OtherFilesystem);
-            return None;
-        }
         let rule = match &role {
             Role::Plain { .. } => None,
             Role::Pycache => Some(Rule::Bytecode(Bytecode::PycacheDir)),
@@ -324,7 +361,7 @@ impl Walk<'_> {
             rel,
             name,
             parent: Some(parent.clone()),
-            id: st.id,
+            id,
             pycache: matches!(role, Role::Pycache),
             subtree: match role {
                 Role::Subtree(ref r) => Some(r.clone()),
@@ -544,7 +581,7 @@ impl Walk<'_> {
                 }
             }
         } else {
-            self.seen.claim(node.id)
+            node.id.is_none_or(|id| self.seen.claim(id))
         };
         if report {
             out.removed.push(Removed {
