@@ -49,6 +49,30 @@ pub struct Refused {
     pub message: String,
 }
 
+/// The gRPC services the session exposes, on an HTTP/2 server with the windows below.
+fn services(
+    files: FileSyncService,
+    credentials: Option<Arc<DockerConfig>>,
+) -> tonic::transport::server::Router {
+    tonic::transport::Server::builder()
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .add_service(HealthServer::new(HealthService))
+        .add_service(FileSyncServer::new(files))
+        .add_service(AuthServer::new(AuthService { credentials }))
+}
+
+/// The session's HTTP/2 windows. The h2 crate closes a connection (GOAWAY
+/// `too_many_data_frames`) once the small DATA frames it holds unread cost more than half the
+/// connection window (≈ 245 bytes of budget per frame under 256 bytes); the daemon asks for
+/// each file with one ~11-byte frame and sends them in bursts, so with hyper's 1 MiB windows a
+/// context of ~30,000 files or more died mid-transfer ("load build context: transport is
+/// closing"). A 64 KiB stream window holds at most ~6,000 unread requests per stream (≈ 1.5 MiB
+/// of budget); a 16 MiB connection window makes the budget 8 MiB, above any number of streams
+/// a build opens. Only requests flow this way: file data goes out under the daemon's windows.
+const STREAM_WINDOW: u32 = 64 << 10;
+const CONNECTION_WINDOW: u32 = 16 << 20;
+
 /// A running session: dropping it closes the connection (and with it the daemon's view of it).
 pub struct Session {
     pub id: String,
@@ -92,10 +116,7 @@ pub async fn start(
     let io = Upgraded(TokioIo::new(upgraded));
     let files = FileSyncService { sources, sent };
     let task = tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(HealthServer::new(HealthService))
-            .add_service(FileSyncServer::new(files))
-            .add_service(AuthServer::new(AuthService { credentials }))
+        let _ = services(files, credentials)
             .serve_with_incoming(futures_util::stream::iter([Ok::<_, std::io::Error>(io)]))
             .await;
     });
@@ -252,5 +273,136 @@ impl Auth for AuthService {
         _: Request<VerifyTokenAuthorityRequest>,
     ) -> Result<Response<VerifyTokenAuthorityResponse>, Status> {
         Err(Status::unimplemented("verify_token_authority"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{self, ContextOptions};
+    use crate::engine::buildkit::filesync::Transfer;
+    use bollard_buildkit_proto::fsutil::types::{packet::PacketType, Packet};
+    use prost::Message;
+
+    /// One gRPC message: uncompressed flag, big-endian length, the packet.
+    fn grpc(p: &Packet) -> Bytes {
+        let body = p.encode_to_vec();
+        let mut b = vec![0u8];
+        b.extend_from_slice(&u32::try_from(body.len()).unwrap().to_be_bytes());
+        b.extend_from_slice(&body);
+        Bytes::from(b)
+    }
+
+    /// Reads whole gRPC messages off the response until `done` says stop.
+    async fn read_packets(
+        body: &mut h2::RecvStream,
+        buf: &mut Vec<u8>,
+        mut done: impl FnMut(Packet) -> bool,
+    ) -> Result<(), h2::Error> {
+        loop {
+            while buf.len() >= 5 {
+                let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+                if buf.len() < 5 + len {
+                    break;
+                }
+                let p = Packet::decode(&buf[5..5 + len]).unwrap();
+                buf.drain(..5 + len);
+                if done(p) {
+                    return Ok(());
+                }
+            }
+            let chunk = body.data().await.expect("the stream ended early")?;
+            body.flow_control().release_capacity(chunk.len())?;
+            buf.extend_from_slice(&chunk);
+        }
+    }
+
+    /// The daemon asks for every file of a large context in one burst of tiny DATA frames. The
+    /// h2 server closed the connection (GOAWAY `too_many_data_frames`) once ~2,000 of them sat
+    /// unread under hyper's default windows: BuildKit builds of 30,000+ files died with
+    /// "load build context: transport is closing".
+    #[test]
+    fn a_burst_of_file_requests_is_served_whole() {
+        const FILES: usize = 12_000;
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..FILES {
+            std::fs::write(dir.path().join(format!("f{i:05}")), b"x").unwrap();
+        }
+        let ctx = context::scan(&ContextOptions::new(dir.path())).unwrap();
+        let files = FileSyncService {
+            sources: Arc::new(Sources {
+                root: ctx.root.clone(),
+                entries: ctx.entries,
+                dockerfile_name: "Dockerfile".into(),
+                dockerfile: b"FROM scratch\n".to_vec(),
+                ignore: None,
+            }),
+            sent: Arc::new(Transfer::new(std::time::Instant::now())),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (ids, ends, fin) =
+            rt.block_on(async move {
+                let (client_io, server_io) = tokio::io::duplex(1 << 20);
+                tokio::spawn(services(files, None).serve_with_incoming(
+                    futures_util::stream::iter([Ok::<_, std::io::Error>(server_io)]),
+                ));
+                let (client, conn) = h2::client::handshake(client_io).await.unwrap();
+                tokio::spawn(conn);
+                let mut client = client.ready().await.unwrap();
+                let req = http::Request::post("http://session/moby.filesync.v1.FileSync/DiffCopy")
+                    .header("content-type", "application/grpc")
+                    .header("te", "trailers")
+                    .header("dir-name", "context")
+                    .body(())
+                    .unwrap();
+                let (response, mut send) = client.send_request(req, false).unwrap();
+                let mut body = response.await.unwrap().into_body();
+                let mut buf = Vec::new();
+                // The listing: a request names a regular file by its index in it.
+                let (mut ids, mut index) = (Vec::new(), 0u32);
+                read_packets(&mut body, &mut buf, |p| {
+                    let Some(stat) = p.stat else { return true };
+                    if stat.mode < 0o10000 {
+                        ids.push(index);
+                    }
+                    index += 1;
+                    false
+                })
+                .await
+                .unwrap();
+                for &id in &ids {
+                    let req = Packet {
+                        r#type: PacketType::PacketReq as i32,
+                        id,
+                        ..Default::default()
+                    };
+                    send.send_data(grpc(&req), false).unwrap();
+                }
+                let fin = Packet {
+                    r#type: PacketType::PacketFin as i32,
+                    ..Default::default()
+                };
+                send.send_data(grpc(&fin), false).unwrap();
+                let (mut ends, mut fin) = (0usize, false);
+                let read = read_packets(&mut body, &mut buf, |p| {
+                    match PacketType::try_from(p.r#type) {
+                        Ok(PacketType::PacketData) if p.data.is_empty() => ends += 1,
+                        Ok(PacketType::PacketFin) => fin = true,
+                        _ => {}
+                    }
+                    fin
+                })
+                .await;
+                if let Err(e) = read {
+                    panic!("the session closed after {ends} files: {e}");
+                }
+                (ids.len(), ends, fin)
+            });
+        assert_eq!(ids, FILES);
+        assert_eq!(ends, FILES, "every requested file ends with an empty DATA");
+        assert!(fin);
     }
 }
