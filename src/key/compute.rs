@@ -202,7 +202,7 @@ pub fn compute(req: &Request, settings: &Settings) -> anyhow::Result<Computed> {
     }
     let (m, stats) = settings
         .pool
-        .install(|| super::manifest::build(&ctx.root, &ctx.entries, cache.as_mut()))
+        .install(|| super::manifest::build(&ctx.root, &ctx.entries, cache.as_ref()))
         .map_err(diagnose)?;
     notes.push(Note::Keyed {
         stats,
@@ -217,7 +217,7 @@ pub fn compute(req: &Request, settings: &Settings) -> anyhow::Result<Computed> {
     // The stat cache is saved (usually: found unchanged) while the plan is computed.
     let (saved, plan) = settings.pool.install(|| {
         rayon::join(
-            || cache.as_mut().map(|c| c.save(&ctx.entries, started)),
+            || cache.as_mut().map(|c| c.save(&ctx.entries, &m, started)),
             || super::plan(&df, &m, &opts),
         )
     });

@@ -146,38 +146,40 @@ const LARGE: u64 = 8 << 20;
 /// Read chunk for streaming (bounded memory per thread).
 const CHUNK: usize = 1 << 20;
 
-/// Builds the manifest of `ctx_entries` (the context's visible entries, relative to `root`), reusing and refreshing hashes in `cache` when given.
+/// Builds the manifest of `ctx_entries` (the context's visible entries, relative to `root`),
+/// reusing the hashes `cache` vouches for; [`StatCache::save`] then records the new ones.
 ///
 /// Unreadable files fail the manifest: their content is part of what Docker would receive, so
 /// no honest key exists without them.
 pub fn build(
     root: &Path,
     ctx_entries: &[Entry],
-    mut cache: Option<&mut StatCache>,
+    cache: Option<&StatCache>,
 ) -> Result<(Manifest, ManifestStats), KeyError> {
     let mut stats = ManifestStats::default();
-    // The records, with the hashes the cache still vouches for, built on the current rayon
-    // pool: each worker merges its run of (sorted) entries with the cache's sorted records.
-    let lookups = cache.as_deref().map(StatCache::lookups);
     let mut entries: Vec<ManifestEntry> = ctx_entries
         .par_iter()
         .with_min_len(1024)
-        .map_init(
-            || lookups.clone(),
-            |lookups, e| ManifestEntry {
-                path: e.path.clone(),
-                kind: e.kind,
-                mode: e.mode,
-                size: if e.kind == EntryKind::Dir { 0 } else { e.size },
-                link_target: e.link_target.clone(),
-                rdev: e.rdev,
-                hash: match (e.kind, lookups.as_mut()) {
-                    (EntryKind::File, Some(l)) => l.get(e),
-                    _ => None,
-                },
-            },
-        )
+        .map(|e| ManifestEntry {
+            path: e.path.clone(),
+            kind: e.kind,
+            mode: e.mode,
+            size: if e.kind == EntryKind::Dir { 0 } else { e.size },
+            link_target: e.link_target.clone(),
+            rdev: e.rdev,
+            hash: None,
+        })
         .collect();
+    // The hashes the cache still vouches for: one merge of the (sorted) entries with the
+    // cache file, streamed, on this thread.
+    if let Some(c) = cache.filter(|c| !c.is_empty()) {
+        let mut lookups = c.lookups();
+        for (m, e) in entries.iter_mut().zip(ctx_entries) {
+            if e.kind == EntryKind::File {
+                m.hash = lookups.get(e);
+            }
+        }
+    }
 
     // Which files need reading: not in the cache, or stat data changed. One flag per entry
     // (not a list of indices and results): a million-file cold run allocates nothing per file.
@@ -213,13 +215,9 @@ pub fn build(
     if let Some((_, err)) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(err);
     }
-    for (i, m) in entries.iter().enumerate().filter(|(i, _)| todo[*i]) {
-        let h = m.hash.unwrap_or_default();
+    for (i, _) in todo.iter().enumerate().filter(|(_, t)| **t) {
         stats.hashed += 1;
         stats.hashed_bytes += ctx_entries[i].size;
-        if let Some(c) = cache.as_deref_mut() {
-            c.insert(&ctx_entries[i], h);
-        }
     }
     Ok((Manifest { entries }, stats))
 }
