@@ -68,8 +68,8 @@ impl Stat {
     fn of(e: &Entry, hash: Hash) -> Stat {
         Stat {
             size: e.size,
-            mtime_ns: clamp(e.stat.mtime_ns),
-            ctime_ns: clamp(e.stat.ctime_ns),
+            mtime_ns: e.stat.mtime_ns,
+            ctime_ns: e.stat.ctime_ns,
             ino: e.stat.ino,
             dev: e.stat.dev,
             hash,
@@ -78,8 +78,8 @@ impl Stat {
 
     fn matches(&self, e: &Entry) -> bool {
         self.size == e.size
-            && i128::from(self.mtime_ns) == e.stat.mtime_ns
-            && i128::from(self.ctime_ns) == e.stat.ctime_ns
+            && self.mtime_ns == e.stat.mtime_ns
+            && self.ctime_ns == e.stat.ctime_ns
             && self.ino == e.stat.ino
             && self.dev == e.stat.dev
     }
@@ -194,36 +194,59 @@ impl StatCache {
         manifest: &Manifest,
         now_ns: i128,
     ) -> Result<(), SaveError> {
+        let feed = |s: &mut Sink| {
+            for (e, m) in entries.iter().zip(&manifest.entries) {
+                if m.path_bytes() == e.path_bytes() {
+                    s.add(e, e.path_bytes(), m.hash)?;
+                }
+            }
+            Ok(())
+        };
+        if !self.changes(now_ns, feed) {
+            return Ok(());
+        }
+        self.write(now_ns, feed)
+    }
+
+    /// Whether the records `feed` gives (see [`Sink::add`]) make another file than the loaded
+    /// one (compared as they are produced; stops at the first difference).
+    pub fn changes(&self, now_ns: i128, feed: impl FnOnce(&mut Sink) -> io::Result<()>) -> bool {
+        let Some(f) = self
+            .data
+            .as_ref()
+            .filter(|_| self.state == LoadState::Valid)
+        else {
+            return true;
+        };
+        let mut same = SameAs {
+            old: Stream::new(f, 0, None),
+        };
+        !(emit(&self.root, now_ns, &mut same, feed).is_ok() && same.old.at_eof().unwrap_or(false))
+    }
+
+    /// Writes the records `feed` gives (see [`Sink::add`]) as the new cache file: streamed to a
+    /// temporary file renamed over the old one, then loaded.
+    pub fn write(
+        &mut self,
+        now_ns: i128,
+        feed: impl FnOnce(&mut Sink) -> io::Result<()>,
+    ) -> Result<(), SaveError> {
         let err = |source| SaveError {
             path: self.file.clone(),
             source,
         };
-        if self.state == LoadState::Valid && self.unchanged(entries, manifest, now_ns) {
-            return Ok(());
-        }
         if let Some(dir) = self.file.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let root = &self.root;
         crate::fsutil::write_atomic_with(&self.file, |f| {
             let mut w = io::BufWriter::with_capacity(READ_BUF, f);
-            emit(root, entries, manifest, now_ns, &mut w)?;
+            emit(root, now_ns, &mut w, feed)?;
             w.flush()
         })
         .map_err(err)?;
         self.open();
         Ok(())
-    }
-
-    /// Whether the file `save` would write has the bytes of the loaded one (compared as they
-    /// are produced; stops at the first difference).
-    fn unchanged(&self, entries: &[Entry], manifest: &Manifest, now_ns: i128) -> bool {
-        let Some(f) = &self.data else { return false };
-        let mut same = SameAs {
-            old: Stream::new(f, 0, None),
-        };
-        emit(&self.root, entries, manifest, now_ns, &mut same).is_ok()
-            && same.old.at_eof().unwrap_or(false)
     }
 
     /// Number of records usable for lookups.
@@ -296,13 +319,62 @@ impl Lookups<'_> {
     }
 }
 
-/// Writes the cache file for `entries` and `manifest` to `out` (see [`StatCache::save`]).
+/// Receives the records of a new cache file, in path order.
+pub struct Sink<'w> {
+    w: Hashing<'w>,
+    now_ns: i128,
+    /// The last path written.
+    prev: Vec<u8>,
+    count: u64,
+    rec: Vec<u8>,
+}
+
+impl Sink<'_> {
+    /// Records `hash` for entry `e` at `path` (`e`'s own path, passed apart so that a caller
+    /// may have moved it out of `e`) when it is worth a record: a regular file with a hash, a
+    /// path after the previous one and not too long, an mtime not racy. Anything else is
+    /// skipped (that file is hashed again next time), never recorded wrongly.
+    pub fn add(&mut self, e: &Entry, path: &[u8], hash: Option<Hash>) -> io::Result<()> {
+        let Some(hash) = hash else { return Ok(()) };
+        if e.kind != EntryKind::File
+            || path.len() > MAX_PATH
+            || (self.count > 0 && path <= self.prev.as_slice())
+            || self.now_ns - i128::from(e.stat.mtime_ns) <= RACY_NS
+        {
+            return Ok(());
+        }
+        let keep = self
+            .prev
+            .iter()
+            .zip(path)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let rec = &mut self.rec;
+        rec.clear();
+        varint(rec, keep as u64);
+        varint(rec, (path.len() - keep) as u64);
+        rec.extend_from_slice(&path[keep..]);
+        let s = Stat::of(e, hash);
+        rec.extend_from_slice(&s.size.to_le_bytes());
+        rec.extend_from_slice(&s.mtime_ns.to_le_bytes());
+        rec.extend_from_slice(&s.ctime_ns.to_le_bytes());
+        rec.extend_from_slice(&s.ino.to_le_bytes());
+        rec.extend_from_slice(&s.dev.to_le_bytes());
+        rec.extend_from_slice(&s.hash);
+        self.w.write_all(rec)?;
+        self.prev.truncate(keep);
+        self.prev.extend_from_slice(&path[keep..]);
+        self.count += 1;
+        Ok(())
+    }
+}
+
+/// Writes a cache file holding the records `feed` gives to `out`.
 fn emit(
     root: &[u8],
-    entries: &[Entry],
-    manifest: &Manifest,
     now_ns: i128,
     out: &mut dyn Write,
+    feed: impl FnOnce(&mut Sink) -> io::Result<()>,
 ) -> io::Result<()> {
     let mut w = Hashing {
         inner: out,
@@ -312,37 +384,16 @@ fn emit(
     w.write_all(&VERSION.to_le_bytes())?;
     w.write_all(&(root.len() as u32).to_le_bytes())?;
     w.write_all(root)?;
-    let mut prev: &[u8] = &[];
-    let mut count = 0u64;
-    let mut rec = Vec::with_capacity(256);
-    for (e, m) in entries.iter().zip(&manifest.entries) {
-        let path = e.path_bytes();
-        let Some(hash) = m.hash else { continue };
-        if e.kind != EntryKind::File
-            || m.path_bytes() != path
-            || path.len() > MAX_PATH
-            || path <= prev
-            || now_ns - e.stat.mtime_ns <= RACY_NS
-        {
-            continue;
-        }
-        let keep = prev.iter().zip(path).take_while(|(a, b)| a == b).count();
-        rec.clear();
-        varint(&mut rec, keep as u64);
-        varint(&mut rec, (path.len() - keep) as u64);
-        rec.extend_from_slice(&path[keep..]);
-        let s = Stat::of(e, hash);
-        rec.extend_from_slice(&s.size.to_le_bytes());
-        rec.extend_from_slice(&s.mtime_ns.to_le_bytes());
-        rec.extend_from_slice(&s.ctime_ns.to_le_bytes());
-        rec.extend_from_slice(&s.ino.to_le_bytes());
-        rec.extend_from_slice(&s.dev.to_le_bytes());
-        rec.extend_from_slice(&s.hash);
-        w.write_all(&rec)?;
-        prev = path;
-        count += 1;
-    }
-    w.write_all(&count.to_le_bytes())?;
+    let mut sink = Sink {
+        w,
+        now_ns,
+        prev: Vec::new(),
+        count: 0,
+        rec: Vec::with_capacity(256),
+    };
+    feed(&mut sink)?;
+    let mut w = sink.w;
+    w.write_all(&sink.count.to_le_bytes())?;
     let sum = w.h.finalize();
     w.inner.write_all(sum.as_bytes())
 }
@@ -395,10 +446,6 @@ fn varint(out: &mut Vec<u8>, mut n: u64) {
         n >>= 7;
     }
     out.push(n as u8);
-}
-
-fn clamp(ns: i128) -> i64 {
-    ns.clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 /// A buffered forward reader of a cache file by offset (`pread`: several streams may read one
@@ -585,7 +632,7 @@ mod tests {
     use crate::context::StatInfo;
     use crate::key::ManifestEntry;
 
-    fn e(path: &str, size: u64, mtime: i128) -> Entry {
+    fn e(path: &str, size: u64, mtime: i64) -> Entry {
         Entry {
             path: path.into(),
             kind: EntryKind::File,
@@ -659,6 +706,7 @@ mod tests {
     }
 
     const NOW: i128 = 1_000_000_000_000_000_000;
+    const NOW64: i64 = NOW as i64;
 
     #[test]
     fn round_trip_and_stat_validation() {
@@ -667,7 +715,7 @@ mod tests {
         let mut c = StatCache::load(dir.path(), root);
         assert_eq!(c.state, LoadState::Missing);
         let a = e("a", 3, 100);
-        let b = e("b", 4, NOW - 1); // racy: not saved
+        let b = e("b", 4, NOW64 - 1); // racy: not saved
         save(&mut c, &[a.clone(), b.clone()], &[1, 2]);
 
         let c = StatCache::load(dir.path(), root);
