@@ -170,19 +170,20 @@ pub fn build(
     Ok((Manifest { entries }, stats))
 }
 
+/// What [`build_owned`] gives: the manifest, the stats and, with a cache, how saving it went.
+pub type OwnedKeying = (Manifest, ManifestStats, Option<Result<(), SaveError>>);
+
 /// [`build`] for a context not needed afterwards (`plan`), in less memory: the entries are
 /// consumed, their paths moved into the manifest rather than copied, and `cache` is saved on
 /// the way (see [`StatCache::save`]; `now_ns` is the run's start). At no time are a path's
 /// entry and its manifest record both held: the entries are released from the end of their
 /// list as the records are made, so the peak is the entries plus a hash each.
-///
-/// Returns the manifest, the stats and, with a cache, how saving it went.
 pub fn build_owned(
     root: &Path,
     mut ctx_entries: Vec<Entry>,
     cache: Option<&mut StatCache>,
     now_ns: i128,
-) -> Result<(Manifest, ManifestStats, Option<Result<(), SaveError>>), KeyError> {
+) -> Result<OwnedKeying, KeyError> {
     let mut hashes: Vec<Option<Hash>> = vec![None; ctx_entries.len()];
     let stats = lookup_pass(&ctx_entries, hashes.iter_mut(), cache.as_deref());
     hash_pass(root, &ctx_entries, hashes.par_iter_mut())?;
