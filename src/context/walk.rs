@@ -310,8 +310,8 @@ impl Walk<'_> {
             stat: meta.map_or_else(StatInfo::default, |m| StatInfo {
                 dev: m.dev(),
                 ino: m.ino(),
-                mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
-                ctime_ns: m.ctime() as i128 * 1_000_000_000 + m.ctime_nsec() as i128,
+                mtime_ns: StatInfo::ns(m.mtime(), m.mtime_nsec()),
+                ctime_ns: StatInfo::ns(m.ctime(), m.ctime_nsec()),
             }),
         })
     }

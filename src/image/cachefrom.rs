@@ -169,17 +169,70 @@ fn is_from(instruction: &str) -> bool {
 }
 
 /// The plan label's value: the plan (with its manifest) as deflated, base64'd JSON, or `None`
-/// when it would exceed [`PLAN_LABEL_LIMIT`].
+/// when it would exceed [`PLAN_LABEL_LIMIT`]. The JSON is compressed as it is written and the
+/// writing stops as soon as the compressed bytes outgrow the limit: a large context's manifest
+/// is never held whole, as JSON or compressed.
 pub fn plan_label(plan: &Plan) -> Option<String> {
-    let json = serde_json::to_vec(plan).ok()?;
-    let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
-    z.write_all(&json).ok()?;
-    let packed = z.finish().ok()?;
+    let packed = pack(plan, &mut 0)?;
     let value = format!(
         "{PLAN_LABEL_PREFIX}{}",
         base64::engine::general_purpose::STANDARD.encode(packed)
     );
     (value.len() <= PLAN_LABEL_LIMIT).then_some(value)
+}
+
+/// Deflated JSON of `plan`, if its base64 fits the label; `fed` counts the JSON bytes written
+/// before it was done or gave up.
+fn pack(plan: &Plan, fed: &mut u64) -> Option<Vec<u8>> {
+    // base64 makes 4 bytes of every 3.
+    let room = (PLAN_LABEL_LIMIT - PLAN_LABEL_PREFIX.len()) / 4 * 3;
+    let z = flate2::write::DeflateEncoder::new(
+        Bounded {
+            out: Vec::new(),
+            room,
+        },
+        flate2::Compression::best(),
+    );
+    let mut w = std::io::BufWriter::with_capacity(8 << 10, Counted { inner: z, fed });
+    serde_json::to_writer(&mut w, plan).ok()?;
+    let Counted { inner: z, .. } = w.into_inner().ok()?;
+    Some(z.finish().ok()?.out)
+}
+
+/// A buffer that refuses to grow past `room` bytes (the error stops the writer feeding it).
+struct Bounded {
+    out: Vec<u8>,
+    room: usize,
+}
+
+impl Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > self.room {
+            return Err(std::io::Error::other("the plan label would be too large"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Counts the bytes passed on.
+struct Counted<'a, W> {
+    inner: W,
+    fed: &'a mut u64,
+}
+
+impl<W: Write> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        *self.fed += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The plan a label value holds, or `None` when it is not one ctxbuild wrote (or too large).
@@ -245,6 +298,22 @@ mod tests {
     fn a_plan_too_large_for_a_label_is_left_out() {
         // Hashes do not compress: a few thousand files exceed the bound.
         assert!(plan_label(&plan_with(5000)).is_none());
+    }
+
+    #[test]
+    fn a_large_manifest_is_given_up_on_early_not_serialized_whole() {
+        let plan = plan_with(100_000);
+        let whole = serde_json::to_vec(&plan).unwrap().len() as u64;
+        let mut fed = 0;
+        assert!(pack(&plan, &mut fed).is_none());
+        // The limit is reached within the first few thousand records (hashes do not
+        // compress): what was serialized is a small share of the whole.
+        assert!(fed > 0 && fed < whole / 20, "fed {fed} of {whole} bytes");
+        // A plan that fits is serialized whole.
+        let small = plan_with(20);
+        let mut fed = 0;
+        assert!(pack(&small, &mut fed).is_some());
+        assert_eq!(fed, serde_json::to_vec(&small).unwrap().len() as u64);
     }
 
     #[test]

@@ -614,7 +614,7 @@ fn key_context(
     // Asked inside the pool: the number of threads the hashing really ran on.
     let (built, threads) = settings.pool.install(|| {
         (
-            key::manifest::build(&scanned.root, &scanned.entries, Some(&mut stat)),
+            key::manifest::build(&scanned.root, &scanned.entries, Some(&stat)),
             rayon::current_num_threads(),
         )
     });
@@ -624,7 +624,7 @@ fn key_context(
         .map_or(0, |d| d.as_nanos() as i128);
     // A stat cache that cannot be written only makes the next run slower.
     if std::fs::create_dir_all(&stat_dir).is_ok() {
-        let _ = stat.save(&scanned.entries, now);
+        let _ = stat.save(&scanned.entries, &manifest, now);
     }
     Ok((manifest, threads))
 }

@@ -105,18 +105,25 @@ fn source_sum(m: &Manifest, rel: &[u8], entries: &mut Vec<usize>) -> Result<Hash
         target.len() + 1
     };
     entries.extend(lo..hi);
-    let sums: Vec<Hash> = m.entries[lo..hi]
-        .par_iter()
-        .with_min_len(1024)
-        .map(|e| record(e, &e.path_bytes()[cut..]))
-        .collect();
     let mut h = blake3::Hasher::new();
     h.update(b"dir");
-    for s in &sums {
-        h.update(s);
+    // In path order, a slice at a time: a million-entry source never holds a hash per entry.
+    let mut sums: Vec<Hash> = Vec::new();
+    for slice in m.entries[lo..hi].chunks(SUMS_AT_ONCE) {
+        slice
+            .par_iter()
+            .with_min_len(1024)
+            .map(|e| record(e, &e.path_bytes()[cut..]))
+            .collect_into_vec(&mut sums);
+        for s in &sums {
+            h.update(s);
+        }
     }
     Ok(*h.finalize().as_bytes())
 }
+
+/// Entries whose records are hashed in one parallel batch.
+const SUMS_AT_ONCE: usize = 1 << 16;
 
 /// What BuildKit's tar-header-style record of one entry holds: `rel` is its path below the
 /// source (empty for the source itself, whose name BuildKit leaves out).

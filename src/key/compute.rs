@@ -200,10 +200,18 @@ pub fn compute(req: &Request, settings: &Settings) -> anyhow::Result<Computed> {
             });
         }
     }
-    let (m, stats) = settings
+    // The entries are not needed after keying: their paths move into the manifest, and the
+    // stat cache is saved from them on the way (see `build_owned`).
+    let entries = std::mem::take(&mut ctx.entries);
+    let (m, stats, saved) = settings
         .pool
-        .install(|| super::manifest::build(&ctx.root, &ctx.entries, cache.as_mut()))
+        .install(|| super::manifest::build_owned(&ctx.root, entries, cache.as_mut(), started))
         .map_err(diagnose)?;
+    if let Some(Err(e)) = saved {
+        notes.push(Note::StatCacheNotSaved {
+            error: e.to_string(),
+        });
+    }
     notes.push(Note::Keyed {
         stats,
         took: clock.elapsed(),
@@ -214,25 +222,14 @@ pub fn compute(req: &Request, settings: &Settings) -> anyhow::Result<Computed> {
         target: req.target.clone(),
         builder: choice.builder,
     };
-    // The stat cache is saved (usually: found unchanged) while the plan is computed.
-    let (saved, plan) = settings.pool.install(|| {
-        rayon::join(
-            || cache.as_mut().map(|c| c.save(&ctx.entries, started)),
-            || super::plan(&df, &m, &opts),
-        )
-    });
-    if let Some(Err(e)) = saved {
-        notes.push(Note::StatCacheNotSaved {
-            error: e.to_string(),
-        });
-    }
+    let plan = settings.pool.install(|| super::plan(&df, &m, &opts));
     let plan = plan.map_err(diagnose)?;
     notes.push(Note::Planned {
         steps: plan.steps.len(),
         took: clock.elapsed(),
     });
-    // The process ends soon after: freeing the tens of thousands of paths of the context and
-    // the cache one by one would only delay the exit.
+    // The process ends soon after: freeing what is left of the context and the cache would
+    // only delay the exit.
     std::mem::forget(ctx);
     std::mem::forget(cache);
     Ok(Computed {

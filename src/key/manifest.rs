@@ -7,7 +7,7 @@
 //! streamed in chunks, never read whole. A [`StatCache`] lets a re-key of an unchanged tree skip
 //! hashing entirely.
 
-use super::statcache::StatCache;
+use super::statcache::{SaveError, Sink, StatCache};
 use super::KeyError;
 use crate::context::{Entry, EntryKind};
 use rayon::prelude::*;
@@ -146,63 +146,159 @@ const LARGE: u64 = 8 << 20;
 /// Read chunk for streaming (bounded memory per thread).
 const CHUNK: usize = 1 << 20;
 
-/// Builds the manifest of `ctx_entries` (the context's visible entries, relative to `root`), reusing and refreshing hashes in `cache` when given.
+/// Builds the manifest of `ctx_entries` (the context's visible entries, relative to `root`),
+/// reusing the hashes `cache` vouches for; [`StatCache::save`] then records the new ones.
 ///
 /// Unreadable files fail the manifest: their content is part of what Docker would receive, so
 /// no honest key exists without them.
 pub fn build(
     root: &Path,
     ctx_entries: &[Entry],
-    mut cache: Option<&mut StatCache>,
+    cache: Option<&StatCache>,
 ) -> Result<(Manifest, ManifestStats), KeyError> {
-    let mut stats = ManifestStats::default();
-    // The records, with the hashes the cache still vouches for, built on the current rayon
-    // pool: each worker merges its run of (sorted) entries with the cache's sorted records.
-    let lookups = cache.as_deref().map(StatCache::lookups);
     let mut entries: Vec<ManifestEntry> = ctx_entries
         .par_iter()
         .with_min_len(1024)
-        .map_init(
-            || lookups.clone(),
-            |lookups, e| ManifestEntry {
-                path: e.path.clone(),
-                kind: e.kind,
-                mode: e.mode,
-                size: if e.kind == EntryKind::Dir { 0 } else { e.size },
-                link_target: e.link_target.clone(),
-                rdev: e.rdev,
-                hash: match (e.kind, lookups.as_mut()) {
-                    (EntryKind::File, Some(l)) => l.get(e),
-                    _ => None,
-                },
-            },
-        )
+        .map(|e| record(e, e.path.clone(), e.link_target.clone(), None))
         .collect();
+    let stats = lookup_pass(ctx_entries, entries.iter_mut().map(|m| &mut m.hash), cache);
+    hash_pass(
+        root,
+        ctx_entries,
+        entries.par_iter_mut().map(|m| &mut m.hash),
+    )?;
+    Ok((Manifest { entries }, stats))
+}
 
-    // Which files need reading: not in the cache, or stat data changed. One flag per entry
-    // (not a list of indices and results): a million-file cold run allocates nothing per file.
-    let todo: Vec<bool> = entries
-        .iter()
-        .map(|e| e.kind == EntryKind::File && e.hash.is_none())
-        .collect();
-    for e in &entries {
-        if e.kind == EntryKind::File {
-            stats.files += 1;
-            stats.cached += usize::from(e.hash.is_some());
+/// What [`build_owned`] gives: the manifest, the stats and, with a cache, how saving it went.
+pub type OwnedKeying = (Manifest, ManifestStats, Option<Result<(), SaveError>>);
+
+/// [`build`] for a context not needed afterwards (`plan`), in less memory: the entries are
+/// consumed, their paths moved into the manifest rather than copied, and `cache` is saved on
+/// the way (see [`StatCache::save`]; `now_ns` is the run's start). At no time are a path's
+/// entry and its manifest record both held: the entries are released from the end of their
+/// list as the records are made, so the peak is the entries plus a hash each.
+pub fn build_owned(
+    root: &Path,
+    mut ctx_entries: Vec<Entry>,
+    cache: Option<&mut StatCache>,
+    now_ns: i128,
+) -> Result<OwnedKeying, KeyError> {
+    let mut hashes: Vec<Option<Hash>> = vec![None; ctx_entries.len()];
+    let stats = lookup_pass(&ctx_entries, hashes.iter_mut(), cache.as_deref());
+    hash_pass(root, &ctx_entries, hashes.par_iter_mut())?;
+
+    // Made from the last entry backwards, so that each step can release an entry's space.
+    ctx_entries.reverse();
+    hashes.reverse();
+    let mut out = Vec::with_capacity(ctx_entries.len());
+    let saved = cache.map(|c| {
+        let unchanged = !c.changes(now_ns, |s| {
+            for (e, h) in ctx_entries.iter().zip(&hashes).rev() {
+                s.add(e, e.path_bytes(), *h)?;
+            }
+            Ok(())
+        });
+        if unchanged {
+            return Ok(());
+        }
+        c.write(now_ns, |s| {
+            move_records(&mut ctx_entries, &mut hashes, &mut out, Some(s))
+        })
+    });
+    // All of them, or what a failed save left.
+    let _ = move_records(&mut ctx_entries, &mut hashes, &mut out, None);
+    Ok((Manifest { entries: out }, stats, saved))
+}
+
+/// Moves the entries (and hashes), taken from the end of their (reversed) lists, into manifest
+/// records, handing each to `sink` first; gives the lists' space back as they shrink. A sink
+/// error stops the moving (the caller finishes without a sink).
+fn move_records(
+    entries: &mut Vec<Entry>,
+    hashes: &mut Vec<Option<Hash>>,
+    out: &mut Vec<ManifestEntry>,
+    mut sink: Option<&mut Sink>,
+) -> std::io::Result<()> {
+    /// Entries moved between two releases of the lists' unused space.
+    const STEP: usize = 1 << 16;
+    while let (Some(mut e), Some(h)) = (entries.pop(), hashes.pop()) {
+        if let Some(s) = sink.as_deref_mut() {
+            if let Err(err) = s.add(&e, e.path_bytes(), h) {
+                entries.push(e);
+                hashes.push(h);
+                return Err(err);
+            }
+        }
+        let path = std::mem::take(&mut e.path);
+        let link = e.link_target.take();
+        out.push(record(&e, path, link, h));
+        if entries.len() % STEP == 0 {
+            entries.shrink_to_fit();
+            hashes.shrink_to_fit();
         }
     }
+    Ok(())
+}
 
-    // Hashes land in place; the first failing entry in path order is the one reported, as a
-    // serial run would report it.
+/// The manifest record of `e`, with its path and link target given.
+fn record(
+    e: &Entry,
+    path: PathBuf,
+    link_target: Option<PathBuf>,
+    hash: Option<Hash>,
+) -> ManifestEntry {
+    ManifestEntry {
+        path,
+        kind: e.kind,
+        mode: e.mode,
+        size: if e.kind == EntryKind::Dir { 0 } else { e.size },
+        link_target,
+        rdev: e.rdev,
+        hash,
+    }
+}
+
+/// Fills the hash slot of each file `cache` still vouches for (one merge of the sorted entries
+/// with the cache file, streamed, on this thread) and counts what is left to hash.
+fn lookup_pass<'a>(
+    ctx_entries: &[Entry],
+    slots: impl Iterator<Item = &'a mut Option<Hash>>,
+    cache: Option<&StatCache>,
+) -> ManifestStats {
+    let mut stats = ManifestStats::default();
+    let mut lookups = cache.filter(|c| !c.is_empty()).map(StatCache::lookups);
+    for (e, slot) in ctx_entries.iter().zip(slots) {
+        if e.kind != EntryKind::File {
+            continue;
+        }
+        *slot = lookups.as_mut().and_then(|l| l.get(e));
+        stats.files += 1;
+        if slot.is_some() {
+            stats.cached += 1;
+        } else {
+            stats.hashed += 1;
+            stats.hashed_bytes += e.size;
+        }
+    }
+    stats
+}
+
+/// Hashes, in parallel, every file whose slot is empty; the hashes land in place. The first
+/// failing entry in path order is the one reported, as a serial run would report it.
+fn hash_pass<'a>(
+    root: &Path,
+    ctx_entries: &[Entry],
+    slots: impl IndexedParallelIterator<Item = &'a mut Option<Hash>>,
+) -> Result<(), KeyError> {
     let failed = std::sync::Mutex::new(None::<(usize, KeyError)>);
-    entries
-        .par_iter_mut()
+    slots
         .zip(ctx_entries.par_iter())
         .enumerate()
         .with_min_len(16)
-        .filter(|(i, _)| todo[*i])
-        .for_each(|(i, (m, e))| match hash_file(root, &e.path, e.size) {
-            Ok(h) => m.hash = Some(h),
+        .filter(|(_, (slot, e))| e.kind == EntryKind::File && slot.is_none())
+        .for_each(|(i, (slot, e))| match hash_file(root, &e.path, e.size) {
+            Ok(h) => *slot = Some(h),
             Err(err) => {
                 let mut f = failed.lock().unwrap_or_else(|p| p.into_inner());
                 if f.as_ref().is_none_or(|(j, _)| i < *j) {
@@ -210,18 +306,10 @@ pub fn build(
                 }
             }
         });
-    if let Some((_, err)) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(err);
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some((_, err)) => Err(err),
+        None => Ok(()),
     }
-    for (i, m) in entries.iter().enumerate().filter(|(i, _)| todo[*i]) {
-        let h = m.hash.unwrap_or_default();
-        stats.hashed += 1;
-        stats.hashed_bytes += ctx_entries[i].size;
-        if let Some(c) = cache.as_deref_mut() {
-            c.insert(&ctx_entries[i], h);
-        }
-    }
-    Ok((Manifest { entries }, stats))
 }
 
 /// Hashes one file, streaming it in chunks.
@@ -427,6 +515,77 @@ mod tests {
         // Size 0 (an empty file when walked) reads to the end.
         let h = hash_file(dir.path(), Path::new("grew"), 0).unwrap();
         assert_eq!(h, *blake3::hash(b"hello, world").as_bytes());
+    }
+
+    #[test]
+    fn build_owned_gives_what_build_and_save_give() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_dir = tempfile::tempdir().unwrap();
+        let mut entries = Vec::new();
+        for i in 0..300 {
+            let p = format!("d{}/f{i:03}", i % 7);
+            std::fs::create_dir_all(dir.path().join(format!("d{}", i % 7))).unwrap();
+            std::fs::write(dir.path().join(&p), format!("{i}")).unwrap();
+            let mut e = entry(&p, EntryKind::File, 0o644, format!("{i}").len() as u64);
+            e.stat.mtime_ns = 100 + i;
+            entries.push(e);
+        }
+        for d in 0..7 {
+            entries.push(entry(&format!("d{d}"), EntryKind::Dir, 0o755, 0));
+        }
+        let mut link = entry("l", EntryKind::Symlink, 0o777, 2);
+        link.link_target = Some("d0".into());
+        entries.push(link);
+        entries.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
+        let root = dir.path();
+        let now = 1_000_000_000_000_000_000;
+        let (want, _) = build(root, &entries, None).unwrap();
+        let mut side = StatCache::load(&cache_dir.path().join("a"), root);
+        side.save(&entries, &want, now).unwrap();
+        let want_file = std::fs::read(side.path()).unwrap();
+
+        let mut cache = StatCache::load(&cache_dir.path().join("b"), root);
+        let (cold, stats, saved) =
+            build_owned(root, entries.clone(), Some(&mut cache), now).unwrap();
+        assert!(matches!(saved, Some(Ok(()))));
+        assert_eq!(cold.digest(), want.digest());
+        assert!(cold == want);
+        assert_eq!((stats.files, stats.hashed, stats.cached), (300, 300, 0));
+        assert_eq!(std::fs::read(cache.path()).unwrap(), want_file);
+
+        // Warm, through the file just written; it is left as it is.
+        let ino = |c: &StatCache| {
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(c.path()).unwrap())
+        };
+        let before = ino(&cache);
+        let mut cache = StatCache::load(&cache_dir.path().join("b"), root);
+        let (warm, stats, saved) =
+            build_owned(root, entries.clone(), Some(&mut cache), now).unwrap();
+        assert!(matches!(saved, Some(Ok(()))));
+        assert!(warm == want);
+        assert_eq!((stats.hashed, stats.cached), (0, 300));
+        assert_eq!(ino(&cache), before, "an unchanged cache is not rewritten");
+
+        // One file changed: its new hash is saved.
+        std::fs::write(root.join("d1/f001"), "x").unwrap();
+        let mut changed = entries.clone();
+        let k = changed
+            .iter()
+            .position(|e| e.path_bytes() == b"d1/f001")
+            .unwrap();
+        changed[k].stat.mtime_ns = 7;
+        let (m, stats, _) = build_owned(root, changed.clone(), Some(&mut cache), now).unwrap();
+        assert_eq!((stats.hashed, stats.cached), (1, 299));
+        assert_eq!(
+            m.get(b"d1/f001").unwrap().hash,
+            Some(*blake3::hash(b"x").as_bytes())
+        );
+        let cache = StatCache::load(&cache_dir.path().join("b"), root);
+        assert_eq!(
+            cache.lookup(&changed[k]),
+            Some(*blake3::hash(b"x").as_bytes())
+        );
+        assert_eq!(cache.len(), 300);
     }
 
     #[test]

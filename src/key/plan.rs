@@ -991,15 +991,17 @@ fn copy_info(m: &Manifest, rel: &str, entries: &mut Vec<usize>) -> Result<Hash, 
     }));
     // One hash per entry below: spread over the current rayon pool (their order is sorted
     // away anyway).
-    let mut sums: Vec<Hash> = entries[first..]
+    // Collected in place (an indexed map, not a filter: no list of chunks copied together);
+    // `None`s sort first and are skipped, the rest in the order of their sums.
+    let mut sums: Vec<Option<Hash>> = entries[first..]
         .par_iter()
         .with_min_len(1024)
-        .filter_map(|&i| entry_sum_at(m, m.entries[i].path_bytes(), Some(&m.entries[i])))
+        .map(|&i| entry_sum_at(m, m.entries[i].path_bytes(), Some(&m.entries[i])))
         .collect();
     sums.par_sort_unstable();
     let mut h = blake3::Hasher::new();
     h.update(b"dir");
-    for s in &sums {
+    for s in sums.iter().flatten() {
         h.update(s);
     }
     Ok(*h.finalize().as_bytes())

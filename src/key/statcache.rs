@@ -2,92 +2,86 @@
 //! context, so a re-key of an unchanged tree only walks and stats.
 //!
 //! One file per canonical context root under the cache directory the caller resolves (the
-//! commands use `$CTXBUILD_CACHE_DIR`, else `dirs::cache_dir()/ctxbuild/stat`). A simple binary
-//! format, cheap to load (one read, one index of record offsets, fields read in place):
+//! commands use `$CTXBUILD_CACHE_DIR`, else `dirs::cache_dir()/ctxbuild/stat`). The file is never
+//! held in memory: [`StatCache::load`] streams it once to verify it, lookups stream it again as
+//! a merge with the (sorted) entries, and [`StatCache::save`] streams the new file to disk. What
+//! stays in memory is a fixed read buffer and one path, whatever the size of the context.
+//!
+//! Format, version 2 (paths prefix-compressed like git's index v4):
 //!
 //! ```text
-//! "CTXBSTAT" | version u32 | root_len u32 | root | count u64
-//! count × ( path_len u32 | path | size u64 | mtime_ns i64 | ctime_ns i64 | ino u64 | dev u64 | blake3 [32] )
-//! blake3 of everything above [32]
+//! "CTXBSTAT" | version u32 | root_len u32 | root
+//! records × ( keep varint | suffix_len varint | suffix | size u64 | mtime_ns i64 | ctime_ns i64
+//!             | ino u64 | dev u64 | blake3 [32] )
+//! count u64 | blake3 of everything above [32]
 //! ```
 //!
-//! A file with the wrong magic, version, root, length or checksum is ignored and rebuilt, never
-//! trusted. Files whose mtime is within [`RACY_NS`] of the run's start are not recorded (git's
-//! "racily clean" problem: a write in the same timestamp tick as the recorded mtime would go
-//! unnoticed). ctime is compared but not required to be old: any write moves mtime and ctime
-//! together, and an old recorded mtime already tells a later write apart.
+//! A record's path is the first `keep` bytes of the previous record's path followed by
+//! `suffix`; paths are strictly increasing. A file with the wrong magic, version (version 1 kept
+//! whole paths), root, structure, count or checksum is ignored and rebuilt, never trusted.
+//! Files whose mtime is within [`RACY_NS`] of the run's start are not recorded (git's "racily
+//! clean" problem: a write in the same timestamp tick as the recorded mtime would go unnoticed).
+//! ctime is compared but not required to be old: any write moves mtime and ctime together, and
+//! an old recorded mtime already tells a later write apart.
 
-use crate::context::Entry;
+use super::manifest::{Hash, Manifest};
+use crate::context::{Entry, EntryKind};
+use std::fs::File;
+use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"CTXBSTAT";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Entries whose mtime is this close to the start of the run are left out of the cache.
 pub const RACY_NS: i128 = 2_000_000_000;
 
-/// A cache file larger than this is not read (it is rebuilt): ~6 million records, far above any
-/// real context, and a bound on what a corrupted or planted file can make us allocate.
+/// A cache file larger than this is not read (it is rebuilt): ~10 million records, far above
+/// any real context, and a bound on what a corrupted or planted file can make us read.
 const CACHE_LIMIT: u64 = 1 << 30;
+/// Longest path a record may carry; longer ones are not cached (always hashed), so the one
+/// path buffer of a reader stays bounded whatever a file claims.
+const MAX_PATH: usize = 16 << 10;
+/// Longest context root the header may name.
+const MAX_ROOT: usize = 32 << 10;
 /// Bytes after the path of a record: size, mtime, ctime, inode, device, hash.
 const TAIL: usize = 5 * 8 + 32;
+/// Bytes after the last record: count, checksum.
+const TRAILER: usize = 8 + 32;
+/// The read buffer of a stream: holds the largest record (two varints, a suffix, the tail).
+const READ_BUF: usize = 64 << 10;
+const _: () = assert!(READ_BUF >= 20 + MAX_PATH + TAIL && READ_BUF >= MAX_ROOT);
 
-/// A record learnt during this run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Record {
-    path: Vec<u8>,
+/// A record's stat data and hash (its path is the stream's current path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
     size: u64,
     mtime_ns: i64,
     ctime_ns: i64,
     ino: u64,
     dev: u64,
-    hash: [u8; 32],
+    hash: Hash,
 }
 
-impl Record {
-    fn view(&self) -> View<'_> {
-        View {
-            path: &self.path,
-            size: self.size,
-            mtime_ns: self.mtime_ns,
-            ctime_ns: self.ctime_ns,
-            ino: self.ino,
-            dev: self.dev,
-            hash: self.hash,
+impl Stat {
+    fn of(e: &Entry, hash: Hash) -> Stat {
+        Stat {
+            size: e.size,
+            mtime_ns: e.stat.mtime_ns,
+            ctime_ns: e.stat.ctime_ns,
+            ino: e.stat.ino,
+            dev: e.stat.dev,
+            hash,
         }
     }
-}
 
-/// A record read in place from the cache file's bytes, or borrowed from a [`Record`].
-#[derive(Debug, Clone, Copy)]
-struct View<'a> {
-    path: &'a [u8],
-    size: u64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-    ino: u64,
-    dev: u64,
-    hash: [u8; 32],
-}
-
-impl View<'_> {
     fn matches(&self, e: &Entry) -> bool {
         self.size == e.size
-            && i128::from(self.mtime_ns) == e.stat.mtime_ns
-            && i128::from(self.ctime_ns) == e.stat.ctime_ns
+            && self.mtime_ns == e.stat.mtime_ns
+            && self.ctime_ns == e.stat.ctime_ns
             && self.ino == e.stat.ino
             && self.dev == e.stat.dev
-    }
-
-    fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&(self.path.len() as u32).to_le_bytes());
-        out.extend_from_slice(self.path);
-        out.extend_from_slice(&self.size.to_le_bytes());
-        out.extend_from_slice(&self.mtime_ns.to_le_bytes());
-        out.extend_from_slice(&self.ctime_ns.to_le_bytes());
-        out.extend_from_slice(&self.ino.to_le_bytes());
-        out.extend_from_slice(&self.dev.to_le_bytes());
-        out.extend_from_slice(&self.hash);
     }
 }
 
@@ -103,20 +97,18 @@ pub enum LoadState {
     Rebuilt(String),
 }
 
-/// The stat cache of one context.
-///
-/// The file is kept as read, one buffer, with the offset of each record: loading allocates
-/// nothing per record, and lookups read the fields in place.
+/// The stat cache of one context: the verified cache file, kept open (a concurrent save renames
+/// a new file over the name; this handle keeps reading the file that was verified).
 #[derive(Debug)]
 pub struct StatCache {
     file: PathBuf,
     root: Vec<u8>,
-    /// The bytes of the loaded (or last saved) cache file.
-    buf: Vec<u8>,
-    /// Where each record starts in `buf`, in path order.
-    index: Vec<usize>,
-    /// Records inserted during this run (merged on save).
-    fresh: Vec<Record>,
+    /// The verified file, `None` when there is none (missing or rebuilt).
+    data: Option<File>,
+    /// Offset of the first record in `data`.
+    body: u64,
+    /// Number of records in `data`.
+    count: u64,
     pub state: LoadState,
 }
 
@@ -142,163 +134,103 @@ impl StatCache {
         dir.join(format!("{}.stat", &h.as_str()[..32]))
     }
 
-    /// Loads the cache for `root` from `dir`; anything unusable yields an empty cache whose
-    /// [`LoadState`] says why.
+    /// Loads (streams and verifies) the cache for `root` from `dir`; anything unusable yields
+    /// an empty cache whose [`LoadState`] says why.
     pub fn load(dir: &Path, root: &Path) -> StatCache {
         let file = Self::file_for(dir, root);
-        let root_b = root.as_os_str().as_bytes().to_vec();
-        let (buf, index, state) =
-            match crate::fsutil::read_limited(&file, CACHE_LIMIT).map_err(std::io::Error::from) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    (Vec::new(), Vec::new(), LoadState::Missing)
-                }
-                Err(e) => (
-                    Vec::new(),
-                    Vec::new(),
-                    LoadState::Rebuilt(format!("unreadable: {e}")),
-                ),
-                Ok(bytes) => match decode(&bytes, &root_b) {
-                    Ok(index) => (bytes, index, LoadState::Valid),
-                    Err(why) => (Vec::new(), Vec::new(), LoadState::Rebuilt(why.into())),
-                },
-            };
-        StatCache {
+        let mut c = StatCache {
+            root: root.as_os_str().as_bytes().to_vec(),
             file,
-            root: root_b,
-            buf,
-            index,
-            fresh: Vec::new(),
-            state,
-        }
+            data: None,
+            body: 0,
+            count: 0,
+            state: LoadState::Missing,
+        };
+        c.open();
+        c
     }
 
-    /// The path of record `i` (validated by `decode` or written by `save`).
-    fn path_at(&self, i: usize) -> &[u8] {
-        let at = self.index[i];
-        let len = le32(&self.buf, at) as usize;
-        self.buf.get(at + 4..at + 4 + len).unwrap_or_default()
+    /// (Re)opens and verifies `self.file`.
+    fn open(&mut self) {
+        (self.data, self.body, self.count) = (None, 0, 0);
+        self.state = match crate::fsutil::open_regular(&self.file) {
+            Err(e) if e.is_not_found() => LoadState::Missing,
+            Err(e) => LoadState::Rebuilt(format!("unreadable: {}", io::Error::from(e))),
+            Ok(f) => match verify(&f, &self.root) {
+                Ok((body, count)) => {
+                    (self.data, self.body, self.count) = (Some(f), body, count);
+                    LoadState::Valid
+                }
+                Err(why) => LoadState::Rebuilt(why.into()),
+            },
+        };
     }
 
-    /// Record `i`, read in place.
-    fn view(&self, i: usize) -> View<'_> {
-        let at = self.index[i];
-        let path = self.path_at(i);
-        let t = at + 4 + path.len();
-        let mut hash = [0u8; 32];
-        if let Some(h) = self.buf.get(t + 40..t + 72) {
-            hash.copy_from_slice(h);
-        }
-        View {
-            path,
-            size: le64(&self.buf, t),
-            mtime_ns: le64(&self.buf, t + 8) as i64,
-            ctime_ns: le64(&self.buf, t + 16) as i64,
-            ino: le64(&self.buf, t + 24),
-            dev: le64(&self.buf, t + 32),
-            hash,
-        }
+    /// The cached hash for `e`, if its stat data is unchanged. One scan of the file per call:
+    /// for a single check; many entries go through [`StatCache::lookups`].
+    pub fn lookup(&self, e: &Entry) -> Option<Hash> {
+        self.lookups().get(e)
     }
 
-    /// The cached hash for `e`, if its stat data is unchanged.
-    pub fn lookup(&self, e: &Entry) -> Option<[u8; 32]> {
-        let p = e.path_bytes();
-        let i = self
-            .index
-            .binary_search_by(|&at| {
-                let len = le32(&self.buf, at) as usize;
-                self.buf
-                    .get(at + 4..at + 4 + len)
-                    .unwrap_or_default()
-                    .cmp(p)
-            })
-            .ok()?;
-        let r = self.view(i);
-        r.matches(e).then_some(r.hash)
-    }
-
-    /// A reader for lookups of entries in path order (a merge, not a search per entry).
+    /// A reader for lookups of entries in path order (a merge with the file's sorted records,
+    /// not a search per entry).
     pub fn lookups(&self) -> Lookups<'_> {
         Lookups {
             cache: self,
-            next: None,
+            stream: None,
+            pending: None,
+            read: 0,
+            last: Vec::new(),
         }
     }
 
-    /// Records a freshly computed hash.
-    pub fn insert(&mut self, e: &Entry, hash: [u8; 32]) {
-        self.fresh.push(Record {
-            path: e.path_bytes().to_vec(),
-            size: e.size,
-            mtime_ns: clamp(e.stat.mtime_ns),
-            ctime_ns: clamp(e.stat.ctime_ns),
-            ino: e.stat.ino,
-            dev: e.stat.dev,
-            hash,
-        });
-    }
-
-    /// Writes the cache atomically, keeping only paths still present in `entries` (the current
-    /// context, sorted by path) and dropping racy ones relative to `now_ns` (nanoseconds since
-    /// the epoch).
-    pub fn save(&mut self, entries: &[Entry], now_ns: i128) -> Result<(), SaveError> {
-        let mut fresh = std::mem::take(&mut self.fresh);
-        fresh.sort_by(|a, b| a.path.cmp(&b.path));
-        // Keep only records that still describe a current entry exactly and are not racy.
-        let mut keep = still_valid(entries, now_ns);
-        // Nothing learnt and nothing dropped: the file on disk is already right.
-        if fresh.is_empty()
-            && self.state == LoadState::Valid
-            && (0..self.index.len()).all(|i| keep(&self.view(i)))
-        {
+    /// Writes the cache for the context `entries` (sorted by path) and its `manifest` (built
+    /// from those entries, in the same order): one record per regular file with a hash whose
+    /// mtime is not racy relative to `now_ns` (nanoseconds since the epoch). Streams to a
+    /// temporary file renamed over the old one; an unchanged cache is left as it is.
+    pub fn save(
+        &mut self,
+        entries: &[Entry],
+        manifest: &Manifest,
+        now_ns: i128,
+    ) -> Result<(), SaveError> {
+        let feed = |s: &mut Sink| {
+            for (e, m) in entries.iter().zip(&manifest.entries) {
+                if m.path_bytes() == e.path_bytes() {
+                    s.add(e, e.path_bytes(), m.hash)?;
+                }
+            }
+            Ok(())
+        };
+        if !self.changes(now_ns, feed) {
             return Ok(());
         }
+        self.write(now_ns, feed)
+    }
 
-        // Merge: a fresh record replaces an old one with the same path.
-        let mut keep = still_valid(entries, now_ns);
-        let mut out = Vec::with_capacity(self.buf.len().max(64) + fresh.len() * 160);
-        let mut index = Vec::with_capacity(self.index.len() + fresh.len());
-        let count_at = header(&mut out, &self.root);
-        let (mut i, mut j) = (0, 0);
-        while i < self.index.len() || j < fresh.len() {
-            let old = (i < self.index.len()).then(|| self.view(i));
-            let new = fresh.get(j).map(Record::view);
-            let r = match (old, new) {
-                (Some(o), Some(f)) => match o.path.cmp(f.path) {
-                    std::cmp::Ordering::Less => {
-                        i += 1;
-                        o
-                    }
-                    std::cmp::Ordering::Equal => {
-                        i += 1;
-                        j += 1;
-                        f
-                    }
-                    std::cmp::Ordering::Greater => {
-                        j += 1;
-                        f
-                    }
-                },
-                (Some(o), None) => {
-                    i += 1;
-                    o
-                }
-                (None, Some(f)) => {
-                    j += 1;
-                    f
-                }
-                (None, None) => break,
-            };
-            if keep(&r) {
-                index.push(out.len());
-                r.encode(&mut out);
-            }
-        }
-        out[count_at..count_at + 8].copy_from_slice(&(index.len() as u64).to_le_bytes());
-        let sum = blake3::hash(&out);
-        out.extend_from_slice(sum.as_bytes());
-        self.buf = out;
-        self.index = index;
+    /// Whether the records `feed` gives (see [`Sink::add`]) make another file than the loaded
+    /// one (compared as they are produced; stops at the first difference).
+    pub fn changes(&self, now_ns: i128, feed: impl FnOnce(&mut Sink) -> io::Result<()>) -> bool {
+        let Some(f) = self
+            .data
+            .as_ref()
+            .filter(|_| self.state == LoadState::Valid)
+        else {
+            return true;
+        };
+        let mut same = SameAs {
+            old: Stream::new(f, 0, None),
+        };
+        !(emit(&self.root, now_ns, &mut same, feed).is_ok() && same.old.at_eof().unwrap_or(false))
+    }
 
+    /// Writes the records `feed` gives (see [`Sink::add`]) as the new cache file: streamed to a
+    /// temporary file renamed over the old one, then loaded.
+    pub fn write(
+        &mut self,
+        now_ns: i128,
+        feed: impl FnOnce(&mut Sink) -> io::Result<()>,
+    ) -> Result<(), SaveError> {
         let err = |source| SaveError {
             path: self.file.clone(),
             source,
@@ -306,16 +238,24 @@ impl StatCache {
         if let Some(dir) = self.file.parent() {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
-        crate::fsutil::write_atomic(&self.file, &self.buf).map_err(err)
+        let root = &self.root;
+        crate::fsutil::write_atomic_with(&self.file, |f| {
+            let mut w = io::BufWriter::with_capacity(READ_BUF, f);
+            emit(root, now_ns, &mut w, feed)?;
+            w.flush()
+        })
+        .map_err(err)?;
+        self.open();
+        Ok(())
     }
 
     /// Number of records usable for lookups.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.count as usize
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.count == 0
     }
 
     /// The file this cache lives in.
@@ -325,165 +265,374 @@ impl StatCache {
 }
 
 /// Lookups of entries in path order, as a merge with the cache's sorted records.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Lookups<'c> {
     cache: &'c StatCache,
-    /// The first record not yet passed; `None` before the first lookup.
-    next: Option<usize>,
+    /// Opened at the first lookup.
+    stream: Option<Stream<'c>>,
+    /// The record read but not yet passed (its path is the stream's).
+    pending: Option<Stat>,
+    /// Records read so far.
+    read: u64,
+    /// The previous query, to notice one out of order.
+    last: Vec<u8>,
 }
 
 impl Lookups<'_> {
     /// The cached hash for `e`, if its stat data is unchanged. Entries should come in path
-    /// order; the first one, or one out of order, costs a binary search, never a wrong answer.
-    pub fn get(&mut self, e: &Entry) -> Option<[u8; 32]> {
-        let c = self.cache;
+    /// order; one out of order restarts the merge from the first record (slow, never wrong).
+    pub fn get(&mut self, e: &Entry) -> Option<Hash> {
         let p = e.path_bytes();
-        let n = c.index.len();
-        let mut next = match self.next {
-            Some(i) if i == 0 || c.path_at(i - 1) < p => i,
-            _ => c.index.partition_point(|&at| {
-                let len = le32(&c.buf, at) as usize;
-                c.buf.get(at + 4..at + 4 + len).unwrap_or_default() < p
-            }),
-        };
-        while next < n && c.path_at(next) < p {
-            next += 1;
+        let f = self.cache.data.as_ref()?;
+        if self.stream.is_none() || p <= self.last.as_slice() {
+            self.stream = Some(Stream::new(f, self.cache.body, None));
+            (self.pending, self.read) = (None, 0);
         }
-        let mut found = None;
-        if next < n && c.path_at(next) == p {
-            let r = c.view(next);
-            next += 1;
-            found = r.matches(e).then_some(r.hash);
+        self.last.clear();
+        self.last.extend_from_slice(p);
+        let s = self.stream.as_mut()?;
+        loop {
+            let r = match self.pending {
+                Some(r) => r,
+                None if self.read < self.cache.count => {
+                    self.read += 1;
+                    // The file was verified: an error means it changed in place since; what
+                    // is left of it is not trusted.
+                    let Ok(r) = s.record() else {
+                        self.read = self.cache.count;
+                        return None;
+                    };
+                    self.pending = Some(r);
+                    r
+                }
+                None => return None,
+            };
+            match s.path.as_slice().cmp(p) {
+                std::cmp::Ordering::Less => self.pending = None,
+                std::cmp::Ordering::Equal => {
+                    self.pending = None;
+                    return r.matches(e).then_some(r.hash);
+                }
+                std::cmp::Ordering::Greater => return None,
+            }
         }
-        self.next = Some(next);
-        found
     }
 }
 
-/// A test, for records in path order, that a record still describes a current entry (`entries`
-/// sorted by path) exactly and is not racy.
-fn still_valid(entries: &[Entry], now_ns: i128) -> impl FnMut(&View<'_>) -> bool + '_ {
-    let mut k = 0;
-    move |r: &View<'_>| {
-        while k < entries.len() && entries[k].path_bytes() < r.path {
-            k += 1;
+/// Receives the records of a new cache file, in path order.
+pub struct Sink<'w> {
+    w: Hashing<'w>,
+    now_ns: i128,
+    /// The last path written.
+    prev: Vec<u8>,
+    count: u64,
+    rec: Vec<u8>,
+}
+
+impl Sink<'_> {
+    /// Records `hash` for entry `e` at `path` (`e`'s own path, passed apart so that a caller
+    /// may have moved it out of `e`) when it is worth a record: a regular file with a hash, a
+    /// path after the previous one and not too long, an mtime not racy. Anything else is
+    /// skipped (that file is hashed again next time), never recorded wrongly.
+    pub fn add(&mut self, e: &Entry, path: &[u8], hash: Option<Hash>) -> io::Result<()> {
+        let Some(hash) = hash else { return Ok(()) };
+        if e.kind != EntryKind::File
+            || path.len() > MAX_PATH
+            || (self.count > 0 && path <= self.prev.as_slice())
+            || self.now_ns - i128::from(e.stat.mtime_ns) <= RACY_NS
+        {
+            return Ok(());
         }
-        entries.get(k).is_some_and(|e| {
-            e.path_bytes() == r.path && r.matches(e) && now_ns - i128::from(r.mtime_ns) > RACY_NS
-        })
+        let keep = self
+            .prev
+            .iter()
+            .zip(path)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let rec = &mut self.rec;
+        rec.clear();
+        varint(rec, keep as u64);
+        varint(rec, (path.len() - keep) as u64);
+        rec.extend_from_slice(&path[keep..]);
+        let s = Stat::of(e, hash);
+        rec.extend_from_slice(&s.size.to_le_bytes());
+        rec.extend_from_slice(&s.mtime_ns.to_le_bytes());
+        rec.extend_from_slice(&s.ctime_ns.to_le_bytes());
+        rec.extend_from_slice(&s.ino.to_le_bytes());
+        rec.extend_from_slice(&s.dev.to_le_bytes());
+        rec.extend_from_slice(&s.hash);
+        self.w.write_all(rec)?;
+        self.prev.truncate(keep);
+        self.prev.extend_from_slice(&path[keep..]);
+        self.count += 1;
+        Ok(())
     }
 }
 
-fn clamp(ns: i128) -> i64 {
-    ns.clamp(i64::MIN as i128, i64::MAX as i128) as i64
+/// Writes a cache file holding the records `feed` gives to `out`.
+fn emit(
+    root: &[u8],
+    now_ns: i128,
+    out: &mut dyn Write,
+    feed: impl FnOnce(&mut Sink) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut w = Hashing {
+        inner: out,
+        h: blake3::Hasher::new(),
+    };
+    w.write_all(MAGIC)?;
+    w.write_all(&VERSION.to_le_bytes())?;
+    w.write_all(&(root.len() as u32).to_le_bytes())?;
+    w.write_all(root)?;
+    let mut sink = Sink {
+        w,
+        now_ns,
+        prev: Vec::new(),
+        count: 0,
+        rec: Vec::with_capacity(256),
+    };
+    feed(&mut sink)?;
+    let mut w = sink.w;
+    w.write_all(&sink.count.to_le_bytes())?;
+    let sum = w.h.finalize();
+    w.inner.write_all(sum.as_bytes())
 }
 
-fn le32(b: &[u8], at: usize) -> u32 {
-    b.get(at..at + 4)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u32::from_le_bytes)
+/// A writer that hashes what passes through it.
+struct Hashing<'w> {
+    inner: &'w mut dyn Write,
+    h: blake3::Hasher,
 }
 
-fn le64(b: &[u8], at: usize) -> u64 {
-    b.get(at..at + 8)
-        .and_then(|s| s.try_into().ok())
-        .map_or(0, u64::from_le_bytes)
-}
-
-/// Writes the header with a zero count; returns where the count goes.
-fn header(out: &mut Vec<u8>, root: &[u8]) -> usize {
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&(root.len() as u32).to_le_bytes());
-    out.extend_from_slice(root);
-    let at = out.len();
-    out.extend_from_slice(&0u64.to_le_bytes());
-    at
-}
-
-#[cfg(test)]
-fn encode(root: &[u8], records: &[Record]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let at = header(&mut out, root);
-    out[at..at + 8].copy_from_slice(&(records.len() as u64).to_le_bytes());
-    for r in records {
-        r.view().encode(&mut out);
+impl Write for Hashing<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.h.update(&buf[..n]);
+        Ok(n)
     }
-    let sum = blake3::hash(&out);
-    out.extend_from_slice(sum.as_bytes());
-    out
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
-struct Cursor<'a> {
-    b: &'a [u8],
+/// A writer that compares what it is given with a file's bytes and fails at the first
+/// difference.
+struct SameAs<'f> {
+    old: Stream<'f>,
+}
+
+impl Write for SameAs<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let differs = || io::Error::other("differs");
+        let mut done = 0;
+        while done < buf.len() {
+            let n = (buf.len() - done).min(READ_BUF);
+            let old = self.old.take(n).map_err(|_| differs())?;
+            if old != &buf[done..done + n] {
+                return Err(differs());
+            }
+            done += n;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// A buffered forward reader of a cache file by offset (`pread`: several streams may read one
+/// open file), optionally hashing the bytes before `hash_until`.
+#[derive(Debug)]
+struct Stream<'f> {
+    file: &'f File,
+    buf: Box<[u8]>,
     pos: usize,
+    end: usize,
+    /// File offset of `buf[end]`.
+    next: u64,
+    hash: Option<(blake3::Hasher, u64)>,
+    /// The current record's path.
+    path: Vec<u8>,
 }
 
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
-        let end = self.pos.checked_add(n).ok_or("truncated")?;
-        let s = self.b.get(self.pos..end).ok_or("truncated")?;
-        self.pos = end;
+impl<'f> Stream<'f> {
+    fn new(file: &'f File, at: u64, hash_until: Option<u64>) -> Stream<'f> {
+        Stream {
+            file,
+            buf: vec![0u8; READ_BUF].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+            next: at,
+            hash: hash_until.map(|u| (blake3::Hasher::new(), u)),
+            path: Vec::new(),
+        }
+    }
+
+    /// File offset of the next unread byte.
+    fn offset(&self) -> u64 {
+        self.next - (self.end - self.pos) as u64
+    }
+
+    /// Makes at least `n` (≤ the buffer) bytes available; false at the end of the file.
+    fn fill(&mut self, n: usize) -> io::Result<bool> {
+        if self.end - self.pos >= n {
+            return Ok(true);
+        }
+        self.buf.copy_within(self.pos..self.end, 0);
+        (self.end, self.pos) = (self.end - self.pos, 0);
+        while self.end < n {
+            let got = match self.file.read_at(&mut self.buf[self.end..], self.next) {
+                Ok(0) => return Ok(false),
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if let Some((h, until)) = &mut self.hash {
+                let hashed = got.min(until.saturating_sub(self.next) as usize);
+                h.update(&self.buf[self.end..self.end + hashed]);
+            }
+            self.end += got;
+            self.next += got as u64;
+        }
+        Ok(true)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], &'static str> {
+        if n > self.buf.len() || !self.fill(n).map_err(|_| "unreadable")? {
+            return Err("truncated");
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
         Ok(s)
     }
+
     fn u32(&mut self) -> Result<u32, &'static str> {
         Ok(u32::from_le_bytes(
-            self.take(4)?.try_into().map_err(|_| "truncated")?,
+            self.take(4)?.try_into().unwrap_or_default(),
         ))
     }
+
     fn u64(&mut self) -> Result<u64, &'static str> {
         Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().map_err(|_| "truncated")?,
+            self.take(8)?.try_into().unwrap_or_default(),
         ))
+    }
+
+    fn varint(&mut self) -> Result<u64, &'static str> {
+        let mut n = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.take(1)?[0];
+            n |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(n);
+            }
+        }
+        Err("bad number")
+    }
+
+    /// Reads the next record: its path into `self.path`, the rest returned.
+    fn record(&mut self) -> Result<Stat, &'static str> {
+        let keep = self.varint()? as usize;
+        let len = self.varint()? as usize;
+        if keep > self.path.len() || len > MAX_PATH - keep.min(MAX_PATH) {
+            return Err("bad path length");
+        }
+        self.path.truncate(keep);
+        self.take(len)?;
+        self.path
+            .extend_from_slice(&self.buf[self.pos - len..self.pos]);
+        let t = self.take(TAIL)?;
+        let le = |i: usize| u64::from_le_bytes(t[i..i + 8].try_into().unwrap_or_default());
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&t[40..72]);
+        Ok(Stat {
+            size: le(0),
+            mtime_ns: le(8) as i64,
+            ctime_ns: le(16) as i64,
+            ino: le(24),
+            dev: le(32),
+            hash,
+        })
+    }
+
+    /// True when nothing follows.
+    fn at_eof(&mut self) -> io::Result<bool> {
+        Ok(!self.fill(1)?)
     }
 }
 
-/// Verifies a cache file and returns where each record starts.
-fn decode(bytes: &[u8], root: &[u8]) -> Result<Vec<usize>, &'static str> {
-    if bytes.len() < MAGIC.len() + 32 {
+/// Streams a cache file once: checks its header, structure, record order, count and checksum.
+/// Returns where the records start and how many there are.
+fn verify(f: &File, root: &[u8]) -> Result<(u64, u64), &'static str> {
+    let len = f.metadata().map_err(|_| "unreadable")?.len();
+    if len > CACHE_LIMIT {
+        return Err("too large");
+    }
+    if len < (MAGIC.len() + 8 + TRAILER) as u64 {
         return Err("truncated");
     }
-    let (body, sum) = bytes.split_at(bytes.len() - 32);
-    if blake3::hash(body).as_bytes() != sum {
+    let sum_at = len - 32;
+    let mut s = Stream::new(f, 0, Some(sum_at));
+    let structure = (|| {
+        if s.take(8)? != MAGIC {
+            return Err("not a stat cache");
+        }
+        if s.u32()? != VERSION {
+            return Err("other version");
+        }
+        let rl = s.u32()? as usize;
+        if rl > MAX_ROOT || s.take(rl)? != root {
+            return Err("other context root");
+        }
+        let body = s.offset();
+        let mut count = 0u64;
+        let mut prev = Vec::new();
+        while s.offset() < sum_at - 8 {
+            s.record()?;
+            if count > 0 && s.path <= prev {
+                return Err("records out of order");
+            }
+            prev.clear();
+            prev.extend_from_slice(&s.path);
+            count += 1;
+        }
+        if s.offset() != sum_at - 8 || s.u64()? != count {
+            return Err("bad record count");
+        }
+        Ok((body, count))
+    })();
+    // Read to the checksum whatever the structure said: a damaged file reports as such.
+    while s.offset() < sum_at {
+        let n = ((sum_at - s.offset()) as usize).min(READ_BUF);
+        if s.take(n).is_err() {
+            break;
+        }
+    }
+    let (h, _) = s.hash.take().expect("hashing stream");
+    if s.offset() != sum_at || s.take(32).ok() != Some(h.finalize().as_bytes().as_slice()) {
         return Err("checksum mismatch");
     }
-    let mut c = Cursor { b: body, pos: 0 };
-    if c.take(8)? != MAGIC {
-        return Err("not a stat cache");
-    }
-    if c.u32()? != VERSION {
-        return Err("other version");
-    }
-    let rl = c.u32()? as usize;
-    if c.take(rl)? != root {
-        return Err("other context root");
-    }
-    let n = c.u64()? as usize;
-    let mut index = Vec::with_capacity(n.min(body.len() / (4 + TAIL)));
-    let mut last: &[u8] = &[];
-    for k in 0..n {
-        let at = c.pos;
-        let pl = c.u32()? as usize;
-        let path = c.take(pl)?;
-        c.take(TAIL)?;
-        if k > 0 && last >= path {
-            return Err("records out of order");
-        }
-        last = path;
-        index.push(at);
-    }
-    if c.pos != body.len() {
+    if !s.at_eof().unwrap_or(false) {
         return Err("trailing bytes");
     }
-    Ok(index)
+    structure
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::{EntryKind, StatInfo};
+    use crate::context::StatInfo;
+    use crate::key::ManifestEntry;
 
-    fn e(path: &str, size: u64, mtime: i128) -> Entry {
+    fn e(path: &str, size: u64, mtime: i64) -> Entry {
         Entry {
             path: path.into(),
             kind: EntryKind::File,
@@ -500,7 +649,64 @@ mod tests {
         }
     }
 
+    /// The manifest `manifest::build` would give `entries`, with the given hashes.
+    fn manifest(entries: &[Entry], hashes: &[Option<u8>]) -> Manifest {
+        Manifest {
+            entries: entries
+                .iter()
+                .zip(hashes)
+                .map(|(x, h)| ManifestEntry {
+                    path: x.path.clone(),
+                    kind: x.kind,
+                    mode: x.mode,
+                    size: x.size,
+                    link_target: None,
+                    rdev: 0,
+                    hash: h.map(|h| [h; 32]),
+                })
+                .collect(),
+        }
+    }
+
+    /// Saves `entries` with hashes `[h; 32]`.
+    fn save(c: &mut StatCache, entries: &[Entry], hashes: &[u8]) {
+        let hashes: Vec<Option<u8>> = hashes.iter().map(|&h| Some(h)).collect();
+        c.save(entries, &manifest(entries, &hashes), NOW).unwrap();
+    }
+
+    /// The format as documented at the top of this file, written independently of `emit`.
+    fn encode(version: u32, root: &[u8], records: &[(&str, Stat)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(b"CTXBSTAT");
+        out.extend_from_slice(&version.to_le_bytes());
+        out.extend_from_slice(&(root.len() as u32).to_le_bytes());
+        out.extend_from_slice(root);
+        let mut prev: &[u8] = b"";
+        for (p, s) in records {
+            let p = p.as_bytes();
+            let keep = prev.iter().zip(p).take_while(|(a, b)| a == b).count();
+            assert!(keep < 128 && p.len() - keep < 128, "one-byte varints only");
+            out.push(keep as u8);
+            out.push((p.len() - keep) as u8);
+            out.extend_from_slice(&p[keep..]);
+            for n in [s.size, s.mtime_ns as u64, s.ctime_ns as u64, s.ino, s.dev] {
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            out.extend_from_slice(&s.hash);
+            prev = p;
+        }
+        out.extend_from_slice(&(records.len() as u64).to_le_bytes());
+        let sum = blake3::hash(&out);
+        out.extend_from_slice(sum.as_bytes());
+        out
+    }
+
+    fn stat(x: &Entry, h: u8) -> Stat {
+        Stat::of(x, [h; 32])
+    }
+
     const NOW: i128 = 1_000_000_000_000_000_000;
+    const NOW64: i64 = NOW as i64;
 
     #[test]
     fn round_trip_and_stat_validation() {
@@ -509,10 +715,8 @@ mod tests {
         let mut c = StatCache::load(dir.path(), root);
         assert_eq!(c.state, LoadState::Missing);
         let a = e("a", 3, 100);
-        let b = e("b", 4, NOW - 1); // racy: not saved
-        c.insert(&a, [1; 32]);
-        c.insert(&b, [2; 32]);
-        c.save(&[a.clone(), b.clone()], NOW).unwrap();
+        let b = e("b", 4, NOW64 - 1); // racy: not saved
+        save(&mut c, &[a.clone(), b.clone()], &[1, 2]);
 
         let c = StatCache::load(dir.path(), root);
         assert_eq!(c.state, LoadState::Valid);
@@ -526,12 +730,46 @@ mod tests {
     }
 
     #[test]
+    fn only_hashed_regular_files_of_the_manifest_are_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/ctx");
+        let mut d = e("d", 0, 100);
+        d.kind = EntryKind::Dir;
+        let (a, b) = (e("a", 1, 100), e("b", 1, 100));
+        let entries = [a.clone(), b.clone(), d.clone()];
+        let mut c = StatCache::load(dir.path(), root);
+        c.save(
+            &entries,
+            &manifest(&entries, &[Some(1), None, Some(3)]),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.len(), c.lookup(&a), c.lookup(&b)),
+            (1, Some([1; 32]), None)
+        );
+        // A manifest out of step with the entries (another path at an index) records nothing
+        // for that index rather than a wrong hash.
+        let other = [e("x", 1, 100), b.clone()];
+        let mut c = StatCache::load(dir.path(), root);
+        c.save(
+            &[a.clone(), b.clone()],
+            &manifest(&other, &[Some(7), Some(2)]),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.len(), c.lookup(&a), c.lookup(&b)),
+            (1, None, Some([2; 32]))
+        );
+    }
+
+    #[test]
     fn other_root_and_corruption_rebuild() {
         let dir = tempfile::tempdir().unwrap();
         let a = e("a", 3, 100);
         let mut c = StatCache::load(dir.path(), Path::new("/ctx"));
-        c.insert(&a, [1; 32]);
-        c.save(std::slice::from_ref(&a), NOW).unwrap();
+        save(&mut c, std::slice::from_ref(&a), &[1]);
         let file = c.path().to_path_buf();
 
         let mut bytes = std::fs::read(&file).unwrap();
@@ -547,26 +785,114 @@ mod tests {
         assert!(matches!(c.state, LoadState::Rebuilt(_)));
 
         // A valid file for another root at the same location is refused.
-        let good = encode(b"/elsewhere", &[]);
+        let good = encode(VERSION, b"/elsewhere", &[]);
         std::fs::write(&file, good).unwrap();
         let c = StatCache::load(dir.path(), Path::new("/ctx"));
         assert_eq!(c.state, LoadState::Rebuilt("other context root".into()));
     }
 
     #[test]
-    fn save_drops_deleted_paths_and_keeps_old_valid_ones() {
+    fn every_truncation_and_every_flipped_byte_is_cold_without_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/ctx");
+        let all: Vec<Entry> = ["a", "ab/c", "ab/d", "b"]
+            .iter()
+            .map(|p| e(p, 1, 100))
+            .collect();
+        let mut c = StatCache::load(dir.path(), root);
+        save(&mut c, &all, &[1, 2, 3, 4]);
+        let file = c.path().to_path_buf();
+        let good = std::fs::read(&file).unwrap();
+        let check = |bytes: &[u8], what: &str| {
+            std::fs::write(&file, bytes).unwrap();
+            let c = StatCache::load(dir.path(), root);
+            assert!(
+                matches!(c.state, LoadState::Rebuilt(_)),
+                "{what}: {:?}",
+                c.state
+            );
+            assert_eq!((c.len(), c.lookup(&all[1])), (0, None), "{what}");
+        };
+        for n in 0..good.len() {
+            check(&good[..n], &format!("cut at {n}"));
+        }
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x41;
+            check(&bad, &format!("byte {i} flipped"));
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        check(&longer, "a byte appended");
+    }
+
+    #[test]
+    fn a_version_1_file_is_treated_as_cold_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/ctx");
+        let a = e("a", 3, 100);
+        // Version 1 as it was written: whole paths with a u32 length, the count in the header.
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(b"CTXBSTAT");
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&4u32.to_le_bytes());
+        v1.extend_from_slice(b"/ctx");
+        v1.extend_from_slice(&1u64.to_le_bytes());
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(b"a");
+        for n in [3u64, 100, 100, 2, 1] {
+            v1.extend_from_slice(&n.to_le_bytes());
+        }
+        v1.extend_from_slice(&[1; 32]);
+        let sum = blake3::hash(&v1);
+        v1.extend_from_slice(sum.as_bytes());
+        let file = StatCache::file_for(dir.path(), root);
+        std::fs::write(&file, &v1).unwrap();
+        let mut c = StatCache::load(dir.path(), root);
+        assert_eq!(c.state, LoadState::Rebuilt("other version".into()));
+        assert_eq!(c.lookup(&a), None);
+        save(&mut c, std::slice::from_ref(&a), &[1]);
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            encode(2, b"/ctx", &[("a", stat(&a, 1))])
+        );
+        assert_eq!(StatCache::load(dir.path(), root).lookup(&a), Some([1; 32]));
+    }
+
+    #[test]
+    fn paths_are_stored_as_what_differs_from_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new("/ctx");
+        let prefix = "site-packages/package_with_a_long_name/subpackage/";
+        let all: Vec<Entry> = (0..1000)
+            .map(|i| e(&format!("{prefix}module_{i:04}.py"), 1, 100))
+            .collect();
+        let mut c = StatCache::load(dir.path(), root);
+        save(&mut c, &all, &[9; 1000]);
+        let len = std::fs::metadata(c.path()).unwrap().len() as usize;
+        let whole: usize = all.iter().map(|x| x.path_bytes().len()).sum();
+        // Each record: two one-byte numbers, the few changed bytes, the stat data and hash.
+        assert!(len < 1000 * (2 + 8 + TAIL) + 100 + prefix.len(), "{len}");
+        assert!(len + whole / 2 < 1000 * TAIL + whole, "{len} vs {whole}");
+        let mut l = c.lookups();
+        assert!(all.iter().all(|x| l.get(x) == Some([9; 32])));
+    }
+
+    #[test]
+    fn save_keeps_only_current_paths() {
         let dir = tempfile::tempdir().unwrap();
         let root = Path::new("/ctx");
         let (a, b) = (e("a", 1, 100), e("b", 1, 100));
         let mut c = StatCache::load(dir.path(), root);
-        c.insert(&a, [1; 32]);
-        c.insert(&b, [2; 32]);
-        c.save(&[a.clone(), b.clone()], NOW).unwrap();
+        save(&mut c, &[a.clone(), b.clone()], &[1, 2]);
         let mut c = StatCache::load(dir.path(), root);
         assert_eq!(c.len(), 2);
-        c.save(std::slice::from_ref(&b), NOW).unwrap();
+        save(&mut c, std::slice::from_ref(&b), &[2]);
         let c = StatCache::load(dir.path(), root);
-        assert_eq!((c.len(), c.lookup(&b)), (1, Some([2; 32])));
+        assert_eq!(
+            (c.len(), c.lookup(&b), c.lookup(&a)),
+            (1, Some([2; 32]), None)
+        );
     }
 
     #[test]
@@ -579,18 +905,14 @@ mod tests {
             .map(|(i, p)| e(p, i as u64, 100))
             .collect();
         let mut c = StatCache::load(dir.path(), root);
-        for (i, x) in all.iter().enumerate() {
-            if i != 2 {
-                c.insert(x, [i as u8; 32]);
-            }
-        }
-        c.save(&all, NOW).unwrap();
+        let hashes: Vec<Option<u8>> = (0..6u8).map(|i| (i != 2).then_some(i)).collect();
+        c.save(&all, &manifest(&all, &hashes), NOW).unwrap();
         let c = StatCache::load(dir.path(), root);
         assert_eq!(c.len(), 5);
         let want: Vec<Option<[u8; 32]>> = all.iter().map(|x| c.lookup(x)).collect();
-        assert_eq!(want[2], None, "never inserted");
+        assert_eq!(want[2], None, "never hashed");
         assert_eq!(want[3], Some([3; 32]));
-        // In order from any starting point (as each rayon worker starts), and out of order.
+        // In order from any starting point, and out of order.
         for start in 0..all.len() {
             let mut l = c.lookups();
             for (x, w) in all[start..].iter().zip(&want[start..]) {
@@ -612,28 +934,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = Path::new("/ctx");
         let (a, b) = (e("a", 1, 100), e("b", 1, 100));
-        let rec = |x: &Entry, h: u8| Record {
-            path: x.path_bytes().to_vec(),
-            size: x.size,
-            mtime_ns: 100,
-            ctime_ns: 100,
-            ino: 2,
-            dev: 1,
-            hash: [h; 32],
-        };
         let mut c = StatCache::load(dir.path(), root);
-        c.insert(&b, [2; 32]);
-        c.insert(&a, [1; 32]);
-        c.save(&[a.clone(), b.clone()], NOW).unwrap();
+        save(&mut c, &[a.clone(), b.clone()], &[1, 2]);
         let file = c.path().to_path_buf();
         assert_eq!(
             std::fs::read(&file).unwrap(),
-            encode(b"/ctx", &[rec(&a, 1), rec(&b, 2)])
+            encode(2, b"/ctx", &[("a", stat(&a, 1)), ("b", stat(&b, 2))])
         );
         let ino = std::fs::metadata(&file).unwrap().ino();
 
         let mut c = StatCache::load(dir.path(), root);
-        c.save(&[a.clone(), b.clone()], NOW).unwrap();
+        save(&mut c, &[a.clone(), b.clone()], &[1, 2]);
         assert_eq!(
             std::fs::metadata(&file).unwrap().ino(),
             ino,
@@ -641,15 +952,24 @@ mod tests {
         );
 
         let mut c = StatCache::load(dir.path(), root);
-        c.save(std::slice::from_ref(&b), NOW).unwrap();
-        assert_ne!(std::fs::metadata(&file).unwrap().ino(), ino, "rewritten");
+        save(&mut c, &[a.clone(), b.clone()], &[1, 3]);
+        assert_ne!(
+            std::fs::metadata(&file).unwrap().ino(),
+            ino,
+            "a hash changed"
+        );
+        let ino = std::fs::metadata(&file).unwrap().ino();
+
+        let mut c = StatCache::load(dir.path(), root);
+        save(&mut c, std::slice::from_ref(&b), &[3]);
+        assert_ne!(std::fs::metadata(&file).unwrap().ino(), ino, "a path left");
         assert_eq!(
             std::fs::read(&file).unwrap(),
-            encode(b"/ctx", &[rec(&b, 2)])
+            encode(2, b"/ctx", &[("b", stat(&b, 3))])
         );
         assert_eq!(
             (c.len(), c.lookup(&b), c.lookup(&a)),
-            (1, Some([2; 32]), None)
+            (1, Some([3; 32]), None)
         );
     }
 
@@ -666,8 +986,7 @@ mod tests {
         std::os::unix::fs::symlink(&victim, &old_tmp).unwrap();
         let a = e("a", 3, 100);
         let mut c = StatCache::load(dir.path(), root);
-        c.insert(&a, [1; 32]);
-        c.save(std::slice::from_ref(&a), NOW).unwrap();
+        save(&mut c, std::slice::from_ref(&a), &[1]);
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         assert_eq!(StatCache::load(dir.path(), root).lookup(&a), Some([1; 32]));
     }
@@ -717,17 +1036,16 @@ mod tests {
         let root = Path::new("/ctx");
         let a = e("a", 3, 100);
         let mut cache = StatCache::load(dir.path(), root);
-        cache.insert(&a, [1; 32]);
-        cache.save(std::slice::from_ref(&a), NOW).unwrap();
+        save(&mut cache, std::slice::from_ref(&a), &[1]);
         let before = std::fs::read(cache.path()).unwrap();
 
-        // ~200 KiB of records cannot fit in 64 KiB.
+        // ~160 KiB of records cannot fit in 64 KiB.
         let many: Vec<Entry> = (0..2000).map(|i| e(&format!("f{i:05}"), i, 100)).collect();
         let mut cache = StatCache::load(dir.path(), root);
-        for x in &many {
-            cache.insert(x, [7; 32]);
-        }
-        let err = cache.save(&many, NOW).unwrap_err();
+        let hashes = vec![Some(7); many.len()];
+        let err = cache
+            .save(&many, &manifest(&many, &hashes), NOW)
+            .unwrap_err();
         assert_eq!(err.source.raw_os_error(), Some(libc::ENOSPC), "{err}");
         assert_eq!(std::fs::read(cache.path()).unwrap(), before);
         assert_eq!(

@@ -415,7 +415,7 @@ fn context_items(
                 } else {
                     e.size as i64
                 },
-                mod_time: i64::try_from(e.stat.mtime_ns).unwrap_or(0),
+                mod_time: e.stat.mtime_ns,
                 ..Default::default()
             };
             let mut read = None;
