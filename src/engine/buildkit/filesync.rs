@@ -96,17 +96,13 @@ impl Transfer {
     }
 }
 
-/// One entry as sent: its stat, and where to read it when it is a regular file.
-#[derive(Debug)]
-struct Item {
-    stat: Stat,
-    /// `None` for everything the receiver cannot ask data for.
-    read: Option<Readable>,
-}
-
-#[derive(Debug, Clone)]
-enum Readable {
-    File { path: PathBuf, size: u64 },
+/// One entry of a listing, by reference: its stat is made when it is sent and dropped once
+/// sent, so a listing costs 8 bytes per entry, not a second copy of every path (a million-file
+/// context held its paths three more times here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// `sources.entries[i]`.
+    Entry(u32),
     Dockerfile,
     Ignore,
 }
@@ -150,7 +146,9 @@ impl FileSync for FileSyncService {
         // behind stats. One shared bounded queue deadlocked on large contexts: the daemon
         // stops reading while it waits for a file's data queued behind the rest of the
         // listing, and the build died with "load build context: context canceled".
-        let (stat_tx, stat_rx) = mpsc::channel::<Result<Packet, Status>>(items.len() + 1);
+        // Stats are made as the queue drains, so it can stay short: the merge below still
+        // never lets file data wait behind them.
+        let (stat_tx, stat_rx) = mpsc::channel::<Result<Packet, Status>>(QUEUE);
         let (tx, rx) = mpsc::channel::<Result<Packet, Status>>(QUEUE);
         let incoming = request.into_inner();
         tokio::spawn(serve(
@@ -183,23 +181,22 @@ impl FileSync for FileSyncService {
 
 /// Sends the stats, then answers the receiver's requests until it says FIN.
 async fn serve(
-    items: Vec<Item>,
+    items: Vec<Served>,
     sources: Arc<Sources>,
     sent: Arc<Transfer>,
     mut incoming: Streaming<Packet>,
     stats_tx: mpsc::Sender<Result<Packet, Status>>,
     tx: mpsc::Sender<Result<Packet, Status>>,
 ) {
-    let readable: HashMap<u32, Readable> = items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, it)| Some((u32::try_from(i).ok()?, it.read.clone()?)))
-        .collect();
+    let items: Arc<[Served]> = items.into();
+    let listing = Arc::clone(&items);
+    let stat_sources = Arc::clone(&sources);
     let stats = tokio::spawn(async move {
-        for it in items {
+        let mut links = HashMap::new();
+        for &it in listing.iter() {
             let p = Packet {
                 r#type: PacketType::PacketStat as i32,
-                stat: Some(it.stat),
+                stat: Some(stat_of(&stat_sources, it, &mut links)),
                 ..Default::default()
             };
             if stats_tx.send(Ok(p)).await.is_err() {
@@ -216,11 +213,11 @@ async fn serve(
     // read. If it waited to send a file's data, the daemon (blocked sending its next request)
     // would stop reading the data it waits for, and a large context deadlocked until the
     // build was cancelled. At most one request per file: the queue is bounded by the listing.
-    let (req_tx, mut req_rx) = mpsc::channel::<u32>(readable.len() + 1);
+    let (req_tx, mut req_rx) = mpsc::channel::<u32>(items.len() + 1);
     let data_tx = tx.clone();
     let sender = tokio::spawn(async move {
         while let Some(id) = req_rx.recv().await {
-            let Some(r) = readable.get(&id) else {
+            let Some(&r) = items.get(id as usize).filter(|&&r| readable(&sources, r)) else {
                 let _ = data_tx
                     .send(Err(Status::invalid_argument(format!(
                         "no file with id {id}"
@@ -269,7 +266,7 @@ async fn serve(
 
 async fn send_data(
     id: u32,
-    what: &Readable,
+    what: Served,
     sources: &Sources,
     sent: &Transfer,
     tx: &mpsc::Sender<Result<Packet, Status>>,
@@ -282,9 +279,9 @@ async fn send_data(
     };
     let closed = || Status::cancelled("the daemon stopped reading");
     match what {
-        Readable::Dockerfile | Readable::Ignore => {
+        Served::Dockerfile | Served::Ignore => {
             let bytes = match what {
-                Readable::Ignore => sources.ignore.as_deref().unwrap_or_default(),
+                Served::Ignore => sources.ignore.as_deref().unwrap_or_default(),
                 _ => &sources.dockerfile,
             };
             for c in bytes.chunks(CHUNK) {
@@ -292,7 +289,9 @@ async fn send_data(
                 tx.send(Ok(data(c.to_vec()))).await.map_err(|_| closed())?;
             }
         }
-        Readable::File { path, size } => {
+        Served::Entry(i) => {
+            let e = &sources.entries[i as usize];
+            let (path, size) = (&e.path, &e.size);
             let full = sources.root.join(path);
             let file = tokio::fs::OpenOptions::new()
                 .read(true)
@@ -320,35 +319,98 @@ async fn send_data(
 }
 
 /// The Dockerfile (and the applied ignore file), the entries of the `dockerfile` source.
-fn dockerfile_items(sources: &Sources, include: &[String]) -> Vec<Item> {
-    let ignore_name = format!("{}.dockerignore", sources.dockerfile_name);
-    let files = [
-        (
-            sources.dockerfile_name.clone(),
-            Some(&sources.dockerfile),
-            Readable::Dockerfile,
-        ),
-        (ignore_name, sources.ignore.as_ref(), Readable::Ignore),
-    ];
-    files
+fn dockerfile_items(sources: &Sources, include: &[String]) -> Vec<Served> {
+    [Served::Dockerfile, Served::Ignore]
         .into_iter()
-        .filter_map(|(name, bytes, read)| {
-            let bytes = bytes?;
-            if !include.is_empty() && !included(include, name.as_bytes()) {
-                return None;
-            }
-            Some(Item {
-                stat: Stat {
-                    path: name,
-                    mode: 0o644,
-                    size: bytes.len() as i64,
-                    mod_time: content_time(bytes),
-                    ..Default::default()
-                },
-                read: Some(read),
-            })
+        .filter(|&it| {
+            let name = served_name(sources, it);
+            let exists = it == Served::Dockerfile || sources.ignore.is_some();
+            exists && (include.is_empty() || included(include, name.as_bytes()))
         })
         .collect()
+}
+
+/// The name a served in-memory file has in the `dockerfile` source.
+fn served_name(sources: &Sources, it: Served) -> String {
+    match it {
+        Served::Ignore => format!("{}.dockerignore", sources.dockerfile_name),
+        _ => sources.dockerfile_name.clone(),
+    }
+}
+
+/// Whether the receiver may ask for the data of `it`.
+fn readable(sources: &Sources, it: Served) -> bool {
+    match it {
+        Served::Entry(i) => sources
+            .entries
+            .get(i as usize)
+            .is_some_and(|e| e.kind == EntryKind::File),
+        Served::Dockerfile => true,
+        Served::Ignore => sources.ignore.is_some(),
+    }
+}
+
+/// The stat sent for `it`. `links` remembers the first path of every inode sent so far: a
+/// later hard link to it is sent as a link, which the receiver makes without asking for data.
+fn stat_of(sources: &Sources, it: Served, links: &mut HashMap<(u64, u64), u32>) -> Stat {
+    let i = match it {
+        Served::Entry(i) => i,
+        Served::Dockerfile | Served::Ignore => {
+            let bytes = match it {
+                Served::Ignore => sources.ignore.as_deref().unwrap_or_default(),
+                _ => &sources.dockerfile,
+            };
+            return Stat {
+                path: served_name(sources, it),
+                mode: 0o644,
+                size: bytes.len() as i64,
+                mod_time: content_time(bytes),
+                ..Default::default()
+            };
+        }
+    };
+    let e = &sources.entries[i as usize];
+    let mut stat = Stat {
+        path: String::from_utf8_lossy(e.path_bytes()).into_owned(),
+        mode: go_mode(e),
+        size: if e.kind == EntryKind::Dir {
+            0
+        } else {
+            e.size as i64
+        },
+        mod_time: e.stat.mtime_ns,
+        ..Default::default()
+    };
+    match e.kind {
+        EntryKind::Symlink => {
+            stat.linkname = e
+                .link_target
+                .as_ref()
+                .map(|t| String::from_utf8_lossy(t.as_os_str().as_bytes()).into_owned())
+                .unwrap_or_default();
+        }
+        EntryKind::CharDevice | EntryKind::BlockDevice => {
+            let (major, minor) = dev_numbers(e.rdev);
+            stat.devmajor = i64::from(major);
+            stat.devminor = i64::from(minor);
+        }
+        EntryKind::File => {
+            let inode = (e.stat.dev, e.stat.ino);
+            if inode != (0, 0) {
+                match links.get(&inode) {
+                    Some(&first) => {
+                        let first = &sources.entries[first as usize];
+                        stat.linkname = String::from_utf8_lossy(first.path_bytes()).into_owned();
+                    }
+                    None => {
+                        links.insert(inode, i);
+                    }
+                }
+            }
+        }
+        EntryKind::Dir | EntryKind::Fifo => {}
+    }
+    stat
 }
 
 /// A modification time derived from the content: the receiver skips a file whose size and
@@ -365,97 +427,64 @@ fn context_items(
     sources: &Sources,
     include: &[String],
     exclude: &[String],
-) -> Result<Vec<Item>, Status> {
-    let mut excluded = Matcher::empty();
-    for p in exclude {
-        excluded.add_pattern(p.as_bytes()).map_err(|e| {
-            Status::invalid_argument(format!("bad exclude pattern from the daemon: {e}"))
-        })?;
-    }
-    let wanted = |e: &Entry| {
-        let p = e.path_bytes();
-        (include.is_empty() || included(include, p)) && !excluded.is_excluded(p)
+) -> Result<Vec<Served>, Status> {
+    let index = |i: usize| {
+        u32::try_from(i)
+            .map(Served::Entry)
+            .map_err(|_| Status::resource_exhausted("more than 4 billion entries in the context"))
     };
-    let by_path: HashMap<&[u8], &Entry> = sources
-        .entries
-        .iter()
-        .map(|e| (e.path_bytes(), e))
-        .collect();
-    let mut keep: HashSet<&[u8]> = HashSet::new();
-    for e in sources.entries.iter().filter(|e| wanted(e)) {
-        let p = e.path_bytes();
-        if !keep.insert(p) {
-            continue;
+    let path = |it: &Served| match *it {
+        Served::Entry(i) => sources.entries[i as usize].path_bytes(),
+        _ => &[],
+    };
+    let mut chosen: Vec<Served> = if include.is_empty() && exclude.is_empty() {
+        // The whole context (the `COPY` transfer): no pattern to apply, no parents to add.
+        (0..sources.entries.len())
+            .map(index)
+            .collect::<Result<_, _>>()?
+    } else {
+        let mut excluded = Matcher::empty();
+        for p in exclude {
+            excluded.add_pattern(p.as_bytes()).map_err(|e| {
+                Status::invalid_argument(format!("bad exclude pattern from the daemon: {e}"))
+            })?;
         }
-        // The receiver refuses an entry whose parent directory it has not seen.
-        let mut cut = p;
-        while let Some(i) = cut.iter().rposition(|&b| b == b'/') {
-            cut = &cut[..i];
-            if by_path.contains_key(cut) && !keep.insert(cut) {
-                break;
+        let wanted = |e: &Entry| {
+            let p = e.path_bytes();
+            (include.is_empty() || included(include, p)) && !excluded.is_excluded(p)
+        };
+        let by_path: HashMap<&[u8], usize> = sources
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.path_bytes(), i))
+            .collect();
+        let mut keep: HashSet<usize> = HashSet::new();
+        for (i, e) in sources
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| wanted(e))
+        {
+            if !keep.insert(i) {
+                continue;
+            }
+            // The receiver refuses an entry whose parent directory it has not seen.
+            let mut cut = e.path_bytes();
+            while let Some(k) = cut.iter().rposition(|&b| b == b'/') {
+                cut = &cut[..k];
+                match by_path.get(cut) {
+                    Some(&parent) if !keep.insert(parent) => break,
+                    _ => {}
+                }
             }
         }
-    }
-    let mut chosen: Vec<&Entry> = sources
-        .entries
-        .iter()
-        .filter(|e| keep.contains(e.path_bytes()))
-        .collect();
-    chosen.sort_by(|a, b| walk_order(a.path_bytes(), b.path_bytes()));
-    let mut first_link: HashMap<(u64, u64), String> = HashMap::new();
-    Ok(chosen
-        .into_iter()
-        .map(|e| {
-            let path = String::from_utf8_lossy(e.path_bytes()).into_owned();
-            let mut stat = Stat {
-                path: path.clone(),
-                mode: go_mode(e),
-                size: if e.kind == EntryKind::Dir {
-                    0
-                } else {
-                    e.size as i64
-                },
-                mod_time: e.stat.mtime_ns,
-                ..Default::default()
-            };
-            let mut read = None;
-            match e.kind {
-                EntryKind::Symlink => {
-                    stat.linkname = e
-                        .link_target
-                        .as_ref()
-                        .map(|t| String::from_utf8_lossy(t.as_os_str().as_bytes()).into_owned())
-                        .unwrap_or_default();
-                }
-                EntryKind::CharDevice | EntryKind::BlockDevice => {
-                    let (major, minor) = dev_numbers(e.rdev);
-                    stat.devmajor = i64::from(major);
-                    stat.devminor = i64::from(minor);
-                }
-                EntryKind::File => {
-                    let inode = (e.stat.dev, e.stat.ino);
-                    let hard = (inode != (0, 0))
-                        .then(|| first_link.get(&inode).cloned())
-                        .flatten();
-                    match hard {
-                        // A hard link to a file already sent: the receiver links it.
-                        Some(first) => stat.linkname = first,
-                        None => {
-                            if inode != (0, 0) {
-                                first_link.insert(inode, path);
-                            }
-                            read = Some(Readable::File {
-                                path: e.path.clone(),
-                                size: e.size,
-                            });
-                        }
-                    }
-                }
-                EntryKind::Dir | EntryKind::Fifo => {}
-            }
-            Item { stat, read }
-        })
-        .collect())
+        let mut keep: Vec<usize> = keep.into_iter().collect();
+        keep.sort_unstable();
+        keep.into_iter().map(index).collect::<Result<_, _>>()?
+    };
+    chosen.sort_by(|a, b| walk_order(path(a), path(b)));
+    Ok(chosen)
 }
 
 /// fsutil's include test (`matchPrefix`): a pattern matches the path or one of its ancestors
@@ -515,8 +544,13 @@ mod tests {
         }
     }
 
-    fn paths(items: &[Item]) -> Vec<&str> {
-        items.iter().map(|i| i.stat.path.as_str()).collect()
+    fn stats(s: &Sources, items: &[Served]) -> Vec<Stat> {
+        let mut links = HashMap::new();
+        items.iter().map(|&i| stat_of(s, i, &mut links)).collect()
+    }
+
+    fn paths(s: &Sources, items: &[Served]) -> Vec<String> {
+        stats(s, items).into_iter().map(|st| st.path).collect()
     }
 
     fn sources(entries: Vec<Entry>) -> Sources {
@@ -540,9 +574,9 @@ mod tests {
             entry("b", EntryKind::File),
         ]);
         let items = context_items(&s, &[], &[]).unwrap();
-        assert_eq!(paths(&items), ["a", "a/x", "a.txt", "b"]);
-        assert_eq!(items[0].stat.mode, (1 << 31) | 0o755);
-        assert!(items[0].read.is_none() && items[1].read.is_some());
+        assert_eq!(paths(&s, &items), ["a", "a/x", "a.txt", "b"]);
+        assert_eq!(stats(&s, &items)[0].mode, (1 << 31) | 0o755);
+        assert!(!readable(&s, items[0]) && readable(&s, items[1]));
     }
 
     #[test]
@@ -554,32 +588,35 @@ mod tests {
             entry("req.txt", EntryKind::File),
         ]);
         let items = context_items(&s, &["app/main.py".into()], &[]).unwrap();
-        assert_eq!(paths(&items), ["app", "app/main.py"]);
+        assert_eq!(paths(&s, &items), ["app", "app/main.py"]);
         let items = context_items(&s, &[], &["*.md".into(), "app/*.md".into()]).unwrap();
-        assert_eq!(paths(&items), ["app", "app/main.py", "req.txt"]);
+        assert_eq!(paths(&s, &items), ["app", "app/main.py", "req.txt"]);
         let items = context_items(&s, &["app".into()], &[]).unwrap();
-        assert_eq!(paths(&items), ["app", "app/main.py", "app/notes.md"]);
+        assert_eq!(paths(&s, &items), ["app", "app/main.py", "app/notes.md"]);
     }
 
     #[test]
     fn the_dockerfile_source_is_served_from_memory() {
         let s = sources(Vec::new());
         let items = dockerfile_items(&s, &["Dockerfile".into()]);
-        assert_eq!(paths(&items), ["Dockerfile"]);
-        assert_eq!(items[0].stat.size, 7);
-        assert!(matches!(items[0].read, Some(Readable::Dockerfile)));
+        assert_eq!(paths(&s, &items), ["Dockerfile"]);
+        assert_eq!(stats(&s, &items)[0].size, 7);
+        assert_eq!(items, [Served::Dockerfile]);
         assert!(dockerfile_items(&s, &["Other".into()]).is_empty());
         let mut other = sources(Vec::new());
         other.dockerfile = b"FROM y\n".to_vec();
         assert_ne!(
-            dockerfile_items(&other, &[])[0].stat.mod_time,
-            items[0].stat.mod_time,
+            stats(&other, &dockerfile_items(&other, &[]))[0].mod_time,
+            stats(&s, &items)[0].mod_time,
             "a changed render must look changed to the receiver"
         );
         let mut with_ignore = sources(Vec::new());
         with_ignore.ignore = Some(b"drop.txt\n".to_vec());
         let items = dockerfile_items(&with_ignore, &[]);
-        assert_eq!(paths(&items), ["Dockerfile", "Dockerfile.dockerignore"]);
-        assert!(matches!(items[1].read, Some(Readable::Ignore)));
+        assert_eq!(
+            paths(&with_ignore, &items),
+            ["Dockerfile", "Dockerfile.dockerignore"]
+        );
+        assert_eq!(items[1], Served::Ignore);
     }
 }
