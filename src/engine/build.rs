@@ -10,11 +10,11 @@
 //! intermediate container — and any container it announced but never said it removed is removed
 //! here too.
 
-use super::buildkit::trace::{LineSplitter, Malformed};
 use super::error::{connect_problem, BoxError, ConnectProblem, EngineError};
 use super::events::{BuildEvent, Decoder};
 use super::host::Transport;
 use super::http::{self, ConnBody};
+use super::lines::{LineSplitter, Malformed};
 use super::steps::{StepRecord, StepTracker};
 use super::{upload, Engine};
 use bollard::models::BuildInfo;
@@ -444,7 +444,7 @@ enum Reading {
 }
 
 /// `POST /build` on our own connection: the context streams out as the request body and the
-/// answer is split into lines of at most [`super::buildkit::trace::MAX_LINE`] bytes, each decoded on its own, so
+/// answer is split into lines of at most [`super::lines::MAX_LINE`] bytes, each decoded on its own, so
 /// memory stays bounded whatever the engine sends.
 fn own_answer<'a, S>(
     transport: &'a Transport,

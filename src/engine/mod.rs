@@ -20,6 +20,7 @@ mod facts;
 pub mod host;
 pub mod http;
 mod images;
+pub mod lines;
 mod push;
 pub mod reference;
 mod run;

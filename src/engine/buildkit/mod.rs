@@ -20,12 +20,13 @@ use super::error::EngineError;
 use super::events::BuildEvent;
 use super::host::Transport;
 use super::http::{error_message, form_urlencoded};
+use super::lines::{LineSplitter, Malformed};
 use super::steps::StepRecord;
 use super::Engine;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Instant;
-use trace::{Ending, LineSplitter, Trace};
+use trace::{Ending, Trace};
 
 /// What a BuildKit build needs beyond [`BuildOptions`].
 #[derive(Debug)]
@@ -125,7 +126,7 @@ impl Engine {
                 step: trace.failing().map(|s| s.step_ref()),
                 message,
             };
-            let mut handle = |trace: &mut Trace, line: &[u8]| -> Result<(), trace::Malformed> {
+            let mut handle = |trace: &mut Trace, line: &[u8]| -> Result<(), Malformed> {
                 for e in trace.feed_line(line)? {
                     on_event(&e);
                 }
