@@ -14,6 +14,7 @@
 pub mod auth;
 mod build;
 pub mod buildkit;
+mod dial;
 pub mod error;
 pub mod events;
 mod facts;
@@ -110,8 +111,31 @@ impl Engine {
                 host: config.host.clone(),
                 cause: Box::new(e),
             })?,
-            Transport::Ssh(url) => {
-                Docker::connect_with_ssh(url, timeout, version, None).map_err(unreachable)?
+            // The docker CLI's way (`ssh … docker system dial-stdio` per connection) through our
+            // own client, rather than bollard's openssh control master.
+            Transport::Ssh(_) => {
+                let transport = config.transport.clone();
+                Docker::connect_with_custom_transport(
+                    move |req: bollard::BollardRequest| {
+                        let transport = transport.clone();
+                        async move {
+                            http::request_detached(&transport, req).await.map_err(|e| {
+                                bollard::errors::Error::IOError {
+                                    // Kept whole when it is one, so a refused permission
+                                    // still reads as one.
+                                    err: match e.downcast::<std::io::Error>() {
+                                        Ok(io) => *io,
+                                        Err(e) => std::io::Error::other(e),
+                                    },
+                                }
+                            })
+                        }
+                    },
+                    Some("http://docker"),
+                    timeout,
+                    version,
+                )
+                .map_err(unreachable)?
             }
         };
         drop(_guard);
