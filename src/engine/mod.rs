@@ -99,36 +99,32 @@ impl Engine {
                 Docker::connect_with_http(&format!("tcp://{addr}"), timeout, version)
                     .map_err(unreachable)?
             }
-            Transport::Tls { addr, certs } => Docker::connect_with_ssl(
-                &format!("tcp://{addr}"),
-                &certs.key,
-                &certs.cert,
-                &certs.ca,
-                timeout,
-                version,
-            )
-            .map_err(|e| EngineError::Tls {
-                host: config.host.clone(),
-                cause: Box::new(e),
-            })?,
-            // The docker CLI's way (`ssh … docker system dial-stdio` per connection) through our
-            // own client, rather than bollard's openssh control master.
-            Transport::Ssh(_) => {
+            // TLS and ssh the docker CLI's way, through our own client (see `dial`): one
+            // connection per request, a fresh TLS session each time, `ssh … docker system
+            // dial-stdio` for ssh rather than bollard's openssh control master.
+            Transport::Tls { .. } | Transport::Ssh(_) => {
+                if let Transport::Tls { certs, .. } = &config.transport {
+                    // Unusable certificate files are a TLS problem, said before any connection.
+                    dial::client_config(certs).map_err(|cause| EngineError::Tls {
+                        host: config.host.clone(),
+                        cause,
+                    })?;
+                }
                 let transport = config.transport.clone();
                 Docker::connect_with_custom_transport(
                     move |req: bollard::BollardRequest| {
                         let transport = transport.clone();
                         async move {
-                            http::request_detached(&transport, req).await.map_err(|e| {
-                                bollard::errors::Error::IOError {
+                            http::request_detached(&transport, req)
+                                .await
+                                .map_err(|e| bollard::errors::Error::IOError {
                                     // Kept whole when it is one, so a refused permission
                                     // still reads as one.
                                     err: match e.downcast::<std::io::Error>() {
                                         Ok(io) => *io,
                                         Err(e) => std::io::Error::other(e),
                                     },
-                                }
-                            })
+                                })
                         }
                     },
                     Some("http://docker"),
