@@ -115,16 +115,16 @@ impl Engine {
                     move |req: bollard::BollardRequest| {
                         let transport = transport.clone();
                         async move {
-                            http::request_detached(&transport, req)
-                                .await
-                                .map_err(|e| bollard::errors::Error::IOError {
+                            http::request_detached(&transport, req).await.map_err(|e| {
+                                bollard::errors::Error::IOError {
                                     // Kept whole when it is one, so a refused permission
                                     // still reads as one.
                                     err: match e.downcast::<std::io::Error>() {
                                         Ok(io) => *io,
                                         Err(e) => std::io::Error::other(e),
                                     },
-                                })
+                                }
+                            })
                         }
                     },
                     Some("http://docker"),
