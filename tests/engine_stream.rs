@@ -549,9 +549,9 @@ fn a_tls_engine_refuses_a_client_certificate_from_another_ca() {
     let addr = tls_front(&good, fake_engine(d.path(), one_huge_line));
     // The engine's CA is right, the client certificate is not signed by it.
     std::fs::copy(good.join("ca.pem"), other.join("ca.pem")).unwrap();
-    let err = connect_tls(&addr, &other)
-        .err()
-        .expect("the engine refuses us");
+    let Err(err) = connect_tls(&addr, &other) else {
+        panic!("the engine refuses us")
+    };
     assert!(matches!(err, EngineError::Unreachable { .. }), "{err:?}");
     // And an engine whose certificate does not chain to ca.pem is refused by us.
     let mut wrong_ca = other.clone();
@@ -559,9 +559,9 @@ fn a_tls_engine_refuses_a_client_certificate_from_another_ca() {
     make_certs(&wrong_ca);
     std::fs::copy(good.join("cert.pem"), wrong_ca.join("cert.pem")).unwrap();
     std::fs::copy(good.join("key.pem"), wrong_ca.join("key.pem")).unwrap();
-    let err = connect_tls(&addr, &wrong_ca)
-        .err()
-        .expect("we refuse the engine");
+    let Err(err) = connect_tls(&addr, &wrong_ca) else {
+        panic!("we refuse the engine")
+    };
     assert!(format!("{err:?}").contains("InvalidCertificate"), "{err:?}");
     assert!(connect_tls(&addr, &good).is_ok());
 }

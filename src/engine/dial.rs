@@ -73,11 +73,11 @@ pub fn client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, DialError
     let key = PrivateKeyDer::from_pem_slice(&read(&files.key)?)
         .map_err(|e| bad(&files.key, "a PEM private key", &e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)
-        .map_err(|e| bad(&files.key, "the key of the client certificate", &e))?)
+        .map_err(|e| bad(&files.key, "the key of the client certificate", &e))
 }
 
 /// The name the engine's certificate must carry: the host part of `addr` (an IP address or a
