@@ -617,11 +617,30 @@ fn build_through(dir: &std::path::Path, marker: &str, env: &[(&str, &str)]) {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let o = cmd.output().unwrap();
-        let err = common::stderr(&o);
+        let log = dir.join(format!("{builder}.log"));
+        let mut child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        // A build that stalls fails here with its output rather than holding the suite.
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if started.elapsed() > std::time::Duration::from_secs(180) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        let err = std::fs::read_to_string(&log).unwrap_or_default();
+        let status = status.unwrap_or_else(|| panic!("{builder}: no end after 180 s: {err}"));
         let id = common::docker_output(&["image", "inspect", "--format", "{{.Id}}", &tag]);
         let _ = common::docker_output(&["rmi", "-f", &tag]);
-        assert!(o.status.success(), "{builder}: {err}");
+        assert!(status.success(), "{builder}: {err}");
         assert!(err.contains(&format!("{marker}-12")), "{builder}: {err}");
         assert!(id.status.success(), "{builder}: the image is on the engine");
     }
