@@ -18,6 +18,22 @@ ping_engine() {
     esac
 }
 
+apt_ready() {
+    if [ ! -f /tmp/.ctxbuild-apt-updated ]; then
+        apt-get update -qq >/dev/null
+        touch /tmp/.ctxbuild-apt-updated
+    fi
+}
+
+# The TLS and ssh transport tests put socat (a TLS proxy, a fake ssh's dial-stdio) in front of
+# the engine and make their certificates with openssl: installed when missing and we are root
+# (the tests fail, never skip, without them).
+if [ "$(id -u)" = 0 ]; then
+    for tool in socat openssl; do
+        command -v "$tool" >/dev/null 2>&1 || { log "installing $tool"; apt_ready; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null; }
+    done
+fi
+
 if ping_engine; then
     log "engine answers at $sock"
     exit 0
@@ -28,13 +44,6 @@ if [ "$(id -u)" != 0 ]; then
     log "hint: start dockerd (sudo systemctl start docker) or set DOCKER_HOST"
     exit 1
 fi
-
-apt_ready() {
-    if [ ! -f /tmp/.ctxbuild-apt-updated ]; then
-        apt-get update -qq >/dev/null
-        touch /tmp/.ctxbuild-apt-updated
-    fi
-}
 
 if ! command -v dockerd >/dev/null 2>&1; then
     log "installing docker.io (dockerd is missing)"

@@ -1,33 +1,30 @@
 //! `POST /build` with the classic builder and a streamed context.
 //!
 //! The context comes from a producer (anything that writes a tar into a `Write`) running on its
-//! own thread (see [`super::upload`]). Over a unix socket or plain tcp the request goes through
-//! our own connection ([`super::http`]) and its answer is split into lines of bounded length, so
-//! a hostile engine cannot make one line cost memory and junk is a malformed stream, not a
-//! disconnect; TLS and ssh engines go through bollard. The NDJSON answer is decoded into [`BuildEvent`]s that go
+//! own thread (see [`super::upload`]). The request goes through our own connection
+//! ([`super::http`]) on every transport (unix, tcp, TLS, ssh) and its answer is split into lines
+//! of bounded length, so a hostile engine cannot make one line cost memory and junk is a
+//! malformed stream, not a disconnect. The NDJSON answer is decoded into [`BuildEvent`]s that go
 //! to the caller's callback as they happen and into a [`StepTracker`]. On failure or Ctrl-C the
 //! request is dropped — the classic builder then kills and, with `forcerm`, removes its
 //! intermediate container — and any container it announced but never said it removed is removed
 //! here too.
 
-use super::buildkit::trace::{LineSplitter, Malformed};
 use super::error::{connect_problem, BoxError, ConnectProblem, EngineError};
 use super::events::{BuildEvent, Decoder};
 use super::host::Transport;
 use super::http::{self, ConnBody};
+use super::lines::{LineSplitter, Malformed};
 use super::steps::{StepRecord, StepTracker};
 use super::{upload, Engine};
 use bollard::models::BuildInfo;
-use bollard::query_parameters::{
-    BuildImageOptions, BuilderVersion, RemoveContainerOptions, TagImageOptions,
-};
+use bollard::query_parameters::{RemoveContainerOptions, TagImageOptions};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::Write;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -102,16 +99,10 @@ impl Engine {
         let mut last_sent = 0u64;
 
         let result: Result<(), EngineError> = self.rt.block_on(async {
-            // TLS and ssh engines go through bollard, whose decoder holds a whole NDJSON line
-            // however long it is; unix sockets and plain tcp (the common case) use our own
-            // connection and its bounded line splitter.
+            // Our own connection on every transport: its line splitter bounds what one NDJSON
+            // line may cost (bollard's decoder holds a whole line, however long).
             let path = format!("/v{}/build?{}", self.api_version, classic_query(opts));
-            let mut stream: Pin<Box<dyn Stream<Item = Msg> + Send + '_>> =
-                if http::speaks(&self.config.transport) {
-                    Box::pin(own_answer(&self.config.transport, &path, up.body))
-                } else {
-                    Box::pin(self.bollard_answer(opts, up.body))
-                };
+            let mut stream = std::pin::pin!(own_answer(&self.config.transport, &path, up.body));
             let mut tick = tokio::time::interval(UPLOAD_TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             // Reports the end of the upload once, before the first step (the classic builder
@@ -145,7 +136,6 @@ impl Engine {
                 };
                 let events = match item {
                     Some(Msg::Info(info)) => decoder.feed(&info),
-                    Some(Msg::StreamError(error)) => decoder.feed_error(&error),
                     Some(Msg::Rejected { status, message }) => {
                         return Err(EngineError::BuildRejected { status, message })
                     }
@@ -278,54 +268,6 @@ impl Engine {
         }
     }
 
-    /// `POST /build` through bollard (TLS and ssh engines, which our own connections do not
-    /// speak). Its decoder buffers a whole line, so a hostile engine there can still make one
-    /// line cost memory; the engines ctxbuild is pointed at are local or plain tcp.
-    fn bollard_answer<S>(&self, opts: &BuildOptions, body: S) -> impl Stream<Item = Msg> + Send + '_
-    where
-        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
-    {
-        let options = BuildImageOptions {
-            dockerfile: opts
-                .dockerfile
-                .clone()
-                .unwrap_or_else(|| "Dockerfile".into()),
-            t: opts.tags.first().cloned(),
-            nocache: opts.no_cache,
-            pull: opts.pull.then(|| "true".to_string()),
-            rm: true,
-            // Remove intermediate containers on failure too: nothing is left behind.
-            forcerm: true,
-            buildargs: (!opts.build_args.is_empty())
-                .then(|| opts.build_args.iter().cloned().collect::<HashMap<_, _>>()),
-            labels: (!opts.labels.is_empty())
-                .then(|| opts.labels.iter().cloned().collect::<HashMap<_, _>>()),
-            platform: opts.platform.clone().unwrap_or_default(),
-            target: opts.target.clone().unwrap_or_default(),
-            cachefrom: (!opts.cache_from.is_empty()).then(|| opts.cache_from.clone()),
-            version: BuilderVersion::BuilderV1,
-            ..Default::default()
-        };
-        self.docker
-            .build_image(options, None, Some(bollard::body_try_stream(body)))
-            .map(|item| match item {
-                Ok(info) => Msg::Info(Box::new(info)),
-                Err(bollard::errors::Error::DockerStreamError { error }) => Msg::StreamError(error),
-                Err(bollard::errors::Error::DockerResponseServerError {
-                    status_code,
-                    message,
-                }) => Msg::Rejected {
-                    status: status_code,
-                    message,
-                },
-                Err(
-                    e @ (bollard::errors::Error::JsonSerdeError { .. }
-                    | bollard::errors::Error::JsonDataError { .. }),
-                ) => Msg::Malformed(e.to_string()),
-                Err(e) => Msg::Broken(Box::new(e)),
-            })
-    }
-
     /// Force-removes intermediate containers; the engine may be removing them already.
     fn remove_leftovers(&self, containers: &[String]) -> Result<(), EngineError> {
         if containers.is_empty() {
@@ -419,11 +361,9 @@ impl Engine {
     }
 }
 
-/// One item of the build answer, whichever connection read it.
+/// One item of the build answer.
 enum Msg {
     Info(Box<BuildInfo>),
-    /// An error message without its detail (bollard keeps only the message).
-    StreamError(String),
     /// The engine refused the request with an HTTP error.
     Rejected {
         status: u16,
@@ -444,7 +384,7 @@ enum Reading {
 }
 
 /// `POST /build` on our own connection: the context streams out as the request body and the
-/// answer is split into lines of at most [`super::buildkit::trace::MAX_LINE`] bytes, each decoded on its own, so
+/// answer is split into lines of at most [`super::lines::MAX_LINE`] bytes, each decoded on its own, so
 /// memory stays bounded whatever the engine sends.
 fn own_answer<'a, S>(
     transport: &'a Transport,

@@ -120,11 +120,6 @@ pub enum EngineError {
     #[error("interrupted")]
     Interrupted,
 
-    /// BuildKit needs a session connection this client can only open on a unix socket or
-    /// plain TCP.
-    #[error("cannot build with BuildKit through the engine at {host}: ctxbuild opens BuildKit sessions over unix sockets and plain tcp only")]
-    BuildKitTransport { host: String },
-
     #[error("push of {tag} failed: {message}")]
     Push {
         tag: String,
@@ -248,9 +243,6 @@ impl Diagnose for EngineError {
             EngineError::Push { kind: PushFailure::Network, .. } => Some(
                 "check that the registry is up and reachable from the engine (the engine pushes, not ctxbuild)".into(),
             ),
-            EngineError::BuildKitTransport { .. } => Some(
-                "build with --builder classic, or point DOCKER_HOST at the engine's unix socket or plain tcp port".into(),
-            ),
             EngineError::CredentialHelper { helper, .. } => Some(format!(
                 "check that docker-credential-{helper} is on PATH and logged in, or remove it from ~/.docker/config.json"
             )),
@@ -274,7 +266,6 @@ impl Diagnose for EngineError {
             EngineError::Host(_)
             | EngineError::Api { .. }
             | EngineError::Context { .. }
-            | EngineError::BuildKitTransport { .. }
             | EngineError::DockerConfigFile { .. }
             | EngineError::Other { .. } => ErrorClass::Failed,
         }

@@ -1,12 +1,14 @@
 //! Our own HTTP/1 connections to the engine, for the requests whose answers bollard would buffer
 //! whole (`POST /build`'s NDJSON) or whose protocol it keeps private (`POST /session`).
 //!
-//! One fresh connection per request over a unix socket or plain TCP, as the engine
-//! configuration says; TLS and ssh engines are left to bollard by the callers. The answer's body
+//! One fresh connection per request over whatever the engine configuration says: a unix socket,
+//! plain TCP, TLS with the CLI's client certificates, or ssh's `docker system dial-stdio` (see
+//! [`super::dial`]). The answer's body
 //! owns its connection: dropping it (a finished build, Ctrl-C, a malformed stream) closes the
 //! socket and drops the request body, so an upload producer stops at its next write instead of
 //! waiting on an engine nobody reads.
 
+use crate::engine::dial;
 use crate::engine::host::Transport;
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -25,24 +27,16 @@ pub(crate) const ERROR_BODY_LIMIT: usize = 64 * 1024;
 /// The most bytes of an error answer kept in a message.
 const ERROR_TEXT_LIMIT: usize = 4096;
 
-/// A byte stream to the engine (unix socket or TCP).
+/// A byte stream to the engine.
 trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
-
-/// Whether [`request`] can reach an engine over this transport.
-pub(crate) fn speaks(transport: &Transport) -> bool {
-    matches!(transport, Transport::Unix(_) | Transport::Tcp(_))
-}
 
 async fn dial(transport: &Transport) -> Result<Box<dyn Io>, IoError> {
     Ok(match transport {
         Transport::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
         Transport::Tcp(addr) => Box::new(tokio::net::TcpStream::connect(addr.as_str()).await?),
-        Transport::Tls { .. } | Transport::Ssh(_) => {
-            return Err(
-                "ctxbuild's own engine connections speak unix sockets and plain tcp only".into(),
-            )
-        }
+        Transport::Tls { addr, certs } => Box::new(dial::tls(addr, certs).await?),
+        Transport::Ssh(url) => Box::new(dial::ssh(url)?),
     })
 }
 
@@ -111,6 +105,34 @@ where
     let conn = Conn(Some(task));
     let res = sender.send_request(req).await?;
     Ok(res.map(|inner| ConnBody { inner, conn }))
+}
+
+/// Sends a request for bollard (its custom transport, used for ssh engines): the connection
+/// lives while hyper drives it, and goes (killing the ssh child) when the answer is read or
+/// dropped. The request goes out in origin form, as the engine expects.
+pub(crate) async fn request_detached<B>(
+    transport: &Transport,
+    mut req: http::Request<B>,
+) -> Result<http::Response<Incoming>, IoError>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<IoError>,
+{
+    let origin = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse::<http::Uri>()?;
+    *req.uri_mut() = origin;
+    req.headers_mut()
+        .insert(http::header::HOST, http::HeaderValue::from_static("docker"));
+    let io = dial(transport).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        let _ = conn.with_upgrades().await;
+    });
+    Ok(sender.send_request(req).await?)
 }
 
 /// Reads a refused request's answer: the engine's `message`, or the start of whatever it sent.

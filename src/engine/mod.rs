@@ -14,12 +14,14 @@
 pub mod auth;
 mod build;
 pub mod buildkit;
+mod dial;
 pub mod error;
 pub mod events;
 mod facts;
 pub mod host;
 pub mod http;
 mod images;
+pub mod lines;
 mod push;
 pub mod reference;
 mod run;
@@ -97,20 +99,39 @@ impl Engine {
                 Docker::connect_with_http(&format!("tcp://{addr}"), timeout, version)
                     .map_err(unreachable)?
             }
-            Transport::Tls { addr, certs } => Docker::connect_with_ssl(
-                &format!("tcp://{addr}"),
-                &certs.key,
-                &certs.cert,
-                &certs.ca,
-                timeout,
-                version,
-            )
-            .map_err(|e| EngineError::Tls {
-                host: config.host.clone(),
-                cause: Box::new(e),
-            })?,
-            Transport::Ssh(url) => {
-                Docker::connect_with_ssh(url, timeout, version, None).map_err(unreachable)?
+            // TLS and ssh the docker CLI's way, through our own client (see `dial`): one
+            // connection per request, a fresh TLS session each time, `ssh … docker system
+            // dial-stdio` for ssh rather than bollard's openssh control master.
+            Transport::Tls { .. } | Transport::Ssh(_) => {
+                if let Transport::Tls { certs, .. } = &config.transport {
+                    // Unusable certificate files are a TLS problem, said before any connection.
+                    dial::client_config(certs).map_err(|cause| EngineError::Tls {
+                        host: config.host.clone(),
+                        cause,
+                    })?;
+                }
+                let transport = config.transport.clone();
+                Docker::connect_with_custom_transport(
+                    move |req: bollard::BollardRequest| {
+                        let transport = transport.clone();
+                        async move {
+                            http::request_detached(&transport, req).await.map_err(|e| {
+                                bollard::errors::Error::IOError {
+                                    // Kept whole when it is one, so a refused permission
+                                    // still reads as one.
+                                    err: match e.downcast::<std::io::Error>() {
+                                        Ok(io) => *io,
+                                        Err(e) => std::io::Error::other(e),
+                                    },
+                                }
+                            })
+                        }
+                    },
+                    Some("http://docker"),
+                    timeout,
+                    version,
+                )
+                .map_err(unreachable)?
             }
         };
         drop(_guard);

@@ -18,14 +18,14 @@ pub use trace::Numbering;
 use super::build::{BuildOptions, BuildOutcome, HistoryLayer};
 use super::error::EngineError;
 use super::events::BuildEvent;
-use super::host::Transport;
 use super::http::{error_message, form_urlencoded};
+use super::lines::{LineSplitter, Malformed};
 use super::steps::StepRecord;
 use super::Engine;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::time::Instant;
-use trace::{Ending, LineSplitter, Trace};
+use trace::{Ending, Trace};
 
 /// What a BuildKit build needs beyond [`BuildOptions`].
 #[derive(Debug)]
@@ -38,14 +38,11 @@ pub struct BuildKitInput {
 }
 
 impl Engine {
-    /// Whether this engine's transport can carry a BuildKit session (unix or plain tcp).
+    /// Whether this engine's transport can carry a BuildKit session: every one can now (unix,
+    /// tcp, TLS, ssh all go through our own connections), so this never fails; kept for the
+    /// callers that ask before scanning.
     pub fn can_run_buildkit(&self) -> Result<(), EngineError> {
-        match &self.config.transport {
-            Transport::Unix(_) | Transport::Tcp(_) => Ok(()),
-            Transport::Tls { .. } | Transport::Ssh(_) => Err(EngineError::BuildKitTransport {
-                host: self.config.host.clone(),
-            }),
-        }
+        Ok(())
     }
 
     /// Builds with BuildKit, calling `on_event` for every event as it happens.
@@ -125,7 +122,7 @@ impl Engine {
                 step: trace.failing().map(|s| s.step_ref()),
                 message,
             };
-            let mut handle = |trace: &mut Trace, line: &[u8]| -> Result<(), trace::Malformed> {
+            let mut handle = |trace: &mut Trace, line: &[u8]| -> Result<(), Malformed> {
                 for e in trace.feed_line(line)? {
                     on_event(&e);
                 }

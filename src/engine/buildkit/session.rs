@@ -2,10 +2,10 @@
 //!
 //! bollard's own session serves no FileSync (no build context) and keeps its upgrade plumbing
 //! crate-private, so this module opens the connections itself ([`crate::engine::http`]: unix
-//! socket or plain TCP, as the engine configuration says): `POST /session` upgraded to h2c, on which the daemon is the gRPC
-//! *client* of our health, FileSync and Auth services; and `POST /build?version=2&session=…`
-//! whose NDJSON answer the caller reads chunk by chunk. TLS and ssh engines are refused by the
-//! caller before anything is opened.
+//! socket, plain TCP, TLS or ssh dial-stdio, as the engine configuration says): `POST /session`
+//! upgraded to h2c, on which the daemon is the gRPC *client* of our health, FileSync and Auth
+//! services; and `POST /build?version=2&session=…` whose NDJSON answer the caller reads chunk by
+//! chunk.
 
 use super::filesync::{FileSyncService, Sources};
 use crate::engine::auth::DockerConfig;

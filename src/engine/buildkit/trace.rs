@@ -6,8 +6,8 @@
 //! per-vertex statuses and log chunks. The final image id comes as `{"id":"moby.image.id",
 //! "aux":{"ID":…}}`, a failure as `{"errorDetail":…}`.
 //!
-//! Pure and bounded: [`LineSplitter`] refuses a line over [`MAX_LINE`] instead of buffering it,
-//! each vertex keeps at most [`TAIL_LINES`] lines and a partial line of at most [`LINE_LIMIT`].
+//! Pure and bounded: lines come from [`crate::engine::lines::LineSplitter`] (capped); each
+//! vertex keeps at most [`TAIL_LINES`] lines and a partial line of at most [`LINE_LIMIT`].
 //! It knows nothing of connections: the caller feeds it bytes and maps its errors.
 //!
 //! Vertex names carry the Dockerfile step: `[2/5] COPY . /app` (one stage) or `[build 2/5] RUN
@@ -18,92 +18,16 @@
 //! rows, the rebuild reason and the plan agree with the classic path.
 
 use crate::engine::events::{exit_code_in, strip_ansi, BuildEvent, LINE_LIMIT, MESSAGE_LIMIT};
+use crate::engine::lines::Malformed;
 use crate::engine::steps::{self, StepRecord, StepStatus, TAIL_LINES};
 use base64::Engine as _;
 use bollard_buildkit_proto::moby::buildkit::v1::StatusResponse;
 use prost::Message as _;
 use std::collections::{HashMap, VecDeque};
 
-/// The longest NDJSON line accepted. A trace message carries a batch of vertexes and logs; the
-/// daemon cuts log chunks far below this, so a longer line is a broken or hostile stream.
-pub const MAX_LINE: usize = 1 << 20;
-
 /// The most vertexes one build may announce (a Dockerfile has at most a few hundred steps;
 /// BuildKit adds a handful of internal ones).
 const MAX_VERTEXES: usize = 100_000;
-
-/// A stream the decoder cannot read: an over-long line, junk JSON, a bad trace payload.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Malformed(pub String);
-
-/// Splits a byte stream into lines, holding at most [`MAX_LINE`] bytes of an unfinished one.
-#[derive(Debug)]
-pub struct LineSplitter {
-    pending: Vec<u8>,
-    cap: usize,
-}
-
-impl Default for LineSplitter {
-    fn default() -> Self {
-        LineSplitter::new(MAX_LINE)
-    }
-}
-
-impl LineSplitter {
-    pub fn new(cap: usize) -> LineSplitter {
-        LineSplitter {
-            pending: Vec::new(),
-            cap,
-        }
-    }
-
-    /// Feeds a chunk; calls `line` for every complete line (without its newline).
-    pub fn push(
-        &mut self,
-        mut chunk: &[u8],
-        line: &mut dyn FnMut(&[u8]) -> Result<(), Malformed>,
-    ) -> Result<(), Malformed> {
-        while let Some(nl) = memchr::memchr(b'\n', chunk) {
-            if self.pending.len() + nl > self.cap {
-                return Err(self.too_long());
-            }
-            if self.pending.is_empty() {
-                line(&chunk[..nl])?;
-            } else {
-                self.pending.extend_from_slice(&chunk[..nl]);
-                let whole = std::mem::take(&mut self.pending);
-                line(&whole)?;
-            }
-            chunk = &chunk[nl + 1..];
-        }
-        if self.pending.len() + chunk.len() > self.cap {
-            return Err(self.too_long());
-        }
-        self.pending.extend_from_slice(chunk);
-        Ok(())
-    }
-
-    /// The end of the stream: a last line without a newline.
-    pub fn finish(
-        &mut self,
-        line: &mut dyn FnMut(&[u8]) -> Result<(), Malformed>,
-    ) -> Result<(), Malformed> {
-        let rest = std::mem::take(&mut self.pending);
-        if rest.iter().any(|b| !b.is_ascii_whitespace()) {
-            line(&rest)?;
-        }
-        Ok(())
-    }
-
-    fn too_long(&mut self) -> Malformed {
-        self.pending = Vec::new();
-        Malformed(format!(
-            "a line of the build stream exceeds {} KiB",
-            self.cap >> 10
-        ))
-    }
-}
 
 /// A step's classic number and its Dockerfile text.
 pub type NumberedStep = (usize, String);
@@ -926,36 +850,5 @@ mod tests {
         assert!(t
             .feed_line(br#"{"id":"moby.buildkit.trace","aux":"AAEC"}"#)
             .is_err());
-    }
-
-    #[test]
-    fn the_splitter_refuses_an_over_long_line_without_holding_it() {
-        let mut s = LineSplitter::new(MAX_LINE);
-        let mut lines = Vec::new();
-        s.push(b"{\"a\":1}\n{\"b\"", &mut |l| {
-            lines.push(l.to_vec());
-            Ok(())
-        })
-        .unwrap();
-        s.push(b":2}\n", &mut |l| {
-            lines.push(l.to_vec());
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(lines, [b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]);
-
-        // 2 MiB without a newline, fed in 64 KiB chunks as a socket would.
-        let chunk = vec![b'x'; 64 * 1024];
-        let mut err = None;
-        for _ in 0..32 {
-            if let Err(e) = s.push(&chunk, &mut |_| Ok(())) {
-                err = Some(e);
-                break;
-            }
-            assert!(s.pending.len() <= MAX_LINE, "memory stays bounded");
-        }
-        let err = err.expect("a 2 MiB line is refused");
-        assert!(err.0.contains("exceeds 1024 KiB"), "{err}");
-        assert!(s.pending.capacity() <= MAX_LINE);
     }
 }
