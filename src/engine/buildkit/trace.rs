@@ -273,20 +273,27 @@ impl Trace {
                 if let Some(s) = step_name(&v.name) {
                     // The Dockerfile's own text, as the classic builder prints it (BuildKit
                     // spells FROM with the normalised reference).
-                    let (number, instruction) = match self.numbering.classic(s.label, s.index) {
-                        Some((n, text)) => (*n, text.clone()),
+                    let numbered = match self.numbering.classic(s.label, s.index) {
+                        Some((n, text)) => Some((*n, text.clone())),
+                        // BuildKit shares a vertex between concurrent builds and names it
+                        // after the build that made it first: a name our Dockerfile does not
+                        // have is another build's step (its FROM of the same base), not a
+                        // row of ours. Its errors still count.
+                        None if self.numbering.total > 0 => None,
                         None => {
                             self.next_free += 1;
-                            (self.next_free, s.instruction.to_string())
+                            Some((self.next_free, s.instruction.to_string()))
                         }
                     };
-                    entry.number = Some(number);
-                    entry.total = if self.numbering.total > 0 {
-                        self.numbering.total
-                    } else {
-                        s.of
-                    };
-                    entry.instruction = instruction;
+                    if let Some((number, instruction)) = numbered {
+                        entry.number = Some(number);
+                        entry.total = if self.numbering.total > 0 {
+                            self.numbering.total
+                        } else {
+                            s.of
+                        };
+                        entry.instruction = instruction;
+                    }
                 }
             }
             if v.started.is_some() {
@@ -715,6 +722,8 @@ mod tests {
             ("sha256:3", "[b 1/2] COPY a.txt /b"),
             ("sha256:4", "[b 2/2] RUN true"),
             ("sha256:5", "[stage-2 1/1] COPY --from=b /b /c"),
+            // A concurrent build's vertex, shared with this one and named by that build.
+            ("sha256:6", "[1/3] FROM docker.io/library/busybox:1"),
         ] {
             let mut v = vertex(d, name);
             v.started = ts(1);
