@@ -199,10 +199,6 @@ pub fn build(
         }
     }
     let buildkit = chosen.builder == Builder::BuildKit;
-    if buildkit {
-        // A TLS or ssh engine cannot carry our session: say so before scanning anything.
-        engine.can_run_buildkit().map_err(diagnose)?;
-    }
     if req.clean {
         clean_context(&ctx_dir, settings, sink)?;
     }

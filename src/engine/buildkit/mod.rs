@@ -38,13 +38,6 @@ pub struct BuildKitInput {
 }
 
 impl Engine {
-    /// Whether this engine's transport can carry a BuildKit session: every one can now (unix,
-    /// tcp, TLS, ssh all go through our own connections), so this never fails; kept for the
-    /// callers that ask before scanning.
-    pub fn can_run_buildkit(&self) -> Result<(), EngineError> {
-        Ok(())
-    }
-
     /// Builds with BuildKit, calling `on_event` for every event as it happens.
     pub fn build_buildkit(
         &self,
