@@ -45,7 +45,6 @@ impl Engine {
         input: BuildKitInput,
         on_event: &mut dyn FnMut(&BuildEvent),
     ) -> Result<BuildOutcome, EngineError> {
-        self.can_run_buildkit()?;
         if self.cancel.is_cancelled() {
             return Err(EngineError::Interrupted);
         }
