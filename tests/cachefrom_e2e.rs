@@ -22,10 +22,6 @@ fn ctxb(dir: &Path, cache: &str, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn report_of(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 /// (instruction, status, cache origin) of every step.
 fn steps(report: &serde_json::Value) -> Vec<(String, String, String)> {
     report["steps"]
@@ -84,7 +80,7 @@ fn a_cold_builder_takes_every_step_from_the_cache_image_and_explains_its_first_m
         args.extend_from_slice(extra);
         let o = ctxb(dir.path(), cache, &args);
         assert!(o.status.success(), "{}", common::stderr(&o));
-        (o, report_of(&dir.path().join("r.json")))
+        (o, common::read_json(&dir.path().join("r.json")))
     };
 
     // A warm builder builds and pushes.

@@ -492,24 +492,27 @@ fn a_multi_stage_image_is_its_last_stage_and_every_tag_names_it() {
     );
     let name = common::unique("rv-multi");
     let (one, two) = (format!("{name}:one"), format!("{name}:two"));
-    let out = common::run_in(
-        dir.path(),
-        &[
-            "image",
-            "bb",
-            "-f",
-            "bb.df",
-            "--no-check",
-            "--builder",
-            "classic",
-            "-t",
-            &one,
-            "-t",
-            &two,
-            "--report",
-            "r.json",
-        ],
-    );
+    let build = |report: &str| {
+        common::run_in(
+            dir.path(),
+            &[
+                "image",
+                "bb",
+                "-f",
+                "bb.df",
+                "--no-check",
+                "--builder",
+                "classic",
+                "-t",
+                &one,
+                "-t",
+                &two,
+                "--report",
+                report,
+            ],
+        )
+    };
+    let out = build("r.json");
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     let id = |r: &str| {
         let o = common::docker_output(&["image", "inspect", "-f", "{{.Id}}", r]);
@@ -517,24 +520,7 @@ fn a_multi_stage_image_is_its_last_stage_and_every_tag_names_it() {
     };
     let (id_one, id_two) = (id(&one), id(&two));
     // The unchanged rebuild takes the no-op path, which re-applies the tags to the recorded id.
-    let again = common::run_in(
-        dir.path(),
-        &[
-            "image",
-            "bb",
-            "-f",
-            "bb.df",
-            "--no-check",
-            "--builder",
-            "classic",
-            "-t",
-            &one,
-            "-t",
-            &two,
-            "--report",
-            "r2.json",
-        ],
-    );
+    let again = build("r2.json");
     let again_err = String::from_utf8_lossy(&again.stderr).to_string();
     let (again_one, again_two) = (id(&one), id(&two));
     rmi(&[&one, &two]);
