@@ -64,7 +64,7 @@ fn manifests(c: &mut Criterion) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as i128;
-    cache.save(&ctx.entries, &m, now).unwrap();
+    cache.save(&ctx.entries, m.recorded(), now).unwrap();
     g.bench_function("warm_3000_files_stat_cache", |b| {
         b.iter(|| {
             let cache = StatCache::load(cache_dir.path(), &ctx.root);
@@ -87,7 +87,7 @@ fn statcache_lookup(c: &mut Criterion) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as i128;
-    cache.save(&ctx.entries, &m, now).unwrap();
+    cache.save(&ctx.entries, m.recorded(), now).unwrap();
     let cache = StatCache::load(cache_dir.path(), &ctx.root);
     let files: Vec<_> = ctx.files().collect();
     let mut g = c.benchmark_group("statcache");

@@ -83,7 +83,7 @@ fn the_stat_cache_costs_fixed_memory_and_entries_keep_their_size() {
     let (_, (m, stats)) =
         peak_of(|| manifest::build(&ctx.root, &ctx.entries, Some(&cache)).unwrap());
     assert_eq!(stats.hashed, FILES);
-    let (save, ()) = peak_of(|| cache.save(&ctx.entries, &m, now).unwrap());
+    let (save, ()) = peak_of(|| cache.save(&ctx.entries, m.recorded(), now).unwrap());
     let file_len = std::fs::metadata(cache.path()).unwrap().len() as usize;
     assert!(
         file_len > FIXED,
@@ -114,7 +114,7 @@ fn the_stat_cache_costs_fixed_memory_and_entries_keep_their_size() {
     assert!(per_entry < 112 + 96, "{per_entry} bytes per manifest entry");
     // Nothing changed: the unchanged file is compared as it would be written, not rebuilt.
     let mut cache = cache;
-    let (same, ()) = peak_of(|| cache.save(&ctx.entries, &m, now).unwrap());
+    let (same, ()) = peak_of(|| cache.save(&ctx.entries, m.recorded(), now).unwrap());
     assert!(
         same < FIXED,
         "checking an unchanged cache allocated {same} bytes"

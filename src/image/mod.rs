@@ -620,7 +620,7 @@ fn key_context(
         .map_or(0, |d| d.as_nanos() as i128);
     // A stat cache that cannot be written only makes the next run slower.
     if std::fs::create_dir_all(&stat_dir).is_ok() {
-        let _ = stat.save(&scanned.entries, &manifest, now);
+        let _ = stat.save(&scanned.entries, manifest.recorded(), now);
     }
     Ok((manifest, threads))
 }

@@ -15,8 +15,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-/// A blake3 digest.
-pub type Hash = [u8; 32];
+pub use super::statcache::Hash;
 
 /// One entry of the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -111,6 +110,11 @@ pub struct ManifestStats {
 }
 
 impl Manifest {
+    /// Each entry's (path, hash), in order: what [`StatCache::save`] records.
+    pub fn recorded(&self) -> impl Iterator<Item = (&[u8], Option<Hash>)> + Clone {
+        self.entries.iter().map(|m| (m.path_bytes(), m.hash))
+    }
+
     /// The root digest of the whole context (hex).
     pub fn digest(&self) -> String {
         let mut h = blake3::Hasher::new();
@@ -541,7 +545,7 @@ mod tests {
         let now = 1_000_000_000_000_000_000;
         let (want, _) = build(root, &entries, None).unwrap();
         let mut side = StatCache::load(&cache_dir.path().join("a"), root);
-        side.save(&entries, &want, now).unwrap();
+        side.save(&entries, want.recorded(), now).unwrap();
         let want_file = std::fs::read(side.path()).unwrap();
 
         let mut cache = StatCache::load(&cache_dir.path().join("b"), root);

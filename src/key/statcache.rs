@@ -24,13 +24,15 @@
 //! ctime is compared but not required to be old: any write moves mtime and ctime together, and
 //! an old recorded mtime already tells a later write apart.
 
-use super::manifest::{Hash, Manifest};
 use crate::context::{Entry, EntryKind};
 use std::fs::File;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+
+/// A blake3 digest: what the cache remembers per file (the manifest's hash type).
+pub type Hash = [u8; 32];
 
 const MAGIC: &[u8; 8] = b"CTXBSTAT";
 const VERSION: u32 = 2;
@@ -184,20 +186,24 @@ impl StatCache {
         }
     }
 
-    /// Writes the cache for the context `entries` (sorted by path) and its `manifest` (built
-    /// from those entries, in the same order): one record per regular file with a hash whose
-    /// mtime is not racy relative to `now_ns` (nanoseconds since the epoch). Streams to a
-    /// temporary file renamed over the old one; an unchanged cache is left as it is.
-    pub fn save(
+    /// Writes the cache for the context `entries` (sorted by path) and `recorded`, the
+    /// manifest's (path, hash) of each entry in the same order: one record per regular file
+    /// with a hash whose mtime is not racy relative to `now_ns` (nanoseconds since the epoch).
+    /// Streams to a temporary file renamed over the old one; an unchanged cache is left as it
+    /// is. A record whose path is not its entry's (a manifest out of step) is skipped.
+    pub fn save<'a, R>(
         &mut self,
         entries: &[Entry],
-        manifest: &Manifest,
+        recorded: R,
         now_ns: i128,
-    ) -> Result<(), SaveError> {
+    ) -> Result<(), SaveError>
+    where
+        R: IntoIterator<Item = (&'a [u8], Option<Hash>)> + Clone,
+    {
         let feed = |s: &mut Sink| {
-            for (e, m) in entries.iter().zip(&manifest.entries) {
-                if m.path_bytes() == e.path_bytes() {
-                    s.add(e, e.path_bytes(), m.hash)?;
+            for (e, (path, hash)) in entries.iter().zip(recorded.clone()) {
+                if path == e.path_bytes() {
+                    s.add(e, e.path_bytes(), hash)?;
                 }
             }
             Ok(())
@@ -630,7 +636,6 @@ fn verify(f: &File, root: &[u8]) -> Result<(u64, u64), &'static str> {
 mod tests {
     use super::*;
     use crate::context::StatInfo;
-    use crate::key::ManifestEntry;
 
     fn e(path: &str, size: u64, mtime: i64) -> Entry {
         Entry {
@@ -649,29 +654,25 @@ mod tests {
         }
     }
 
-    /// The manifest `manifest::build` would give `entries`, with the given hashes.
-    fn manifest(entries: &[Entry], hashes: &[Option<u8>]) -> Manifest {
-        Manifest {
-            entries: entries
-                .iter()
-                .zip(hashes)
-                .map(|(x, h)| ManifestEntry {
-                    path: x.path.clone(),
-                    kind: x.kind,
-                    mode: x.mode,
-                    size: x.size,
-                    link_target: None,
-                    rdev: 0,
-                    hash: h.map(|h| [h; 32]),
-                })
-                .collect(),
-        }
+    /// The (path, hash) records `manifest::build` would give `entries`, with the given hashes.
+    fn records(entries: &[Entry], hashes: &[Option<u8>]) -> Vec<(Vec<u8>, Option<Hash>)> {
+        entries
+            .iter()
+            .zip(hashes)
+            .map(|(x, h)| (x.path_bytes().to_vec(), h.map(|h| [h; 32])))
+            .collect()
+    }
+
+    /// `records` as `StatCache::save` takes them.
+    fn view(r: &[(Vec<u8>, Option<Hash>)]) -> impl Iterator<Item = (&[u8], Option<Hash>)> + Clone {
+        r.iter().map(|(p, h)| (p.as_slice(), *h))
     }
 
     /// Saves `entries` with hashes `[h; 32]`.
     fn save(c: &mut StatCache, entries: &[Entry], hashes: &[u8]) {
         let hashes: Vec<Option<u8>> = hashes.iter().map(|&h| Some(h)).collect();
-        c.save(entries, &manifest(entries, &hashes), NOW).unwrap();
+        c.save(entries, view(&records(entries, &hashes)), NOW)
+            .unwrap();
     }
 
     /// The format as documented at the top of this file, written independently of `emit`.
@@ -740,7 +741,7 @@ mod tests {
         let mut c = StatCache::load(dir.path(), root);
         c.save(
             &entries,
-            &manifest(&entries, &[Some(1), None, Some(3)]),
+            view(&records(&entries, &[Some(1), None, Some(3)])),
             NOW,
         )
         .unwrap();
@@ -754,7 +755,7 @@ mod tests {
         let mut c = StatCache::load(dir.path(), root);
         c.save(
             &[a.clone(), b.clone()],
-            &manifest(&other, &[Some(7), Some(2)]),
+            view(&records(&other, &[Some(7), Some(2)])),
             NOW,
         )
         .unwrap();
@@ -906,7 +907,7 @@ mod tests {
             .collect();
         let mut c = StatCache::load(dir.path(), root);
         let hashes: Vec<Option<u8>> = (0..6u8).map(|i| (i != 2).then_some(i)).collect();
-        c.save(&all, &manifest(&all, &hashes), NOW).unwrap();
+        c.save(&all, view(&records(&all, &hashes)), NOW).unwrap();
         let c = StatCache::load(dir.path(), root);
         assert_eq!(c.len(), 5);
         let want: Vec<Option<[u8; 32]>> = all.iter().map(|x| c.lookup(x)).collect();
@@ -1044,7 +1045,7 @@ mod tests {
         let mut cache = StatCache::load(dir.path(), root);
         let hashes = vec![Some(7); many.len()];
         let err = cache
-            .save(&many, &manifest(&many, &hashes), NOW)
+            .save(&many, view(&records(&many, &hashes)), NOW)
             .unwrap_err();
         assert_eq!(err.source.raw_os_error(), Some(libc::ENOSPC), "{err}");
         assert_eq!(std::fs::read(cache.path()).unwrap(), before);
