@@ -280,11 +280,7 @@ async fn send_data(
     let closed = || Status::cancelled("the daemon stopped reading");
     match what {
         Served::Dockerfile | Served::Ignore => {
-            let bytes = match what {
-                Served::Ignore => sources.ignore.as_deref().unwrap_or_default(),
-                _ => &sources.dockerfile,
-            };
-            for c in bytes.chunks(CHUNK) {
+            for c in in_memory(sources, what).chunks(CHUNK) {
                 sent.add(c.len());
                 tx.send(Ok(data(c.to_vec()))).await.map_err(|_| closed())?;
             }
@@ -338,6 +334,14 @@ fn served_name(sources: &Sources, it: Served) -> String {
     }
 }
 
+/// The bytes of a served in-memory file (the Dockerfile or the applied ignore file).
+fn in_memory(sources: &Sources, it: Served) -> &[u8] {
+    match it {
+        Served::Ignore => sources.ignore.as_deref().unwrap_or_default(),
+        _ => &sources.dockerfile,
+    }
+}
+
 /// Whether the receiver may ask for the data of `it`.
 fn readable(sources: &Sources, it: Served) -> bool {
     match it {
@@ -356,10 +360,7 @@ fn stat_of(sources: &Sources, it: Served, links: &mut HashMap<(u64, u64), u32>) 
     let i = match it {
         Served::Entry(i) => i,
         Served::Dockerfile | Served::Ignore => {
-            let bytes = match it {
-                Served::Ignore => sources.ignore.as_deref().unwrap_or_default(),
-                _ => &sources.dockerfile,
-            };
+            let bytes = in_memory(sources, it);
             return Stat {
                 path: served_name(sources, it),
                 mode: 0o644,
