@@ -13,7 +13,7 @@
 //! [`TarOptions::always`] and injected content (a rendered Dockerfile) through
 //! [`TarOptions::extra`].
 
-use crate::context::{Entry, EntryKind};
+use crate::context::{EntryKind, Sendable};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -89,16 +89,16 @@ impl TarError {
 
 /// One thing to write. Boxed on the rare disk variant: the list holds one item per entry of
 /// the context, and a `Metadata` inline would make each of a million items ~190 bytes, not 16.
-enum Item<'a> {
-    Entry(&'a Entry),
+enum Item<'a, S> {
+    Entry(&'a S),
     Disk(Box<(PathBuf, std::fs::Metadata)>),
     Extra(&'a ExtraFile),
 }
 
-impl Item<'_> {
+impl<S: Sendable> Item<'_, S> {
     fn path(&self) -> &Path {
         match self {
-            Item::Entry(e) => &e.path,
+            Item::Entry(e) => e.rel_path(),
             Item::Disk(d) => &d.0,
             Item::Extra(x) => &x.path,
         }
@@ -157,16 +157,17 @@ const BUF: usize = 1 << 20;
 
 /// Writes the context tar of `entries` (relative to `root`, sorted or not) into `out`.
 ///
-/// `entries` is anything that yields `&Entry`: a slice of the context's entries, or a list of
-/// references to some of them (no copy of the entries is ever needed).
-pub fn write_context<'a, W: Write>(
+/// `entries` is anything that yields references to [`Sendable`] records: a slice of the
+/// context's entries, a list of references to some of them, or the records of a keyed
+/// manifest (no copy of the entries is ever needed).
+pub fn write_context<'a, W: Write, S: Sendable + 'a>(
     root: &Path,
-    entries: impl IntoIterator<Item = &'a Entry>,
+    entries: impl IntoIterator<Item = &'a S>,
     out: W,
     opts: &'a TarOptions,
 ) -> Result<TarStats, TarError> {
     let entries = entries.into_iter();
-    let mut items: Vec<Item> = Vec::with_capacity(entries.size_hint().0 + opts.extra.len() + 2);
+    let mut items: Vec<Item<S>> = Vec::with_capacity(entries.size_hint().0 + opts.extra.len() + 2);
     items.extend(opts.extra.iter().map(Item::Extra));
     items.extend(entries.map(Item::Entry));
     for p in &opts.always {
@@ -225,9 +226,9 @@ fn header(kind: tar::EntryType, mode: u32, size: u64, mtime: u64) -> tar::Header
     h
 }
 
-fn write_items<W: Write>(
+fn write_items<W: Write, S: Sendable>(
     root: &Path,
-    items: &[Item],
+    items: &[Item<S>],
     out: W,
     mtime: u64,
     stats: &mut TarStats,
@@ -250,7 +251,13 @@ fn write_items<W: Write>(
                 stats.content_bytes += x.data.len() as u64;
                 continue;
             }
-            Item::Entry(e) => (e.kind, e.mode, e.size, e.link_target.clone(), e.rdev),
+            Item::Entry(e) => (
+                e.kind(),
+                e.mode(),
+                e.size(),
+                e.link_target().map(Path::to_path_buf),
+                e.rdev(),
+            ),
             Item::Disk(d) => {
                 let md = &d.1;
                 let ft = md.file_type();
@@ -341,7 +348,7 @@ fn write_items<W: Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::StatInfo;
+    use crate::context::{Entry, StatInfo};
 
     fn e(path: &str, kind: EntryKind, mode: u32, size: u64, link: Option<&str>) -> Entry {
         Entry {

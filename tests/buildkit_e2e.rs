@@ -553,3 +553,48 @@ fn stages_without_a_from_vertex_keep_their_rows() {
         ]
     );
 }
+
+/// What the file sync sends besides the bytes, as `DOCKER_BUILDKIT=1 docker build` sends it: a
+/// hard link arrives as a link to the same inode and a file keeps its modification time. The
+/// transfer serves the keyed manifest, which keeps no stat: both come from the filesystem as
+/// the file is sent (a zero time or a second copy of the file would show here).
+#[test]
+fn hard_links_and_times_arrive_as_docker_sends_them() {
+    common::require_engine();
+    let n = nonce();
+    let df = format!(
+        "FROM {}\nCOPY links /links\nRUN echo {n} && stat -c 'at %Y %h' /links/a /links/b && [ /links/a -ef /links/b ] && echo same-inode\n",
+        common::busybox_image()
+    );
+    let dir = common::demo_service(&[("links.Dockerfile", &df)]);
+    let links = dir.path().join("app/links");
+    std::fs::create_dir(&links).unwrap();
+    std::fs::write(links.join("a"), format!("{n}\n")).unwrap();
+    std::fs::hard_link(links.join("a"), links.join("b")).unwrap();
+    // 2001-02-03 04:05:06 UTC
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(981_173_106);
+    std::fs::File::options()
+        .write(true)
+        .open(links.join("a"))
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    let o = common::run_in(
+        dir.path(),
+        &[
+            "--progress",
+            "plain",
+            "image",
+            "demo",
+            "-f",
+            "links.Dockerfile",
+            "--no-check",
+            "--builder",
+            "buildkit",
+        ],
+    );
+    let err = common::stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(err.matches("| at 981173106 2").count(), 2, "{err}");
+    assert!(err.contains("| same-inode"), "{err}");
+}

@@ -317,7 +317,7 @@ fn push_to_a_dead_registry_is_a_network_failure() {
 fn an_injected_dockerfile_is_not_visible_to_copy() {
     // The production path: `image`'s tar options (injected Dockerfile + self-hiding
     // .dockerignore) written by the context tar writer.
-    use ctxbuild::image::inject::{tar_options, INJECTED_DOCKERFILE};
+    use ctxbuild::image::inject::{own_dockerignore, tar_options, INJECTED_DOCKERFILE};
     let e = engine();
     let tag = format!("ctxbuild-e2e/{}:1", common::unique("inject"));
     let dir = tempfile::tempdir().unwrap();
@@ -327,7 +327,8 @@ fn an_injected_dockerfile_is_not_visible_to_copy() {
         "FROM {}\nCOPY . /x/\nRUN find /x | sort\n",
         common::busybox_image()
     );
-    let opts = tar_options(&ctx, &dockerfile, 0).unwrap();
+    let own = own_dockerignore(&ctx).unwrap();
+    let opts = tar_options(&ctx, own, &dockerfile, 0);
     let root = ctx.root.clone();
     let sent: Vec<_> = ctx.sent().into_iter().cloned().collect();
     let mut out = Vec::new();

@@ -6,7 +6,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// What kind of filesystem object an entry is. Symlinks are never followed.
 ///
@@ -102,6 +102,83 @@ impl Entry {
     /// The final path component.
     pub fn file_name(&self) -> &OsStr {
         self.path.file_name().unwrap_or(self.path.as_os_str())
+    }
+}
+
+/// What sending an entry to the engine needs of it: the fields of its tar header (classic
+/// builder) or of its fsutil stat (BuildKit). A scanned [`Entry`] has them, and so does a keyed
+/// manifest record: a build sends whichever list it holds and never needs both (at a million
+/// files, each list is about 190 MiB).
+pub trait Sendable: Send + Sync + std::fmt::Debug {
+    /// Relative to the context root, `/`-separated (see [`Entry::path`]).
+    fn path_bytes(&self) -> &[u8];
+    fn kind(&self) -> EntryKind;
+    /// Permission and special bits (`st_mode & 0o7777`).
+    fn mode(&self) -> u32;
+    /// Bytes for files (what is read and sent, no more).
+    fn size(&self) -> u64;
+    fn link_target(&self) -> Option<&Path>;
+    /// See [`Entry::rdev`].
+    fn rdev(&self) -> u64;
+    /// The stat the scan saw, when it was kept. Without it a sender that needs the
+    /// modification time or the inode (BuildKit's file sync) asks the filesystem as it sends.
+    fn stat(&self) -> Option<StatInfo>;
+
+    /// The path as a [`Path`].
+    fn rel_path(&self) -> &Path {
+        Path::new(OsStr::from_bytes(self.path_bytes()))
+    }
+}
+
+impl Sendable for Entry {
+    fn path_bytes(&self) -> &[u8] {
+        Entry::path_bytes(self)
+    }
+    fn kind(&self) -> EntryKind {
+        self.kind
+    }
+    fn mode(&self) -> u32 {
+        self.mode
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn link_target(&self) -> Option<&Path> {
+        self.link_target.as_deref()
+    }
+    fn rdev(&self) -> u64 {
+        self.rdev
+    }
+    fn stat(&self) -> Option<StatInfo> {
+        Some(self.stat)
+    }
+}
+
+/// A list of entries to send, by index, whatever holds them: BuildKit's file sync serves the
+/// daemon's requests from one for as long as the session lives.
+pub trait SendList: Send + Sync + std::fmt::Debug {
+    fn len(&self) -> usize;
+    fn get(&self, i: usize) -> Option<&dyn Sendable>;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<T: Sendable> SendList for Vec<T> {
+    fn len(&self) -> usize {
+        <[T]>::len(self)
+    }
+    fn get(&self, i: usize) -> Option<&dyn Sendable> {
+        <[T]>::get(self, i).map(|e| e as &dyn Sendable)
+    }
+}
+
+impl<L: SendList + ?Sized> SendList for std::sync::Arc<L> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn get(&self, i: usize) -> Option<&dyn Sendable> {
+        (**self).get(i)
     }
 }
 

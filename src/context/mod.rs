@@ -23,7 +23,7 @@ pub mod sizes;
 mod walk;
 
 pub use dockerignore::{MatchInfo, Matcher, Pattern, PatternError, PatternErrorKind};
-pub use entry::{Entry, EntryKind, StatInfo};
+pub use entry::{Entry, EntryKind, SendList, Sendable, StatInfo};
 
 use crate::diagnostics::ErrorClass;
 use std::fmt;
@@ -128,17 +128,23 @@ impl Context {
     /// What the CLI puts in the context tar, in path order: the visible entries without the
     /// implied directories, plus the hidden ones.
     pub fn sent(&self) -> Vec<&Entry> {
-        let mut out: Vec<&Entry> = self
-            .entries
+        self.sent_of(&self.entries, &self.hidden)
+    }
+
+    /// [`Context::sent`] of another list of the same entries: `visible` stands for
+    /// [`Context::entries`] (a keyed manifest of them, say) and `hidden` for
+    /// [`Context::hidden`], in whatever records hold them.
+    pub fn sent_of<'a, R: Sendable>(&self, visible: &'a [R], hidden: &'a [R]) -> Vec<&'a R> {
+        let mut out: Vec<&R> = visible
             .iter()
             .filter(|e| {
-                e.kind != EntryKind::Dir
+                e.kind() != EntryKind::Dir
                     || self
                         .implied_dirs
                         .binary_search_by(|d| d.as_os_str().as_bytes().cmp(e.path_bytes()))
                         .is_err()
             })
-            .chain(self.hidden.iter())
+            .chain(hidden.iter())
             .collect();
         out.sort_unstable_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
         out

@@ -32,26 +32,32 @@ pub fn dockerignore_text(own: Option<&[u8]>) -> Vec<u8> {
     text
 }
 
-/// Tar options that send `dockerfile` under [`INJECTED_DOCKERFILE`] with the `.dockerignore`
-/// that hides it, every entry at `mtime`. The context's own Dockerfile, unused then, is sent
-/// only when COPY can see it.
-pub fn tar_options(
-    ctx: &Context,
-    dockerfile: &str,
-    mtime: u64,
-) -> Result<TarOptions, fsutil::ReadError> {
+/// The context's own `.dockerignore` (its bytes and mode), visible or hidden, if it has one.
+/// Read before the scanned entries are handed on (keying consumes them).
+pub fn own_dockerignore(ctx: &Context) -> Result<Option<(Vec<u8>, u32)>, fsutil::ReadError> {
     let own = ctx
         .entries
         .iter()
         .chain(&ctx.hidden)
         .find(|e| e.path.as_os_str().as_bytes() == b".dockerignore");
-    let own = match own {
-        Some(e) => Some((
+    match own {
+        Some(e) => Ok(Some((
             fsutil::read_limited(&ctx.root.join(&e.path), DOCKERIGNORE_LIMIT)?,
             e.mode,
-        )),
-        None => None,
-    };
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Tar options that send `dockerfile` under [`INJECTED_DOCKERFILE`] with the `.dockerignore`
+/// that hides it (the context's `own` one, from [`own_dockerignore`], extended), every entry at
+/// `mtime`. The context's own Dockerfile, unused then, is sent only when COPY can see it.
+pub fn tar_options(
+    ctx: &Context,
+    own: Option<(Vec<u8>, u32)>,
+    dockerfile: &str,
+    mtime: u64,
+) -> TarOptions {
     let mut opts = TarOptions {
         mtime,
         extra: vec![
@@ -73,7 +79,7 @@ pub fn tar_options(
             opts.exclude.push(df.clone());
         }
     }
-    Ok(opts)
+    opts
 }
 
 #[cfg(test)]
@@ -99,7 +105,8 @@ mod tests {
 
     fn tar_of(dir: &std::path::Path) -> Vec<u8> {
         let ctx = scan(&ContextOptions::new(dir)).unwrap();
-        let opts = tar_options(&ctx, "FROM scratch\n", 0).unwrap();
+        let own = own_dockerignore(&ctx).unwrap();
+        let opts = tar_options(&ctx, own, "FROM scratch\n", 0);
         let sent: Vec<_> = ctx.sent().into_iter().cloned().collect();
         let mut buf = Vec::new();
         crate::tarball::write_context(&ctx.root, &sent, &mut buf, &opts).unwrap();

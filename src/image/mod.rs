@@ -26,6 +26,7 @@ use crate::diagnostics::{diagnose, ErrorClass, ResultExt};
 use crate::engine::{self, BuildOptions, DockerConfig, Engine, EngineConfig, EngineError};
 use crate::events::{CleanProgress, Degraded, Event, Sink};
 use crate::keep_out;
+use crate::key::manifest::ManifestEntry;
 use crate::key::store::{PlanKey, PlanStore};
 use crate::key::{self, Manifest, Plan, PlanOptions, StatCache};
 use crate::pollution;
@@ -33,6 +34,7 @@ use crate::report::{DockerfileUsed, Report};
 use crate::service::Config;
 use crate::tarball::{self, TarOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What to build, as asked.
 #[derive(Debug, Clone)]
@@ -241,12 +243,27 @@ pub fn build(
         });
     }
 
+    // The Dockerfile travels in the tar: as the context's own file, or injected under a fixed
+    // name with a .dockerignore line that hides it from COPY. An injected one carries the
+    // labels as one LABEL line: the engine would add one cached-or-not step per label.
+    let inject = df.rendered.is_some() || scanned.dockerfile.is_none();
+    // Read before keying takes the entries.
+    let own_ignore = if inject {
+        inject::own_dockerignore(&scanned)
+            .map_err(anyhow::Error::from)
+            .map_err(|e| e.context("cannot read .dockerignore of the context"))?
+    } else {
+        None
+    };
+
     // ctxbuild's own keys of the context, for the source-digest label and the rebuild reason.
+    // Keying takes the scanned entries: from then on the manifest's records are what the
+    // build sends, so a large context is never held twice.
     let cache_dir = settings.build_cache_dir();
-    let manifest = match key_context(&scanned, &cache_dir, settings) {
+    let mut manifest = match key_context(&mut scanned, &cache_dir, settings) {
         Ok((m, threads)) => {
             sink.event(&Event::ContextKeyed {
-                files: scanned.entries.len(),
+                files: m.entries.len(),
                 threads,
             });
             Some(m)
@@ -275,10 +292,6 @@ pub fn build(
     }
     image_labels.extend(req.labels.iter().map(|l| (l.key.clone(), l.value.clone())));
 
-    // The Dockerfile travels in the tar: as the context's own file, or injected under a fixed
-    // name with a .dockerignore line that hides it from COPY. An injected one carries the
-    // labels as one LABEL line: the engine would add one cached-or-not step per label.
-    let inject = df.rendered.is_some() || scanned.dockerfile.is_none();
     // With --target only the engine knows which stage is last: labels go through the API.
     let label_line = inject && req.target.is_none();
     let text_with = |labels: &[(String, String)]| {
@@ -313,27 +326,28 @@ pub fn build(
         }
     });
     // The plan travels in the image, so a builder that only pulled it can explain a rebuild.
-    if let (Some(plan), Some(m)) = (&plan, &manifest) {
+    // The manifest is lent to the labelled plan, not copied (it is the size of the context).
+    if let (Some(plan), Some(m)) = (&plan, manifest.take()) {
+        let files = m.entries.len();
         let mut with_manifest = plan.clone();
-        with_manifest.manifest = Some(m.clone());
+        with_manifest.manifest = Some(m);
         match cachefrom::plan_label(&with_manifest) {
             Some(v) => image_labels.push((labels::PLAN.to_string(), v)),
             None => sink.event(&Event::Degraded {
                 what: Degraded::PlanLabel,
                 error: &anyhow::anyhow!(
-                    "the plan of {} files exceeds the {} KiB label limit",
-                    m.entries.len(),
+                    "the plan of {files} files exceeds the {} KiB label limit",
                     cachefrom::PLAN_LABEL_LIMIT >> 10
                 ),
             }),
         }
+        manifest = with_manifest.manifest.take();
     }
+    let manifest = manifest.map(Arc::new);
     let text = text_with(&image_labels);
     let api_labels = if label_line { Vec::new() } else { image_labels };
     let (tar_opts, dockerfile_in_tar) = if inject {
-        let opts = inject::tar_options(&scanned, &text, mtime)
-            .map_err(anyhow::Error::from)
-            .map_err(|e| e.context("cannot read .dockerignore of the context"))?;
+        let opts = inject::tar_options(&scanned, own_ignore, &text, mtime);
         (opts, inject::INJECTED_DOCKERFILE.to_string())
     } else {
         let name = scanned.dockerfile.as_ref().map_or_else(
@@ -411,8 +425,12 @@ pub fn build(
             numbering: parsed_numbering(&text, &df.display, req.target.as_deref()),
             sources: engine::Sources {
                 root: scanned.root.clone(),
-                // Moved, not copied: a copy would double the peak memory of a large context.
-                entries: std::mem::take(&mut scanned.entries),
+                // Moved or shared, never copied: a copy would double the peak memory of a
+                // large context.
+                entries: match &manifest {
+                    Some(m) => Box::new(Arc::clone(m)),
+                    None => Box::new(std::mem::take(&mut scanned.entries)),
+                },
                 dockerfile_name: buildkit_dockerfile_name(&df),
                 dockerfile: text.clone().into_bytes(),
                 ignore,
@@ -422,15 +440,18 @@ pub fn build(
         opts.dockerfile = Some(input.sources.dockerfile_name.clone());
         engine.build_buildkit(&opts, input, &mut |e| sink.event(&Event::Build(e)))
     } else {
-        // The producer thread takes the scanned context itself: a copy of its entries would
-        // double the peak memory of a large context.
+        // The producer thread takes the scanned context itself and shares the manifest: a
+        // copy of either would double the peak memory of a large context.
+        let keyed = manifest.clone();
         let producer = move |w: &mut dyn std::io::Write| -> Result<(), engine::error::BoxError> {
-            tarball::write_context(&scanned.root, scanned.sent(), w, &tar_opts)?;
+            write_sent(&scanned, keyed.as_deref(), w, &tar_opts)?;
             Ok(())
         };
         engine.build(&opts, producer, &mut |e| sink.event(&Event::Build(e)))
     };
     sink.event(&Event::Finished);
+    // The transfer is over and its share of the manifest gone (a clone only if it were not).
+    let manifest = manifest.map(|m| Arc::try_unwrap(m).unwrap_or_else(|m| (*m).clone()));
     let built = built.map_err(|e| {
         // Only a render takes `--base-image`; a Dockerfile of the user's refuses it.
         let unpullable = e.is_unpullable_base();
@@ -600,29 +621,52 @@ fn clean_context(ctx_dir: &Path, settings: &Settings, sink: &dyn Sink) -> anyhow
 
 /// The content manifest of the context as COPY will see it, hashed on the settings' pool (the
 /// stat cache makes it cheap), and how many threads that pool hashed on.
+///
+/// On success the scanned entries have moved into the manifest (`scanned.entries` is empty);
+/// on an error they are left in place for a build without keys.
 fn key_context(
-    scanned: &context::Context,
+    scanned: &mut context::Context,
     cache_dir: &Path,
     settings: &Settings,
 ) -> anyhow::Result<(Manifest, usize)> {
     let stat_dir = cache_dir.join("stat");
     let mut stat = StatCache::load(&stat_dir, &scanned.root);
-    // Asked inside the pool: the number of threads the hashing really ran on.
-    let (built, threads) = settings.pool.install(|| {
-        (
-            key::manifest::build(&scanned.root, &scanned.entries, Some(&stat)),
-            rayon::current_num_threads(),
-        )
-    });
-    let (manifest, _) = built.map_err(diagnose)?;
+    // A stat cache that cannot be written only makes the next run slower.
+    let writable = std::fs::create_dir_all(&stat_dir).is_ok();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i128);
-    // A stat cache that cannot be written only makes the next run slower.
-    if std::fs::create_dir_all(&stat_dir).is_ok() {
-        let _ = stat.save(&scanned.entries, manifest.recorded(), now);
-    }
+    let root = scanned.root.clone();
+    let entries = &mut scanned.entries;
+    // Asked inside the pool: the number of threads the hashing really ran on.
+    let (built, threads) = settings.pool.install(|| {
+        let cache = if writable { Some(&mut stat) } else { None };
+        (
+            key::manifest::build_taking(&root, entries, cache, now),
+            rayon::current_num_threads(),
+        )
+    });
+    let (manifest, _, _) = built.map_err(diagnose)?;
     Ok((manifest, threads))
+}
+
+/// The context tar of `scanned`, from the records of its keyed manifest when keying took its
+/// entries (`keyed`), else from the entries themselves: the same bytes either way.
+fn write_sent(
+    scanned: &context::Context,
+    keyed: Option<&Manifest>,
+    w: &mut dyn std::io::Write,
+    opts: &TarOptions,
+) -> Result<tarball::TarStats, tarball::TarError> {
+    match keyed {
+        Some(m) => {
+            let hidden: Vec<ManifestEntry> =
+                scanned.hidden.iter().map(ManifestEntry::unkeyed).collect();
+            let sent = scanned.sent_of(&m.entries, &hidden);
+            tarball::write_context(&scanned.root, sent, w, opts)
+        }
+        None => tarball::write_context(&scanned.root, scanned.sent(), w, opts),
+    }
 }
 
 /// The name the Dockerfile is served under to BuildKit: its own file name, or `Dockerfile` for
@@ -722,5 +766,70 @@ mod tests {
         );
         assert!(hints_of(&e).iter().any(|h| h.contains("name the stage")));
         assert_eq!(class_of(&e), ErrorClass::Failed);
+    }
+
+    /// The classic transfer writes the same tar from the keyed manifest as from the scanned
+    /// entries: implied directories left out, hidden files sent, links, pipes and modes kept.
+    #[test]
+    fn the_tar_from_the_manifest_is_the_tar_from_the_entries() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::write(
+            root.join(".dockerignore"),
+            "docs\n!docs/keep.md\nDockerfile\n.dockerignore\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(root.join("main.py"), "print(1)\n").unwrap();
+        std::fs::set_permissions(root.join("main.py"), std::fs::Permissions::from_mode(0o750))
+            .unwrap();
+        std::fs::create_dir_all(root.join("docs")).unwrap();
+        std::fs::write(root.join("docs/keep.md"), "keep").unwrap();
+        std::fs::write(root.join("docs/drop.md"), "drop").unwrap();
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::os::unix::fs::symlink("../main.py", root.join("sub/link")).unwrap();
+        use std::os::unix::ffi::OsStringExt;
+        let fifo = std::ffi::CString::new(root.join("sub/pipe").into_os_string().into_vec());
+        assert_eq!(unsafe { libc::mkfifo(fifo.unwrap().as_ptr(), 0o640) }, 0);
+
+        let scanned = context::scan(&ContextOptions::new(root)).unwrap();
+        let tar_of = |ctx: &context::Context, keyed: Option<&Manifest>| {
+            let mut out = Vec::new();
+            write_sent(ctx, keyed, &mut out, &TarOptions::default()).unwrap();
+            out
+        };
+        let want = tar_of(&scanned, None);
+        let mut keyed = scanned.clone();
+        let (m, _, _) =
+            key::manifest::build_taking(&keyed.root.clone(), &mut keyed.entries, None, 0).unwrap();
+        assert!(keyed.entries.is_empty(), "keying took the entries");
+        let got = tar_of(&keyed, Some(&m));
+        let names: Vec<String> = tar::Archive::new(got.as_slice())
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        for sent in [
+            "Dockerfile",
+            ".dockerignore",
+            "docs/keep.md",
+            "sub/link",
+            "sub/pipe",
+        ] {
+            assert!(names.iter().any(|n| n == sent), "{sent} in {names:?}");
+        }
+        assert!(
+            !names.iter().any(|n| n.starts_with("docs/drop")),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n == "docs" || n == "docs/"),
+            "{names:?}"
+        );
+        assert!(
+            got == want,
+            "same bytes from the manifest as from the entries"
+        );
     }
 }

@@ -9,7 +9,7 @@
 
 use super::statcache::{SaveError, Sink, StatCache};
 use super::KeyError;
-use crate::context::{Entry, EntryKind};
+use crate::context::{Entry, EntryKind, SendList, Sendable, StatInfo};
 use rayon::prelude::*;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -47,6 +47,12 @@ pub struct ManifestEntry {
 }
 
 impl ManifestEntry {
+    /// The record of `e` with no hash: what an entry that is sent but not keyed (a hidden
+    /// Dockerfile or `.dockerignore`) looks like beside the keyed records.
+    pub fn unkeyed(e: &Entry) -> ManifestEntry {
+        record(e, e.path.clone(), e.link_target.clone(), None)
+    }
+
     pub fn path_bytes(&self) -> &[u8] {
         self.path.as_os_str().as_bytes()
     }
@@ -80,6 +86,42 @@ impl ManifestEntry {
         if self.kind.is_device() {
             out.extend_from_slice(&self.rdev.to_le_bytes());
         }
+    }
+}
+
+/// A record is sent as the entry it was made from: the build's transfer can read the keyed
+/// manifest instead of keeping the scanned entries beside it. No stat is kept (the sender asks
+/// the filesystem when it needs one).
+impl Sendable for ManifestEntry {
+    fn path_bytes(&self) -> &[u8] {
+        ManifestEntry::path_bytes(self)
+    }
+    fn kind(&self) -> EntryKind {
+        self.kind
+    }
+    fn mode(&self) -> u32 {
+        self.mode
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn link_target(&self) -> Option<&Path> {
+        self.link_target.as_deref()
+    }
+    fn rdev(&self) -> u64 {
+        self.rdev
+    }
+    fn stat(&self) -> Option<StatInfo> {
+        None
+    }
+}
+
+impl SendList for Manifest {
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+    fn get(&self, i: usize) -> Option<&dyn Sendable> {
+        self.entries.get(i).map(|e| e as &dyn Sendable)
     }
 }
 
@@ -188,9 +230,21 @@ pub fn build_owned(
     cache: Option<&mut StatCache>,
     now_ns: i128,
 ) -> Result<OwnedKeying, KeyError> {
+    build_taking(root, &mut ctx_entries, cache, now_ns)
+}
+
+/// [`build_owned`] of the entries in `ctx_entries`, which it empties once every file is
+/// hashed: on an error they are left as they were, for a caller that goes on without keys.
+pub fn build_taking(
+    root: &Path,
+    ctx_entries: &mut Vec<Entry>,
+    cache: Option<&mut StatCache>,
+    now_ns: i128,
+) -> Result<OwnedKeying, KeyError> {
     let mut hashes: Vec<Option<Hash>> = vec![None; ctx_entries.len()];
-    let stats = lookup_pass(&ctx_entries, hashes.iter_mut(), cache.as_deref());
-    hash_pass(root, &ctx_entries, hashes.par_iter_mut())?;
+    let stats = lookup_pass(ctx_entries, hashes.iter_mut(), cache.as_deref());
+    hash_pass(root, ctx_entries, hashes.par_iter_mut())?;
+    let mut ctx_entries = std::mem::take(ctx_entries);
 
     // Made from the last entry backwards, so that each step can release an entry's space.
     ctx_entries.reverse();

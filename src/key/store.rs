@@ -70,8 +70,12 @@ impl PlanStore {
     /// The plan saved for `key` (with its manifest), or `None` when there is none, it cannot
     /// be read, or it is of another version or key.
     pub fn load(&self, key: &PlanKey) -> Option<Plan> {
-        let bytes = fsutil::read_limited(&self.path(key), LIMIT).ok()?;
-        let saved: Saved = serde_json::from_slice(&bytes).ok()?;
+        // Parsed as it is read: a million-file plan is ~150 MB of JSON, which should not be
+        // held beside the plan it becomes.
+        use std::io::Read;
+        let file = fsutil::open_regular(&self.path(key)).ok()?;
+        let reader = std::io::BufReader::with_capacity(1 << 16, file.take(LIMIT));
+        let saved: Saved = serde_json::from_reader(reader).ok()?;
         (saved.version == VERSION && &saved.key == key).then_some(saved.plan)
     }
 
@@ -84,8 +88,12 @@ impl PlanStore {
             key: key.clone(),
             plan,
         };
-        let bytes = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
-        fsutil::write_atomic(&self.path(key), &bytes)
+        // Written as it is made, for the same reason.
+        fsutil::write_atomic_with(&self.path(key), |f| {
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+            serde_json::to_writer(&mut w, &saved).map_err(std::io::Error::other)?;
+            std::io::Write::flush(&mut w)
+        })
     }
 }
 

@@ -15,7 +15,7 @@
 //! up to the size they were scanned with.
 
 use crate::context::dockerignore::Matcher;
-use crate::context::entry::{dev_numbers, Entry, EntryKind};
+use crate::context::entry::{dev_numbers, EntryKind, SendList, Sendable, StatInfo};
 use crate::pathrules;
 use bollard_buildkit_proto::fsutil::types::{packet::PacketType, Packet, Stat};
 use bollard_buildkit_proto::moby::filesync::v1::file_sync_server::FileSync;
@@ -41,8 +41,9 @@ const QUEUE: usize = 64;
 pub struct Sources {
     /// The context root.
     pub root: PathBuf,
-    /// The entries `COPY . /dst/` sees, sorted by path bytes.
-    pub entries: Vec<Entry>,
+    /// The entries `COPY . /dst/` sees, sorted by path bytes: the scanned entries or the
+    /// records of their keyed manifest, whichever the caller holds (never a copy of them).
+    pub entries: Box<dyn SendList>,
     /// The name the Dockerfile is served under in the `dockerfile` source (`dockerfile=`).
     pub dockerfile_name: String,
     /// The Dockerfile as built (it may exist only in memory, rendered).
@@ -286,8 +287,8 @@ async fn send_data(
             }
         }
         Served::Entry(i) => {
-            let e = &sources.entries[i as usize];
-            let (path, size) = (&e.path, &e.size);
+            let e = entry(sources, i)?;
+            let (path, size) = (e.rel_path(), e.size());
             let full = sources.root.join(path);
             let file = tokio::fs::OpenOptions::new()
                 .read(true)
@@ -296,7 +297,7 @@ async fn send_data(
                 .await
                 .map_err(|e| Status::internal(format!("cannot open {}: {e}", path.display())))?;
             // Read what was scanned: a file that grew since cannot change what was announced.
-            let mut file = file.take(*size);
+            let mut file = file.take(size);
             loop {
                 let mut buf = vec![0u8; CHUNK];
                 let n = file.read(&mut buf).await.map_err(|e| {
@@ -312,6 +313,14 @@ async fn send_data(
         }
     }
     tx.send(Ok(data(Vec::new()))).await.map_err(|_| closed())
+}
+
+/// The context entry `i`, or the error the daemon gets for an index it was never given.
+fn entry(sources: &Sources, i: u32) -> Result<&dyn Sendable, Status> {
+    sources
+        .entries
+        .get(i as usize)
+        .ok_or_else(|| Status::invalid_argument(format!("no entry {i} in the context")))
 }
 
 /// The Dockerfile (and the applied ignore file), the entries of the `dockerfile` source.
@@ -348,7 +357,7 @@ fn readable(sources: &Sources, it: Served) -> bool {
         Served::Entry(i) => sources
             .entries
             .get(i as usize)
-            .is_some_and(|e| e.kind == EntryKind::File),
+            .is_some_and(|e| e.kind() == EntryKind::File),
         Served::Dockerfile => true,
         Served::Ignore => sources.ignore.is_some(),
     }
@@ -370,38 +379,56 @@ fn stat_of(sources: &Sources, it: Served, links: &mut HashMap<(u64, u64), u32>) 
             };
         }
     };
-    let e = &sources.entries[i as usize];
+    let Some(e) = sources.entries.get(i as usize) else {
+        return Stat::default();
+    };
+    // A record without the scan's stat: the file is asked now (one lstat, as fsutil's own
+    // sender does for every entry). One that vanished since has no time and no inode.
+    let st = e.stat().unwrap_or_else(|| {
+        std::fs::symlink_metadata(sources.root.join(e.rel_path())).map_or(
+            StatInfo::default(),
+            |md| {
+                use std::os::unix::fs::MetadataExt;
+                StatInfo {
+                    dev: md.dev(),
+                    ino: md.ino(),
+                    mtime_ns: StatInfo::ns(md.mtime(), md.mtime_nsec()),
+                    ctime_ns: StatInfo::ns(md.ctime(), md.ctime_nsec()),
+                }
+            },
+        )
+    });
     let mut stat = Stat {
         path: String::from_utf8_lossy(e.path_bytes()).into_owned(),
         mode: go_mode(e),
-        size: if e.kind == EntryKind::Dir {
+        size: if e.kind() == EntryKind::Dir {
             0
         } else {
-            e.size as i64
+            e.size() as i64
         },
-        mod_time: e.stat.mtime_ns,
+        mod_time: st.mtime_ns,
         ..Default::default()
     };
-    match e.kind {
+    match e.kind() {
         EntryKind::Symlink => {
             stat.linkname = e
-                .link_target
-                .as_ref()
+                .link_target()
                 .map(|t| String::from_utf8_lossy(t.as_os_str().as_bytes()).into_owned())
                 .unwrap_or_default();
         }
         EntryKind::CharDevice | EntryKind::BlockDevice => {
-            let (major, minor) = dev_numbers(e.rdev);
+            let (major, minor) = dev_numbers(e.rdev());
             stat.devmajor = i64::from(major);
             stat.devminor = i64::from(minor);
         }
         EntryKind::File => {
-            let inode = (e.stat.dev, e.stat.ino);
+            let inode = (st.dev, st.ino);
             if inode != (0, 0) {
                 match links.get(&inode) {
                     Some(&first) => {
-                        let first = &sources.entries[first as usize];
-                        stat.linkname = String::from_utf8_lossy(first.path_bytes()).into_owned();
+                        let first = sources.entries.get(first as usize).map(|f| f.path_bytes());
+                        stat.linkname =
+                            String::from_utf8_lossy(first.unwrap_or_default()).into_owned();
                     }
                     None => {
                         links.insert(inode, i);
@@ -435,9 +462,13 @@ fn context_items(
             .map_err(|_| Status::resource_exhausted("more than 4 billion entries in the context"))
     };
     let path = |it: &Served| match *it {
-        Served::Entry(i) => sources.entries[i as usize].path_bytes(),
+        Served::Entry(i) => sources
+            .entries
+            .get(i as usize)
+            .map_or(&[][..], |e| e.path_bytes()),
         _ => &[],
     };
+    let all = || (0..sources.entries.len()).filter_map(|i| Some((i, sources.entries.get(i)?)));
     let mut chosen: Vec<Served> = if include.is_empty() && exclude.is_empty() {
         // The whole context (the `COPY` transfer): no pattern to apply, no parents to add.
         (0..sources.entries.len())
@@ -450,23 +481,13 @@ fn context_items(
                 Status::invalid_argument(format!("bad exclude pattern from the daemon: {e}"))
             })?;
         }
-        let wanted = |e: &Entry| {
+        let wanted = |e: &dyn Sendable| {
             let p = e.path_bytes();
             (include.is_empty() || included(include, p)) && !excluded.is_excluded(p)
         };
-        let by_path: HashMap<&[u8], usize> = sources
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.path_bytes(), i))
-            .collect();
+        let by_path: HashMap<&[u8], usize> = all().map(|(i, e)| (e.path_bytes(), i)).collect();
         let mut keep: HashSet<usize> = HashSet::new();
-        for (i, e) in sources
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| wanted(e))
-        {
+        for (i, e) in all().filter(|(_, e)| wanted(*e)) {
             if !keep.insert(i) {
                 continue;
             }
@@ -507,18 +528,19 @@ fn walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 }
 
 /// The entry's mode as Go's `os.FileMode`, which is what fsutil puts in `Stat.mode`.
-fn go_mode(e: &Entry) -> u32 {
-    let mut m = e.mode & 0o777;
-    if e.mode & 0o4000 != 0 {
+fn go_mode(e: &dyn Sendable) -> u32 {
+    let mode = e.mode();
+    let mut m = mode & 0o777;
+    if mode & 0o4000 != 0 {
         m |= 1 << 23;
     }
-    if e.mode & 0o2000 != 0 {
+    if mode & 0o2000 != 0 {
         m |= 1 << 22;
     }
-    if e.mode & 0o1000 != 0 {
+    if mode & 0o1000 != 0 {
         m |= 1 << 20;
     }
-    m | match e.kind {
+    m | match e.kind() {
         EntryKind::File => 0,
         EntryKind::Dir => 1 << 31,
         EntryKind::Symlink => 1 << 27,
@@ -531,7 +553,7 @@ fn go_mode(e: &Entry) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::context::entry::StatInfo;
+    use crate::context::entry::Entry;
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
         Entry {
@@ -559,7 +581,7 @@ mod tests {
         entries.sort_by(|a, b| a.path_bytes().cmp(b.path_bytes()));
         Sources {
             root: PathBuf::from("/nonexistent"),
-            entries,
+            entries: Box::new(entries),
             dockerfile_name: "Dockerfile".into(),
             dockerfile: b"FROM x\n".to_vec(),
             ignore: None,

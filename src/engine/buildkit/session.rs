@@ -332,7 +332,7 @@ mod tests {
         let files = FileSyncService {
             sources: Arc::new(Sources {
                 root: ctx.root.clone(),
-                entries: ctx.entries,
+                entries: Box::new(ctx.entries),
                 dockerfile_name: "Dockerfile".into(),
                 dockerfile: b"FROM scratch\n".to_vec(),
                 ignore: None,
