@@ -89,7 +89,8 @@ enum Kind {
     Prefix(Vec<u8>),
     /// `**/foo`: `path.ends_with("/foo")`, or `path == "foo"`.
     Suffix(Vec<u8>),
-    Regex(regex::Regex),
+    /// Matched against UTF-8 bytes (see [`go_regex_to_rust`] for why bytes).
+    Regex(regex::bytes::Regex),
 }
 
 /// One compiled `.dockerignore` pattern.
@@ -128,8 +129,8 @@ impl Pattern {
             Kind::Prefix(p) => path.starts_with(p),
             Kind::Suffix(s) => path.ends_with(s) || (s.first() == Some(&b'/') && path == &s[1..]),
             Kind::Regex(re) => match std::str::from_utf8(path) {
-                Ok(s) => re.is_match(s),
-                Err(_) => re.is_match(&go_lossy(path)),
+                Ok(s) => re.is_match(s.as_bytes()),
+                Err(_) => re.is_match(go_lossy(path).as_bytes()),
             },
         }
     }
@@ -596,7 +597,7 @@ fn compile(cleaned: &[u8]) -> Result<Kind, PatternErrorKind> {
         Detected::Regexp => {
             go.push('$');
             let rust = go_regex_to_rust(&go)?;
-            regex::Regex::new(&rust)
+            regex::bytes::Regex::new(&rust)
                 .map(Kind::Regex)
                 .map_err(|_| PatternErrorKind::Syntax("invalid regular expression"))
         }
@@ -617,6 +618,20 @@ fn go_regex_to_rust(go: &str) -> Result<String, PatternErrorKind> {
             '\\' => {
                 i += 1;
                 i = top_escape(&c, i, &mut out)?;
+            }
+            // The generated runs `[^/]*` (a `*`) and `.*` (a `**`) match runs of bytes, not
+            // of characters: over valid UTF-8 (all that is ever matched) both accept the same
+            // strings, since no byte of a multi-byte character is `/` or `\n`, and every
+            // literal or class around them can only match at a character boundary. Compiled
+            // per character, each became a UTF-8 automaton, forwards and backwards: nearly all
+            // the cost of parsing a pattern.
+            '[' if c[i..].starts_with(&['[', '^', '/', ']', '*']) => {
+                out.push_str("(?-u:[^/])*");
+                i += 5;
+            }
+            '.' if c.get(i + 1) == Some(&'*') => {
+                out.push_str("(?-u:.)*");
+                i += 2;
             }
             '[' => {
                 i = class(&c, i + 1, &mut out)?;
@@ -861,6 +876,33 @@ mod tests {
     /// Excluded per the tar walk, computed from the root.
     fn ex(text: &str, path: &str) -> bool {
         m(text).is_excluded(path.as_bytes())
+    }
+
+    /// `*` and `**` match runs of bytes (cheap to compile) but must keep the per-character
+    /// meaning Go's regexp gives them: never across `/` for `*`, whole characters for `?` and
+    /// classes, and literals after them still anchored.
+    #[test]
+    fn stars_match_whole_characters_of_non_ascii_names() {
+        let pat = |p: &str| {
+            let mut m = Matcher::empty();
+            m.add_pattern(p.as_bytes()).unwrap();
+            m.patterns()[0].clone()
+        };
+        assert!(pat("*.py").matches("é.py".as_bytes()));
+        assert!(pat("a*é").matches("aßé".as_bytes()));
+        assert!(!pat("a*é").matches("aé/é".as_bytes()));
+        assert!(!pat("*.py").matches("d/é.py".as_bytes()));
+        assert!(pat("a?c").matches("aéc".as_bytes()));
+        assert!(!pat("a?c").matches("a€€c".as_bytes()));
+        assert!(pat("a??c").matches("a€€c".as_bytes()));
+        assert!(pat("x/**/y*").matches("x/ü/ö/yé".as_bytes()));
+        assert!(!pat("x/**/y*").matches("x/ü/ö/zé".as_bytes()));
+        assert!(pat("[é]*").matches("éé".as_bytes()));
+        assert!(!pat("[é]*").matches("eé".as_bytes()));
+        assert!(pat("[^/]*").matches("éé".as_bytes()));
+        assert!(!pat("[^/]*").matches("é/é".as_bytes()));
+        // Go's `.` stops at a newline, and so does `**`.
+        assert!(!pat("a/**/b*").matches(b"a/x\ny/b"));
     }
 
     fn pats(text: &str) -> Vec<String> {
