@@ -266,6 +266,7 @@ pub fn build(
                 files: m.entries.len(),
                 threads,
             });
+            give_back_freed_memory();
             Some(m)
         }
         Err(e) => {
@@ -450,8 +451,6 @@ pub fn build(
         engine.build(&opts, producer, &mut |e| sink.event(&Event::Build(e)))
     };
     sink.event(&Event::Finished);
-    // The transfer is over and its share of the manifest gone (a clone only if it were not).
-    let manifest = manifest.map(|m| Arc::try_unwrap(m).unwrap_or_else(|m| (*m).clone()));
     let built = built.map_err(|e| {
         // Only a render takes `--base-image`; a Dockerfile of the user's refuses it.
         let unpullable = e.is_unpullable_base();
@@ -494,7 +493,8 @@ pub fn build(
             report.rebuild_reason =
                 reason::rebuild_reason(&report, previous.as_ref(), &plan, &manifest);
         }
-        if let Err(e) = store.save(&key, plan, manifest) {
+        // Borrowed: the session's tasks may not have let go of their share yet.
+        if let Err(e) = store.save(&key, &plan, &manifest) {
             let e = anyhow::Error::from(e).context(format!(
                 "cannot save this build's plan to {}",
                 store.path(&key).display()
@@ -648,6 +648,19 @@ fn key_context(
     });
     let (manifest, _, _) = built.map_err(diagnose)?;
     Ok((manifest, threads))
+}
+
+/// Returns the heap pages freed so far to the system. Keying frees the scan's lists (a
+/// million-file context: ~100 MB of entries, the bytecode's paths, the walkers' batches) in
+/// holes the allocator keeps: without this the build ran with ~60 MiB more resident than it
+/// used, at the peak of the whole command.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free pages of glibc's own arenas; it touches no
+    // memory the program holds.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The context tar of `scanned`, from the records of its keyed manifest when keying took its

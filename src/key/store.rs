@@ -35,6 +35,22 @@ struct Saved {
     plan: Plan,
 }
 
+/// [`Saved`] as written: the plan and its manifest borrowed, so that saving never copies a
+/// manifest the size of the context. The manifest lands in the plan's own `manifest` field.
+#[derive(serde::Serialize)]
+struct SavedRef<'a> {
+    version: u32,
+    key: &'a PlanKey,
+    plan: PlanWith<'a>,
+}
+
+#[derive(serde::Serialize)]
+struct PlanWith<'a> {
+    #[serde(flatten)]
+    plan: &'a Plan,
+    manifest: &'a Manifest,
+}
+
 /// The directory of saved plans.
 #[derive(Debug, Clone)]
 pub struct PlanStore {
@@ -79,14 +95,23 @@ impl PlanStore {
         (saved.version == VERSION && &saved.key == key).then_some(saved.plan)
     }
 
-    /// Saves `plan` with `manifest` for `key`, atomically.
-    pub fn save(&self, key: &PlanKey, mut plan: Plan, manifest: Manifest) -> std::io::Result<()> {
-        plan.manifest = Some(manifest);
+    /// Saves `plan` with `manifest` for `key`, atomically (a manifest in `plan` is replaced).
+    pub fn save(&self, key: &PlanKey, plan: &Plan, manifest: &Manifest) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let saved = Saved {
+        let without;
+        let plan = if plan.manifest.is_some() {
+            without = Plan {
+                manifest: None,
+                ..plan.clone()
+            };
+            &without
+        } else {
+            plan
+        };
+        let saved = SavedRef {
             version: VERSION,
-            key: key.clone(),
-            plan,
+            key,
+            plan: PlanWith { plan, manifest },
         };
         // Written as it is made, for the same reason.
         fsutil::write_atomic_with(&self.path(key), |f| {
@@ -117,6 +142,37 @@ mod tests {
         p
     }
 
+    /// The manifest is saved from a borrow, inside the plan, replacing any the plan had.
+    #[test]
+    fn a_borrowed_manifest_is_saved_inside_the_plan() {
+        use crate::context::EntryKind;
+        use crate::key::manifest::ManifestEntry;
+        let dir = tempfile::tempdir().unwrap();
+        let store = PlanStore::new(dir.path());
+        let k = key("/ctx", "svc", "t");
+        let record = |p: &str| ManifestEntry {
+            path: PathBuf::from(p),
+            kind: EntryKind::File,
+            mode: 0o644,
+            size: 3,
+            link_target: None,
+            rdev: 0,
+            hash: Some([7; 32]),
+        };
+        let m = Manifest {
+            entries: vec![record("a.py"), record("b/c.py")],
+        };
+        let mut p = plan("x");
+        p.manifest = Some(Manifest {
+            entries: vec![record("old.py")],
+        });
+        store.save(&k, &p, &m).unwrap();
+        let back = store.load(&k).unwrap();
+        assert_eq!(back.manifest.as_ref(), Some(&m));
+        assert_eq!(back.steps, p.steps);
+        assert_eq!(back.context_digest, p.context_digest);
+    }
+
     #[test]
     fn two_projects_with_the_same_service_and_tag_do_not_share_a_plan() {
         let dir = tempfile::tempdir().unwrap();
@@ -124,10 +180,10 @@ mod tests {
         let a = key("/src/project-a/backend", "backend", "app:1");
         let b = key("/src/project-b/backend", "backend", "app:1");
         assert_ne!(store.path(&a), store.path(&b));
-        store.save(&a, plan("aaa"), Manifest::default()).unwrap();
+        store.save(&a, &plan("aaa"), &Manifest::default()).unwrap();
         assert_eq!(store.load(&a).unwrap().context_digest, "aaa");
         assert!(store.load(&b).is_none());
-        store.save(&b, plan("bbb"), Manifest::default()).unwrap();
+        store.save(&b, &plan("bbb"), &Manifest::default()).unwrap();
         assert_eq!(store.load(&a).unwrap().context_digest, "aaa");
         assert_eq!(store.load(&b).unwrap().context_digest, "bbb");
         // The manifest travels with the plan, for the next diff.
@@ -139,7 +195,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = PlanStore::new(dir.path());
         let k = key("/p", "s", "t");
-        store.save(&k, plan("x"), Manifest::default()).unwrap();
+        store.save(&k, &plan("x"), &Manifest::default()).unwrap();
         let path = store.path(&k);
         let text = std::fs::read_to_string(&path).unwrap();
         std::fs::write(&path, text.replacen("\"version\":1", "\"version\":0", 1)).unwrap();
@@ -147,7 +203,7 @@ mod tests {
         std::fs::write(&path, "{not json").unwrap();
         assert!(store.load(&k).is_none());
         // The next save replaces it.
-        store.save(&k, plan("y"), Manifest::default()).unwrap();
+        store.save(&k, &plan("y"), &Manifest::default()).unwrap();
         assert_eq!(store.load(&k).unwrap().context_digest, "y");
     }
 }
