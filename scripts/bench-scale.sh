@@ -20,6 +20,8 @@
 #                                (the engine needs ~4 min per 100k small files)
 #   SCALE_BUILDERS="classic buildkit"  the builders `image` runs with, one row each
 #                                (default classic; BuildKit unpacks a context much faster)
+#   SCALE_REBUILD=1              after each `image`, change one module and build again (the
+#                                rebuild's report compares with the saved plan of the first)
 # Results are appended to $SCALE_WORK/scale.tsv (tree files bytes command seconds peak_kib).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -86,6 +88,14 @@ run_tree() {
         for builder in ${SCALE_BUILDERS:-classic}; do
             measure "$name" "image ($builder)" "$bin" --progress none image scale --builder "$builder" \
                 -f "$dir/Dockerfile" --no-check --force -t "$tag" || true
+            if [ "${SCALE_REBUILD:-0}" = 1 ]; then
+                # A rebuild: one module changed, so the report reads the saved plan of the
+                # build above to name the file that made COPY rebuild.
+                changed=$(find "$dir/site-packages" -name '*.py' -print -quit)
+                echo "# changed" >>"$changed"
+                measure "$name" "image ($builder, 1 file changed)" "$bin" --progress none image scale \
+                    --builder "$builder" -f "$dir/Dockerfile" --no-check -t "$tag" || true
+            fi
             docker rmi -f "$tag" >/dev/null 2>&1 || true
         done
         rm -f ctxbuild.toml

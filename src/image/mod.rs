@@ -487,11 +487,22 @@ pub fn build(
                 error: &e,
             });
         }
-        if !req.no_cache {
-            // This machine's last plan, else the one a cache image carries.
-            let previous = store.load(&key).or_else(|| cache.plans.first().cloned());
-            report.rebuild_reason =
-                reason::rebuild_reason(&report, previous.as_ref(), &plan, &manifest);
+        // Only a rebuilt step has a reason to find: the saved plan (a manifest as large as
+        // this build's) is not read beside this one otherwise.
+        if !req.no_cache && report.first_built_step().is_some() {
+            // This machine's last plan (its manifest read against this one: the records
+            // that did not change are not held twice), else the one a cache image carries.
+            report.rebuild_reason = match store.load_against(&key, &manifest) {
+                Some((previous, old_m)) => {
+                    reason::rebuild_reason(&report, Some((&previous, &old_m)), &plan, &manifest)
+                }
+                None => {
+                    let empty = Manifest::default();
+                    let previous = cache.plans.first();
+                    let old_m = previous.and_then(|p| p.manifest.as_ref()).unwrap_or(&empty);
+                    reason::rebuild_reason(&report, previous.map(|p| (p, old_m)), &plan, &manifest)
+                }
+            };
         }
         // Borrowed: the session's tasks may not have let go of their share yet.
         if let Err(e) = store.save(&key, &plan, &manifest) {

@@ -2,19 +2,21 @@
 //! previous build — as the structured [`RebuildCause`], never parsed back out of a sentence.
 
 use crate::engine::StepStatus;
+use crate::key::manifest::Records;
 use crate::key::{self, Manifest, Plan};
 use crate::report::{RebuildCause, RebuildReason, Report};
 
 /// The reason for the report's first rebuilt step, or `None` when nothing rebuilt or there is
-/// no previous plan to compare with.
-pub fn rebuild_reason(
+/// no previous plan to compare with. `previous` comes with its manifest: its own, or the saved
+/// one read against this build's ([`crate::key::manifest::Overlay`]).
+pub fn rebuild_reason<R: Records + ?Sized>(
     report: &Report,
-    previous: Option<&Plan>,
+    previous: Option<(&Plan, &R)>,
     plan: &Plan,
     manifest: &Manifest,
 ) -> Option<RebuildReason> {
     let first = report.first_built_step()?;
-    let previous = previous?;
+    let (previous, old_m) = previous?;
     if first.number > plan.steps.len() {
         // Past the Dockerfile: the LABEL steps the engine appends for API labels.
         return Some(RebuildReason::new(
@@ -23,8 +25,6 @@ pub fn rebuild_reason(
             RebuildCause::Label,
         ));
     }
-    let empty = Manifest::default();
-    let old_m = previous.manifest.as_ref().unwrap_or(&empty);
     let miss = key::explain(previous, old_m, plan, manifest).first_miss?;
     // A saved plan that is not this build's past (another project's, or the engine's cache
     // kept what ctxbuild thought changed): never blame a step the table shows as CACHED.
@@ -91,11 +91,11 @@ mod tests {
         use StepStatus::{Built, Cached};
         // The key diff says step 2 misses, and the engine rebuilt it: named.
         let r = report(&[Built, Built, Built], &new);
-        let reason = rebuild_reason(&r, Some(&old), &new, &m).unwrap();
+        let reason = rebuild_reason(&r, Some((&old, &m)), &new, &m).unwrap();
         assert_eq!(reason.step, 2);
         // The engine served step 2 from its cache (the saved plan was not this build's past):
         // no reason rather than a wrong one.
         let r = report(&[Built, Cached, Built], &new);
-        assert_eq!(rebuild_reason(&r, Some(&old), &new, &m), None);
+        assert_eq!(rebuild_reason(&r, Some((&old, &m)), &new, &m), None);
     }
 }

@@ -12,7 +12,7 @@
 //! Boundary: pure functions over the [`Manifest`]; no I/O. The step keys are chained in
 //! [`super::plan`].
 
-use super::manifest::{feed_bytes, Hash, Manifest, ManifestEntry};
+use super::manifest::{feed_bytes, Hash, ManifestEntry, Records};
 use super::sources::{resolve_in, Resolved, SelectError, Selection};
 use crate::context::EntryKind;
 use crate::pathrules;
@@ -20,7 +20,7 @@ use rayon::prelude::*;
 
 /// Selects `COPY`/`ADD`/bind-mount sources and computes what BuildKit's content checksum
 /// depends on. Errors as [`super::plan::select`].
-pub fn select(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError> {
+pub fn select<M: Records + ?Sized>(m: &M, sources: &[String]) -> Result<Selection, SelectError> {
     let mut h = blake3::Hasher::new();
     h.update(b"buildkit-sources");
     let mut entries: Vec<usize> = Vec::new();
@@ -29,14 +29,14 @@ pub fn select(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError
         if pathrules::has_wildcards(p) {
             let glob = pathrules::Glob::new(p).map_err(|_| SelectError::NoMatch(src.clone()))?;
             // Manifest order is path-byte order, as BuildKit's radix tree walks matches.
-            let matched: Vec<usize> = (0..m.entries.len())
-                .filter(|&i| glob.matches(m.entries[i].path_bytes()))
+            let matched: Vec<usize> = (0..m.len())
+                .filter(|&i| glob.matches(m.at(i).path_bytes()))
                 .collect();
             if matched.is_empty() {
                 return Err(SelectError::NoMatch(src.clone()));
             }
             for i in matched {
-                let rel = m.entries[i].path_bytes().to_vec();
+                let rel = m.at(i).path_bytes().to_vec();
                 feed_bytes(&mut h, &rel);
                 let sum = source_sum(m, &rel, &mut entries)
                     .map_err(|_| SelectError::NotFound(src.clone()))?;
@@ -64,8 +64,12 @@ pub fn select(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError
 
 /// The checksum of one source path (empty: the context root), following it when it is a
 /// symlink. Pushes the manifest indices it covers onto `entries`.
-fn source_sum(m: &Manifest, rel: &[u8], entries: &mut Vec<usize>) -> Result<Hash, ()> {
-    if let Ok(j) = m.entries.binary_search_by(|e| e.path_bytes().cmp(rel)) {
+fn source_sum<M: Records + ?Sized>(
+    m: &M,
+    rel: &[u8],
+    entries: &mut Vec<usize>,
+) -> Result<Hash, ()> {
+    if let Ok(j) = m.find(rel) {
         entries.push(j);
     }
     let Resolved::Path(target) = resolve_in(m, rel) else {
@@ -74,30 +78,22 @@ fn source_sum(m: &Manifest, rel: &[u8], entries: &mut Vec<usize>) -> Result<Hash
     let root = if target.is_empty() {
         None
     } else {
-        let i = m
-            .entries
-            .binary_search_by(|e| e.path_bytes().cmp(&target))
-            .map_err(|_| ())?;
+        let i = m.find(&target).map_err(|_| ())?;
         entries.push(i);
-        Some(&m.entries[i])
+        Some(m.at(i))
     };
     if let Some(e) = root.filter(|e| e.kind != EntryKind::Dir) {
         return Ok(record(e, b""));
     }
     // A directory: everything below it, by path relative to it; its own mode does not count.
     let (lo, hi) = if target.is_empty() {
-        (0, m.entries.len())
+        (0, m.len())
     } else {
         let mut start = target.clone();
         start.push(b'/');
         let mut end = target.clone();
         end.push(b'/' + 1);
-        (
-            m.entries
-                .partition_point(|e| e.path_bytes() < start.as_slice()),
-            m.entries
-                .partition_point(|e| e.path_bytes() < end.as_slice()),
-        )
+        (m.lower_bound(&start), m.lower_bound(&end))
     };
     let cut = if target.is_empty() {
         0
@@ -109,11 +105,14 @@ fn source_sum(m: &Manifest, rel: &[u8], entries: &mut Vec<usize>) -> Result<Hash
     h.update(b"dir");
     // In path order, a slice at a time: a million-entry source never holds a hash per entry.
     let mut sums: Vec<Hash> = Vec::new();
-    for slice in m.entries[lo..hi].chunks(SUMS_AT_ONCE) {
-        slice
-            .par_iter()
+    for start in (lo..hi).step_by(SUMS_AT_ONCE) {
+        (start..hi.min(start + SUMS_AT_ONCE))
+            .into_par_iter()
             .with_min_len(1024)
-            .map(|e| record(e, &e.path_bytes()[cut..]))
+            .map(|i| {
+                let e = m.at(i);
+                record(e, &e.path_bytes()[cut..])
+            })
             .collect_into_vec(&mut sums);
         for s in &sums {
             h.update(s);
@@ -217,6 +216,7 @@ pub fn needed_stages(deps: &[Vec<usize>], last: usize) -> Vec<bool> {
 mod tests {
     use super::*;
     use crate::key::testutil::{dir, file, link, manifest as man};
+    use crate::key::Manifest;
 
     fn sum(m: &Manifest, srcs: &[&str]) -> Hash {
         let s: Vec<String> = srcs.iter().map(|s| s.to_string()).collect();

@@ -5,7 +5,7 @@
 //! Used by `ctxbuild explain` and by the build report (against the plan saved at the previous
 //! build). Boundary: pure functions over [`Plan`]s and [`Manifest`]s; no I/O, no printing.
 
-use super::manifest::{Manifest, ManifestEntry};
+use super::manifest::{Manifest, ManifestEntry, Records};
 use super::plan::{select, Plan, PlanStep};
 use crate::builder::Builder;
 use crate::context::EntryKind;
@@ -174,7 +174,12 @@ fn from_parts(instruction: &str) -> Option<(String, Option<String>)> {
 
 /// Compares the current plan with one saved earlier. The manifests are those the plans were
 /// computed from (`old.manifest` for a saved plan); without them file lists stay empty.
-pub fn explain(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest) -> Explanation {
+pub fn explain<O: Records + ?Sized>(
+    old: &Plan,
+    old_m: &O,
+    new: &Plan,
+    new_m: &Manifest,
+) -> Explanation {
     let known: std::collections::HashSet<&str> = old.steps.iter().map(|s| s.key.as_str()).collect();
     // Per stage (by name when it has one): how its chain stands after its last step.
     let mut stages: Vec<(Option<String>, Chain)> = Vec::new();
@@ -266,7 +271,13 @@ fn is_from(instruction: &str) -> bool {
         .is_some_and(|k| k.eq_ignore_ascii_case("from"))
 }
 
-fn reason(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest, i: usize) -> MissReason {
+fn reason<O: Records + ?Sized>(
+    old: &Plan,
+    old_m: &O,
+    new: &Plan,
+    new_m: &Manifest,
+    i: usize,
+) -> MissReason {
     let step = &new.steps[i];
     let Some(before) = old.steps.get(i) else {
         return MissReason::NewStep;
@@ -333,13 +344,17 @@ fn reason(old: &Plan, old_m: &Manifest, new: &Plan, new_m: &Manifest, i: usize) 
 }
 
 /// The entries `sources` select in `m`, as (path, entry) sorted by path.
-fn selected<'m>(m: &'m Manifest, sources: &[String], builder: Builder) -> Vec<&'m ManifestEntry> {
+fn selected<'m, M: Records + ?Sized>(
+    m: &'m M,
+    sources: &[String],
+    builder: Builder,
+) -> Vec<&'m ManifestEntry> {
     let sel = match builder {
         Builder::Classic => select(m, sources),
         Builder::BuildKit => super::buildkit::select(m, sources),
     };
     match sel {
-        Ok(sel) => sel.entries.iter().map(|&i| &m.entries[i]).collect(),
+        Ok(sel) => sel.entries.iter().map(|&i| m.at(i)).collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -357,9 +372,9 @@ pub fn file_diff(
 
 /// [`file_diff`] as `builder` sees the files: BuildKit's keys leave out directory modes, so
 /// a directory's mode change is no reason there.
-pub fn file_diff_for(
+pub fn file_diff_for<O: Records + ?Sized>(
     builder: Builder,
-    old: &Manifest,
+    old: &O,
     old_sources: &[String],
     new: &Manifest,
     new_sources: &[String],

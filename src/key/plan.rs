@@ -26,7 +26,7 @@
 //! Boundary: data in (parsed Dockerfile, manifest, options), data out ([`Plan`]). No I/O.
 
 use super::buildkit;
-use super::manifest::{feed_bytes, Hash, Manifest, ManifestEntry};
+use super::manifest::{feed_bytes, Hash, Manifest, ManifestEntry, Records};
 use super::sources::{resolve_in, Resolved};
 pub use super::sources::{SelectError, Selection};
 use crate::builder::Builder;
@@ -856,7 +856,7 @@ fn select_add(
 }
 
 /// Selects `COPY` sources in the manifest and computes what Docker's source hash depends on.
-pub fn select(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError> {
+pub fn select<M: Records + ?Sized>(m: &M, sources: &[String]) -> Result<Selection, SelectError> {
     let mut infos: Vec<Hash> = Vec::new();
     let mut entries: Vec<usize> = Vec::new();
     for src in sources {
@@ -864,17 +864,16 @@ pub fn select(m: &Manifest, sources: &[String]) -> Result<Selection, SelectError
         if pathrules::has_wildcards(p) {
             // Docker ignores a malformed pattern here: it matches nothing.
             let glob = pathrules::Glob::new(p).map_err(|_| SelectError::NoMatch(src.clone()))?;
-            let mut matched: Vec<usize> = (0..m.entries.len())
-                .filter(|&i| glob.matches(m.entries[i].path_bytes()))
+            let mut matched: Vec<usize> = (0..m.len())
+                .filter(|&i| glob.matches(m.at(i).path_bytes()))
                 .collect();
             if matched.is_empty() {
                 return Err(SelectError::NoMatch(src.clone()));
             }
             // Docker walks the tree (filepath.WalkDir: per-directory name order).
-            matched
-                .sort_by(|&a, &b| walk_order(m.entries[a].path_bytes(), m.entries[b].path_bytes()));
+            matched.sort_by(|&a, &b| walk_order(m.at(a).path_bytes(), m.at(b).path_bytes()));
             for i in matched {
-                let rel = m.entries[i].path.to_string_lossy().into_owned();
+                let rel = m.at(i).path.to_string_lossy().into_owned();
                 infos.push(
                     copy_info(m, &rel, &mut entries).map_err(|_| SelectError::NotFound(rel))?,
                 );
@@ -906,19 +905,23 @@ fn walk_order(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 
 /// The sum Docker uses for the entry at `rel` (`archiveContext.Hash`): that of what it resolves
 /// to, or the path itself when it resolves to nothing. `None` when Docker skips it (link loop).
-fn entry_sum(m: &Manifest, rel: &[u8]) -> Option<Hash> {
+fn entry_sum<M: Records + ?Sized>(m: &M, rel: &[u8]) -> Option<Hash> {
     entry_sum_at(m, rel, None)
 }
 
 /// [`entry_sum`] for an entry already looked up: a walk never passes through a symlink, so
 /// only a symlink itself needs resolving (the common case is one hash, no lookups).
-fn entry_sum_at(m: &Manifest, rel: &[u8], known: Option<&ManifestEntry>) -> Option<Hash> {
+fn entry_sum_at<M: Records + ?Sized>(
+    m: &M,
+    rel: &[u8],
+    known: Option<&ManifestEntry>,
+) -> Option<Hash> {
     if let Some(e) = known.filter(|e| e.kind != EntryKind::Symlink) {
         return Some(record(e));
     }
     match resolve_in(m, rel) {
         Resolved::Loop => None,
-        Resolved::Path(p) => match m.get(&p) {
+        Resolved::Path(p) => match m.lookup(&p) {
             Some(t) => Some(record(t)),
             None => Some(chain(&ZERO, &[b"unresolved", rel])),
         },
@@ -941,7 +944,11 @@ fn record(e: &ManifestEntry) -> Hash {
 }
 
 /// One copy source (no wildcards): `file:` sum, or `dir:` sorted sums of everything below.
-fn copy_info(m: &Manifest, rel: &str, entries: &mut Vec<usize>) -> Result<Hash, SelectError> {
+fn copy_info<M: Records + ?Sized>(
+    m: &M,
+    rel: &str,
+    entries: &mut Vec<usize>,
+) -> Result<Hash, SelectError> {
     // Docker joins the source with the context root, which cleans it lexically: `a/../b` is
     // `b` whether or not `a` exists.
     let cleaned = pathrules::clean(rel.as_bytes());
@@ -952,14 +959,13 @@ fn copy_info(m: &Manifest, rel: &str, entries: &mut Vec<usize>) -> Result<Hash, 
     let Resolved::Path(target) = resolve_in(m, &rel_b) else {
         return Err(SelectError::NotFound(rel.into()));
     };
-    let is_dir = target.is_empty() || m.get(&target).is_some_and(|e| e.kind == EntryKind::Dir);
+    let is_dir = target.is_empty() || m.lookup(&target).is_some_and(|e| e.kind == EntryKind::Dir);
     if !is_dir {
         let i = m
-            .entries
-            .binary_search_by(|e| e.path_bytes().cmp(&target))
+            .find(&target)
             .map_err(|_| SelectError::NotFound(rel.into()))?;
         entries.push(i);
-        if let Ok(j) = m.entries.binary_search_by(|e| e.path_bytes().cmp(&rel_b)) {
+        if let Ok(j) = m.find(&rel_b) {
             entries.push(j);
         }
         let sum = entry_sum(m, &rel_b).unwrap_or(ZERO);
@@ -967,24 +973,20 @@ fn copy_info(m: &Manifest, rel: &str, entries: &mut Vec<usize>) -> Result<Hash, 
     }
     // A directory: itself (unless the root) and everything below, as filepath.WalkDir sees it.
     let (lo, hi) = if target.is_empty() {
-        (0, m.entries.len())
+        (0, m.len())
     } else {
-        let lo = m
-            .entries
-            .partition_point(|e| e.path_bytes() < target.as_slice());
+        let lo = m.lower_bound(&target);
         let mut prefix = target.clone();
         prefix.push(b'/');
         // Children sort after "target/" and before "target0" ('/' + 1).
         let mut end = target.clone();
         end.push(b'/' + 1);
-        let hi = m
-            .entries
-            .partition_point(|e| e.path_bytes() < end.as_slice());
+        let hi = m.lower_bound(&end);
         (lo, hi)
     };
     let first = entries.len();
     entries.extend((lo..hi).filter(|&i| {
-        let p = m.entries[i].path_bytes();
+        let p = m.at(i).path_bytes();
         target.is_empty()
             || p == target.as_slice()
             || (p.len() > target.len() && p.starts_with(&target) && p[target.len()] == b'/')
@@ -996,7 +998,7 @@ fn copy_info(m: &Manifest, rel: &str, entries: &mut Vec<usize>) -> Result<Hash, 
     let mut sums: Vec<Option<Hash>> = entries[first..]
         .par_iter()
         .with_min_len(1024)
-        .map(|&i| entry_sum_at(m, m.entries[i].path_bytes(), Some(&m.entries[i])))
+        .map(|&i| entry_sum_at(m, m.at(i).path_bytes(), Some(m.at(i))))
         .collect();
     sums.par_sort_unstable();
     let mut h = blake3::Hasher::new();

@@ -1,7 +1,7 @@
 //! What a `COPY`/`ADD` source selection yields, and how a path resolves through the context's
 //! symlinks. A leaf of `key`: both the classic rules (`plan`) and BuildKit's (`buildkit`) use it.
 
-use super::manifest::{Hash, Manifest};
+use super::manifest::{Hash, Records};
 use crate::context::EntryKind;
 use std::os::unix::ffi::OsStrExt;
 
@@ -31,7 +31,7 @@ pub enum Resolved {
 
 /// Follows symlinks inside the context as Docker's `FollowSymlinkInScope` does: `..` never
 /// leaves the root, absolute targets start at the root.
-pub fn resolve_in(m: &Manifest, path: &[u8]) -> Resolved {
+pub fn resolve_in<M: Records + ?Sized>(m: &M, path: &[u8]) -> Resolved {
     let mut todo: std::collections::VecDeque<Vec<u8>> =
         path.split(|&c| c == b'/').map(<[u8]>::to_vec).collect();
     let mut cur: Vec<Vec<u8>> = Vec::new();
@@ -47,7 +47,7 @@ pub fn resolve_in(m: &Manifest, path: &[u8]) -> Resolved {
         }
         cur.push(c);
         let joined = cur.join(&b'/');
-        if let Some(e) = m.get(&joined) {
+        if let Some(e) = m.lookup(&joined) {
             if e.kind == EntryKind::Symlink {
                 links += 1;
                 if links > 255 {

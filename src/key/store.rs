@@ -7,6 +7,7 @@
 //! belongs to; a file of another version or another key counts as no plan. Written atomically
 //! (no-follow temporary file renamed into place), read with a size limit.
 
+use super::manifest::Overlay;
 use super::{Manifest, Plan};
 use crate::fsutil;
 use std::path::{Path, PathBuf};
@@ -95,6 +96,24 @@ impl PlanStore {
         (saved.version == VERSION && &saved.key == key).then_some(saved.plan)
     }
 
+    /// The plan saved for `key` with its manifest read as an [`Overlay`] of `current` (the
+    /// records equal to `current`'s are not held twice), or `None` as [`PlanStore::load`]. The
+    /// file is parsed as it is read: one saved record at a time.
+    pub fn load_against<'a>(
+        &self,
+        key: &PlanKey,
+        current: &'a Manifest,
+    ) -> Option<(Plan, Overlay<'a>)> {
+        use serde::de::DeserializeSeed;
+        use std::io::Read;
+        let file = fsutil::open_regular(&self.path(key)).ok()?;
+        let reader = std::io::BufReader::with_capacity(1 << 16, file.take(LIMIT));
+        let mut de = serde_json::Deserializer::from_reader(reader);
+        let (version, saved_key, plan, overlay) = seed::Saved(current).deserialize(&mut de).ok()?;
+        de.end().ok()?;
+        (version == VERSION && saved_key.as_ref() == Some(key)).then_some((plan, overlay))
+    }
+
     /// Saves `plan` with `manifest` for `key`, atomically (a manifest in `plan` is replaced).
     pub fn save(&self, key: &PlanKey, plan: &Plan, manifest: &Manifest) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
@@ -119,6 +138,138 @@ impl PlanStore {
             serde_json::to_writer(&mut w, &saved).map_err(std::io::Error::other)?;
             std::io::Write::flush(&mut w)
         })
+    }
+}
+
+/// Reading a saved plan with its manifest streamed into an [`Overlay`]: serde seeds that carry
+/// the current manifest down to the `entries` array.
+mod seed {
+    use super::{Manifest, Overlay, Plan, PlanKey};
+    use crate::key::ManifestEntry;
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    /// The whole file: `{"version", "key", "plan"}`.
+    pub struct Saved<'a>(pub &'a Manifest);
+
+    impl<'de, 'a> DeserializeSeed<'de> for Saved<'a> {
+        type Value = (u32, Option<PlanKey>, Plan, Overlay<'a>);
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de, 'a> Visitor<'de> for Saved<'a> {
+        type Value = (u32, Option<PlanKey>, Plan, Overlay<'a>);
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a saved plan")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let (mut version, mut key, mut plan) = (None, None, None);
+            while let Some(k) = map.next_key::<String>()? {
+                match k.as_str() {
+                    "version" => version = Some(map.next_value::<u32>()?),
+                    "key" => key = Some(map.next_value::<PlanKey>()?),
+                    "plan" => plan = Some(map.next_value_seed(PlanSeed(self.0))?),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            let version = version.ok_or_else(|| de::Error::missing_field("version"))?;
+            let (plan, overlay) = plan.ok_or_else(|| de::Error::missing_field("plan"))?;
+            Ok((version, key, plan, overlay))
+        }
+    }
+
+    /// The plan: its small fields collected as JSON, its `manifest` streamed.
+    struct PlanSeed<'a>(&'a Manifest);
+
+    impl<'de, 'a> DeserializeSeed<'de> for PlanSeed<'a> {
+        type Value = (Plan, Overlay<'a>);
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de, 'a> Visitor<'de> for PlanSeed<'a> {
+        type Value = (Plan, Overlay<'a>);
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a plan")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut fields = serde_json::Map::new();
+            let mut overlay = Overlay::new(self.0);
+            while let Some(k) = map.next_key::<String>()? {
+                if k == "manifest" {
+                    map.next_value_seed(ManifestSeed(&mut overlay))?;
+                } else {
+                    let v = map.next_value::<serde_json::Value>()?;
+                    fields.insert(k, v);
+                }
+            }
+            let plan: Plan = serde_json::from_value(serde_json::Value::Object(fields))
+                .map_err(de::Error::custom)?;
+            Ok((plan, overlay))
+        }
+    }
+
+    /// `{"entries": [...]}` (or `null`), each record pushed onto the overlay as it is parsed.
+    struct ManifestSeed<'o, 'a>(&'o mut Overlay<'a>);
+
+    impl<'de> DeserializeSeed<'de> for ManifestSeed<'_, '_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_option(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ManifestSeed<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a manifest")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(k) = map.next_key::<String>()? {
+                if k == "entries" {
+                    map.next_value_seed(EntriesSeed(&mut *self.0))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    struct EntriesSeed<'o, 'a>(&'o mut Overlay<'a>);
+
+    impl<'de> DeserializeSeed<'de> for EntriesSeed<'_, '_> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for EntriesSeed<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("manifest records")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(e) = seq.next_element::<ManifestEntry>()? {
+                self.0.push(e).map_err(de::Error::custom)?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -171,6 +322,66 @@ mod tests {
         assert_eq!(back.manifest.as_ref(), Some(&m));
         assert_eq!(back.steps, p.steps);
         assert_eq!(back.context_digest, p.context_digest);
+    }
+
+    /// Read against the current manifest, the saved one is the same records in the same order,
+    /// and only those that differ from the current ones are held.
+    #[test]
+    fn a_saved_manifest_read_against_the_current_one_holds_only_what_changed() {
+        use crate::context::EntryKind;
+        use crate::key::manifest::{ManifestEntry, Records};
+        let dir = tempfile::tempdir().unwrap();
+        let store = PlanStore::new(dir.path());
+        let k = key("/ctx", "svc", "t");
+        let record = |p: &str, mode: u32, h: u8| ManifestEntry {
+            path: PathBuf::from(p),
+            kind: EntryKind::File,
+            mode,
+            size: 3,
+            link_target: None,
+            rdev: 0,
+            hash: Some([h; 32]),
+        };
+        let saved = Manifest {
+            entries: vec![
+                record("a.py", 0o644, 1),
+                record("b.py", 0o644, 2),
+                record("c.py", 0o644, 3),
+                record("d.py", 0o644, 4),
+                record("gone.py", 0o644, 5),
+            ],
+        };
+        let current = Manifest {
+            entries: vec![
+                record("a.py", 0o644, 1),
+                record("added.py", 0o644, 9),
+                record("b.py", 0o644, 7),
+                record("c.py", 0o755, 3),
+                record("d.py", 0o644, 4),
+            ],
+        };
+        let p = plan("x");
+        store.save(&k, &p, &saved).unwrap();
+        let (back, old) = store.load_against(&k, &current).unwrap();
+        assert_eq!(back.steps, p.steps);
+        assert_eq!(back.context_digest, p.context_digest);
+        assert_eq!(back.manifest, None);
+        assert_eq!(old.len(), saved.entries.len());
+        for (i, e) in saved.entries.iter().enumerate() {
+            assert_eq!(old.at(i), e, "record {i}");
+        }
+        // b.py (content), c.py (mode) and gone.py; a.py and d.py are the current records.
+        assert_eq!(old.held(), 3);
+        assert_eq!(old.lookup(b"gone.py"), Some(&saved.entries[4]));
+        assert_eq!(old.lookup(b"added.py"), None);
+        // Another key, or records out of order, read as no plan.
+        assert!(store
+            .load_against(&key("/ctx", "svc", "u"), &current)
+            .is_none());
+        let path = store.path(&k);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replacen("\"d.py\"", "\"0.py\"", 1)).unwrap();
+        assert!(store.load_against(&k, &current).is_none());
     }
 
     #[test]
