@@ -119,9 +119,38 @@ fn the_stat_cache_costs_fixed_memory_and_entries_keep_their_size() {
         same < FIXED,
         "checking an unchanged cache allocated {same} bytes"
     );
+
+    // A rebuild's reason reads the saved plan's manifest against this build's: an unchanged
+    // record costs a 4-byte reference, not a second manifest (which `load` builds).
+    use ctxbuild::key::store::{PlanKey, PlanStore};
+    let store = PlanStore::new(cache_dir.path());
+    let key = PlanKey {
+        context: dir.path().to_path_buf(),
+        dockerfile: "Dockerfile".into(),
+        service: "s".into(),
+        tag: "t".into(),
+    };
+    let df = ctxbuild::dockerfile::parse("FROM scratch\nCOPY . /x\n", "Dockerfile").unwrap();
+    let plan = ctxbuild::key::plan(&df, &m, &Default::default()).unwrap();
+    store.save(&key, &plan, &m).unwrap();
+    let (whole, full) = peak_of(|| store.load(&key).unwrap());
+    assert_eq!(full.manifest.as_ref(), Some(&m));
+    drop(full);
+    let (overlaid, (_, old)) = peak_of(|| store.load_against(&key, &m).unwrap());
+    assert_eq!(old.held(), 0);
+    assert!(
+        whole > bare / 2,
+        "the whole saved manifest is a second manifest: {whole} B"
+    );
+    let bound = FIXED + 8 * ctx.entries.len();
+    assert!(
+        overlaid < bound,
+        "reading the saved manifest against the current one allocated {overlaid} B (whole: {whole} B)"
+    );
     eprintln!(
         "{} entries: manifest {per_entry} B/entry; stat cache file {file_len} B; \
-         load {load} B, save {save} B, unchanged check {same} B, warm build +{} B",
+         load {load} B, save {save} B, unchanged check {same} B, warm build +{} B; \
+         saved plan read whole {whole} B, against this manifest {overlaid} B",
         ctx.entries.len(),
         warm.saturating_sub(bare)
     );

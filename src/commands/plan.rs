@@ -97,9 +97,14 @@ pub fn run(
     if let Some(save) = &args.save {
         let mut saved = plan.clone();
         saved.manifest = Some(std::mem::ManuallyDrop::into_inner(m));
-        let text = serde_json::to_vec(&saved).context("cannot encode the plan")?;
-        ctxbuild::fsutil::write_atomic(save, &text)
-            .with_context(|| format!("cannot write {}", save.display()))?;
+        // Written as it is encoded: a million-file manifest is ~150 MB of JSON, which should
+        // not be held beside the manifest it encodes.
+        ctxbuild::fsutil::write_atomic_with(save, |f| {
+            let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
+            serde_json::to_writer(&mut w, &saved).map_err(std::io::Error::other)?;
+            std::io::Write::flush(&mut w)
+        })
+        .with_context(|| format!("cannot write {}", save.display()))?;
         printer.info(&format!("saved the plan to {}", save.display()));
     }
     if args.json {

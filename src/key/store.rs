@@ -141,6 +141,29 @@ impl PlanStore {
     }
 }
 
+/// A plan file (`plan --save`) without its manifest, which is skipped as it is parsed (never
+/// held): the plan, and whether the file has a manifest to read with [`read_plan_against`].
+pub fn read_plan_head(r: impl std::io::Read) -> serde_json::Result<(Plan, bool)> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_reader(r);
+    let (plan, _, has_manifest) = seed::PlanSeed(None).deserialize(&mut de)?;
+    de.end()?;
+    Ok((plan, has_manifest))
+}
+
+/// A plan file (`plan --save`) with its manifest read as an [`Overlay`] of `current`, one
+/// record at a time: only the records that differ from `current`'s are held.
+pub fn read_plan_against(
+    r: impl std::io::Read,
+    current: &Manifest,
+) -> serde_json::Result<(Plan, Overlay<'_>)> {
+    use serde::de::DeserializeSeed;
+    let mut de = serde_json::Deserializer::from_reader(r);
+    let (plan, overlay, _) = seed::PlanSeed(Some(current)).deserialize(&mut de)?;
+    de.end()?;
+    Ok((plan, overlay.unwrap_or_else(|| Overlay::new(current))))
+}
+
 /// Reading a saved plan with its manifest streamed into an [`Overlay`]: serde seeds that carry
 /// the current manifest down to the `entries` array.
 mod seed {
@@ -170,39 +193,45 @@ mod seed {
                 match k.as_str() {
                     "version" => version = Some(map.next_value::<u32>()?),
                     "key" => key = Some(map.next_value::<PlanKey>()?),
-                    "plan" => plan = Some(map.next_value_seed(PlanSeed(self.0))?),
+                    "plan" => plan = Some(map.next_value_seed(PlanSeed(Some(self.0)))?),
                     _ => {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
             }
             let version = version.ok_or_else(|| de::Error::missing_field("version"))?;
-            let (plan, overlay) = plan.ok_or_else(|| de::Error::missing_field("plan"))?;
+            let (plan, overlay, _) = plan.ok_or_else(|| de::Error::missing_field("plan"))?;
+            let overlay = overlay.unwrap_or_else(|| Overlay::new(self.0));
             Ok((version, key, plan, overlay))
         }
     }
 
-    /// The plan: its small fields collected as JSON, its `manifest` streamed.
-    struct PlanSeed<'a>(&'a Manifest);
+    /// The plan: its small fields collected as JSON, its `manifest` streamed into an overlay of
+    /// the given manifest, or skipped (`None`). Also says whether the plan has a manifest.
+    pub struct PlanSeed<'a>(pub Option<&'a Manifest>);
 
     impl<'de, 'a> DeserializeSeed<'de> for PlanSeed<'a> {
-        type Value = (Plan, Overlay<'a>);
+        type Value = (Plan, Option<Overlay<'a>>, bool);
         fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
             d.deserialize_map(self)
         }
     }
 
     impl<'de, 'a> Visitor<'de> for PlanSeed<'a> {
-        type Value = (Plan, Overlay<'a>);
+        type Value = (Plan, Option<Overlay<'a>>, bool);
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a plan")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
             let mut fields = serde_json::Map::new();
-            let mut overlay = Overlay::new(self.0);
+            let mut overlay = self.0.map(Overlay::new);
+            let mut has_manifest = false;
             while let Some(k) = map.next_key::<String>()? {
                 if k == "manifest" {
-                    map.next_value_seed(ManifestSeed(&mut overlay))?;
+                    has_manifest = match overlay.as_mut() {
+                        Some(o) => map.next_value_seed(ManifestSeed(Some(o)))?,
+                        None => map.next_value_seed(ManifestSeed(None))?,
+                    };
                 } else {
                     let v = map.next_value::<serde_json::Value>()?;
                     fields.insert(k, v);
@@ -210,43 +239,46 @@ mod seed {
             }
             let plan: Plan = serde_json::from_value(serde_json::Value::Object(fields))
                 .map_err(de::Error::custom)?;
-            Ok((plan, overlay))
+            Ok((plan, overlay, has_manifest))
         }
     }
 
-    /// `{"entries": [...]}` (or `null`), each record pushed onto the overlay as it is parsed.
-    struct ManifestSeed<'o, 'a>(&'o mut Overlay<'a>);
+    /// `{"entries": [...]}` (or `null`: `false`), each record pushed onto the overlay as it is
+    /// parsed, or skipped without an overlay.
+    struct ManifestSeed<'o, 'a>(Option<&'o mut Overlay<'a>>);
 
     impl<'de> DeserializeSeed<'de> for ManifestSeed<'_, '_> {
-        type Value = ();
-        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        type Value = bool;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
             d.deserialize_option(self)
         }
     }
 
     impl<'de> Visitor<'de> for ManifestSeed<'_, '_> {
-        type Value = ();
+        type Value = bool;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a manifest")
         }
-        fn visit_none<E: de::Error>(self) -> Result<(), E> {
-            Ok(())
+        fn visit_none<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
         }
-        fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-            Ok(())
+        fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
         }
-        fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
             d.deserialize_map(self)
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut overlay = self.0;
             while let Some(k) = map.next_key::<String>()? {
-                if k == "entries" {
-                    map.next_value_seed(EntriesSeed(&mut *self.0))?;
-                } else {
-                    map.next_value::<IgnoredAny>()?;
+                match (k.as_str(), overlay.as_deref_mut()) {
+                    ("entries", Some(o)) => map.next_value_seed(EntriesSeed(o))?,
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
                 }
             }
-            Ok(())
+            Ok(true)
         }
     }
 
