@@ -2,7 +2,8 @@
 # Runs every command of ctxbuild on the generated scale trees of issue 14 and reports wall time
 # and peak RSS (`/usr/bin/time -f '%e %M'`) per command:
 #
-#   ls, clean --dry-run, plan cold (stat cache empty), plan warm, context -o /dev/null,
+#   ls, clean --dry-run, plan cold (stat cache empty), plan warm, plan --save, explain --since
+#   (after a one-file change), context -o /dev/null,
 #   image (FROM scratch + COPY . /, on the real engine), and clean last (it removes the
 #   bytecode, so it runs once per freshly generated tree).
 #
@@ -80,6 +81,12 @@ run_tree() {
     rm -rf "$work/cache"
     measure "$name" "plan (cold)" "$bin" --progress none plan . --json
     measure "$name" "plan (warm)" "$bin" --progress none plan . --json
+    measure "$name" "plan --save" "$bin" --progress none plan . --save "$work/plan.json"
+    # explain reads the saved plan's manifest against this one's, after a unique change.
+    changed=$(find "$dir/site-packages" -name '*.py' -print -quit)
+    echo "# explained $(date +%s%N)" >>"$changed"
+    measure "$name" "explain --since (1 file changed)" "$bin" --progress none explain . --since "$work/plan.json"
+    rm -f "$work/plan.json"
     measure "$name" "context -o /dev/null" "$bin" --progress none context . -o /dev/null
     if [ "$with_image" = 1 ] || [[ " $with_image " == *" $name "* ]]; then
         cd "$work"
@@ -91,8 +98,9 @@ run_tree() {
             if [ "${SCALE_REBUILD:-0}" = 1 ]; then
                 # A rebuild: one module changed, so the report reads the saved plan of the
                 # build above to name the file that made COPY rebuild.
+                # The change is unique, so no earlier pass left a layer the engine could reuse.
                 changed=$(find "$dir/site-packages" -name '*.py' -print -quit)
-                echo "# changed" >>"$changed"
+                echo "# changed $(date +%s%N)" >>"$changed"
                 measure "$name" "image ($builder, 1 file changed)" "$bin" --progress none image scale \
                     --builder "$builder" -f "$dir/Dockerfile" --no-check -t "$tag" || true
             fi
