@@ -18,12 +18,17 @@ pub fn run(
     printer: &mut Printer,
     settings: &Settings,
 ) -> anyhow::Result<ExitStatus> {
-    // Bounded, and a FIFO or device is refused instead of read forever. Read twice, as it is
-    // parsed: first without its manifest (the target and builder to plan with), then, once this
-    // plan's manifest exists, with the saved records that equal this one's not held twice.
-    let file = open_saved(&args.since)?;
+    // Read twice, as it is parsed: first without its manifest (the target and builder to plan
+    // with), then, once this plan's manifest exists, with the saved records that equal this
+    // one's not held twice.
+    let open = || {
+        key::store::open(&args.since)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot read the saved plan {}", args.since.display()))
+            .hint("save one first: ctxbuild plan --save FILE")
+    };
     let not_a_plan = || format!("{} is not a plan saved by ctxbuild", args.since.display());
-    let (old, has_manifest): (Plan, bool) = key::store::read_plan_head(reader(&file)?)
+    let (old, has_manifest): (Plan, bool) = key::store::read_plan_head(open()?)
         .with_context(not_a_plan)
         .hint("save one with: ctxbuild plan --save FILE")?;
     let req = Request {
@@ -62,7 +67,7 @@ pub fn run(
         Some(used.as_path()),
     );
     let ex = if has_manifest {
-        let (old, old_m) = key::store::read_plan_against(reader(&file)?, &m)
+        let (old, old_m) = key::store::read_plan_against(open()?, &m)
             .with_context(not_a_plan)
             .hint("save one with: ctxbuild plan --save FILE")?;
         key::explain(&old, &old_m, &new, &m)
@@ -97,34 +102,4 @@ pub fn run(
         (None, None) => printer.line("every step will use the cache")?,
     }
     Ok(ExitStatus::Success)
-}
-
-/// The saved plan file: a regular file of at most [`key::store::LIMIT`] bytes.
-fn open_saved(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    let opened = ctxbuild::fsutil::open_regular(path).and_then(|f| {
-        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-        if len > key::store::LIMIT {
-            return Err(ctxbuild::fsutil::ReadError::TooLarge {
-                path: path.to_path_buf(),
-                limit: key::store::LIMIT,
-            });
-        }
-        Ok(f)
-    });
-    opened
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("cannot read the saved plan {}", path.display()))
-        .hint("save one first: ctxbuild plan --save FILE")
-}
-
-/// A buffered reader of `file` from its start, bounded by [`key::store::LIMIT`].
-fn reader(file: &std::fs::File) -> anyhow::Result<impl std::io::Read + '_> {
-    use std::io::{Read, Seek};
-    let mut f = file;
-    f.seek(std::io::SeekFrom::Start(0))
-        .context("cannot read the saved plan")?;
-    Ok(std::io::BufReader::with_capacity(
-        1 << 16,
-        f.take(key::store::LIMIT),
-    ))
 }

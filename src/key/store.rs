@@ -89,10 +89,7 @@ impl PlanStore {
     pub fn load(&self, key: &PlanKey) -> Option<Plan> {
         // Parsed as it is read: a million-file plan is ~150 MB of JSON, which should not be
         // held beside the plan it becomes.
-        use std::io::Read;
-        let file = fsutil::open_regular(&self.path(key)).ok()?;
-        let reader = std::io::BufReader::with_capacity(1 << 16, file.take(LIMIT));
-        let saved: Saved = serde_json::from_reader(reader).ok()?;
+        let saved: Saved = serde_json::from_reader(open(&self.path(key)).ok()?).ok()?;
         (saved.version == VERSION && &saved.key == key).then_some(saved.plan)
     }
 
@@ -105,10 +102,7 @@ impl PlanStore {
         current: &'a Manifest,
     ) -> Option<(Plan, Overlay<'a>)> {
         use serde::de::DeserializeSeed;
-        use std::io::Read;
-        let file = fsutil::open_regular(&self.path(key)).ok()?;
-        let reader = std::io::BufReader::with_capacity(1 << 16, file.take(LIMIT));
-        let mut de = serde_json::Deserializer::from_reader(reader);
+        let mut de = serde_json::Deserializer::from_reader(open(&self.path(key)).ok()?);
         let (version, saved_key, plan, overlay) = seed::Saved(current).deserialize(&mut de).ok()?;
         de.end().ok()?;
         (version == VERSION && saved_key.as_ref() == Some(key)).then_some((plan, overlay))
@@ -139,6 +133,21 @@ impl PlanStore {
             std::io::Write::flush(&mut w)
         })
     }
+}
+
+/// A saved plan file to parse as it is read: a regular file (a FIFO or device is refused, not
+/// read forever) of at most [`LIMIT`] bytes, buffered.
+pub fn open(path: &Path) -> Result<impl std::io::Read, fsutil::ReadError> {
+    use std::io::Read;
+    let file = fsutil::open_regular(path)?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > LIMIT {
+        return Err(fsutil::ReadError::TooLarge {
+            path: path.to_path_buf(),
+            limit: LIMIT,
+        });
+    }
+    Ok(std::io::BufReader::with_capacity(1 << 16, file.take(LIMIT)))
 }
 
 /// A plan file (`plan --save`) without its manifest, which is skipped as it is parsed (never
