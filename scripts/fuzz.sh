@@ -12,6 +12,9 @@
 #   FUZZ_TIMEOUT=1800 scripts/fuzz.sh     # seconds before one input counts as a hang (default
 #                                         # 10); raise it to pause the fuzzer (SIGSTOP) for a
 #                                         # quiet benchmark without a false "timeout" on resume
+#   FUZZ_FORK=2 scripts/fuzz.sh dockerignore   # one campaign over 2 worker processes (libFuzzer
+#                                         # -fork): the executions of all workers count toward
+#                                         # RUNS, the corpus is shared, a finding stops the run
 
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,9 +45,11 @@ for t in "${targets[@]}"; do
             build+=(--target-dir "fuzz/target-$FUZZ_SANITIZER")
             ;;
     esac
+    fork=()
+    [ "${FUZZ_FORK:-1}" -gt 1 ] && fork=(-fork="$FUZZ_FORK")
     start=$(date +%s)
     if nice -n "${FUZZ_NICE:-19}" cargo +nightly fuzz run "${build[@]}" "$t" -- -runs="$RUNS" \
-        -max_total_time="$FUZZ_SECONDS" -max_len="$max_len" -rss_limit_mb=2048 -timeout="${FUZZ_TIMEOUT:-10}" \
+        -max_total_time="$FUZZ_SECONDS" -max_len="$max_len" -rss_limit_mb=2048 -timeout="${FUZZ_TIMEOUT:-10}" "${fork[@]}" \
         >"$log" 2>&1; then
         result="no finding"
     else
@@ -52,7 +57,8 @@ for t in "${targets[@]}"; do
         status=1
         tail -40 "$log"
     fi
-    # libFuzzer ends with "Done N runs in S second(s)"; a cut-short run only has "#N" lines.
+    # libFuzzer ends with "Done N runs in S second(s)"; a cut-short run, or one in fork mode,
+    # only has "#N" lines.
     execs=$(grep -oE '^Done [0-9]+ runs' "$log" | grep -oE '[0-9]+' | tail -1)
     [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
     echo "fuzz $t: ${execs:-0} executions in $(( $(date +%s) - start )) s — $result"
