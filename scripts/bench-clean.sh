@@ -65,6 +65,30 @@ hyperfine --runs "$runs" --warmup 0 --prepare "$prepare" \
     -n "ctxbuild clean" "$ctxbuild_cmd" \
     -n "find -delete" "$find_cmd" \
     -n "pyclean" "$pyclean_cmd"
+
+# What the disk did during one more run of each tool: on a filesystem mounted with `discard`
+# every freed block range is discarded before the unlink returns, so the device's own rate of
+# discards can bound the run (the README's clean section). Fields of /sys/.../stat: 10 is the
+# time the device had a request in flight (io_ticks), 12 the discards completed. Skipped where
+# the context is not on a block device (tmpfs, overlay) or the kernel has no discard fields.
+stat="/sys/dev/block/$(findmnt -no MAJ:MIN -T "$bench" | head -1 | tr -d ' ')/stat"
+device() {
+    local name="$1" cmd="$2" a b s e
+    bash -c "$prepare"
+    read -ra a <"$stat"
+    s=$(date +%s%N)
+    bash -c "$cmd"
+    e=$(date +%s%N)
+    read -ra b <"$stat"
+    printf '%-16s wall %5d ms  device busy %5d ms  discards %6d\n' "$name" \
+        $(( (e - s) / 1000000 )) $(( b[9] - a[9] )) $(( b[11] - a[11] ))
+}
+if [[ -r "$stat" ]] && (( $(wc -w <"$stat") >= 15 )); then
+    echo "device ($(findmnt -no SOURCE,OPTIONS -T "$bench" | head -1)):"
+    device "ctxbuild clean" "$ctxbuild_cmd"
+    device "find -delete" "$find_cmd"
+    device "pyclean" "$pyclean_cmd"
+fi
 rm -rf "$work"
 
 python3 - "$bench/clean.json" <<'PY'
