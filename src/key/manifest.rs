@@ -173,14 +173,6 @@ impl Manifest {
         h.update(&buf);
         h.finalize().to_hex().to_string()
     }
-
-    /// Finds an entry by relative path (binary search: entries are sorted by path bytes).
-    pub fn get(&self, path: &[u8]) -> Option<&ManifestEntry> {
-        self.entries
-            .binary_search_by(|e| e.path_bytes().cmp(path))
-            .ok()
-            .map(|i| &self.entries[i])
-    }
 }
 
 /// A manifest's records in path order, by index: a [`Manifest`], or a saved one read through
@@ -767,7 +759,7 @@ mod tests {
         let (m, stats, _) = build_owned(root, changed.clone(), Some(&mut cache), now).unwrap();
         assert_eq!((stats.hashed, stats.cached), (1, 299));
         assert_eq!(
-            m.get(b"d1/f001").unwrap().hash,
+            m.lookup(b"d1/f001").unwrap().hash,
             Some(*blake3::hash(b"x").as_bytes())
         );
         let cache = StatCache::load(&cache_dir.path().join("b"), root);
