@@ -7,7 +7,8 @@
 //! tar given to `-o`) goes through [`write_atomic`]: a fresh temporary file in the same
 //! directory, created exclusively and without following symlinks, synced, then renamed over the
 //! destination — a planted symlink cannot redirect the write and a full disk leaves the previous
-//! file whole.
+//! file whole. A destination that is not a file to replace (`/dev/null`, a FIFO, `/dev/stdout`)
+//! is written in place instead: renaming over it would replace the device node itself.
 //!
 //! This module knows nothing of Docker; it is a leaf every stage may use.
 
@@ -170,10 +171,19 @@ pub fn read_text(path: &Path) -> Result<String, ReadError> {
 /// makes the write fail instead of following it), filled by `fill`, synced, and renamed over
 /// `path`; on any error it is removed and `path` is untouched. `rename` replaces a symlink at
 /// `path` itself rather than writing through it.
+///
+/// A destination that is a device, a FIFO or a socket (also through a symlink, like
+/// `/dev/stdout` to a pipe), or that is reached through `/proc` (`/dev/stdout` redirected to a
+/// file, `/dev/fd/3`), is opened and written in place, as a shell's `>` would: `-o /dev/null`
+/// discards, `-o fifo` feeds a reader. Renaming over such a path would replace the device node
+/// — run as root, `/dev/null` itself became a regular file.
 pub fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
+    if let Some(mut file) = open_in_place(path)? {
+        return fill(&mut file).and_then(|()| file.flush());
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -212,6 +222,53 @@ pub fn write_atomic_with(
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// The destination opened for writing in place, when it is not a file to replace by a rename
+/// (see [`write_atomic_with`]); `None` for a regular file, a directory, nothing, or a symlink to
+/// one of those (replaced by the rename, never written through).
+fn open_in_place(path: &Path) -> io::Result<Option<File>> {
+    let link = match std::fs::symlink_metadata(path) {
+        Ok(m) => m.file_type(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let special = |t: std::fs::FileType| {
+        t.is_char_device() || t.is_block_device() || t.is_fifo() || t.is_socket()
+    };
+    let through_proc = |p: &Path| p.starts_with("/proc");
+    let (follow, truncate) = if link.is_symlink() {
+        let Ok(target) = std::fs::metadata(path) else {
+            return Ok(None); // dangling: the rename replaces the link
+        };
+        let magic = std::fs::read_link(path).is_ok_and(|t| through_proc(&t))
+            || path
+                .parent()
+                .and_then(|d| d.canonicalize().ok())
+                .is_some_and(|d| through_proc(&d));
+        if special(target.file_type()) {
+            (true, false)
+        } else if magic && target.is_file() {
+            (true, true)
+        } else {
+            return Ok(None);
+        }
+    } else if special(link) {
+        (false, false)
+    } else {
+        return Ok(None);
+    };
+    let file = OpenOptions::new()
+        .write(true)
+        .truncate(truncate)
+        .custom_flags(if follow { 0 } else { libc::O_NOFOLLOW })
+        .open(path)?;
+    // Swapped for a regular file since the check: replaced atomically after all.
+    let opened = file.metadata()?.file_type();
+    if opened.is_file() && !truncate {
+        return Ok(None);
+    }
+    Ok(Some(file))
 }
 
 /// Writes `bytes` to `path` atomically (see [`write_atomic_with`]).
@@ -295,6 +352,81 @@ mod tests {
         // No temporary file is left behind.
         let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
         assert_eq!(names.len(), 2);
+    }
+
+    fn mkfifo(p: &Path) {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    }
+
+    /// Writes `bytes` (less than a pipe holds) to `dest` with `fifo`'s read end already open
+    /// (non-blocking, so neither side waits for the other); returns what reached the FIFO. A
+    /// write that replaced the FIFO instead of feeding it leaves nothing to read, never a hang.
+    fn write_to_fifo(fifo: &Path, dest: &Path, bytes: &[u8]) -> Vec<u8> {
+        let mut reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(fifo)
+            .unwrap();
+        write_atomic(dest, bytes).unwrap();
+        let mut got = Vec::new();
+        match reader.read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+        got
+    }
+
+    #[test]
+    fn a_fifo_or_device_destination_is_written_in_place_not_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("out.tar");
+        mkfifo(&fifo);
+        assert_eq!(write_to_fifo(&fifo, &fifo, b"tar bytes"), b"tar bytes");
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        // Through a symlink (as `/dev/stdout` to a pipe): the link stays, the reader gets it.
+        let link = d.path().join("stdout");
+        std::os::unix::fs::symlink(&fifo, &link).unwrap();
+        assert_eq!(write_to_fifo(&fifo, &link, b"again"), b"again");
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // A null device of our own (as root): it stays a device. `rename` over it made
+        // `/dev/null` a regular file.
+        let null = d.path().join("null");
+        let c = std::ffi::CString::new(null.as_os_str().as_encoded_bytes()).unwrap();
+        if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) } == 0 {
+            write_atomic(&null, b"discarded").unwrap();
+            let t = std::fs::symlink_metadata(&null).unwrap().file_type();
+            assert!(t.is_char_device());
+        } else {
+            eprintln!("mknod not permitted: the device case is covered by the FIFO only");
+        }
+        // Nothing else was created beside them.
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 3);
+    }
+
+    #[test]
+    fn a_destination_through_proc_is_written_in_place() {
+        // `/dev/stdout` redirected to a file is `/proc/self/fd/1`: a temporary file cannot be
+        // made there, and the open descriptor's file is the destination.
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("redirected");
+        std::fs::write(&target, "old contents, longer").unwrap();
+        let f = File::open(&target).unwrap();
+        let via = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&f)
+        ));
+        write_atomic(&via, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
     }
 
     #[test]
