@@ -7,8 +7,9 @@
 //! tar given to `-o`) goes through [`write_atomic`]: a fresh temporary file in the same
 //! directory, created exclusively and without following symlinks, synced, then renamed over the
 //! destination — a planted symlink cannot redirect the write and a full disk leaves the previous
-//! file whole. A destination that is not a file to replace (`/dev/null`, a FIFO, `/dev/stdout`)
-//! is written in place instead: renaming over it would replace the device node itself.
+//! file whole. A file the user names (`-o`, `--save`, `--report`) goes through
+//! [`write_output_with`], which writes a descriptor path (`/dev/stdout`, `/dev/fd/3`), a FIFO or
+//! a device in place instead: renaming over it would replace the device node itself.
 //!
 //! This module knows nothing of Docker; it is a leaf every stage may use.
 
@@ -171,19 +172,10 @@ pub fn read_text(path: &Path) -> Result<String, ReadError> {
 /// makes the write fail instead of following it), filled by `fill`, synced, and renamed over
 /// `path`; on any error it is removed and `path` is untouched. `rename` replaces a symlink at
 /// `path` itself rather than writing through it.
-///
-/// A destination that is a device, a FIFO or a socket (also through a symlink, like
-/// `/dev/stdout` to a pipe), or that is reached through `/proc` (`/dev/stdout` redirected to a
-/// file, `/dev/fd/3`), is opened and written in place, as a shell's `>` would: `-o /dev/null`
-/// discards, `-o fifo` feeds a reader. Renaming over such a path would replace the device node
-/// — run as root, `/dev/null` itself became a regular file.
 pub fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
-    if let Some(mut file) = open_in_place(path)? {
-        return fill(&mut file).and_then(|()| file.flush());
-    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -224,49 +216,118 @@ pub fn write_atomic_with(
     Ok(())
 }
 
-/// The destination opened for writing in place, when it is not a file to replace by a rename
-/// (see [`write_atomic_with`]); `None` for a regular file, a directory, nothing, or a symlink to
-/// one of those (replaced by the rename, never written through).
-fn open_in_place(path: &Path) -> io::Result<Option<File>> {
-    let link = match std::fs::symlink_metadata(path) {
+/// Writes a file the user named (`-o`, `--save`, `--report`): atomically like
+/// [`write_atomic_with`], except for destinations that are not files to replace.
+///
+/// - A descriptor path — `/dev/stdout`, `/dev/stderr`, `/dev/fd/N`, `/proc/self/fd/N` — writes
+///   to that open descriptor of this process (duplicated: its offset and `O_APPEND` are kept,
+///   nothing is truncated), as a shell's `>` would. Recognised by its spelling only, so a
+///   symlink someone planted at the destination is never followed.
+/// - A FIFO or a character or block device at the destination itself (not through a symlink) is
+///   opened and written in place: `-o /dev/null` discards, `-o fifo` feeds its reader. A FIFO
+///   without a reader is an error, not a wait that Ctrl-C could not end.
+/// - Anything else, a symlink included, is replaced through the rename.
+///
+/// Renaming over `/dev/null` replaced the device node: run as root, `context -o /dev/null`
+/// made it a regular file. Files ctxbuild names itself (caches, saved state) use
+/// [`write_atomic_with`], which never writes in place.
+pub fn write_output_with(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let in_place = match descriptor_path(path) {
+        Some(fd) => Some(dup_fd(fd)?),
+        None => open_special(path)?,
+    };
+    let Some(mut file) = in_place else {
+        return write_atomic_with(path, fill);
+    };
+    fill(&mut file).and_then(|()| file.flush())?;
+    // A block device's write errors show on sync; a FIFO or a character device has none.
+    match file.sync_all() {
+        Err(e) if e.raw_os_error() != Some(libc::EINVAL) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Writes `bytes` to a file the user named (see [`write_output_with`]).
+pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_output_with(path, |f| f.write_all(bytes))
+}
+
+/// Whether `path` spells this process's standard output (`/dev/stdout`, `/dev/fd/1`, …).
+pub fn names_stdout(path: &Path) -> bool {
+    descriptor_path(path) == Some(1)
+}
+
+/// The descriptor a path of this process's own descriptors names, by its spelling.
+fn descriptor_path(path: &Path) -> Option<libc::c_int> {
+    let s = path.to_str()?;
+    let n = match s {
+        "/dev/stdout" => return Some(1),
+        "/dev/stderr" => return Some(2),
+        _ => s
+            .strip_prefix("/dev/fd/")
+            .or_else(|| s.strip_prefix("/proc/self/fd/"))
+            .or_else(|| {
+                s.strip_prefix("/proc/")?
+                    .strip_prefix(&std::process::id().to_string())?
+                    .strip_prefix("/fd/")
+            })?,
+    };
+    n.parse().ok()
+}
+
+fn dup_fd(fd: libc::c_int) -> io::Result<File> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor (or fails); the File owns only that one.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(unsafe { File::from_raw_fd(new) })
+}
+
+/// A FIFO or device at `path` itself, opened for writing; `None` for anything to replace.
+fn open_special(path: &Path) -> io::Result<Option<File>> {
+    let t = match std::fs::symlink_metadata(path) {
         Ok(m) => m.file_type(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let special = |t: std::fs::FileType| {
-        t.is_char_device() || t.is_block_device() || t.is_fifo() || t.is_socket()
-    };
-    let through_proc = |p: &Path| p.starts_with("/proc");
-    let (follow, truncate) = if link.is_symlink() {
-        let Ok(target) = std::fs::metadata(path) else {
-            return Ok(None); // dangling: the rename replaces the link
-        };
-        let magic = std::fs::read_link(path).is_ok_and(|t| through_proc(&t))
-            || path
-                .parent()
-                .and_then(|d| d.canonicalize().ok())
-                .is_some_and(|d| through_proc(&d));
-        if special(target.file_type()) {
-            (true, false)
-        } else if magic && target.is_file() {
-            (true, true)
-        } else {
-            return Ok(None);
-        }
-    } else if special(link) {
-        (false, false)
-    } else {
+    if t.is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is a socket: give a file, a FIFO or a device",
+        ));
+    }
+    if !(t.is_fifo() || t.is_char_device() || t.is_block_device()) {
         return Ok(None);
-    };
-    let file = OpenOptions::new()
+    }
+    let file = match OpenOptions::new()
         .write(true)
-        .truncate(truncate)
-        .custom_flags(if follow { 0 } else { libc::O_NOFOLLOW })
-        .open(path)?;
-    // Swapped for a regular file since the check: replaced atomically after all.
-    let opened = file.metadata()?.file_type();
-    if opened.is_file() && !truncate {
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if t.is_fifo() && e.raw_os_error() == Some(libc::ENXIO) => {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "is a FIFO with no reader: start its reader first",
+            ))
+        }
+        Err(e) => return Err(e),
+    };
+    // Swapped for a regular file since the check: replaced by the rename after all.
+    if file.metadata()?.file_type().is_file() {
         return Ok(None);
+    }
+    // Writes block as usual from here (a full FIFO waits for its reader).
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+    // SAFETY: plain fcntl flag calls on a descriptor this File owns.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(Some(file))
 }
@@ -368,7 +429,7 @@ mod tests {
             .custom_flags(libc::O_NONBLOCK)
             .open(fifo)
             .unwrap();
-        write_atomic(dest, bytes).unwrap();
+        write_output(dest, bytes).unwrap();
         let mut got = Vec::new();
         match reader.read_to_end(&mut got) {
             Ok(_) => {}
@@ -378,55 +439,76 @@ mod tests {
         got
     }
 
+    fn file_type(p: &Path) -> std::fs::FileType {
+        std::fs::symlink_metadata(p).unwrap().file_type()
+    }
+
     #[test]
     fn a_fifo_or_device_destination_is_written_in_place_not_replaced() {
-        use std::os::unix::fs::FileTypeExt;
         let d = tempfile::tempdir().unwrap();
         let fifo = d.path().join("out.tar");
         mkfifo(&fifo);
         assert_eq!(write_to_fifo(&fifo, &fifo, b"tar bytes"), b"tar bytes");
-        assert!(std::fs::symlink_metadata(&fifo)
-            .unwrap()
-            .file_type()
-            .is_fifo());
-        // Through a symlink (as `/dev/stdout` to a pipe): the link stays, the reader gets it.
-        let link = d.path().join("stdout");
-        std::os::unix::fs::symlink(&fifo, &link).unwrap();
-        assert_eq!(write_to_fifo(&fifo, &link, b"again"), b"again");
-        assert!(std::fs::symlink_metadata(&link)
-            .unwrap()
-            .file_type()
-            .is_symlink());
+        assert!(file_type(&fifo).is_fifo());
+        // No reader: an error at once, not a wait.
+        let e = write_output(&fifo, b"x").unwrap_err();
+        assert!(e.to_string().contains("no reader"), "{e}");
         // A null device of our own (as root): it stays a device. `rename` over it made
         // `/dev/null` a regular file.
         let null = d.path().join("null");
         let c = std::ffi::CString::new(null.as_os_str().as_encoded_bytes()).unwrap();
         if unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) } == 0 {
-            write_atomic(&null, b"discarded").unwrap();
-            let t = std::fs::symlink_metadata(&null).unwrap().file_type();
-            assert!(t.is_char_device());
+            write_output(&null, b"discarded").unwrap();
+            assert!(file_type(&null).is_char_device());
         } else {
             eprintln!("mknod not permitted: the device case is covered by the FIFO only");
         }
         // Nothing else was created beside them.
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 3);
+        let expected = 1 + usize::from(null.exists());
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), expected);
+        // Files ctxbuild names itself are never written in place.
+        write_atomic(&fifo, b"state").unwrap();
+        assert!(file_type(&fifo).is_file());
     }
 
     #[test]
-    fn a_destination_through_proc_is_written_in_place() {
-        // `/dev/stdout` redirected to a file is `/proc/self/fd/1`: a temporary file cannot be
-        // made there, and the open descriptor's file is the destination.
+    fn a_planted_symlink_is_replaced_whatever_it_points_to() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        mkfifo(&fifo);
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        // To a FIFO, and to a regular file spelled through /proc (as `/dev/stdout` is): both
+        // links are replaced, neither target is written.
+        let via_proc = PathBuf::from("/proc/self/root").join(victim.strip_prefix("/").unwrap());
+        for (name, target) in [("to-fifo", &fifo), ("to-victim", &via_proc)] {
+            let link = d.path().join(name);
+            std::os::unix::fs::symlink(target, &link).unwrap();
+            write_output(&link, b"new").unwrap();
+            assert!(file_type(&link).is_file(), "{name}");
+            assert_eq!(std::fs::read(&link).unwrap(), b"new");
+        }
+        assert!(file_type(&fifo).is_fifo());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    }
+
+    #[test]
+    fn a_descriptor_path_writes_to_that_descriptor_at_its_offset() {
+        // `/dev/stdout` redirected to a file is this process's descriptor 1: a temporary file
+        // cannot be made in /proc/self/fd, and what the shell opened (`>>` included) is the
+        // destination, written from its current offset, never truncated.
         let d = tempfile::tempdir().unwrap();
         let target = d.path().join("redirected");
-        std::fs::write(&target, "old contents, longer").unwrap();
-        let f = File::open(&target).unwrap();
-        let via = PathBuf::from(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&f)
-        ));
-        write_atomic(&via, b"new").unwrap();
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        let mut f = File::create(&target).unwrap();
+        f.write_all(b"head ").unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        for spelling in [format!("/proc/self/fd/{fd}"), format!("/dev/fd/{fd}")] {
+            write_output(Path::new(&spelling), b"tail ").unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "head tail tail ");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+        assert!(names_stdout(Path::new("/dev/stdout")));
+        assert!(!names_stdout(Path::new("/dev/stdout2")));
     }
 
     #[test]

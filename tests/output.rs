@@ -100,13 +100,36 @@ fn context_to_a_fifo_or_device_writes_into_it() {
         .custom_flags(libc::O_NONBLOCK)
         .open(&fifo)
         .unwrap();
-    let o = env
+    let mut child = env
         .cmd(&["context", "ctx", "-o", fifo.to_str().unwrap()])
-        .output()
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(o.status.success(), "{}", common::stderr(&o));
-    let mut tar = Vec::new();
-    let _ = reader.read_to_end(&mut tar);
+    // Drained while it runs (a tar bigger than the pipe would otherwise block it), bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (mut tar, mut buf) = (Vec::new(), [0u8; 65536]);
+    let status = loop {
+        let exited = child.try_wait().unwrap();
+        match reader.read(&mut buf) {
+            Ok(n) if n > 0 => tar.extend_from_slice(&buf[..n]),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("{e}"),
+        }
+        if let Some(st) = exited {
+            // Whatever it wrote before exiting is in the pipe: read to the end.
+            let _ = reader.read_to_end(&mut tar);
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("context -o FIFO did not finish in 60 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(status.success(), "{err}");
     let names: Vec<String> = tar::Archive::new(&tar[..])
         .entries()
         .unwrap()

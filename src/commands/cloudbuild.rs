@@ -37,7 +37,7 @@ pub fn run(args: &CloudbuildArgs, printer: &mut Printer) -> anyhow::Result<ExitS
     };
     match args.output.as_deref() {
         Some(out) if out != Path::new("-") => {
-            fsutil::write_atomic(out, text.as_bytes())
+            fsutil::write_output(out, text.as_bytes())
                 .map_err(anyhow::Error::from)
                 .map_err(|e| e.context(format!("cannot write {}", out.display())))
                 .hint("check that the directory exists and is writable")?;

@@ -1,7 +1,7 @@
 //! `ctxbuild context -o FILE`: write the deterministic context tar (what would be sent to the
 //! engine) to a file or stdout, optionally gzipped. mtime comes from `SOURCE_DATE_EPOCH` or 0.
 //!
-//! A file output is written through [`fsutil::write_atomic_with`] (a temporary file renamed into
+//! A file output is written through [`fsutil::write_output_with`] (a temporary file renamed into
 //! place only when the tar is complete), so a failed run never destroys the previous output; an output file inside
 //! the context is left out of the tar (it is not part of what the user means to send, and it
 //! would change while being archived).
@@ -33,7 +33,7 @@ pub fn run(
     printer: &mut Printer,
     settings: &Settings,
 ) -> anyhow::Result<ExitStatus> {
-    let to_stdout = args.output.as_os_str() == "-";
+    let to_stdout = args.output.as_os_str() == "-" || fsutil::names_stdout(&args.output);
     if to_stdout && args.json {
         return Err(anyhow::anyhow!(
             "--json needs -o FILE: stdout already carries the tar"
@@ -81,7 +81,7 @@ pub fn run(
     } else {
         // Through a temporary file renamed into place: a failed run keeps the previous tar.
         let mut outcome = None;
-        let written = fsutil::write_atomic_with(&args.output, |f| {
+        let written = fsutil::write_output_with(&args.output, |f| {
             let r = tarball::write_context(&ctx.root, entries.iter().copied(), f, &opts);
             let io = r
                 .as_ref()

@@ -45,7 +45,7 @@ pub fn run(
 
     if let Some(path) = &args.report {
         let text = serde_json::to_string_pretty(&outcome.report)? + "\n";
-        ctxbuild::fsutil::write_atomic(path, text.as_bytes())
+        ctxbuild::fsutil::write_output(path, text.as_bytes())
             .map_err(anyhow::Error::from)
             .map_err(|e| e.context(format!("cannot write the report to {}", path.display())))?;
     }

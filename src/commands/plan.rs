@@ -99,7 +99,7 @@ pub fn run(
         saved.manifest = Some(std::mem::ManuallyDrop::into_inner(m));
         // Written as it is encoded: a million-file manifest is ~150 MB of JSON, which should
         // not be held beside the manifest it encodes.
-        ctxbuild::fsutil::write_atomic_with(save, |f| {
+        ctxbuild::fsutil::write_output_with(save, |f| {
             let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
             serde_json::to_writer(&mut w, &saved).map_err(std::io::Error::other)?;
             std::io::Write::flush(&mut w)

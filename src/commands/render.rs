@@ -20,7 +20,7 @@ pub fn run(args: &RenderArgs, printer: &mut Printer) -> anyhow::Result<ExitStatu
     let written = args.output.as_deref().filter(|out| *out != Path::new("-"));
     match written {
         Some(out) => {
-            ctxbuild::fsutil::write_atomic(out, rendered.dockerfile.as_bytes())
+            ctxbuild::fsutil::write_output(out, rendered.dockerfile.as_bytes())
                 .map_err(anyhow::Error::from)
                 .map_err(|e| e.context(format!("cannot write {}", out.display())))
                 .hint("check that the directory exists and is writable")?;
