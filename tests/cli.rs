@@ -117,3 +117,29 @@ fn man_page_of_a_command_shows_its_options() {
     assert!(!o.status.success());
     assert!(common::stderr(&o).contains("no command `nope`"));
 }
+
+/// `image --clean` removes bytecode from the service's context: a context that a symbolic link
+/// planted in the project leads out of it (`app -> ~`) is refused before anything is removed,
+/// sent or even connected to, as `render --write-dockerignore` refuses to write there.
+#[test]
+fn image_clean_refuses_a_context_linked_out_of_the_project() {
+    let outside = tempfile::tempdir().unwrap();
+    common::write_tree(
+        outside.path(),
+        &[("__pycache__/m.cpython-311.pyc", "x"), ("m.py", "")],
+    );
+    let env = common::TestEnv::new().with(&[(
+        "ctxbuild.toml",
+        "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\ncontext = \"app\"\n",
+    )]);
+    std::os::unix::fs::symlink(outside.path(), env.path().join("app")).unwrap();
+    let o = env.cmd(&["image", "api", "--clean"]).output().unwrap();
+    let err = common::stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("refusing --clean"), "{err}");
+    assert!(err.contains("ctxbuild.toml:4"), "{err}");
+    assert!(outside
+        .path()
+        .join("__pycache__/m.cpython-311.pyc")
+        .exists());
+}

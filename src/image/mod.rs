@@ -129,6 +129,22 @@ pub fn build(
     let svc = config.service(&req.service).map_err(diagnose)?;
     let ctx_dir = config.context_dir(svc);
     dockerfile::check_context_dir(&config, svc, &ctx_dir)?;
+    // Checked before anything else happens: `--clean` removes files, and a symbolic link in a
+    // cloned repository must not send it outside the project.
+    let clean_dir = if req.clean {
+        let dir = config.contained_context_dir(svc).map_err(|e| {
+            anyhow::anyhow!(
+                "refusing --clean: {e} ({}:{})",
+                config.path.display(),
+                svc.pos("context").line
+            )
+        });
+        Some(dir.hint(
+            "remove the link, or declare the context where it really is (`context = \"../…\"`) if it belongs outside",
+        )?)
+    } else {
+        None
+    };
 
     let choice = req.builder.unwrap_or(svc.builder);
     // Only an explicit BuildKit builder renders the template's BuildKit flavour (`auto` keeps
@@ -201,8 +217,8 @@ pub fn build(
         }
     }
     let buildkit = chosen.builder == Builder::BuildKit;
-    if req.clean {
-        clean_context(&ctx_dir, settings, sink)?;
+    if let Some(dir) = &clean_dir {
+        clean_context(dir, settings, sink)?;
     }
 
     let mut scanned = context::scan(&ContextOptions {

@@ -426,6 +426,32 @@ impl Config {
         join_clean(&self.root, &service.context)
     }
 
+    /// The service's context directory, canonical, refused when a symbolic link takes it out
+    /// of the configuration's directory although the configured path stays inside it (a
+    /// context declared above it, `../shared`, is the configuration's own choice). What a
+    /// command that writes or removes inside the context (`render --write-dockerignore`,
+    /// `image --clean`) works in: a link planted in a cloned repository must not send it to `~`.
+    pub fn contained_context_dir(&self, service: &Service) -> std::io::Result<PathBuf> {
+        use std::path::Component;
+        let root = std::fs::canonicalize(&self.root)?;
+        let dir = std::fs::canonicalize(self.context_dir(service))?;
+        let declared_inside = !service
+            .context
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::RootDir));
+        if declared_inside && !dir.starts_with(&root) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "the context directory leads through a symbolic link to {}, outside {}",
+                    dir.display(),
+                    root.display()
+                ),
+            ));
+        }
+        Ok(dir)
+    }
+
     /// A path under `root` as shown in messages (`examples/auth/Dockerfile`), normalised
     /// lexically so `app/../outside/Dockerfile` reads `outside/Dockerfile`. For display only:
     /// through a symlink `..` may lead elsewhere on disk.

@@ -427,7 +427,7 @@ pub fn write_dockerignore(
         path: display(&path),
         source,
     };
-    let dir = safe_context_dir(config, service).map_err(fail)?;
+    let dir = config.contained_context_dir(service).map_err(fail)?;
     let target = dir.join(".dockerignore");
     let created = std::fs::OpenOptions::new()
         .write(true)
@@ -456,29 +456,6 @@ pub fn write_dockerignore(
         return Err(fail(e));
     }
     Ok(Some(path))
-}
-
-/// The service's context directory, canonical, refused when a symbolic link takes it out of the
-/// configuration's directory although the configured path stays inside it.
-fn safe_context_dir(config: &Config, service: &Service) -> std::io::Result<PathBuf> {
-    use std::path::Component;
-    let root = std::fs::canonicalize(&config.root)?;
-    let dir = std::fs::canonicalize(config.context_dir(service))?;
-    let declared_inside = !service
-        .context
-        .components()
-        .any(|c| matches!(c, Component::ParentDir | Component::RootDir));
-    if declared_inside && !dir.starts_with(&root) {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!(
-                "the context directory leads through a symbolic link to {}, outside {}",
-                dir.display(),
-                root.display()
-            ),
-        ));
-    }
-    Ok(dir)
 }
 
 fn display(p: &Path) -> String {
