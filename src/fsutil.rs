@@ -262,9 +262,18 @@ pub fn names_stdout(path: &Path) -> bool {
 
 /// The descriptor a path of this process's own descriptors names, by its spelling.
 fn descriptor_path(path: &Path) -> Option<libc::c_int> {
-    let s = path.to_str()?;
+    // Spelled `//dev/./stdout` or reached through `..` or /dev/fd's own link, it is the same
+    // descriptor: compare the path with its directory resolved (/dev is not the user's to plant).
+    let resolved = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .and_then(|d| std::fs::canonicalize(d).ok())
+        .zip(path.file_name())
+        .map(|(d, name)| d.join(name));
+    let s = resolved.unwrap_or_else(|| path.to_path_buf());
+    let s = s.to_str()?;
     let n = match s {
-        "/dev/stdout" => return Some(1),
+        "-" | "/dev/stdout" => return Some(1),
         "/dev/stderr" => return Some(2),
         _ => s
             .strip_prefix("/dev/fd/")
@@ -295,6 +304,27 @@ fn open_special(path: &Path) -> io::Result<Option<File>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    if t.is_symlink() {
+        // A link to a device or a FIFO is neither followed (it may be planted) nor replaced
+        // (a udev link like /dev/disk/by-label/… would become a file in /dev); a link to a
+        // directory is not replaced by a file either.
+        return match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "is a symbolic link to a directory: give a file name",
+            )),
+            Ok(m) if !m.is_file() => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "is a symbolic link to a device, FIFO or socket: give {} itself",
+                    std::fs::canonicalize(path)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|_| "its target".into())
+                ),
+            )),
+            _ => Ok(None),
+        };
+    }
     if t.is_socket() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -472,24 +502,34 @@ mod tests {
     }
 
     #[test]
-    fn a_planted_symlink_is_replaced_whatever_it_points_to() {
+    fn a_planted_symlink_is_never_written_through() {
         let d = tempfile::tempdir().unwrap();
-        let fifo = d.path().join("fifo");
-        mkfifo(&fifo);
         let victim = d.path().join("victim");
         std::fs::write(&victim, "keep").unwrap();
-        // To a FIFO, and to a regular file spelled through /proc (as `/dev/stdout` is): both
-        // links are replaced, neither target is written.
+        // To a regular file, even spelled through /proc (as `/dev/stdout` is): the link is
+        // replaced, the target untouched.
         let via_proc = PathBuf::from("/proc/self/root").join(victim.strip_prefix("/").unwrap());
-        for (name, target) in [("to-fifo", &fifo), ("to-victim", &via_proc)] {
+        let link = d.path().join("to-victim");
+        std::os::unix::fs::symlink(&via_proc, &link).unwrap();
+        write_output(&link, b"new").unwrap();
+        assert!(file_type(&link).is_file());
+        assert_eq!(std::fs::read(&link).unwrap(), b"new");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        // To a FIFO or a directory: an error, and both the link and its target stay (a udev
+        // link in /dev replaced by a file would never reach its device).
+        let fifo = d.path().join("fifo");
+        mkfifo(&fifo);
+        for (name, target, says) in [
+            ("to-fifo", &fifo, "device, FIFO or socket"),
+            ("to-dir", &d.path().to_path_buf(), "directory"),
+        ] {
             let link = d.path().join(name);
             std::os::unix::fs::symlink(target, &link).unwrap();
-            write_output(&link, b"new").unwrap();
-            assert!(file_type(&link).is_file(), "{name}");
-            assert_eq!(std::fs::read(&link).unwrap(), b"new");
+            let e = write_output(&link, b"new").unwrap_err();
+            assert!(e.to_string().contains(says), "{name}: {e}");
+            assert!(file_type(&link).is_symlink(), "{name}");
         }
         assert!(file_type(&fifo).is_fifo());
-        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
     }
 
     #[test]
@@ -507,8 +547,17 @@ mod tests {
         }
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "head tail tail ");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
-        assert!(names_stdout(Path::new("/dev/stdout")));
+        for spelling in [
+            "/dev/stdout",
+            "//dev/./stdout",
+            "/dev/../dev/stdout",
+            "-",
+            "/dev/fd/1",
+        ] {
+            assert!(names_stdout(Path::new(spelling)), "{spelling}");
+        }
         assert!(!names_stdout(Path::new("/dev/stdout2")));
+        assert!(!names_stdout(Path::new("stdout")));
     }
 
     #[test]
