@@ -63,12 +63,41 @@ impl Settings {
     }
 
     /// The cache directory for things a build needs to keep (saved plans): the configured one,
-    /// else the temporary directory's `ctxbuild/`.
+    /// else a private one in the temporary directory (see [`private_temp_dir`]).
     pub fn build_cache_dir(&self) -> PathBuf {
-        self.cache_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("ctxbuild"))
+        self.cache_dir.clone().unwrap_or_else(private_temp_dir)
     }
+}
+
+/// `$TMPDIR/ctxbuild-<uid>`, created mode 0700. The temporary directory is shared: a directory
+/// of that name that is a symbolic link, another user's, or open to others could hold planted
+/// plans and no-op records (or read this user's, which hold `--build-arg` values), so then a
+/// fresh private directory is made instead (`ctxbuild-<uid>-<pid>-<n>`), used for this run only.
+fn private_temp_dir() -> PathBuf {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = unsafe { libc::geteuid() };
+    let base = std::env::temp_dir();
+    let private = |dir: &std::path::Path| {
+        std::fs::symlink_metadata(dir)
+            .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0)
+    };
+    let shared = base.join(format!("ctxbuild-{uid}"));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&shared);
+    if private(&shared) {
+        return shared;
+    }
+    for n in 0..100u32 {
+        let fresh = base.join(format!("ctxbuild-{uid}-{}-{n}", std::process::id()));
+        if std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&fresh)
+            .is_ok()
+            && private(&fresh)
+        {
+            return fresh;
+        }
+    }
+    shared
 }
 
 /// The number of CPUs (2 when unknown).
@@ -88,6 +117,29 @@ pub fn cache_root() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_temporary_cache_is_private_to_its_user() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let uid = unsafe { libc::geteuid() };
+        let dir = private_temp_dir();
+        let m = std::fs::symlink_metadata(&dir).unwrap();
+        assert!(
+            m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0,
+            "{dir:?}"
+        );
+        // Opened to others (as another user's planted directory would be): not used.
+        let shared = std::env::temp_dir().join(format!("ctxbuild-{uid}"));
+        if dir == shared {
+            std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+            let other = private_temp_dir();
+            std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o700)).unwrap();
+            assert_ne!(other, shared);
+            let m = std::fs::symlink_metadata(&other).unwrap();
+            assert!(m.mode() & 0o077 == 0);
+            std::fs::remove_dir(&other).unwrap();
+        }
+    }
 
     #[test]
     fn the_pool_has_the_threads_asked_for() {

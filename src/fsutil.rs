@@ -15,7 +15,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// 16 MiB: far above any real Dockerfile, `.dockerignore`, config or requirements file.
@@ -176,6 +176,23 @@ pub fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
+    write_atomic_mode(path, 0o644, fill)
+}
+
+/// [`write_atomic_with`] for a file only its user may read (mode 0600): saved plans hold
+/// `--build-arg` values, and a cache directory may be readable by others.
+pub fn write_private_with(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    write_atomic_mode(path, 0o600, fill)
+}
+
+fn write_atomic_mode(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -192,7 +209,7 @@ pub fn write_atomic_with(
         match OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(mode)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
         {
@@ -240,7 +257,18 @@ pub fn write_output_with(
         None => open_special(path)?,
     };
     let Some(mut file) = in_place else {
-        return write_atomic_with(path, fill);
+        // A file replaced keeps its permission bits (a 0600 report stays 0600); a new one
+        // gets 0644 less the umask.
+        let keep = std::fs::symlink_metadata(path)
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.permissions().mode() & 0o7777);
+        return write_atomic_mode(path, keep.unwrap_or(0o644), |f| {
+            if let Some(mode) = keep {
+                f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            }
+            fill(f)
+        });
     };
     fill(&mut file).and_then(|()| file.flush())?;
     // A block device's write errors show on sync; a FIFO or a character device has none.
@@ -558,6 +586,21 @@ mod tests {
         }
         assert!(!names_stdout(Path::new("/dev/stdout2")));
         assert!(!names_stdout(Path::new("stdout")));
+    }
+
+    #[test]
+    fn modes_private_files_and_replaced_outputs() {
+        let d = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let plan = d.path().join("plan.json");
+        write_private_with(&plan, |f| f.write_all(b"{}")).unwrap();
+        assert_eq!(mode(&plan), 0o600);
+        let report = d.path().join("report.json");
+        std::fs::write(&report, "old").unwrap();
+        std::fs::set_permissions(&report, std::fs::Permissions::from_mode(0o660)).unwrap();
+        write_output(&report, b"new").unwrap();
+        assert_eq!(mode(&report), 0o660);
+        assert_eq!(std::fs::read(&report).unwrap(), b"new");
     }
 
     #[test]

@@ -311,7 +311,7 @@ pub fn remember(
             std::fs::create_dir_all(dir)?;
         }
         let bytes = serde_json::to_vec(&rec).map_err(std::io::Error::other)?;
-        fsutil::write_atomic(path, &bytes)
+        fsutil::write_private_with(path, |f| std::io::Write::write_all(f, &bytes))
     };
     write(&path).map_err(|source| RecordError::Write { path, source })
 }

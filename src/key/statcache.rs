@@ -245,7 +245,7 @@ impl StatCache {
             std::fs::create_dir_all(dir).map_err(err)?;
         }
         let root = &self.root;
-        crate::fsutil::write_atomic_with(&self.file, |f| {
+        crate::fsutil::write_private_with(&self.file, |f| {
             let mut w = io::BufWriter::with_capacity(READ_BUF, f);
             emit(root, now_ns, &mut w, feed)?;
             w.flush()

@@ -127,7 +127,7 @@ impl PlanStore {
             plan: PlanWith { plan, manifest },
         };
         // Written as it is made, for the same reason.
-        fsutil::write_atomic_with(&self.path(key), |f| {
+        fsutil::write_private_with(&self.path(key), |f| {
             let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
             serde_json::to_writer(&mut w, &saved).map_err(std::io::Error::other)?;
             std::io::Write::flush(&mut w)
