@@ -308,26 +308,20 @@ fn sweep_reports_the_smallest_profile_a_memory_hungry_app_fits() {
     assert_eq!(json["smallest_passing"]["cpu"], 0.5);
 }
 
-#[test]
-fn sigint_mid_run_removes_the_container_and_exits_130() {
+/// Sends `signal` to a smoke run once its container started; returns the exit code, after
+/// checking that no container of `name` is left.
+fn signalled_mid_run(signal: &str, name: &str) -> Option<i32> {
     let app = App::build(&["sleep=60"]);
-    let dir = project("interrupted", "1", "512Mi");
+    let dir = project(name, "1", "512Mi");
     let mut child = common::TestEnv::at(dir.path())
         .cmd(&[])
-        .args([
-            "smoke",
-            "--progress",
-            "none",
-            "interrupted",
-            "--image",
-            &app.tag,
-        ])
+        .args(["smoke", "--progress", "none", name, "--image", &app.tag])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let t = Instant::now();
-    while leftovers("interrupted").is_empty() {
+    while leftovers(name).is_empty() {
         assert!(
             t.elapsed() < Duration::from_secs(30),
             "no container started"
@@ -335,13 +329,26 @@ fn sigint_mid_run_removes_the_container_and_exits_130() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
-    assert_eq!(leftovers("interrupted"), Vec::<String>::new());
+    assert_eq!(leftovers(name), Vec::<String>::new(), "after SIG{signal}");
+    status.code()
+}
+
+#[test]
+fn sigint_mid_run_removes_the_container_and_exits_130() {
+    assert_eq!(signalled_mid_run("INT", "interrupted"), Some(130));
+}
+
+/// `docker stop` and Cloud Build end a step with SIGTERM; a dropped ssh session sends SIGHUP.
+/// Either left the container running when only SIGINT was handled.
+#[test]
+fn sigterm_or_sighup_mid_run_removes_the_container_too() {
+    assert_eq!(signalled_mid_run("TERM", "terminated"), Some(130));
+    assert_eq!(signalled_mid_run("HUP", "hungup"), Some(130));
 }
 
 #[test]

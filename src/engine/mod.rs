@@ -169,12 +169,17 @@ impl Engine {
         CancelHandle(self.cancel.clone())
     }
 
-    /// Cancels operations on SIGINT (Ctrl-C) or SIGTERM (how Cloud Build and `docker stop` end a
-    /// step) instead of dying with a build half done and containers left behind.
+    /// Cancels operations on SIGINT (Ctrl-C), SIGTERM (how Cloud Build and `docker stop` end a
+    /// step) or SIGHUP (a dropped terminal or ssh session) instead of dying with a build half
+    /// done and containers left behind.
     pub fn cancel_on_signals(&self) -> Result<(), EngineError> {
         use tokio::signal::unix::{signal, SignalKind};
         let _guard = self.rt.enter();
-        for kind in [SignalKind::interrupt(), SignalKind::terminate()] {
+        for kind in [
+            SignalKind::interrupt(),
+            SignalKind::terminate(),
+            SignalKind::hangup(),
+        ] {
             // Registered now, not when the task first runs, so no signal slips through.
             let mut sig = signal(kind).map_err(|e| EngineError::Other {
                 host: self.config.host.clone(),
