@@ -143,3 +143,31 @@ fn image_clean_refuses_a_context_linked_out_of_the_project() {
         .join("__pycache__/m.cpython-311.pyc")
         .exists());
 }
+
+/// `smoke` passes `env_file`'s values into a container of the project's image: a symbolic link
+/// planted in the project (`smoke.env -> ~/other/.env`) is refused before anything runs.
+#[test]
+fn smoke_refuses_an_env_file_linked_out_of_the_project() {
+    let outside = tempfile::tempdir().unwrap();
+    common::write_tree(outside.path(), &[("secret.env", "TOKEN=s3cret\n")]);
+    let env = common::TestEnv::new().with(&[(
+        "ctxbuild.toml",
+        "[services.api]\nkind = \"python-asgi\"\napp = \"main:app\"\ncontext = \".\"\nenv_file = \"smoke.env\"\n",
+    )]);
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.env"),
+        env.path().join("smoke.env"),
+    )
+    .unwrap();
+    let o = env
+        .cmd(&["smoke", "api", "--image", "ctxbuild-test/never-run:1"])
+        .output()
+        .unwrap();
+    let err = common::stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("env_file leads through a symbolic link"),
+        "{err}"
+    );
+    assert!(err.contains("ctxbuild.toml:5"), "{err}");
+}

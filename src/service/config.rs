@@ -432,24 +432,30 @@ impl Config {
     /// command that writes or removes inside the context (`render --write-dockerignore`,
     /// `image --clean`) works in: a link planted in a cloned repository must not send it to `~`.
     pub fn contained_context_dir(&self, service: &Service) -> std::io::Result<PathBuf> {
+        self.contained(&service.context, "context directory")
+    }
+
+    /// `rel` (relative to the configuration's directory), canonical, refused when it is declared
+    /// inside that directory but a symbolic link leads it out (see
+    /// [`Config::contained_context_dir`]); `what` names it in the error.
+    pub fn contained(&self, rel: &Path, what: &str) -> std::io::Result<PathBuf> {
         use std::path::Component;
         let root = std::fs::canonicalize(&self.root)?;
-        let dir = std::fs::canonicalize(self.context_dir(service))?;
-        let declared_inside = !service
-            .context
+        let path = std::fs::canonicalize(join_clean(&self.root, rel))?;
+        let declared_inside = !rel
             .components()
             .any(|c| matches!(c, Component::ParentDir | Component::RootDir));
-        if declared_inside && !dir.starts_with(&root) {
+        if declared_inside && !path.starts_with(&root) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!(
-                    "the context directory leads through a symbolic link to {}, outside {}",
-                    dir.display(),
+                    "the {what} leads through a symbolic link to {}, outside {}",
+                    path.display(),
                     root.display()
                 ),
             ));
         }
-        Ok(dir)
+        Ok(path)
     }
 
     /// A path under `root` as shown in messages (`examples/auth/Dockerfile`), normalised

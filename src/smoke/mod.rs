@@ -14,7 +14,7 @@ pub mod sockets;
 pub mod sweep;
 
 use crate::config::Settings;
-use crate::diagnostics::diagnose;
+use crate::diagnostics::{diagnose, ResultExt};
 use crate::engine::{Engine, EngineConfig, EngineError, RunSpec, LOG_TAIL_LINES};
 use crate::events::Sink;
 use crate::image::{self, ImageRequest};
@@ -167,8 +167,23 @@ pub fn smoke(
         .clone();
 
     // Read before anything runs: a bad env file is the user's to fix, not a failed start.
+    // Its values go into a container of the project's image: a symbolic link planted in a
+    // cloned repository must not hand it another project's secrets.
     let env = match &svc.env_file {
-        Some(rel) => envfile::read(&config.root.join(rel), rel).map_err(diagnose)?,
+        Some(rel) => {
+            match config.contained(std::path::Path::new(rel), "env_file") {
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                    return Err(anyhow::anyhow!(
+                        "{e} ({}:{})",
+                        config.path.display(),
+                        svc.pos("env_file").line
+                    ))
+                    .hint("copy the file into the project, or declare where it really is (`env_file = \"../…\"`)");
+                }
+                _ => {}
+            }
+            envfile::read(&config.root.join(rel), rel).map_err(diagnose)?
+        }
         None => Vec::new(),
     };
 
