@@ -200,12 +200,57 @@ fn write_atomic_mode(
     let name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let mut attempt = 0u32;
-    let (tmp, mut file) = loop {
+    let tmp_path = |attempt: u32| {
         let mut tmp_name = std::ffi::OsString::from(".");
         tmp_name.push(name);
         tmp_name.push(format!(".{}.{}.tmp", std::process::id(), unique(attempt)));
-        let tmp = dir.join(tmp_name);
+        dir.join(tmp_name)
+    };
+    // Unnamed while it is filled (`O_TMPFILE`): a run killed or interrupted meanwhile leaves
+    // nothing behind (a half tar of gigabytes, inside the context, would also change the next
+    // build's keys). Complete, it is linked to a fresh temporary name and renamed over `path`.
+    if let Some(mut file) = open_unnamed(dir, mode) {
+        fill(&mut file)
+            .and_then(|()| file.flush())
+            .and_then(|()| file.sync_all())?;
+        let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+        let from = std::ffi::CString::new(proc_path)?;
+        let mut attempt = 0u32;
+        loop {
+            let tmp = tmp_path(attempt);
+            let to = std::ffi::CString::new(tmp.as_os_str().as_encoded_bytes())?;
+            // SAFETY: two NUL-terminated paths; linkat reads them and returns.
+            let linked = unsafe {
+                libc::linkat(
+                    libc::AT_FDCWD,
+                    from.as_ptr(),
+                    libc::AT_FDCWD,
+                    to.as_ptr(),
+                    libc::AT_SYMLINK_FOLLOW,
+                )
+            };
+            if linked != 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 {
+                    attempt += 1;
+                    continue;
+                }
+                return Err(e);
+            }
+            if let Err(e) = std::fs::rename(&tmp, path) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            break;
+        }
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        return Ok(());
+    }
+    let mut attempt = 0u32;
+    let (tmp, mut file) = loop {
+        let tmp = tmp_path(attempt);
         match OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -231,6 +276,20 @@ fn write_atomic_mode(
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// An unnamed file in `dir` (`O_TMPFILE`), when the filesystem has them and `/proc/self/fd`
+/// can give it a name later; `None` otherwise (a named temporary file is used instead).
+fn open_unnamed(dir: &Path, mode: u32) -> Option<File> {
+    if !Path::new("/proc/self/fd").is_dir() {
+        return None;
+    }
+    OpenOptions::new()
+        .write(true)
+        .mode(mode)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+        .ok()
 }
 
 /// Writes a file the user named (`-o`, `--save`, `--report`): atomically like
@@ -601,6 +660,30 @@ mod tests {
         write_output(&report, b"new").unwrap();
         assert_eq!(mode(&report), 0o660);
         assert_eq!(std::fs::read(&report).unwrap(), b"new");
+    }
+
+    #[test]
+    fn nothing_is_named_until_the_file_is_complete() {
+        // A run killed while it writes (Ctrl-C on a big `context -o`) leaves no temporary file.
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("ctx.tar");
+        std::fs::write(&target, "old").unwrap();
+        let names = || {
+            let mut v: Vec<_> = std::fs::read_dir(d.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            v.sort();
+            v
+        };
+        let before = names();
+        write_output_with(&target, |f| {
+            assert_eq!(names(), before, "a name appeared while the file was filled");
+            f.write_all(b"new")
+        })
+        .unwrap();
+        assert_eq!(names(), before);
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
     }
 
     #[test]
