@@ -235,7 +235,14 @@ fn write_atomic_mode(
                     attempt += 1;
                     continue;
                 }
-                return Err(e);
+                // Cannot be linked here (a filesystem or sandbox that refuses it): copied into
+                // a named temporary file instead, as if unnamed files were not supported.
+                use std::io::Seek;
+                file.seek(io::SeekFrom::Start(0))?;
+                let mut unnamed = io::BufReader::new(file);
+                return write_named(dir, path, mode, tmp_path, |f| {
+                    io::copy(&mut unnamed, f).map(drop)
+                });
             }
             if let Err(e) = std::fs::rename(&tmp, path) {
                 let _ = std::fs::remove_file(&tmp);
@@ -248,6 +255,17 @@ fn write_atomic_mode(
         }
         return Ok(());
     }
+    write_named(dir, path, mode, tmp_path, fill)
+}
+
+/// The atomic write through a named temporary file `tmp_path(attempt)` in `dir`.
+fn write_named(
+    dir: &Path,
+    path: &Path,
+    mode: u32,
+    tmp_path: impl Fn(u32) -> PathBuf,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
     let mut attempt = 0u32;
     let (tmp, mut file) = loop {
         let tmp = tmp_path(attempt);
@@ -285,6 +303,7 @@ fn open_unnamed(dir: &Path, mode: u32) -> Option<File> {
         return None;
     }
     OpenOptions::new()
+        .read(true) // read back if it cannot be linked (see `write_atomic_mode`)
         .write(true)
         .mode(mode)
         .custom_flags(libc::O_TMPFILE)
