@@ -249,7 +249,8 @@ pub struct PlanArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Save the plan to FILE, for `ctxbuild explain --since FILE`.
+    /// Save the plan to FILE, for `ctxbuild explain --since FILE` (`-`: to stdout, instead of
+    /// the table).
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
 
@@ -429,7 +430,7 @@ pub struct ImageArgs {
     #[arg(long)]
     pub push: bool,
 
-    /// Write the cache report as JSON to FILE.
+    /// Write the cache report as JSON to FILE (`-`: to stdout, instead of the table).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
 

@@ -331,7 +331,7 @@ pub fn write_output_with(
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
     let in_place = match descriptor_path(path) {
-        Some(fd) => Some(dup_fd(fd)?),
+        Some(fd) => Some(dup_given(path, fd)?),
         None => open_special(path)?,
     };
     let Some(mut file) = in_place else {
@@ -391,6 +391,33 @@ fn descriptor_path(path: &Path) -> Option<libc::c_int> {
             })?,
     };
     n.parse().ok()
+}
+
+/// A duplicate of descriptor `fd`, if it is one this process was given: inherited descriptors
+/// lack close-on-exec, while every descriptor ctxbuild opens itself (files, sockets, the
+/// engine's connection) has it, and writing a tar into one of those would corrupt it.
+fn dup_given(path: &Path, fd: libc::c_int) -> io::Result<File> {
+    // SAFETY: F_GETFD reads the descriptor's flags; it touches no memory.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(
+            e.kind(),
+            format!("{}: descriptor {fd} is not open ({e})", path.display()),
+        ));
+    }
+    if fd > 2 && flags & libc::FD_CLOEXEC != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{}: descriptor {fd} was not given to ctxbuild (it is one ctxbuild opened \
+                 itself)\nhint: name a file, or give the descriptor from the shell (`3>out.tar \
+                 … -o /dev/fd/3`)",
+                path.display()
+            ),
+        ));
+    }
+    dup_fd(fd)
 }
 
 fn dup_fd(fd: libc::c_int) -> io::Result<File> {
@@ -648,10 +675,21 @@ mod tests {
         let mut f = File::create(&target).unwrap();
         f.write_all(b"head ").unwrap();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+        // Opened here, it has close-on-exec, like every descriptor ctxbuild opens itself: not
+        // one the command was given, so it is refused and left as it was.
+        for spelling in [format!("/proc/self/fd/{fd}"), format!("/dev/fd/{fd}")] {
+            let e = write_output(Path::new(&spelling), b"tail ").unwrap_err();
+            assert!(e.to_string().contains("was not given to ctxbuild"), "{e}");
+        }
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "head ");
+        // As a shell hands it over (`3>>file`): no close-on-exec.
+        assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
         for spelling in [format!("/proc/self/fd/{fd}"), format!("/dev/fd/{fd}")] {
             write_output(Path::new(&spelling), b"tail ").unwrap();
         }
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "head tail tail ");
+        let e = write_output(Path::new("/dev/fd/987654"), b"x").unwrap_err();
+        assert!(e.to_string().contains("is not open"), "{e}");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
         for spelling in [
             "/dev/stdout",

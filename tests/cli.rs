@@ -171,3 +171,19 @@ fn smoke_refuses_an_env_file_linked_out_of_the_project() {
     );
     assert!(err.contains("ctxbuild.toml:5"), "{err}");
 }
+
+#[test]
+fn image_report_to_stdout_and_json_conflict_before_anything_runs() {
+    // No engine is needed: the conflict is refused before the config is even read.
+    let env = common::TestEnv::new();
+    for spelling in ["-", "/dev/stdout"] {
+        let o = env
+            .cmd(&["image", "api", "--report", spelling, "--json"])
+            .output()
+            .unwrap();
+        let err = common::stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("both write to standard output"), "{err}");
+        assert!(o.stdout.is_empty());
+    }
+}

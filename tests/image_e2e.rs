@@ -264,6 +264,28 @@ fn example_backend_builds_runs_and_caches_exactly() {
         common::step_statuses(&second)
     );
     assert!(text.contains("Up to date: "), "{text}");
+    // `--report -`: the JSON report is the whole of stdout, the table is not printed after it.
+    let o = common::run_in(
+        dir.path(),
+        &[
+            "--progress",
+            "plain",
+            "image",
+            "backend",
+            "--alpine",
+            "--base-image",
+            &python,
+            "-t",
+            &tag,
+            "--report",
+            "-",
+        ],
+    );
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let on_stdout: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", common::stdout(&o)));
+    assert_eq!(on_stdout["image_id"], first["image_id"]);
+    assert!(!dir.path().join("-").exists());
     // And the engine agrees: a forced build is served entirely from the cache.
     let (forced, text) = build_with("forced.json", &["--force"]);
     assert_eq!(forced["image_id"], first["image_id"]);

@@ -155,3 +155,57 @@ fn context_to_a_fifo_or_device_writes_into_it() {
         2 - usize::from(!full.exists())
     );
 }
+
+/// `-o /dev/fd/3` with descriptor 3 given by the caller (a shell's `3>out.tar`) writes there;
+/// a descriptor the caller did not give is refused, not written into whatever ctxbuild itself
+/// holds open at that number.
+#[test]
+fn context_to_a_given_descriptor_writes_there() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let env = small_context();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.tar");
+    let file = std::fs::File::create(&out).unwrap();
+    let raw = file.as_raw_fd();
+    let mut cmd = env.cmd(&["context", "ctx", "-o", "/dev/fd/3"]);
+    // SAFETY: dup2 and fcntl are async-signal-safe; they make fd 3 (without close-on-exec) in
+    // the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself keeps close-on-exec: clear it then.
+            let ok = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
+            if ok < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let tar = std::fs::read(&out).unwrap();
+    let names: Vec<String> = tar::Archive::new(&tar[..])
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.contains(&"app.py".to_string()), "{names:?}");
+
+    // Not given: refused with the reason, whatever is or is not open at that number inside.
+    for fd in [3, 9] {
+        let o = env
+            .cmd(&["context", "ctx", "-o", &format!("/dev/fd/{fd}")])
+            .output()
+            .unwrap();
+        let err = common::stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("was not given to ctxbuild") || err.contains("is not open"),
+            "{err}"
+        );
+    }
+}

@@ -457,3 +457,40 @@ fn builder_choice_drives_the_keys() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_plan_saved_to_stdout_is_all_that_stdout_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ctx, cache) = (tmp.path().join("ctx"), tmp.path().join("cache"));
+    project(&ctx);
+    for spelling in ["-", "/dev/stdout"] {
+        let o = ok(run(&ctx, &cache, &["plan", ".", "--save", spelling]));
+        // The saved plan (manifest included) parses as one JSON document: no table after it.
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("--save {spelling}: {e}: {}", stdout(&o)));
+        assert!(v["manifest"].is_object(), "--save {spelling}: {v}");
+        assert_eq!(v["steps"].as_array().unwrap().len(), 6);
+        assert!(!stdout(&o).contains("INSTRUCTION"), "{}", stdout(&o));
+        assert!(!ctx.join(spelling.trim_start_matches('/')).exists());
+        // Usable by explain like a saved file.
+        std::fs::write(tmp.path().join("saved.json"), &o.stdout).unwrap();
+        let e = ok(run(
+            &ctx,
+            &cache,
+            &["explain", ".", "--since", "../saved.json"],
+        ));
+        assert!(
+            stdout(&e).contains("every step will use the cache"),
+            "{}",
+            stdout(&e)
+        );
+    }
+    let o = run(&ctx, &cache, &["plan", ".", "--save", "-", "--json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("both write to standard output"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+}

@@ -15,6 +15,21 @@ pub fn run(
     printer: &mut Printer,
     settings: &Settings,
 ) -> anyhow::Result<ExitStatus> {
+    // `--report -` (or `/dev/stdout`) makes the JSON report the whole of standard output.
+    let report_to_stdout = args
+        .report
+        .as_deref()
+        .is_some_and(ctxbuild::fsutil::names_stdout);
+    if report_to_stdout && args.json {
+        anyhow::bail!(
+            "--report {} and --json both write to standard output\nhint: write the report to a \
+             file (--report report.json), or drop --json",
+            args.report
+                .as_deref()
+                .unwrap_or(std::path::Path::new("-"))
+                .display()
+        );
+    }
     let svc = &args.service;
     let req = ImageRequest {
         config_path: service::config_path(svc.config.as_deref()),
@@ -49,7 +64,9 @@ pub fn run(
             .map_err(anyhow::Error::from)
             .map_err(|e| e.context(format!("cannot write the report to {}", path.display())))?;
     }
-    if args.json {
+    if report_to_stdout {
+        // The report on stdout is the JSON just written; the human one would follow it.
+    } else if args.json {
         printer.json(&ctxbuild::report::ImageResult::new(&outcome.report))?;
     } else {
         let text = crate::ui::report::human(&outcome.report, printer.ui.color);

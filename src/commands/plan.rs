@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use ctxbuild::builder::{Builder, Choice, ChoiceReason};
 use ctxbuild::config::Settings;
 use ctxbuild::key::compute::{compute, Computed, Note, Request};
+use std::path::Path;
 
 /// Words the notes of a plan run: details with `-v`, warnings always.
 pub(super) fn show_notes(notes: &[Note], printer: &Printer) {
@@ -68,13 +69,26 @@ pub fn run(
     printer: &mut Printer,
     settings: &Settings,
 ) -> anyhow::Result<ExitStatus> {
+    // `--save -` (or `/dev/stdout`) makes the saved plan the whole of standard output: the table
+    // or `--json` beside it would make the JSON unreadable.
+    let save_to_stdout = args
+        .save
+        .as_deref()
+        .is_some_and(ctxbuild::fsutil::names_stdout);
+    if save_to_stdout && args.json {
+        anyhow::bail!(
+            "--save {} and --json both write to standard output\nhint: save the plan to a file \
+             (--save plan.json), or drop --json",
+            args.save.as_deref().unwrap_or(Path::new("-")).display()
+        );
+    }
     let req = Request {
         dir: &args.context.dir,
         file: args.context.file.as_deref(),
         build_args: &args.build.build_args,
         target: args.build.target.clone(),
         stat_cache: !args.no_stat_cache,
-        watch: args.save.as_deref(),
+        watch: args.save.as_deref().filter(|_| !save_to_stdout),
         builder: args.build.builder.unwrap_or_default(),
     };
     let Computed {
@@ -105,6 +119,9 @@ pub fn run(
             std::io::Write::flush(&mut w)
         })
         .with_context(|| format!("cannot write {}", save.display()))?;
+        if save_to_stdout {
+            return Ok(ExitStatus::Success);
+        }
         printer.info(&format!("saved the plan to {}", save.display()));
     }
     if args.json {
