@@ -311,6 +311,122 @@ fn open_unnamed(dir: &Path, mode: u32) -> Option<File> {
         .ok()
 }
 
+/// How much of one of ctxbuild's cache directories to keep (see [`prune_cache_dir`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Keep {
+    /// The newest files kept, at most.
+    pub files: usize,
+    /// Their total size, at most (the newest file is kept whatever its size).
+    pub bytes: u64,
+}
+
+/// A temporary file of an interrupted write older than this is removed by the next prune.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Most entries one prune looks at: a cache directory that holds more was not made by ctxbuild
+/// alone, and is left as it is past that.
+const PRUNE_SCAN: usize = 100_000;
+
+/// Removes the oldest files named `*SUFFIX` in `dir` (one of ctxbuild's own cache directories:
+/// saved plans, stat caches, no-op records) beyond `keep`, newest first by modification time,
+/// always keeping `spare` (the file just written); and temporary files (`.*.tmp`) older than an
+/// hour, which only an interrupted write leaves. Each key (a tag, a context) has its own file
+/// there, so without this a CI runner tagging every build with its commit grows the cache by a
+/// plan the size of the context per build, forever.
+///
+/// Only regular files are removed, each relative to a handle on `dir` opened without following
+/// symlinks and checked with `fstatat` at removal time: a symlink is never followed or removed,
+/// and `dir` swapped for a link is refused. Returns how many files were removed.
+pub fn prune_cache_dir(
+    dir: &Path,
+    suffix: &str,
+    keep: Keep,
+    spare: Option<&std::ffi::OsStr>,
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let handle = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(dir)?;
+    let fd = handle.as_raw_fd();
+    // The names are read through the handle's own /proc entry where there is one, so they are
+    // the names of the directory that will be pruned.
+    let listed =
+        std::fs::read_dir(format!("/proc/self/fd/{fd}")).or_else(|_| std::fs::read_dir(dir))?;
+    let now = std::time::SystemTime::now();
+    let (mut found, mut stale) = (Vec::new(), Vec::new());
+    for entry in listed.take(PRUNE_SCAN) {
+        let name = entry?.file_name();
+        let bytes = name.as_bytes();
+        let temp = bytes.starts_with(b".") && bytes.ends_with(b".tmp");
+        if !(temp || (bytes.ends_with(suffix.as_bytes()) && !bytes.starts_with(b"."))) {
+            continue;
+        }
+        let Some(st) = stat_at(fd, &name) else {
+            continue;
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            continue;
+        }
+        let mtime = std::time::UNIX_EPOCH
+            + std::time::Duration::new(
+                st.st_mtime.max(0) as u64,
+                st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
+            );
+        if temp {
+            if now.duration_since(mtime).is_ok_and(|age| age > STALE_TEMP) {
+                stale.push(name);
+            }
+        } else if Some(name.as_os_str()) != spare {
+            found.push((mtime, st.st_size.max(0) as u64, name));
+        }
+    }
+    let mut bytes = spare
+        .and_then(|s| stat_at(fd, s))
+        .map_or(0, |st| st.st_size.max(0) as u64);
+    let mut files = usize::from(spare.is_some());
+    found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
+    let mut doomed = stale;
+    for (_, size, name) in found {
+        files += 1;
+        bytes = bytes.saturating_add(size);
+        if files > keep.files || (files > 1 && bytes > keep.bytes) {
+            doomed.push(name);
+        }
+    }
+    let mut removed = 0;
+    for name in doomed {
+        // Still a regular file at removal time (not swapped for a directory or a link).
+        if stat_at(fd, &name).is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) {
+            let c = std::ffi::CString::new(name.as_bytes())?;
+            // SAFETY: a NUL-terminated name relative to an open directory handle.
+            if unsafe { libc::unlinkat(fd, c.as_ptr(), 0) } == 0 {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`.
+fn stat_at(dirfd: libc::c_int, name: &std::ffi::OsStr) -> Option<libc::stat> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(name.as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: a NUL-terminated name and a buffer of the right size, filled on success.
+    let r = unsafe {
+        libc::fstatat(
+            dirfd,
+            c.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    // SAFETY: fstatat returned 0, so it filled `st`.
+    (r == 0).then(|| unsafe { st.assume_init() })
+}
+
 /// Writes a file the user named (`-o`, `--save`, `--report`): atomically like
 /// [`write_atomic_with`], except for destinations that are not files to replace.
 ///
@@ -702,6 +818,125 @@ mod tests {
         }
         assert!(!names_stdout(Path::new("/dev/stdout2")));
         assert!(!names_stdout(Path::new("stdout")));
+    }
+
+    fn set_mtime(p: &Path, secs_ago: i64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let t = libc::timespec {
+            tv_sec: now - secs_ago,
+            tv_nsec: 0,
+        };
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path and two timespecs.
+        let r = unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                [t, t].as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_and_the_spare_and_touches_nothing_else() {
+        let d = tempfile::tempdir().unwrap();
+        let cache = d.path().join("plans");
+        std::fs::create_dir(&cache).unwrap();
+        // p0 the newest … p7 the oldest; `spare` (just written) is older than all of them.
+        for i in 0..8 {
+            let p = cache.join(format!("p{i}.json"));
+            std::fs::write(&p, vec![b'x'; 100]).unwrap();
+            set_mtime(&p, 100 + i * 10);
+        }
+        std::fs::write(cache.join("spare.json"), b"s").unwrap();
+        set_mtime(&cache.join("spare.json"), 10_000);
+        // Not ours to remove: other suffixes, a directory, a link (to a file outside that is
+        // older than everything), a fresh temporary file. A stale one goes.
+        let outside = d.path().join("victim.json");
+        std::fs::write(&outside, b"v").unwrap();
+        set_mtime(&outside, 20_000);
+        std::os::unix::fs::symlink(&outside, cache.join("link.json")).unwrap();
+        std::fs::create_dir(cache.join("dir.json")).unwrap();
+        std::fs::write(cache.join("notes.txt"), b"n").unwrap();
+        std::fs::write(cache.join(".a.json.1.2.tmp"), b"t").unwrap();
+        std::fs::write(cache.join(".b.json.1.2.tmp"), b"t").unwrap();
+        set_mtime(&cache.join(".b.json.1.2.tmp"), 7200);
+
+        let keep = Keep {
+            files: 4,
+            bytes: u64::MAX,
+        };
+        let removed = prune_cache_dir(
+            &cache,
+            ".json",
+            keep,
+            Some(std::ffi::OsStr::new("spare.json")),
+        )
+        .unwrap();
+        assert_eq!(removed, 6, "{:?}", names(&cache));
+        assert_eq!(
+            names(&cache),
+            [
+                ".a.json.1.2.tmp",
+                "dir.json",
+                "link.json",
+                "notes.txt",
+                "p0.json",
+                "p1.json",
+                "p2.json",
+                "spare.json"
+            ]
+        );
+        assert_eq!(std::fs::read(&outside).unwrap(), b"v");
+
+        // The byte budget: 250 bytes hold the spare (1 byte) and two 100-byte plans.
+        let keep = Keep {
+            files: 100,
+            bytes: 250,
+        };
+        prune_cache_dir(
+            &cache,
+            ".json",
+            keep,
+            Some(std::ffi::OsStr::new("spare.json")),
+        )
+        .unwrap();
+        assert!(cache.join("p1.json").exists() && !cache.join("p2.json").exists());
+        // The newest is kept whatever its size.
+        let keep = Keep {
+            files: 100,
+            bytes: 1,
+        };
+        prune_cache_dir(&cache, ".json", keep, None).unwrap();
+        assert!(cache.join("p0.json").exists() && !cache.join("spare.json").exists());
+
+        // A cache directory swapped for a link is refused, and nothing behind it is removed.
+        let real = d.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::write(real.join("old.json"), b"o").unwrap();
+        std::fs::write(real.join("older.json"), b"o").unwrap();
+        let linked = d.path().join("linked");
+        std::os::unix::fs::symlink(&real, &linked).unwrap();
+        let keep = Keep {
+            files: 1,
+            bytes: u64::MAX,
+        };
+        assert!(prune_cache_dir(&linked, ".json", keep, None).is_err());
+        assert_eq!(names(&real), ["old.json", "older.json"]);
     }
 
     #[test]

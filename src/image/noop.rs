@@ -311,7 +311,13 @@ pub fn remember(
             std::fs::create_dir_all(dir)?;
         }
         let bytes = serde_json::to_vec(&rec).map_err(std::io::Error::other)?;
-        fsutil::write_private_with(path, |f| std::io::Write::write_all(f, &bytes))
+        fsutil::write_private_with(path, |f| std::io::Write::write_all(f, &bytes))?;
+        // One record per saved plan, pruned like the plans (a failure to prune fails nothing).
+        if let Some(dir) = path.parent() {
+            let _ =
+                fsutil::prune_cache_dir(dir, ".json", crate::key::store::KEPT, path.file_name());
+        }
+        Ok(())
     };
     write(&path).map_err(|source| RecordError::Write { path, source })
 }

@@ -251,6 +251,15 @@ impl StatCache {
             w.flush()
         })
         .map_err(err)?;
+        // One file per context root (a test suite or a CI runner makes fresh ones each run):
+        // the 64 most recently written, 1 GiB in all. A failure to prune fails nothing.
+        if let Some(dir) = self.file.parent() {
+            let keep = crate::fsutil::Keep {
+                files: 64,
+                bytes: 1 << 30,
+            };
+            let _ = crate::fsutil::prune_cache_dir(dir, ".stat", keep, self.file.file_name());
+        }
         self.open();
         Ok(())
     }
@@ -877,6 +886,19 @@ mod tests {
         assert!(len + whole / 2 < 1000 * TAIL + whole, "{len} vs {whole}");
         let mut l = c.lookups();
         assert!(all.iter().all(|x| l.get(x) == Some([9; 32])));
+    }
+
+    #[test]
+    fn a_context_per_run_does_not_grow_the_cache_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = e("a", 1, 100);
+        for i in 0..70 {
+            let root = PathBuf::from(format!("/tmp/run-{i}/ctx"));
+            let mut c = StatCache::load(dir.path(), &root);
+            save(&mut c, std::slice::from_ref(&a), &[1]);
+            assert_eq!(StatCache::load(dir.path(), &root).lookup(&a), Some([1; 32]));
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 64);
     }
 
     #[test]

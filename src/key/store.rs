@@ -18,6 +18,13 @@ const VERSION: u32 = 1;
 /// The most a saved plan may weigh (its manifest lists every file of the context).
 pub const LIMIT: u64 = 512 << 20;
 
+/// The saved plans kept: the 64 most recently saved, 2 GiB in all (a plan holds the manifest
+/// of its context, ~150 MB for a million files; the newest is kept whatever its size).
+pub const KEPT: fsutil::Keep = fsutil::Keep {
+    files: 64,
+    bytes: 2 << 30,
+};
+
 /// What a saved plan belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlanKey {
@@ -127,11 +134,16 @@ impl PlanStore {
             plan: PlanWith { plan, manifest },
         };
         // Written as it is made, for the same reason.
-        fsutil::write_private_with(&self.path(key), |f| {
+        let path = self.path(key);
+        fsutil::write_private_with(&path, |f| {
             let mut w = std::io::BufWriter::with_capacity(1 << 16, f);
             serde_json::to_writer(&mut w, &saved).map_err(std::io::Error::other)?;
             std::io::Write::flush(&mut w)
-        })
+        })?;
+        // A plan per tag: a runner tagging each build with its commit would keep them all.
+        // Pruning is housekeeping; a failure to prune fails nothing.
+        let _ = fsutil::prune_cache_dir(&self.dir, ".json", KEPT, path.file_name());
+        Ok(())
     }
 }
 
@@ -440,6 +452,21 @@ mod tests {
         assert_eq!(store.load(&b).unwrap().context_digest, "bbb");
         // The manifest travels with the plan, for the next diff.
         assert!(store.load(&a).unwrap().manifest.is_some());
+    }
+
+    #[test]
+    fn a_tag_per_build_does_not_grow_the_store_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PlanStore::new(dir.path());
+        let count = || std::fs::read_dir(dir.path().join("plans")).unwrap().count();
+        for i in 0..KEPT.files + 6 {
+            let k = key("/src/app", "backend", &format!("app:{i:04}"));
+            store
+                .save(&k, &plan(&format!("d{i}")), &Manifest::default())
+                .unwrap();
+            assert_eq!(store.load(&k).unwrap().context_digest, format!("d{i}"));
+        }
+        assert_eq!(count(), KEPT.files);
     }
 
     #[test]
