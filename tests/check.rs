@@ -518,6 +518,33 @@ fn dockerfile_missing() {
 }
 
 #[test]
+fn uv_workspace_member() {
+    // `api` is a member of a uv workspace rooted at the configuration's directory, importing
+    // its sibling `lib`: the template, building `api` alone, could not install `lib`.
+    let rendered = rendered_config();
+    let root = "[project]\nname = \"mono\"\nversion = \"0\"\n\n[tool.uv.workspace]\nmembers = [\"api\", \"lib\"]\n";
+    let lock = "version = 1\n\n[[package]]\nname = \"api\"\nversion = \"0\"\nsource = { editable = \"api\" }\ndependencies = [{ name = \"fastapi\" }, { name = \"lib\" }]\n\n[[package]]\nname = \"lib\"\nversion = \"0\"\nsource = { editable = \"lib\" }\n";
+    let member =
+        "[project]\nname = \"api\"\nversion = \"0\"\ndependencies = [\"fastapi\", \"lib\"]\n";
+    let workspace = [
+        ("ctxbuild.toml", rendered.as_str()),
+        ("api/Dockerfile", ""),
+        ("pyproject.toml", root),
+        ("uv.lock", lock),
+        ("api/pyproject.toml", member),
+    ];
+    // Passing: `api` holds its own lock, so it is a project of its own, not a member.
+    let mut own_lock = workspace.to_vec();
+    own_lock.push(("api/uv.lock", "version = 1\n"));
+    case(
+        "uv-workspace-member",
+        "ctxbuild.toml:3",
+        &workspace,
+        &own_lock,
+    );
+}
+
+#[test]
 fn requirements_missing() {
     // Without a Dockerfile of its own the service is checked as rendered, which needs requirements.
     let rendered = rendered_config();

@@ -159,3 +159,136 @@ fn a_dir_that_is_not_a_directory_is_an_error() {
     );
     assert!(!Path::new(&dir.path().join("nope/ctxbuild.toml")).exists());
 }
+
+/// A FastAPI service that is a member of a uv workspace (`uv init --package` under
+/// `[tool.uv.workspace]`, as in uv's own guide): its lock and the sibling package it imports
+/// lie above its directory. The template would build `services/api` alone and `pip install`
+/// its dependencies from PyPI — `shared` with them, which PyPI does not have (or has as
+/// somebody else's package). `init` says so, and `check` refuses before anything builds.
+#[test]
+fn a_uv_workspace_member_is_named_and_refused_before_it_builds() {
+    let dir = corpus_copy("uv-workspace");
+    let o = TestEnv::at(dir.path()).run(&["init"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("service api (python-asgi, context services/api)"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o)
+            .contains("services/api: `api` is a member of the uv workspace of ./pyproject.toml"),
+        "{}",
+        stderr(&o)
+    );
+    let config = std::fs::read_to_string(dir.path().join("ctxbuild.toml")).unwrap();
+    assert!(
+        config.contains("# NOTE: this context is `api`, a member of the uv workspace"),
+        "{config}"
+    );
+    let context_line = config
+        .lines()
+        .position(|l| l.starts_with("context = "))
+        .unwrap()
+        + 1;
+
+    let check = |dir: &Path| {
+        let c = TestEnv::at(dir).run(&["check", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&c.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&c), stderr(&c)));
+        let found: Vec<serde_json::Value> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "uv-workspace-member")
+            .cloned()
+            .collect();
+        (c.status.code(), found)
+    };
+    let (code, found) = check(dir.path());
+    assert_eq!(code, Some(1));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    assert_eq!(f["line"], context_line, "{f}");
+    let message = f["message"].as_str().unwrap();
+    assert!(
+        message.contains("depends on the workspace package `shared`"),
+        "{message}"
+    );
+    assert!(message.contains("./pyproject.toml:7"), "{message}");
+    assert!(
+        f["fix"]
+            .as_str()
+            .unwrap()
+            .contains("uv sync --frozen --no-dev --package api"),
+        "{f}"
+    );
+    // render and image refuse too, with the same words (image before any engine is needed).
+    for args in [&["render", "api"][..], &["image", "api"][..]] {
+        let o = TestEnv::at(dir.path()).run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("a member of the uv workspace at ./pyproject.toml:7"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    // Choosing a source does not help while it depends on a workspace package.
+    std::fs::write(
+        dir.path().join("ctxbuild.toml"),
+        config.replace(
+            "# dependencies = \"pyproject\"",
+            "dependencies = \"pyproject\"",
+        ),
+    )
+    .unwrap();
+    assert_eq!(check(dir.path()).1.len(), 1);
+
+    // Without the workspace dependency, it fires while the source is detected, and an
+    // explicit `dependencies` (accepting an unpinned install) silences it.
+    let api = dir.path().join("services/api/pyproject.toml");
+    let text = std::fs::read_to_string(&api).unwrap();
+    std::fs::write(&api, text.replace(", \"shared\"]", "]")).unwrap();
+    let lock = dir.path().join("uv.lock");
+    let text = std::fs::read_to_string(&lock).unwrap();
+    std::fs::write(
+        &lock,
+        text.replacen(
+            "    { name = \"fastapi\" },\n    { name = \"shared\" },\n",
+            "    { name = \"fastapi\" },\n",
+            1,
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        check(dir.path()).1.len(),
+        0,
+        "explicit dependencies = \"pyproject\""
+    );
+    std::fs::write(dir.path().join("ctxbuild.toml"), &config).unwrap();
+    let (_, found) = check(dir.path());
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("without uv.lock's pins"),
+        "{found:?}"
+    );
+
+    // The service's own Dockerfile (whatever it does) is not the template: not this rule's.
+    std::fs::write(
+        dir.path().join("ctxbuild.toml"),
+        config.replace(
+            "# dockerfile = \"Dockerfile\"",
+            "dockerfile = \"Dockerfile\"",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("services/api/Dockerfile"),
+        "FROM python:3.12-slim\nCOPY . .\nRUN pip install .\nCMD [\"gunicorn\", \"api.main:app\"]\n",
+    )
+    .unwrap();
+    assert_eq!(check(dir.path()).1.len(), 0);
+}

@@ -547,6 +547,18 @@ fn pick_dockerfile(
             f.service = Some(service.name.clone());
             (None, vec![f])
         }
+        Err(e @ render::RenderError::WorkspaceMember { .. }) => {
+            let hint = crate::diagnostics::Diagnose::hint(&e).unwrap_or_default();
+            let mut f = Finding::new(
+                RuleId::UvWorkspaceMember,
+                config.path.display().to_string(),
+                Some(service.pos("context").line),
+                e.to_string(),
+                hint,
+            );
+            f.service = Some(service.name.clone());
+            (None, vec![f])
+        }
         Err(e) => {
             let mut f = Finding::new(
                 RuleId::DockerfileMissing,

@@ -104,6 +104,7 @@ rules! {
     ServerNotInstalled "server-not-installed" Error "the CMD runs gunicorn or uvicorn, which the project's dependencies never install (`exec: gunicorn: not found` at boot)",
     TemplateInstalls "template-installs" Note "the rendered image installs the server packages the project does not list",
     AppUnresolved "app-unresolved" Error "`app` does not name a module-level attribute of a module in the context",
+    UvWorkspaceMember "uv-workspace-member" Error "the service's context is a member of a uv workspace whose lock and sibling packages lie outside it",
     BuilderSyntax "builder-syntax" Error "BuildKit-only syntax (RUN --mount, COPY --link, --chmod…) that the classic builder rejects",
     HealthPathUnmentioned "health-path-unmentioned" Warning "the configured `health_path` appears nowhere in the app's source",
     BytecodeMissing "bytecode-missing" Warning "a Python image compiles no bytecode at build time, so every cold start compiles its modules",

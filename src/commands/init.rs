@@ -85,6 +85,23 @@ fn summary(d: &Detection, printer: &mut Printer) -> anyhow::Result<()> {
             None => "ctxbuild's template (no Dockerfile in the context)".into(),
         };
         printer.line(&format!("  dockerfile    {dockerfile}"))?;
+        if let (
+            Some(w),
+            None
+            | Some(init::FoundDockerfile {
+                generated: true, ..
+            }),
+        ) = (&s.dependencies.workspace, &s.dockerfile)
+        {
+            printer.warn(&format!(
+                "{}: `{}` is a member of the uv workspace of {}, whose uv.lock and packages lie \
+                 outside this context: ctxbuild's template cannot build it; `ctxbuild check` \
+                 says what to do",
+                s.context.display(),
+                w.name,
+                w.root.join("pyproject.toml").display()
+            ));
+        }
         if let Some(g) = &s.gunicorn_conf {
             printer.line(&format!(
                 "  gunicorn      {} (gunicorn reads it at start)",

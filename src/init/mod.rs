@@ -100,6 +100,9 @@ pub struct Dependencies {
     pub files: Vec<PathBuf>,
     /// Why the files could not be read, if they could not (`check` will say it again).
     pub error: Option<String>,
+    /// The uv workspace the context is a member of, when its root lies above the context
+    /// (the template cannot build such a member: `check` says why).
+    pub workspace: Option<python::deps::WorkspaceMember>,
 }
 
 /// A Dockerfile found in a context.
@@ -300,12 +303,14 @@ fn python_service(
                 source: deps.source,
                 files,
                 error: None,
+                workspace: workspace_member(abs, rel),
             }
         }
         Err(e) => Dependencies {
             source: DependencySource::None,
             files: Vec::new(),
             error: Some(e.to_string()),
+            workspace: workspace_member(abs, rel),
         },
     };
     let dockerfile = DOCKERFILES
@@ -340,6 +345,25 @@ fn python_service(
         gunicorn_conf,
         health_route: health::find_mention(abs, "/health"),
     }
+}
+
+/// The uv workspace the context `abs` (`rel` under the directory being initialised) is a
+/// member of, its root shown relative to that directory when inside it.
+fn workspace_member(abs: &Path, rel: &Path) -> Option<python::deps::WorkspaceMember> {
+    let mut w = python::deps::workspace_member(abs)?;
+    let top = std::fs::canonicalize(abs)
+        .ok()?
+        .ancestors()
+        .nth(rel.components().count())?
+        .to_path_buf();
+    if let Ok(r) = w.root.strip_prefix(&top) {
+        w.root = if r.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            r.to_path_buf()
+        };
+    }
+    Some(w)
 }
 
 fn is_file(p: &Path) -> bool {

@@ -172,6 +172,16 @@ fn python_service(o: &mut String, s: &PythonService) {
     if let Some(e) = &deps.error {
         let _ = writeln!(o, "# NOTE: {}", e.replace('\n', " "));
     }
+    if let Some(w) = &deps.workspace {
+        let _ = writeln!(
+            o,
+            "# NOTE: this context is `{}`, a member of the uv workspace of {}:\n# the \
+             template builds the context alone and cannot build it (`ctxbuild check` says what\n# \
+             to do).",
+            w.name,
+            w.root.join("pyproject.toml").display()
+        );
+    }
     let _ = writeln!(
         o,
         "# dependencies = {}   # \"uv\" | \"pyproject\" | \"requirements\" | \"none\"",

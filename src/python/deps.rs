@@ -200,6 +200,91 @@ pub fn analyse(context: &Path, settings: &DepsSettings) -> Result<Dependencies, 
     Ok(deps)
 }
 
+/// A context that is a member of a uv workspace whose root, and lock, lie above it: the
+/// template builds the context alone, so it would install the member's `pyproject.toml`
+/// dependencies with pip from PyPI — a sibling workspace package fails to install (or an
+/// unrelated PyPI package of that name is installed) and `uv.lock`'s pins are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WorkspaceMember {
+    /// The workspace root: the directory of its `pyproject.toml` and `uv.lock`.
+    pub root: PathBuf,
+    /// The member's name, as `uv.lock` has it.
+    pub name: String,
+    /// The member's directory relative to the root, as `uv.lock` has it.
+    pub dir: String,
+    /// The line of `[tool.uv.workspace]` in the root's `pyproject.toml`.
+    pub line: usize,
+    /// Other workspace packages the member depends on, as `uv.lock` has them.
+    pub workspace_deps: Vec<String>,
+}
+
+/// How far up [`workspace_member`] looks for the workspace root.
+const WORKSPACE_LEVELS: usize = 16;
+
+/// The uv workspace `context` is a member of, when its root lies above it: the nearest
+/// ancestor with a `uv.lock` (uv's own rule: the lock is at the workspace root) whose
+/// `pyproject.toml` has `[tool.uv.workspace]` and whose lock lists `context` as a member.
+/// `None` when `context` has its own `uv.lock` (it is a root itself), when the walk reaches a
+/// repository's top (`.git`) or the filesystem's without one, or when the lock does not list
+/// the context (a stale lock is uv's error to report, not a guess to make here).
+pub fn workspace_member(context: &Path) -> Option<WorkspaceMember> {
+    if is_file(&context.join(UV_LOCK)) || !is_file(&context.join(PYPROJECT)) {
+        return None;
+    }
+    let context = std::fs::canonicalize(context).ok()?;
+    for root in context.ancestors().skip(1).take(WORKSPACE_LEVELS) {
+        let lock = root.join(UV_LOCK);
+        if is_file(&lock) {
+            let text = fsutil::read_text(&root.join(PYPROJECT)).ok()?;
+            let doc: toml::Table = toml::from_str(&text).ok()?;
+            doc.get("tool")?.get("uv")?.get("workspace")?;
+            let line = text
+                .find("[tool.uv.workspace]")
+                .or_else(|| text.find("workspace"))
+                .map_or(1, |o| line_of(&text, o));
+            let rel = context.strip_prefix(root).ok()?;
+            let lock: toml::Table = toml::from_str(&fsutil::read_text(&lock).ok()?).ok()?;
+            let packages = lock.get("package")?.as_array()?;
+            let local = |p: &toml::Value| {
+                let source = p.get("source")?;
+                ["editable", "virtual", "directory"]
+                    .iter()
+                    .find_map(|k| source.get(k)?.as_str())
+                    .map(str::to_string)
+            };
+            let member = packages.iter().find(|p| {
+                local(p).is_some_and(|d| Path::new(&d).components().eq(rel.components()))
+            })?;
+            let name = member.get("name")?.as_str()?.to_string();
+            // Its dependencies that are themselves local packages of the workspace.
+            let locals: Vec<String> = packages
+                .iter()
+                .filter(|p| local(p).is_some_and(|d| d != "."))
+                .filter_map(|p| p.get("name")?.as_str().map(str::to_string))
+                .collect();
+            let workspace_deps = member
+                .get("dependencies")
+                .and_then(|d| d.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.get("name")?.as_str().map(str::to_string))
+                .filter(|n| locals.contains(n))
+                .collect();
+            return Some(WorkspaceMember {
+                root: root.to_path_buf(),
+                name,
+                dir: rel.display().to_string(),
+                line,
+                workspace_deps,
+            });
+        }
+        if root.join(".git").exists() {
+            break;
+        }
+    }
+    None
+}
+
 /// Present as anything but a directory: a FIFO or device named `requirements.txt` counts as
 /// found, so reading it fails with "is a FIFO, not a regular file" instead of "not found".
 fn is_file(p: &Path) -> bool {
@@ -290,4 +375,107 @@ pub fn parse_uv_lock(text: &str, path: &str) -> Result<Vec<Locked>, DepsError> {
         .unwrap_or_default();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT: &str = "[project]\nname = \"mono\"\nversion = \"0\"\n\n[tool.uv.workspace]\nmembers = [\"svc/*\", \"lib\"]\n";
+    const MEMBER: &str =
+        "[project]\nname = \"api\"\nversion = \"0\"\ndependencies = [\"fastapi\"]\n";
+    const LOCK: &str = r#"version = 1
+
+[[package]]
+name = "api"
+version = "0"
+source = { virtual = "svc/api" }
+dependencies = [{ name = "fastapi" }, { name = "lib" }]
+
+[[package]]
+name = "lib"
+version = "0"
+source = { editable = "lib" }
+
+[[package]]
+name = "fastapi"
+version = "1"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "mono"
+version = "0"
+source = { virtual = "." }
+dependencies = [{ name = "api" }]
+"#;
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (p, text) in files {
+            let p = d.path().join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        d
+    }
+
+    #[test]
+    fn a_member_is_found_through_the_lock_above_it() {
+        let d = tree(&[
+            ("pyproject.toml", ROOT),
+            ("uv.lock", LOCK),
+            ("svc/api/pyproject.toml", MEMBER),
+            ("lib/pyproject.toml", "[project]\nname = \"lib\"\n"),
+        ]);
+        let m = workspace_member(&d.path().join("svc/api")).expect("a member");
+        assert_eq!(m.root, std::fs::canonicalize(d.path()).unwrap());
+        assert_eq!(
+            (m.name.as_str(), m.dir.as_str(), m.line),
+            ("api", "svc/api", 5)
+        );
+        // `mono` (the root, `.`) and the registry's fastapi are not workspace packages.
+        assert_eq!(m.workspace_deps, ["lib"]);
+        assert_eq!(
+            workspace_member(&d.path().join("lib"))
+                .unwrap()
+                .workspace_deps,
+            [] as [String; 0]
+        );
+        // The root itself has its lock: not a member above anything.
+        assert_eq!(workspace_member(d.path()), None);
+    }
+
+    #[test]
+    fn no_member_without_a_workspace_that_locks_it() {
+        // A directory the lock does not list (a stale lock, an excluded directory).
+        let d = tree(&[
+            ("pyproject.toml", ROOT),
+            ("uv.lock", LOCK),
+            ("svc/other/pyproject.toml", MEMBER),
+        ]);
+        assert_eq!(workspace_member(&d.path().join("svc/other")), None);
+        // A lock above without `[tool.uv.workspace]`: a project, not a workspace.
+        let d = tree(&[
+            ("pyproject.toml", "[project]\nname = \"mono\"\n"),
+            ("uv.lock", LOCK),
+            ("svc/api/pyproject.toml", MEMBER),
+        ]);
+        assert_eq!(workspace_member(&d.path().join("svc/api")), None);
+        // The member's own lock makes it a root of its own.
+        let d = tree(&[
+            ("pyproject.toml", ROOT),
+            ("uv.lock", LOCK),
+            ("svc/api/pyproject.toml", MEMBER),
+            ("svc/api/uv.lock", "version = 1\n"),
+        ]);
+        assert_eq!(workspace_member(&d.path().join("svc/api")), None);
+        // The walk stops at a repository's top: a workspace above the checkout is not its.
+        let d = tree(&[
+            ("pyproject.toml", ROOT),
+            ("uv.lock", LOCK),
+            ("svc/api/pyproject.toml", MEMBER),
+        ]);
+        std::fs::create_dir(d.path().join("svc/.git")).unwrap();
+        assert_eq!(workspace_member(&d.path().join("svc/api")), None);
+    }
 }

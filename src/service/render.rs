@@ -114,6 +114,22 @@ pub enum RenderError {
         #[source]
         source: DepsError,
     },
+    #[error(
+        "service `{service}`: its context {context} is `{}`, a member of the uv workspace at \
+         {}:{} (locked in {}, outside the context); {}",
+        member.name,
+        root.join("pyproject.toml").display(),
+        member.line,
+        root.join("uv.lock").display(),
+        workspace_consequence(member)
+    )]
+    WorkspaceMember {
+        service: String,
+        context: String,
+        /// The workspace root as shown (relative to the configuration when inside it).
+        root: PathBuf,
+        member: Box<deps::WorkspaceMember>,
+    },
     #[error("template {template} failed to render")]
     Template {
         template: String,
@@ -138,6 +154,7 @@ impl Diagnose for RenderError {
             RenderError::Dependencies { .. } => {
                 Some("fix the file, or choose another source with `dependencies` in ctxbuild.toml".into())
             }
+            RenderError::WorkspaceMember { root, member, .. } => Some(workspace_fix(root, member)),
             RenderError::Template { .. } => Some("this is a ctxbuild bug; please report it".into()),
             RenderError::Write { .. } => None,
         }
@@ -178,8 +195,78 @@ pub fn render_for(
     render_flavour(service, variant, base_image, plan.as_ref(), buildkit)
 }
 
+/// What building a workspace member's context alone would do.
+fn workspace_consequence(member: &deps::WorkspaceMember) -> String {
+    match member.workspace_deps.as_slice() {
+        [] => "an image of the context alone installs its dependencies with pip from PyPI, \
+               without uv.lock's pins"
+            .to_string(),
+        names => {
+            format!(
+            "it depends on the workspace package{} {}, which an image of the context alone cannot \
+             install (pip would look for {} on PyPI, and fail or install an unrelated package)",
+            if names.len() == 1 { "" } else { "s" },
+            names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
+            if names.len() == 1 { "it" } else { "them" },
+        )
+        }
+    }
+}
+
+/// How to build a workspace member today.
+pub fn workspace_fix(root: &Path, member: &deps::WorkspaceMember) -> String {
+    let accept = if member.workspace_deps.is_empty() {
+        "set `dependencies = \"pyproject\"` for the service to accept an unpinned install, or "
+    } else {
+        ""
+    };
+    format!(
+        "ctxbuild's template builds a project, not a workspace member: {accept}build it with your \
+         own Dockerfile whose context is the workspace root ({}), which copies the workspace and \
+         runs `uv sync --frozen --no-dev --package {}`; in ctxbuild.toml set the service's \
+         `context` to that root and `dockerfile` to the Dockerfile's path inside it",
+        root.display(),
+        member.name
+    )
+}
+
+/// The uv workspace a Python service's context is a member of (see
+/// [`deps::workspace_member`]), when building the context alone cannot give the image what the
+/// workspace locks: the member depends on other workspace packages, or its dependency source
+/// was detected (not chosen) and would ignore the lock.
+pub fn workspace_refusal(config: &Config, service: &Service) -> Option<RenderError> {
+    if service.kind != Kind::PythonAsgi {
+        return None;
+    }
+    let member = deps::workspace_member(&config.context_dir(service))?;
+    let chosen = service.dependencies.is_some() || service.positions.contains_key("requirements");
+    if chosen && member.workspace_deps.is_empty() {
+        return None;
+    }
+    let root = std::fs::canonicalize(&config.root)
+        .ok()
+        .and_then(|r| member.root.strip_prefix(r).ok().map(Path::to_path_buf))
+        .map(|r| {
+            if r.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                r
+            }
+        })
+        .unwrap_or_else(|| member.root.clone());
+    Some(RenderError::WorkspaceMember {
+        service: service.name.clone(),
+        context: config.display_path(&service.context),
+        root,
+        member: Box::new(member),
+    })
+}
+
 /// Analyses the service's dependency files into the plan its template renders.
 pub fn install_plan(config: &Config, service: &Service) -> Result<InstallPlan, RenderError> {
+    if let Some(refused) = workspace_refusal(config, service) {
+        return Err(refused);
+    }
     let settings = DepsSettings {
         source: service.dependencies.clone(),
         requirements: Some(service.requirements.clone()),
