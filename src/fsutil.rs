@@ -356,11 +356,19 @@ pub fn prune_cache_dir(
         std::fs::read_dir(format!("/proc/self/fd/{fd}")).or_else(|_| std::fs::read_dir(dir))?;
     let now = std::time::SystemTime::now();
     let (mut found, mut stale) = (Vec::new(), Vec::new());
-    for entry in listed.take(PRUNE_SCAN) {
+    for (seen, entry) in listed.enumerate() {
+        if seen >= PRUNE_SCAN {
+            return Ok(0);
+        }
         let name = entry?.file_name();
         let bytes = name.as_bytes();
-        let temp = bytes.starts_with(b".") && bytes.ends_with(b".tmp");
-        if !(temp || (bytes.ends_with(suffix.as_bytes()) && !bytes.starts_with(b"."))) {
+        // ctxbuild's own names only (a hash, then the suffix; a temporary file is
+        // `.NAME.PID.N.tmp`): a cache directory pointed at a user's own files loses nothing.
+        let temp = bytes.len() > 1
+            && bytes[0] == b'.'
+            && bytes.ends_with(b".tmp")
+            && own_name(&bytes[1..], suffix, true);
+        if !temp && !own_name(bytes, suffix, false) {
             continue;
         }
         let Some(st) = stat_at(fd, &name) else {
@@ -374,12 +382,13 @@ pub fn prune_cache_dir(
                 st.st_mtime.max(0) as u64,
                 st.st_mtime_nsec.clamp(0, 999_999_999) as u32,
             );
+        let id = (st.st_dev, st.st_ino);
         if temp {
             if now.duration_since(mtime).is_ok_and(|age| age > STALE_TEMP) {
-                stale.push(name);
+                stale.push((name, id));
             }
         } else if Some(name.as_os_str()) != spare {
-            found.push((mtime, st.st_size.max(0) as u64, name));
+            found.push((mtime, st.st_size.max(0) as u64, name, id));
         }
     }
     let mut bytes = spare
@@ -388,17 +397,20 @@ pub fn prune_cache_dir(
     let mut files = usize::from(spare.is_some());
     found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(&b.2)));
     let mut doomed = stale;
-    for (_, size, name) in found {
+    for (_, size, name, id) in found {
         files += 1;
         bytes = bytes.saturating_add(size);
         if files > keep.files || (files > 1 && bytes > keep.bytes) {
-            doomed.push(name);
+            doomed.push((name, id));
         }
     }
     let mut removed = 0;
-    for name in doomed {
-        // Still a regular file at removal time (not swapped for a directory or a link).
-        if stat_at(fd, &name).is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG) {
+    for (name, id) in doomed {
+        // Still the very file listed (not swapped for a directory or a link, nor replaced by a
+        // fresh version another run just renamed over it).
+        if stat_at(fd, &name).is_some_and(|st| {
+            st.st_mode & libc::S_IFMT == libc::S_IFREG && (st.st_dev, st.st_ino) == id
+        }) {
             let c = std::ffi::CString::new(name.as_bytes())?;
             // SAFETY: a NUL-terminated name relative to an open directory handle.
             if unsafe { libc::unlinkat(fd, c.as_ptr(), 0) } == 0 {
@@ -407,6 +419,38 @@ pub fn prune_cache_dir(
         }
     }
     Ok(removed)
+}
+
+/// Whether `name` is one ctxbuild gives a cache file: 32 lowercase hex digits and `suffix`
+/// (then, with `prefix_only`, anything: a temporary file's `.PID.N.tmp` tail).
+fn own_name(name: &[u8], suffix: &str, prefix_only: bool) -> bool {
+    let Some(rest) = name.get(32..) else {
+        return false;
+    };
+    name[..32]
+        .iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        && if prefix_only {
+            rest.starts_with(suffix.as_bytes())
+        } else {
+            rest == suffix.as_bytes()
+        }
+}
+
+/// Sets the modification time of `path` (not through a symlink) to now: a cache file used
+/// but not rewritten stays among the newest that [`prune_cache_dir`] keeps.
+pub fn touch(path: &Path) {
+    if let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) {
+        // SAFETY: a NUL-terminated path; a null `times` means now.
+        unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                std::ptr::null(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            );
+        }
+    }
 }
 
 /// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`.
@@ -856,51 +900,65 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let cache = d.path().join("plans");
         std::fs::create_dir(&cache).unwrap();
-        // p0 the newest … p7 the oldest; `spare` (just written) is older than all of them.
+        // ctxbuild names its files by a hash: p(0) the newest … p(7) the oldest; `spare` (just
+        // written) is older than all of them.
+        let p = |i: u32| format!("{:032x}.json", i);
+        let spare = format!("{:032x}.json", 0xabc);
         for i in 0..8 {
-            let p = cache.join(format!("p{i}.json"));
-            std::fs::write(&p, vec![b'x'; 100]).unwrap();
-            set_mtime(&p, 100 + i * 10);
+            let path = cache.join(p(i));
+            std::fs::write(&path, vec![b'x'; 100]).unwrap();
+            set_mtime(&path, 100 + i64::from(i) * 10);
         }
-        std::fs::write(cache.join("spare.json"), b"s").unwrap();
-        set_mtime(&cache.join("spare.json"), 10_000);
-        // Not ours to remove: other suffixes, a directory, a link (to a file outside that is
-        // older than everything), a fresh temporary file. A stale one goes.
+        std::fs::write(cache.join(&spare), b"s").unwrap();
+        set_mtime(&cache.join(&spare), 10_000);
+        // Not ours to remove: names ctxbuild does not give (a user's own `.json`, however old),
+        // a directory, a link (to a file outside, older than everything), a fresh temporary
+        // file. A stale one goes.
         let outside = d.path().join("victim.json");
         std::fs::write(&outside, b"v").unwrap();
         set_mtime(&outside, 20_000);
-        std::os::unix::fs::symlink(&outside, cache.join("link.json")).unwrap();
-        std::fs::create_dir(cache.join("dir.json")).unwrap();
-        std::fs::write(cache.join("notes.txt"), b"n").unwrap();
-        std::fs::write(cache.join(".a.json.1.2.tmp"), b"t").unwrap();
-        std::fs::write(cache.join(".b.json.1.2.tmp"), b"t").unwrap();
-        set_mtime(&cache.join(".b.json.1.2.tmp"), 7200);
+        let link = format!("{:032x}.json", 0xdead);
+        std::os::unix::fs::symlink(&outside, cache.join(&link)).unwrap();
+        let dir = format!("{:032x}.json", 0xd1);
+        std::fs::create_dir(cache.join(&dir)).unwrap();
+        for mine in [
+            "notes.json",
+            "plan.json",
+            "ABCDEF0123456789ABCDEF0123456789.json",
+        ] {
+            std::fs::write(cache.join(mine), b"n").unwrap();
+            set_mtime(&cache.join(mine), 30_000);
+        }
+        let fresh = format!(".{}.1.2.tmp", p(1));
+        let stale = format!(".{}.1.3.tmp", p(2));
+        std::fs::write(cache.join(&fresh), b"t").unwrap();
+        std::fs::write(cache.join(&stale), b"t").unwrap();
+        set_mtime(&cache.join(&stale), 7200);
+        std::fs::write(cache.join(".notes.json.1.2.tmp"), b"t").unwrap();
+        set_mtime(&cache.join(".notes.json.1.2.tmp"), 7200);
 
         let keep = Keep {
             files: 4,
             bytes: u64::MAX,
         };
-        let removed = prune_cache_dir(
-            &cache,
-            ".json",
-            keep,
-            Some(std::ffi::OsStr::new("spare.json")),
-        )
-        .unwrap();
+        let spare_name = std::ffi::OsStr::new(&spare);
+        let removed = prune_cache_dir(&cache, ".json", keep, Some(spare_name)).unwrap();
         assert_eq!(removed, 6, "{:?}", names(&cache));
-        assert_eq!(
-            names(&cache),
-            [
-                ".a.json.1.2.tmp",
-                "dir.json",
-                "link.json",
-                "notes.txt",
-                "p0.json",
-                "p1.json",
-                "p2.json",
-                "spare.json"
-            ]
-        );
+        let mut want = vec![
+            fresh.clone(),
+            ".notes.json.1.2.tmp".into(),
+            dir.clone(),
+            link.clone(),
+            p(0),
+            p(1),
+            p(2),
+            spare.clone(),
+            "ABCDEF0123456789ABCDEF0123456789.json".into(),
+            "notes.json".into(),
+            "plan.json".into(),
+        ];
+        want.sort();
+        assert_eq!(names(&cache), want);
         assert_eq!(std::fs::read(&outside).unwrap(), b"v");
 
         // The byte budget: 250 bytes hold the spare (1 byte) and two 100-byte plans.
@@ -908,27 +966,19 @@ mod tests {
             files: 100,
             bytes: 250,
         };
-        prune_cache_dir(
-            &cache,
-            ".json",
-            keep,
-            Some(std::ffi::OsStr::new("spare.json")),
-        )
-        .unwrap();
-        assert!(cache.join("p1.json").exists() && !cache.join("p2.json").exists());
-        // The newest is kept whatever its size.
-        let keep = Keep {
-            files: 100,
-            bytes: 1,
-        };
+        prune_cache_dir(&cache, ".json", keep, Some(spare_name)).unwrap();
+        assert!(cache.join(p(1)).exists() && !cache.join(p(2)).exists());
+        // The newest is kept whatever its size; used (touched), an old file is the newest.
+        touch(&cache.join(&spare));
+        let keep = Keep { files: 1, bytes: 1 };
         prune_cache_dir(&cache, ".json", keep, None).unwrap();
-        assert!(cache.join("p0.json").exists() && !cache.join("spare.json").exists());
+        assert!(cache.join(&spare).exists() && !cache.join(p(0)).exists());
 
         // A cache directory swapped for a link is refused, and nothing behind it is removed.
         let real = d.path().join("real");
         std::fs::create_dir(&real).unwrap();
-        std::fs::write(real.join("old.json"), b"o").unwrap();
-        std::fs::write(real.join("older.json"), b"o").unwrap();
+        std::fs::write(real.join(p(1)), b"o").unwrap();
+        std::fs::write(real.join(p(2)), b"o").unwrap();
         let linked = d.path().join("linked");
         std::os::unix::fs::symlink(&real, &linked).unwrap();
         let keep = Keep {
@@ -936,7 +986,7 @@ mod tests {
             bytes: u64::MAX,
         };
         assert!(prune_cache_dir(&linked, ".json", keep, None).is_err());
-        assert_eq!(names(&real), ["old.json", "older.json"]);
+        assert_eq!(names(&real).len(), 2);
     }
 
     #[test]

@@ -129,9 +129,16 @@ pub fn record_path(cache_dir: &Path, key: &PlanKey) -> PathBuf {
 }
 
 fn load(cache_dir: &Path, key: &PlanKey) -> Option<Record> {
-    let bytes = fsutil::read_limited(&record_path(cache_dir, key), LIMIT).ok()?;
+    let path = record_path(cache_dir, key);
+    let bytes = fsutil::read_limited(&path, LIMIT).ok()?;
     let r: Record = serde_json::from_slice(&bytes).ok()?;
-    (r.version == VERSION && &r.key == key).then_some(r)
+    (r.version == VERSION && &r.key == key).then(|| {
+        // Used (a no-op build rewrites nothing): kept among the newest when pruned, and so
+        // is the plan it stands for.
+        fsutil::touch(&path);
+        fsutil::touch(&PlanStore::new(cache_dir).path(key));
+        r
+    })
 }
 
 /// The (reference, step index) of every image the plan's steps read, in step order.

@@ -100,8 +100,9 @@ pub struct Dependencies {
     pub files: Vec<PathBuf>,
     /// Why the files could not be read, if they could not (`check` will say it again).
     pub error: Option<String>,
-    /// The uv workspace the context is a member of, when its root lies above the context
-    /// (the template cannot build such a member: `check` says why).
+    /// The uv workspace the context is a member of, when its root lies above the context and
+    /// the member depends on other packages of it (the template cannot build such a member:
+    /// `check` says why).
     pub workspace: Option<python::deps::WorkspaceMember>,
 }
 
@@ -350,7 +351,8 @@ fn python_service(
 /// The uv workspace the context `abs` (`rel` under the directory being initialised) is a
 /// member of, its root shown relative to that directory when inside it.
 fn workspace_member(abs: &Path, rel: &Path) -> Option<python::deps::WorkspaceMember> {
-    let mut w = python::deps::workspace_member(abs)?;
+    // Only a member the template cannot build: one that depends on its siblings.
+    let mut w = python::deps::workspace_member(abs).filter(|w| !w.workspace_deps.is_empty())?;
     let top = std::fs::canonicalize(abs)
         .ok()?
         .ancestors()

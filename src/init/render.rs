@@ -172,7 +172,14 @@ fn python_service(o: &mut String, s: &PythonService) {
     if let Some(e) = &deps.error {
         let _ = writeln!(o, "# NOTE: {}", e.replace('\n', " "));
     }
-    if let Some(w) = &deps.workspace {
+    if let (
+        Some(w),
+        None
+        | Some(super::FoundDockerfile {
+            generated: true, ..
+        }),
+    ) = (&deps.workspace, &s.dockerfile)
+    {
         let _ = writeln!(
             o,
             "# NOTE: this context is `{}`, a member of the uv workspace of {}:\n# the \

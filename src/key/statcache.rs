@@ -149,6 +149,10 @@ impl StatCache {
             state: LoadState::Missing,
         };
         c.open();
+        if matches!(c.state, LoadState::Valid) {
+            // Used: kept among the newest when the directory is pruned (see `write`).
+            crate::fsutil::touch(&c.file);
+        }
         c
     }
 

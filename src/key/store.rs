@@ -96,8 +96,13 @@ impl PlanStore {
     pub fn load(&self, key: &PlanKey) -> Option<Plan> {
         // Parsed as it is read: a million-file plan is ~150 MB of JSON, which should not be
         // held beside the plan it becomes.
-        let saved: Saved = serde_json::from_reader(open(&self.path(key)).ok()?).ok()?;
-        (saved.version == VERSION && &saved.key == key).then_some(saved.plan)
+        let path = self.path(key);
+        let saved: Saved = serde_json::from_reader(open(&path).ok()?).ok()?;
+        (saved.version == VERSION && &saved.key == key).then(|| {
+            // Used: kept among the newest when the store is pruned (see `save`).
+            fsutil::touch(&path);
+            saved.plan
+        })
     }
 
     /// The plan saved for `key` with its manifest read as an [`Overlay`] of `current` (the
@@ -109,10 +114,14 @@ impl PlanStore {
         current: &'a Manifest,
     ) -> Option<(Plan, Overlay<'a>)> {
         use serde::de::DeserializeSeed;
-        let mut de = serde_json::Deserializer::from_reader(open(&self.path(key)).ok()?);
+        let path = self.path(key);
+        let mut de = serde_json::Deserializer::from_reader(open(&path).ok()?);
         let (version, saved_key, plan, overlay) = seed::Saved(current).deserialize(&mut de).ok()?;
         de.end().ok()?;
-        (version == VERSION && saved_key.as_ref() == Some(key)).then_some((plan, overlay))
+        (version == VERSION && saved_key.as_ref() == Some(key)).then(|| {
+            fsutil::touch(&path);
+            (plan, overlay)
+        })
     }
 
     /// Saves `plan` with `manifest` for `key`, atomically (a manifest in `plan` is replaced).
@@ -467,6 +476,48 @@ mod tests {
             assert_eq!(store.load(&k).unwrap().context_digest, format!("d{i}"));
         }
         assert_eq!(count(), KEPT.files);
+
+        // A plan used (loaded) but not rewritten stays: make every plan old, the first kept
+        // one the oldest, load it, save one more.
+        let first = key("/src/app", "backend", "app:0006");
+        for (i, e) in std::fs::read_dir(dir.path().join("plans"))
+            .unwrap()
+            .enumerate()
+        {
+            let age = if e.as_ref().unwrap().path() == store.path(&first) {
+                9_000
+            } else {
+                1_000 + i as i64
+            };
+            set_mtime(&e.unwrap().path(), age);
+        }
+        assert!(store.load(&first).is_some());
+        let last = key("/src/app", "backend", "app:9999");
+        store
+            .save(&last, &plan("last"), &Manifest::default())
+            .unwrap();
+        assert_eq!(count(), KEPT.files);
+        assert!(
+            store.load(&first).is_some(),
+            "the plan just used was pruned"
+        );
+    }
+
+    fn set_mtime(p: &Path, secs_ago: i64) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let t = libc::timespec {
+            tv_sec: now - secs_ago,
+            tv_nsec: 0,
+        };
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a NUL-terminated path and two timespecs.
+        assert_eq!(
+            unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) },
+            0
+        );
     }
 
     #[test]

@@ -201,9 +201,9 @@ pub fn analyse(context: &Path, settings: &DepsSettings) -> Result<Dependencies, 
 }
 
 /// A context that is a member of a uv workspace whose root, and lock, lie above it: the
-/// template builds the context alone, so it would install the member's `pyproject.toml`
-/// dependencies with pip from PyPI — a sibling workspace package fails to install (or an
-/// unrelated PyPI package of that name is installed) and `uv.lock`'s pins are ignored.
+/// template builds the context alone, so a sibling workspace package the member depends on
+/// cannot be installed (pip would ask PyPI for it, and fail or install an unrelated package of
+/// that name).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WorkspaceMember {
     /// The workspace root: the directory of its `pyproject.toml` and `uv.lock`.
@@ -238,37 +238,53 @@ pub fn workspace_member(context: &Path) -> Option<WorkspaceMember> {
             let text = fsutil::read_text(&root.join(PYPROJECT)).ok()?;
             let doc: toml::Table = toml::from_str(&text).ok()?;
             doc.get("tool")?.get("uv")?.get("workspace")?;
+            // The table's header; `workspace = { … }` inline under `[tool.uv]` otherwise.
             let line = text
                 .find("[tool.uv.workspace]")
-                .or_else(|| text.find("workspace"))
+                .or_else(|| text.find("[tool.uv]"))
                 .map_or(1, |o| line_of(&text, o));
             let rel = context.strip_prefix(root).ok()?;
             let lock: toml::Table = toml::from_str(&fsutil::read_text(&lock).ok()?).ok()?;
             let packages = lock.get("package")?.as_array()?;
-            let local = |p: &toml::Value| {
+            // `[manifest] members` names the workspace's members (the root included); a lock
+            // without it (one member, an older uv) counts the editable and virtual sources. A
+            // `directory` source or a path dependency outside the list is not a member.
+            let members: Option<Vec<&str>> = lock
+                .get("manifest")
+                .and_then(|m| m.get("members"))
+                .and_then(|m| m.as_array())
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect());
+            fn name_of(p: &toml::Value) -> Option<&str> {
+                p.get("name")?.as_str()
+            }
+            let member_dir = |p: &toml::Value| {
                 let source = p.get("source")?;
-                ["editable", "virtual", "directory"]
+                let dir = ["editable", "virtual"]
                     .iter()
-                    .find_map(|k| source.get(k)?.as_str())
-                    .map(str::to_string)
+                    .find_map(|k| source.get(k)?.as_str())?;
+                match &members {
+                    Some(list) if !list.contains(&name_of(p)?) => None,
+                    _ => Some(dir.to_string()),
+                }
             };
             let member = packages.iter().find(|p| {
-                local(p).is_some_and(|d| Path::new(&d).components().eq(rel.components()))
+                member_dir(p).is_some_and(|d| Path::new(&d).components().eq(rel.components()))
             })?;
-            let name = member.get("name")?.as_str()?.to_string();
-            // Its dependencies that are themselves local packages of the workspace.
-            let locals: Vec<String> = packages
+            let name = name_of(member)?.to_string();
+            // Its dependencies that are other members of the workspace (the root, `.`, aside).
+            let siblings: Vec<&str> = packages
                 .iter()
-                .filter(|p| local(p).is_some_and(|d| d != "."))
-                .filter_map(|p| p.get("name")?.as_str().map(str::to_string))
+                .filter(|p| member_dir(p).is_some_and(|d| d != "."))
+                .filter_map(name_of)
                 .collect();
             let workspace_deps = member
                 .get("dependencies")
                 .and_then(|d| d.as_array())
                 .into_iter()
                 .flatten()
-                .filter_map(|d| d.get("name")?.as_str().map(str::to_string))
-                .filter(|n| locals.contains(n))
+                .filter_map(|d| d.get("name")?.as_str())
+                .filter(|n| siblings.contains(n) && *n != name)
+                .map(str::to_string)
                 .collect();
             return Some(WorkspaceMember {
                 root: root.to_path_buf(),
@@ -386,11 +402,19 @@ mod tests {
         "[project]\nname = \"api\"\nversion = \"0\"\ndependencies = [\"fastapi\"]\n";
     const LOCK: &str = r#"version = 1
 
+[manifest]
+members = ["api", "lib", "mono"]
+
 [[package]]
 name = "api"
 version = "0"
 source = { virtual = "svc/api" }
-dependencies = [{ name = "fastapi" }, { name = "lib" }]
+dependencies = [{ name = "fastapi" }, { name = "lib" }, { name = "vendored" }]
+
+[[package]]
+name = "vendored"
+version = "0"
+source = { editable = "vendor/pkg" }
 
 [[package]]
 name = "lib"
@@ -433,7 +457,8 @@ dependencies = [{ name = "api" }]
             (m.name.as_str(), m.dir.as_str(), m.line),
             ("api", "svc/api", 5)
         );
-        // `mono` (the root, `.`) and the registry's fastapi are not workspace packages.
+        // `mono` (the root, `.`), the registry's fastapi and `vendored` (a path dependency,
+        // not in `[manifest] members`) are not workspace packages.
         assert_eq!(m.workspace_deps, ["lib"]);
         assert_eq!(
             workspace_member(&d.path().join("lib"))
@@ -443,6 +468,19 @@ dependencies = [{ name = "api" }]
         );
         // The root itself has its lock: not a member above anything.
         assert_eq!(workspace_member(d.path()), None);
+        // A path dependency's directory is not a member.
+        std::fs::create_dir_all(d.path().join("vendor/pkg")).unwrap();
+        std::fs::write(d.path().join("vendor/pkg/pyproject.toml"), MEMBER).unwrap();
+        assert_eq!(workspace_member(&d.path().join("vendor/pkg")), None);
+        // Without `[manifest]` (one member, an older uv), editable and virtual sources count.
+        let lock = LOCK.replace("[manifest]\nmembers = [\"api\", \"lib\", \"mono\"]\n", "");
+        std::fs::write(d.path().join("uv.lock"), lock).unwrap();
+        assert_eq!(
+            workspace_member(&d.path().join("svc/api"))
+                .unwrap()
+                .workspace_deps,
+            ["lib", "vendored"]
+        );
     }
 
     #[test]

@@ -197,32 +197,25 @@ pub fn render_for(
 
 /// What building a workspace member's context alone would do.
 fn workspace_consequence(member: &deps::WorkspaceMember) -> String {
-    match member.workspace_deps.as_slice() {
-        [] => "an image of the context alone installs its dependencies with pip from PyPI, \
-               without uv.lock's pins"
-            .to_string(),
-        names => {
-            format!(
-            "it depends on the workspace package{} {}, which an image of the context alone cannot \
-             install (pip would look for {} on PyPI, and fail or install an unrelated package)",
-            if names.len() == 1 { "" } else { "s" },
-            names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "),
-            if names.len() == 1 { "it" } else { "them" },
-        )
-        }
-    }
+    let names = &member.workspace_deps;
+    format!(
+        "it depends on the workspace package{} {}, which an image of the context alone cannot \
+         install (pip would look for {} on PyPI, and fail or install an unrelated package)",
+        if names.len() == 1 { "" } else { "s" },
+        names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if names.len() == 1 { "it" } else { "them" },
+    )
 }
 
 /// How to build a workspace member today.
 pub fn workspace_fix(root: &Path, member: &deps::WorkspaceMember) -> String {
-    let accept = if member.workspace_deps.is_empty() {
-        "set `dependencies = \"pyproject\"` for the service to accept an unpinned install, or "
-    } else {
-        ""
-    };
     format!(
-        "ctxbuild's template builds a project, not a workspace member: {accept}build it with your \
-         own Dockerfile whose context is the workspace root ({}), which copies the workspace and \
+        "ctxbuild's template builds a project, not a workspace member: build it with your own \
+         Dockerfile whose context is the workspace root ({}), which copies the workspace and \
          runs `uv sync --frozen --no-dev --package {}`; in ctxbuild.toml set the service's \
          `context` to that root and `dockerfile` to the Dockerfile's path inside it",
         root.display(),
@@ -231,16 +224,16 @@ pub fn workspace_fix(root: &Path, member: &deps::WorkspaceMember) -> String {
 }
 
 /// The uv workspace a Python service's context is a member of (see
-/// [`deps::workspace_member`]), when building the context alone cannot give the image what the
-/// workspace locks: the member depends on other workspace packages, or its dependency source
-/// was detected (not chosen) and would ignore the lock.
+/// [`deps::workspace_member`]), when the member depends on other packages of the workspace:
+/// building the context alone cannot install them, whatever the dependency source. A member
+/// without such dependencies builds like any project (from its own `pyproject.toml` or an
+/// exported requirements file), so it is not refused.
 pub fn workspace_refusal(config: &Config, service: &Service) -> Option<RenderError> {
     if service.kind != Kind::PythonAsgi {
         return None;
     }
     let member = deps::workspace_member(&config.context_dir(service))?;
-    let chosen = service.dependencies.is_some() || service.positions.contains_key("requirements");
-    if chosen && member.workspace_deps.is_empty() {
+    if member.workspace_deps.is_empty() {
         return None;
     }
     let root = std::fs::canonicalize(&config.root)
