@@ -244,24 +244,18 @@ fn write_atomic_mode(
                     io::copy(&mut unnamed, f).map(drop)
                 });
             }
-            return publish(dir, &tmp, path, Ok(()));
+            if let Err(e) = std::fs::rename(&tmp, path) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            break;
         }
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        return Ok(());
     }
     write_named(dir, path, mode, tmp_path, fill)
-}
-
-/// Renames the complete temporary file `tmp` over `path` once `filled` says it is complete,
-/// and makes the rename durable; on any failure the temporary file is removed.
-fn publish(dir: &Path, tmp: &Path, path: &Path, filled: io::Result<()>) -> io::Result<()> {
-    if let Err(e) = filled.and_then(|()| std::fs::rename(tmp, path)) {
-        let _ = std::fs::remove_file(tmp);
-        return Err(e);
-    }
-    // Failure to sync a directory is not worth failing the write for.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// The atomic write through a named temporary file `tmp_path(attempt)` in `dir`.
@@ -287,10 +281,19 @@ fn write_named(
             Err(e) => return Err(e),
         }
     };
-    let filled = fill(&mut file)
+    let result = fill(&mut file)
         .and_then(|()| file.flush())
-        .and_then(|()| file.sync_all());
-    publish(dir, &tmp, path, filled)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Make the rename itself durable; failure to sync a directory is not worth failing for.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// An unnamed file in `dir` (`O_TMPFILE`), when the filesystem has them and `/proc/self/fd`
