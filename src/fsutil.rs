@@ -453,6 +453,31 @@ pub fn touch(path: &Path) {
     }
 }
 
+/// Sets the times of `p` (not through a symlink) to `secs_ago` seconds ago: tests of what
+/// the age of a cache file decides.
+#[cfg(test)]
+pub(crate) fn set_mtime(p: &Path, secs_ago: i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let t = libc::timespec {
+        tv_sec: now - secs_ago,
+        tv_nsec: 0,
+    };
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path and two timespecs.
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            [t, t].as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(r, 0, "{}", io::Error::last_os_error());
+}
+
 /// `fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW)`.
 fn stat_at(dirfd: libc::c_int, name: &std::ffi::OsStr) -> Option<libc::stat> {
     use std::os::unix::ffi::OsStrExt;
@@ -864,27 +889,7 @@ mod tests {
         assert!(!names_stdout(Path::new("stdout")));
     }
 
-    fn set_mtime(p: &Path, secs_ago: i64) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let t = libc::timespec {
-            tv_sec: now - secs_ago,
-            tv_nsec: 0,
-        };
-        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a NUL-terminated path and two timespecs.
-        let r = unsafe {
-            libc::utimensat(
-                libc::AT_FDCWD,
-                c.as_ptr(),
-                [t, t].as_ptr(),
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        assert_eq!(r, 0, "{}", io::Error::last_os_error());
-    }
+    use super::set_mtime;
 
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)

@@ -204,7 +204,7 @@ fn example_backend_builds_runs_and_caches_exactly() {
     .unwrap();
     let tag = format!("ctxbuild-e2e/{}:1", common::unique("backend"));
     let python = common::python_image();
-    let build_with = |report: &str, extra: &[&str]| {
+    let run = |report: &str, extra: &[&str]| {
         let mut args = vec![
             "--progress",
             "plain",
@@ -221,6 +221,10 @@ fn example_backend_builds_runs_and_caches_exactly() {
         args.extend_from_slice(extra);
         let o = common::run_in(dir.path(), &args);
         assert!(o.status.success(), "{}", common::stderr(&o));
+        o
+    };
+    let build_with = |report: &str, extra: &[&str]| {
+        let o = run(report, extra);
         (
             common::read_json(&dir.path().join(report)),
             common::stdout(&o),
@@ -265,23 +269,7 @@ fn example_backend_builds_runs_and_caches_exactly() {
     );
     assert!(text.contains("Up to date: "), "{text}");
     // `--report -`: the JSON report is the whole of stdout, the table is not printed after it.
-    let o = common::run_in(
-        dir.path(),
-        &[
-            "--progress",
-            "plain",
-            "image",
-            "backend",
-            "--alpine",
-            "--base-image",
-            &python,
-            "-t",
-            &tag,
-            "--report",
-            "-",
-        ],
-    );
-    assert!(o.status.success(), "{}", common::stderr(&o));
+    let o = run("-", &[]);
     let on_stdout: serde_json::Value =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", common::stdout(&o)));
     assert_eq!(on_stdout["image_id"], first["image_id"]);

@@ -489,7 +489,7 @@ mod tests {
             } else {
                 1_000 + i as i64
             };
-            set_mtime(&e.unwrap().path(), age);
+            crate::fsutil::set_mtime(&e.unwrap().path(), age);
         }
         assert!(store.load(&first).is_some());
         let last = key("/src/app", "backend", "app:9999");
@@ -500,23 +500,6 @@ mod tests {
         assert!(
             store.load(&first).is_some(),
             "the plan just used was pruned"
-        );
-    }
-
-    fn set_mtime(p: &Path, secs_ago: i64) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let t = libc::timespec {
-            tv_sec: now - secs_ago,
-            tv_nsec: 0,
-        };
-        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a NUL-terminated path and two timespecs.
-        assert_eq!(
-            unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) },
-            0
         );
     }
 
